@@ -1,0 +1,58 @@
+# scalekeeper: every workflow is a target here; CI (.ci/run) and the GitHub workflow call the same ones.
+SHELL := /bin/bash
+VENV ?= .venv
+PY := $(VENV)/bin/python
+CRD := crds/scalingpolicies.scalekeeper.dev.yaml
+
+.PHONY: help venv lint typecheck crd crd-check unit test cluster-up cluster-down cluster-status cluster-logs image lock
+
+help:
+	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  %-16s %s\n", $$1, $$2}'
+
+$(VENV)/.installed: pyproject.toml
+	@command -v python3 >/dev/null || { echo "python3 (>= 3.11) is required"; exit 1; }
+	python3 -m venv $(VENV)
+	$(VENV)/bin/pip install -q --disable-pip-version-check -e '.[dev]'
+	touch $@
+
+venv: $(VENV)/.installed ## Python environment with the package and its test tools
+
+lint: venv ## ruff (lint + format check)
+	$(VENV)/bin/ruff check operator tests
+	$(VENV)/bin/ruff format --check operator tests
+
+typecheck: venv ## mypy --strict on the package
+	$(VENV)/bin/mypy operator/scalekeeper
+
+crd: venv ## regenerate the CRD from the pydantic model
+	$(PY) -m scalekeeper.crdgen --write $(CRD)
+
+crd-check: venv ## fail when crds/ drifted from the model
+	$(PY) -m scalekeeper.crdgen --check $(CRD)
+
+unit: venv ## unit and property tests (no cluster)
+	$(VENV)/bin/pytest -q tests/unit
+
+cluster-up: ## bring up the kind cluster (builds what it cannot pull), registry, Prometheus, Redis, metrics-server
+	hack/cluster.sh up
+
+cluster-down: ## delete the cluster, the registry container, and the dockerd we started (caches stay)
+	hack/cluster.sh down
+
+cluster-status: ## what is running
+	hack/cluster.sh status
+
+cluster-logs: ## collect kind, dockerd and registry logs into logs/
+	hack/cluster.sh logs
+
+image: ## build the operator image and push it to the local registry
+	hack/project-image.sh
+
+lock: ## re-pin the runtime dependencies of the image
+	rm -rf /tmp/scalekeeper-lock && python3 -m venv /tmp/scalekeeper-lock && /tmp/scalekeeper-lock/bin/pip install -q .
+	{ echo "# Runtime dependencies of the operator image, pinned. Regenerate: make lock"; \
+	  /tmp/scalekeeper-lock/bin/pip freeze --exclude scalekeeper; } > requirements.lock
+
+# The whole suite. Leaves the cluster running for the next run; `make cluster-down` removes it.
+test: venv lint typecheck crd-check cluster-up ## everything: lint, types, CRD drift, unit, and cluster tests
+	hack/test.sh

@@ -1,0 +1,117 @@
+#!/usr/bin/env bash
+# The cluster's own dependencies: Prometheus, Redis, metrics-server. Stock images when the machine can pull,
+# else built here (Debian packages / Go modules) under our own names; either way pushed to the local
+# registry and applied from hack/addons/*.yaml.
+#   hack/addons.sh up | images
+. "$(dirname "$0")/lib.sh"
+B=scalekeeper-build
+
+# Prints the image reference the cluster should pull for one dependency.
+dep_image() { # name
+  local mode; mode=$(image_mode)
+  case "$1:$mode" in
+    prometheus:online) echo "$PROMETHEUS_IMAGE_STOCK" ;;
+    redis:online) echo "$REDIS_IMAGE_STOCK" ;;
+    metrics-server:online) echo "$METRICS_SERVER_IMAGE_STOCK" ;;
+    python:online) echo "$PYTHON_IMAGE_STOCK" ;;
+    prometheus:offline) echo "$B/prometheus:${DEB_PROMETHEUS%%+*}-debian" ;;
+    redis:offline) local v=${DEB_REDIS#*:}; echo "$B/redis:${v%%-*}-debian" ;;
+    metrics-server:offline) echo "$B/metrics-server:$METRICS_SERVER_VERSION" ;;
+    python:offline) echo "$B/python:${DEB_PYTHON%%-*}-debian" ;;
+    *) die "unknown dependency $1 or image mode '$mode' (run hack/cluster.sh up first)" ;;
+  esac
+}
+
+debian_image() { # tag packages-with-versions entrypoint-json
+  local d; d=$(mktemp -d)
+  cat >"$d/Dockerfile" <<DOCKERFILE
+FROM $B/debian-slim:$DEBIAN_SUITE
+RUN apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends $2 \
+    && rm -rf /var/lib/apt/lists/*
+ENTRYPOINT $3
+DOCKERFILE
+  run_logged "image-$(basename "${1%%:*}")" docker build -t "$1" "$d"; rm -rf "$d"
+}
+
+# The project image and the demo app build FROM this: Debian's Python plus the host's CA bundle, because
+# HTTPS from here is signed by CAs the host trusts and a stock image does not (pip would fail).
+python_image() { # tag
+  local d; d=$(mktemp -d)
+  cp /etc/ssl/certs/ca-certificates.crt "$d/host-ca.crt"
+  cat >"$d/Dockerfile" <<DOCKERFILE
+FROM $B/debian-slim:$DEBIAN_SUITE
+RUN apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends \
+      python3=$DEB_PYTHON python3-venv=$DEB_PYTHON && rm -rf /var/lib/apt/lists/* \
+    && ln -s /usr/bin/python3 /usr/local/bin/python
+COPY host-ca.crt /etc/ssl/scalekeeper/host-ca.crt
+ENV PIP_CERT=/etc/ssl/scalekeeper/host-ca.crt REQUESTS_CA_BUNDLE=/etc/ssl/scalekeeper/host-ca.crt PYTHONUNBUFFERED=1
+DOCKERFILE
+  run_logged image-python docker build -t "$1" "$d"; rm -rf "$d"
+}
+
+build_offline() { # name tag
+  case "$1" in
+    prometheus) debian_image "$2" "prometheus=$DEB_PROMETHEUS" '["/usr/bin/prometheus"]' ;;
+    redis) debian_image "$2" "redis-server=$DEB_REDIS" '["/usr/bin/redis-server"]' ;;
+    metrics-server)
+      "$HACK_DIR/build-go.sh" components >&2
+      local d; d=$(mktemp -d); cp "$CACHE_DIR/components/metrics-server-$METRICS_SERVER_VERSION" "$d/metrics-server"
+      printf 'FROM scratch\nCOPY metrics-server /metrics-server\nENTRYPOINT ["/metrics-server"]\n' >"$d/Dockerfile"
+      run_logged image-metrics-server docker build -t "$2" "$d"; rm -rf "$d" ;;
+    python) python_image "$2" ;;
+  esac
+}
+
+# Make one dependency image available locally and in the registry; print the reference pods use.
+ensure_image() { # name
+  local src; src=$(dep_image "$1")
+  if ! docker image inspect "$src" >/dev/null 2>&1; then
+    if [ "$(image_mode)" = online ]; then
+      docker pull -q "$src" >/dev/null || die "docker pull $src failed"
+    else
+      "$HACK_DIR/rootfs.sh" >&2
+      log "building $src"
+      build_offline "$1" "$src"
+    fi
+  fi
+  local dst
+  case "$src" in "$B"/*) dst=$REGISTRY/$src ;; *) dst=$REGISTRY/${src#*/} ;; esac
+  docker tag "$src" "$dst"
+  # Pushing what the registry already holds only compares digests: cheap, and it catches a rebuilt image.
+  run_logged "push-$1" docker push "$dst"
+  echo "$dst"
+}
+
+render() { # file
+  sed -e "s#\${PROMETHEUS_IMAGE}#$PROMETHEUS_IMAGE#g" -e "s#\${REDIS_IMAGE}#$REDIS_IMAGE#g" \
+      -e "s#\${METRICS_SERVER_IMAGE}#$METRICS_SERVER_IMAGE#g" "$1"
+}
+
+images() {
+  PROMETHEUS_IMAGE=$(ensure_image prometheus)
+  REDIS_IMAGE=$(ensure_image redis)
+  METRICS_SERVER_IMAGE=$(ensure_image metrics-server)
+  PYTHON_IMAGE=$(ensure_image python)
+  cat >"$STATE_DIR/images.env" <<ENV
+PROMETHEUS_IMAGE=$PROMETHEUS_IMAGE
+REDIS_IMAGE=$REDIS_IMAGE
+METRICS_SERVER_IMAGE=$METRICS_SERVER_IMAGE
+PYTHON_BASE_IMAGE=$(dep_image python)
+ENV
+}
+
+up() {
+  images
+  local f
+  for f in prometheus redis metrics-server; do
+    render "$HACK_DIR/addons/$f.yaml" | kubectl apply -f - >"$LOG_DIR/addon-$f.log" 2>&1 \
+      || { cat "$LOG_DIR/addon-$f.log" >&2; die "applying addon $f failed"; }
+  done
+  kubectl -n scalekeeper-system rollout status deploy/prometheus --timeout=180s >/dev/null \
+    || die "Prometheus did not become ready (kubectl -n scalekeeper-system describe pod -l app=prometheus)"
+  kubectl -n scalekeeper-system rollout status deploy/redis --timeout=120s >/dev/null || die "Redis did not become ready"
+  kubectl -n kube-system rollout status deploy/metrics-server --timeout=180s >/dev/null || die "metrics-server did not become ready"
+  log "addons ready: prometheus ($PROMETHEUS_IMAGE), redis ($REDIS_IMAGE), metrics-server ($METRICS_SERVER_IMAGE)"
+}
+
+"${1:-up}"

@@ -1,0 +1,59 @@
+#!/usr/bin/env bash
+# Shared by every hack/ script: pinned versions, cache and state locations, logging, prerequisites.
+set -euo pipefail
+
+HACK_DIR=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
+ROOT_DIR=$(cd "$HACK_DIR/.." && pwd)
+# shellcheck source=versions.env
+. "$HACK_DIR/versions.env"
+
+# Caches live outside the clone so a fresh clone (CI) on the same machine reuses them.
+CACHE_DIR=${SCALEKEEPER_CACHE:-${XDG_CACHE_HOME:-$HOME/.cache}/scalekeeper}
+STATE_DIR=$CACHE_DIR/state          # pid files, kubeconfig, the online/offline decision
+BIN_DIR=$CACHE_DIR/bin              # tools, one file per name and version
+LOG_DIR=${SCALEKEEPER_LOG_DIR:-$ROOT_DIR/logs}
+DOCKER_DATA_ROOT=$CACHE_DIR/docker
+mkdir -p "$CACHE_DIR" "$STATE_DIR" "$BIN_DIR" "$LOG_DIR"
+
+export PATH=$BIN_DIR/current:/usr/local/go/bin:$PATH
+export KUBECONFIG=$STATE_DIR/kubeconfig
+REGISTRY=localhost:$REGISTRY_PORT
+NODE_CONTAINER=$CLUSTER_NAME-control-plane
+
+log() { printf '%s [%s] %s\n' "$(date -u +%H:%M:%S)" "$(basename "$0")" "$*" >&2; }
+die() { log "ERROR: $*"; exit 1; }
+
+# Run a step and keep its output in the log folder; print the tail when it fails.
+run_logged() { # name cmd...
+  local name=$1; shift
+  local f=$LOG_DIR/$name.log
+  if ! "$@" >"$f" 2>&1; then
+    log "step '$name' failed; last lines of $f:"; tail -n 40 "$f" >&2; return 1
+  fi
+}
+
+# Install Debian packages only when a command is missing; fail at once naming what could not be installed.
+APT_UPDATED=
+need_pkg() { # command package
+  command -v "$1" >/dev/null 2>&1 && return 0
+  [ "$(id -u)" = 0 ] || die "prerequisite '$1' (Debian package '$2') is missing and we are not root to install it"
+  command -v apt-get >/dev/null || die "prerequisite '$1' is missing and apt-get is not available: install '$2'"
+  log "installing Debian package $2 (for $1)"
+  if [ -z "$APT_UPDATED" ]; then apt-get update -qq >"$LOG_DIR/apt-update.log" 2>&1 || true; APT_UPDATED=1; fi
+  DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends "$2" >"$LOG_DIR/apt-$2.log" 2>&1 \
+    || die "prerequisite '$2' could not be installed (apt-get install $2); see $LOG_DIR/apt-$2.log"
+  command -v "$1" >/dev/null 2>&1 || die "prerequisite '$1' still missing after installing '$2'"
+}
+
+need_go() {
+  command -v go >/dev/null 2>&1 || die "prerequisite 'go' is missing: install Go >= 1.24 (https://go.dev/dl)"
+}
+
+# Fail when a loopback port is taken by something that is not ours.
+port_free_or_ours() { # port owner-description
+  if (exec 3<>"/dev/tcp/127.0.0.1/$1") 2>/dev/null; then return 1; fi
+  return 0
+}
+
+# The online/offline decision, made by trying to pull once per cluster-up and remembered in the state folder.
+image_mode() { cat "$STATE_DIR/image-mode" 2>/dev/null || echo unknown; }

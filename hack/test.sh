@@ -1,0 +1,20 @@
+#!/usr/bin/env bash
+# The test suite: unit and property tests, then everything that runs against the kind cluster.
+# Expects `make cluster-up` to have run (the Makefile's `test` target does it); builds and pushes the
+# operator image first so in-cluster tests run the code under test. On failure, collects every component's
+# logs into logs/ and prints their tails.
+. "$(dirname "$0")/lib.sh"
+cd "$ROOT_DIR"
+"$HACK_DIR/project-image.sh" >/dev/null
+set +e
+"$ROOT_DIR/.venv/bin/pytest" -q -rfE --durations=15 "${@:-tests}"
+rc=$?
+set -e
+if [ $rc -ne 0 ]; then
+  d=$("$HACK_DIR/cluster.sh" logs)
+  log "tests failed (exit $rc); logs collected in $d. Tails:"
+  for f in "$LOG_DIR/dockerd.log" "$d/registry.log" "$d"/kind/*/journal.log "$d"/kind/*/containerd.log; do
+    [ -f "$f" ] && { echo "----- $f"; tail -n 15 "$f"; }
+  done
+fi
+exit $rc

@@ -1,0 +1,95 @@
+"""Session fixtures for tests against the real kind cluster.
+
+The cluster is reused when it is up (`make cluster-up` leaves it running) and brought up otherwise. Each
+test gets a fresh namespace, deleted afterwards.
+"""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import uuid
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+
+import pytest
+from kubernetes import client, config
+
+ROOT = Path(__file__).resolve().parents[2]
+CACHE = Path(os.environ.get("SCALEKEEPER_CACHE", Path.home() / ".cache" / "scalekeeper"))
+STATE = CACHE / "state"
+
+
+@dataclass(frozen=True)
+class Cluster:
+    kubeconfig: str
+    api: client.ApiClient
+    prometheus_url: str
+    redis_url: str
+    registry: str
+    image_mode: str
+    guard_interface: str
+    images: dict[str, str]
+
+    @property
+    def operator_image(self) -> str:
+        return os.environ.get("SCALEKEEPER_IMAGE", f"{self.registry}/scalekeeper:dev")
+
+
+def _read_env(path: Path) -> dict[str, str]:
+    values: dict[str, str] = {}
+    for line in path.read_text().splitlines():
+        if "=" in line and not line.startswith("#"):
+            key, _, value = line.partition("=")
+            values[key.strip()] = value.strip()
+    return values
+
+
+def _cluster_reachable() -> bool:
+    return (
+        subprocess.run([str(ROOT / "hack" / "cluster.sh"), "status"], capture_output=True, check=False).returncode
+        == 0
+    )
+
+
+@pytest.fixture(scope="session")
+def cluster() -> Cluster:
+    if not (STATE / "cluster.env").exists() or not _cluster_reachable():
+        subprocess.run([str(ROOT / "hack" / "cluster.sh"), "up"], check=True)
+    env = _read_env(STATE / "cluster.env")
+    images = _read_env(STATE / "images.env")
+    api = config.new_client_from_config(config_file=env["KUBECONFIG"])
+    return Cluster(
+        kubeconfig=env["KUBECONFIG"],
+        api=api,
+        prometheus_url=env["PROMETHEUS_URL"],
+        redis_url=env["REDIS_URL"],
+        registry=env["SCALEKEEPER_REGISTRY"],
+        image_mode=env["SCALEKEEPER_IMAGE_MODE"],
+        guard_interface=env.get("SCALEKEEPER_GUARD_INTERFACE", ""),
+        images=images,
+    )
+
+
+@pytest.fixture
+def namespace(cluster: Cluster) -> Iterator[str]:
+    name = f"t-{uuid.uuid4().hex[:8]}"
+    core = client.CoreV1Api(cluster.api)
+    core.create_namespace(client.V1Namespace(metadata=client.V1ObjectMeta(name=name, labels={"scalekeeper-test": "1"})))
+    try:
+        yield name
+    finally:
+        core.delete_namespace(name, propagation_policy="Background")
+
+
+def kubectl(cluster: Cluster, *args: str, stdin: str | None = None, check: bool = True) -> subprocess.CompletedProcess[str]:
+    """kubectl from the pinned build, against the test cluster."""
+    return subprocess.run(
+        ["kubectl", *args],
+        input=stdin,
+        capture_output=True,
+        text=True,
+        check=check,
+        env={**os.environ, "KUBECONFIG": cluster.kubeconfig, "PATH": f"{CACHE / 'bin' / 'current'}:{os.environ['PATH']}"},
+    )
