@@ -48,7 +48,9 @@ def _read_env(path: Path) -> dict[str, str]:
 
 def _cluster_reachable() -> bool:
     return (
-        subprocess.run([str(ROOT / "hack" / "cluster.sh"), "status"], capture_output=True, check=False).returncode
+        subprocess.run(
+            [str(ROOT / "hack" / "cluster.sh"), "status"], capture_output=True, check=False
+        ).returncode
         == 0
     )
 
@@ -76,14 +78,18 @@ def cluster() -> Cluster:
 def namespace(cluster: Cluster) -> Iterator[str]:
     name = f"t-{uuid.uuid4().hex[:8]}"
     core = client.CoreV1Api(cluster.api)
-    core.create_namespace(client.V1Namespace(metadata=client.V1ObjectMeta(name=name, labels={"scalekeeper-test": "1"})))
+    core.create_namespace(
+        client.V1Namespace(metadata=client.V1ObjectMeta(name=name, labels={"scalekeeper-test": "1"}))
+    )
     try:
         yield name
     finally:
         core.delete_namespace(name, propagation_policy="Background")
 
 
-def kubectl(cluster: Cluster, *args: str, stdin: str | None = None, check: bool = True) -> subprocess.CompletedProcess[str]:
+def kubectl(
+    cluster: Cluster, *args: str, stdin: str | None = None, check: bool = True
+) -> subprocess.CompletedProcess[str]:
     """kubectl from the pinned build, against the test cluster."""
     return subprocess.run(
         ["kubectl", *args],
@@ -91,5 +97,9 @@ def kubectl(cluster: Cluster, *args: str, stdin: str | None = None, check: bool 
         capture_output=True,
         text=True,
         check=check,
-        env={**os.environ, "KUBECONFIG": cluster.kubeconfig, "PATH": f"{CACHE / 'bin' / 'current'}:{os.environ['PATH']}"},
+        env={
+            **os.environ,
+            "KUBECONFIG": cluster.kubeconfig,
+            "PATH": f"{CACHE / 'bin' / 'current'}:{os.environ['PATH']}",
+        },
     )

@@ -78,7 +78,8 @@ def test_deployment_from_project_image_scales_and_serves_by_dns(cluster: Cluster
         return sum(
             1
             for p in pods
-            if p.status.phase == "Running" and all(c.ready for c in (p.status.container_statuses or []))
+            if p.status.phase == "Running"
+            and all(c.ready for c in (p.status.container_statuses or []))
             and p.metadata.deletion_timestamp is None
         )
 
@@ -86,14 +87,22 @@ def test_deployment_from_project_image_scales_and_serves_by_dns(cluster: Cluster
     apps.patch_namespaced_deployment_scale(namespace=namespace, name="hello", body={"spec": {"replicas": 3}})
     wait_for("3 ready hello pods", lambda: ready_pods() == 3, timeout=120)
     apps.patch_namespaced_deployment_scale(namespace=namespace, name="hello", body={"spec": {"replicas": 2}})
-    wait_for("back to 2 pods", lambda: ready_pods() == 2 and len(
-        [p for p in core.list_namespaced_pod(namespace, label_selector="app=hello").items]) == 2, timeout=120)
+    wait_for(
+        "back to 2 pods",
+        lambda: (
+            ready_pods() == 2
+            and len([p for p in core.list_namespaced_pod(namespace, label_selector="app=hello").items]) == 2
+        ),
+        timeout=120,
+    )
 
     core.create_namespaced_service(
         namespace,
         client.V1Service(
             metadata=client.V1ObjectMeta(name="hello"),
-            spec=client.V1ServiceSpec(selector=labels, ports=[client.V1ServicePort(port=80, target_port=8080)]),
+            spec=client.V1ServiceSpec(
+                selector=labels, ports=[client.V1ServicePort(port=80, target_port=8080)]
+            ),
         ),
     )
     url = f"http://hello.{namespace}.svc.cluster.local/"
@@ -108,7 +117,9 @@ def test_deployment_from_project_image_scales_and_serves_by_dns(cluster: Cluster
     )
     core.create_namespaced_pod(namespace, _python_pod("getter", cluster.operator_image, fetch))
     phase, logs = _pod_logs_when_done(core, namespace, "getter")
-    hello_pods = {p.metadata.name for p in core.list_namespaced_pod(namespace, label_selector="app=hello").items}
+    hello_pods = {
+        p.metadata.name for p in core.list_namespaced_pod(namespace, label_selector="app=hello").items
+    }
     assert phase == "Succeeded", logs
     assert logs.strip().splitlines()[-1] in hello_pods, logs
 
@@ -136,7 +147,10 @@ def test_crd_cel_rule_rejects_bad_object_at_apply(cluster: Cluster, namespace: s
                                     "type": "object",
                                     "properties": {"min": {"type": "integer"}, "max": {"type": "integer"}},
                                     "x-kubernetes-validations": [
-                                        {"rule": "self.min <= self.max", "message": "spec.min must be <= spec.max"}
+                                        {
+                                            "rule": "self.min <= self.max",
+                                            "message": "spec.min must be <= spec.max",
+                                        }
                                     ],
                                 }
                             },
@@ -158,7 +172,10 @@ def test_crd_cel_rule_rejects_bad_object_at_apply(cluster: Cluster, namespace: s
         )
         good = f"apiVersion: {group}/v1\nkind: Range\nmetadata: {{name: good, namespace: {namespace}}}\nspec: {{min: 1, max: 2}}\n"
         bad = good.replace("name: good", "name: bad").replace("min: 1", "min: 5")
-        wait_for("good object accepted", lambda: kubectl(cluster, "apply", "-f", "-", stdin=good, check=False).returncode == 0)
+        wait_for(
+            "good object accepted",
+            lambda: kubectl(cluster, "apply", "-f", "-", stdin=good, check=False).returncode == 0,
+        )
         result = kubectl(cluster, "apply", "-f", "-", stdin=bad, check=False)
         assert result.returncode != 0
         assert "spec.min must be <= spec.max" in result.stderr
@@ -205,11 +222,23 @@ def test_hpa_with_behavior_reports_cpu_from_metrics_server(cluster: Cluster, nam
                 "minReplicas": 1,
                 "maxReplicas": 2,
                 "metrics": [
-                    {"type": "Resource", "resource": {"name": "cpu", "target": {"type": "Utilization", "averageUtilization": 500}}}
+                    {
+                        "type": "Resource",
+                        "resource": {
+                            "name": "cpu",
+                            "target": {"type": "Utilization", "averageUtilization": 500},
+                        },
+                    }
                 ],
                 "behavior": {
-                    "scaleUp": {"stabilizationWindowSeconds": 60, "policies": [{"type": "Percent", "value": 50, "periodSeconds": 60}]},
-                    "scaleDown": {"stabilizationWindowSeconds": 300, "policies": [{"type": "Percent", "value": 10, "periodSeconds": 60}]},
+                    "scaleUp": {
+                        "stabilizationWindowSeconds": 60,
+                        "policies": [{"type": "Percent", "value": 50, "periodSeconds": 60}],
+                    },
+                    "scaleDown": {
+                        "stabilizationWindowSeconds": 300,
+                        "policies": [{"type": "Percent", "value": 10, "periodSeconds": 60}],
+                    },
                 },
             },
         },
@@ -218,7 +247,11 @@ def test_hpa_with_behavior_reports_cpu_from_metrics_server(cluster: Cluster, nam
     def cpu_utilization() -> int | None:
         hpa = autoscaling.read_namespaced_horizontal_pod_autoscaler("burner", namespace)
         for metric in hpa.status.current_metrics or []:
-            if metric.resource and metric.resource.name == "cpu" and metric.resource.current.average_utilization:
+            if (
+                metric.resource
+                and metric.resource.name == "cpu"
+                and metric.resource.current.average_utilization
+            ):
                 return int(metric.resource.current.average_utilization)
         return None
 
@@ -232,14 +265,23 @@ def test_hpa_with_behavior_reports_cpu_from_metrics_server(cluster: Cluster, nam
 
 def test_deleting_an_owner_garbage_collects_what_it_owns(cluster: Cluster, namespace: str) -> None:
     core = client.CoreV1Api(cluster.api)
-    owner = core.create_namespaced_config_map(namespace, client.V1ConfigMap(metadata=client.V1ObjectMeta(name="owner")))
+    owner = core.create_namespaced_config_map(
+        namespace, client.V1ConfigMap(metadata=client.V1ObjectMeta(name="owner"))
+    )
     ref = client.V1OwnerReference(
-        api_version="v1", kind="ConfigMap", name="owner", uid=owner.metadata.uid, controller=True, block_owner_deletion=True
+        api_version="v1",
+        kind="ConfigMap",
+        name="owner",
+        uid=owner.metadata.uid,
+        controller=True,
+        block_owner_deletion=True,
     )
     core.create_namespaced_config_map(
         namespace, client.V1ConfigMap(metadata=client.V1ObjectMeta(name="owned", owner_references=[ref]))
     )
-    core.create_namespaced_config_map(namespace, client.V1ConfigMap(metadata=client.V1ObjectMeta(name="bystander")))
+    core.create_namespaced_config_map(
+        namespace, client.V1ConfigMap(metadata=client.V1ObjectMeta(name="bystander"))
+    )
     core.delete_namespaced_config_map("owner", namespace, propagation_policy="Background")
 
     def owned_gone() -> bool:
@@ -255,7 +297,9 @@ def test_deleting_an_owner_garbage_collects_what_it_owns(cluster: Cluster, names
 
 def test_service_account_without_a_rule_is_forbidden(cluster: Cluster, namespace: str) -> None:
     core = client.CoreV1Api(cluster.api)
-    core.create_namespaced_service_account(namespace, client.V1ServiceAccount(metadata=client.V1ObjectMeta(name="nobody")))
+    core.create_namespaced_service_account(
+        namespace, client.V1ServiceAccount(metadata=client.V1ObjectMeta(name="nobody"))
+    )
     token = core.create_namespaced_service_account_token(
         "nobody", namespace, client.AuthenticationV1TokenRequest(spec=client.V1TokenRequestSpec(audiences=[]))
     ).status.token
@@ -272,7 +316,10 @@ def test_service_account_without_a_rule_is_forbidden(cluster: Cluster, namespace
     rbac = client.RbacAuthorizationV1Api(cluster.api)
     rbac.create_namespaced_role(
         namespace,
-        {"metadata": {"name": "pod-reader"}, "rules": [{"apiGroups": [""], "resources": ["pods"], "verbs": ["list"]}]},
+        {
+            "metadata": {"name": "pod-reader"},
+            "rules": [{"apiGroups": [""], "resources": ["pods"], "verbs": ["list"]}],
+        },
     )
     rbac.create_namespaced_role_binding(
         namespace,
@@ -282,7 +329,11 @@ def test_service_account_without_a_rule_is_forbidden(cluster: Cluster, namespace
             "subjects": [{"kind": "ServiceAccount", "name": "nobody", "namespace": namespace}],
         },
     )
-    wait_for("the role to take effect", lambda: as_nobody.list_namespaced_pod(namespace).items is not None, timeout=30)
+    wait_for(
+        "the role to take effect",
+        lambda: as_nobody.list_namespaced_pod(namespace).items is not None,
+        timeout=30,
+    )
 
 
 def test_prometheus_scrapes_a_series_a_pod_exports(cluster: Cluster, namespace: str) -> None:
@@ -304,7 +355,9 @@ def test_prometheus_scrapes_a_series_a_pod_exports(cluster: Cluster, namespace: 
 
     def series() -> list[dict[str, object]] | None:
         query = urllib.request.quote(f'scalekeeper_probe{{marker="{marker}"}}')
-        with urllib.request.urlopen(f"{cluster.prometheus_url}/api/v1/query?query={query}", timeout=5) as resp:
+        with urllib.request.urlopen(
+            f"{cluster.prometheus_url}/api/v1/query?query={query}", timeout=5
+        ) as resp:
             return json.load(resp)["data"]["result"] or None
 
     result = wait_for("Prometheus to scrape the probe series", series, timeout=120, interval=1)
@@ -344,7 +397,9 @@ def test_redis_answers_from_a_pod(cluster: Cluster, namespace: str) -> None:
 def test_cluster_ranges_cannot_leave_the_machine(cluster: Cluster) -> None:
     if not cluster.guard_interface:
         pytest.fail("cluster.env names no guarded interface: hack/cluster.sh did not install the rule")
-    rules = subprocess.run(["iptables", "-S", "DOCKER-USER"], capture_output=True, text=True, check=True).stdout
+    rules = subprocess.run(
+        ["iptables", "-S", "DOCKER-USER"], capture_output=True, text=True, check=True
+    ).stdout
     for cidr in ("10.96.0.0/16", "10.244.0.0/16"):
         assert f"-d {cidr} -o {cluster.guard_interface}" in rules and "-j DROP" in rules, rules
 
@@ -356,5 +411,3 @@ def test_images_come_from_the_local_registry(cluster: Cluster) -> None:
     for ref in (cluster.images["PROMETHEUS_IMAGE"], cluster.images["REDIS_IMAGE"]):
         assert ref.startswith(cluster.registry + "/")
         assert ref.removeprefix(cluster.registry + "/").rsplit(":", 1)[0] in catalog
-
-

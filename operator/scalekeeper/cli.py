@@ -1,0 +1,57 @@
+"""`scalekeeper run | crd | simulate`."""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import sys
+
+
+def _run(args: argparse.Namespace) -> int:
+    import kopf
+
+    from . import handlers  # noqa: F401  (registers the handlers)
+    from .config import ConfigError, OperatorConfig
+
+    try:
+        cfg = OperatorConfig.from_env()
+    except ConfigError as exc:
+        print(f"scalekeeper: configuration error: {exc}", file=sys.stderr)
+        return 2
+    kopf.configure(
+        log_format=kopf.LogFormat.JSON if cfg.log_format == "json" else kopf.LogFormat.PLAIN,
+        verbose=cfg.log_level == "DEBUG",
+        quiet=cfg.log_level in ("WARNING", "ERROR"),
+    )
+    logging.getLogger("scalekeeper").setLevel(cfg.log_level)
+    kopf.run(
+        standalone=True,
+        clusterwide=not cfg.namespaces,
+        namespaces=list(cfg.namespaces),
+        liveness_endpoint=f"http://0.0.0.0:{cfg.health_port}/healthz" if cfg.health_port else None,
+    )
+    return 0
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(
+        prog="scalekeeper", description="Keeps every tier of an application sized to its load."
+    )
+    sub = parser.add_subparsers(dest="command", required=True)
+    sub.add_parser("run", help="run the operator (settings from SCALEKEEPER_* environment variables)")
+    sub.add_parser("crd", help="print or check the CRD generated from the model (see --help)", add_help=False)
+    sub.add_parser("simulate", help="replay a load trace through the engine (see --help)", add_help=False)
+    args, rest = parser.parse_known_args(argv)
+    if args.command == "run":
+        return _run(args)
+    if args.command == "crd":
+        from . import crdgen
+
+        return int(crdgen.main(rest) or 0)
+    from . import simulate
+
+    return int(simulate.main(rest) or 0)
+
+
+if __name__ == "__main__":
+    sys.exit(main())

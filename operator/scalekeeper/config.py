@@ -1,0 +1,80 @@
+"""Operator settings, from the environment (the Helm chart sets them) into one object."""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass, field
+
+
+class ConfigError(ValueError):
+    pass
+
+
+def _int(env: dict[str, str], name: str, default: int, low: int, high: int) -> int:
+    raw = env.get(name)
+    if raw is None or raw == "":
+        return default
+    try:
+        value = int(raw)
+    except ValueError as exc:
+        raise ConfigError(f"{name}={raw!r} is not an integer") from exc
+    if not low <= value <= high:
+        raise ConfigError(f"{name}={value} is outside {low}..{high}")
+    return value
+
+
+@dataclass(frozen=True)
+class OperatorConfig:
+    prometheus_url: str = "http://prometheus.scalekeeper-system.svc:9090"
+    # Empty: every namespace.
+    namespaces: tuple[str, ...] = field(default_factory=tuple)
+    default_interval_seconds: int = 5
+    metrics_port: int = 8080
+    health_port: int = 8081
+    log_level: str = "INFO"
+    log_format: str = "json"
+    prometheus_bearer_token_file: str | None = None
+    prometheus_ca_file: str | None = None
+    prometheus_insecure_skip_verify: bool = False
+    prometheus_timeout_seconds: float = 5.0
+    leader_election: bool = True
+    lease_name: str = "scalekeeper-leader"
+    lease_namespace: str = "scalekeeper-system"
+    lease_seconds: int = 15
+    identity: str = ""
+    max_workers: int = 8
+
+    @staticmethod
+    def from_env(env: dict[str, str] | None = None) -> OperatorConfig:
+        e = dict(os.environ if env is None else env)
+        namespaces = tuple(n.strip() for n in e.get("SCALEKEEPER_NAMESPACES", "").split(",") if n.strip())
+        level = e.get("SCALEKEEPER_LOG_LEVEL", "INFO").upper()
+        if level not in ("DEBUG", "INFO", "WARNING", "ERROR"):
+            raise ConfigError(f"SCALEKEEPER_LOG_LEVEL={level!r} is not one of DEBUG, INFO, WARNING, ERROR")
+        log_format = e.get("SCALEKEEPER_LOG_FORMAT", "json")
+        if log_format not in ("json", "plain"):
+            raise ConfigError(f"SCALEKEEPER_LOG_FORMAT={log_format!r} is not json or plain")
+        import socket
+
+        return OperatorConfig(
+            prometheus_url=e.get("SCALEKEEPER_PROMETHEUS_URL", OperatorConfig.prometheus_url).rstrip("/"),
+            namespaces=namespaces,
+            default_interval_seconds=_int(e, "SCALEKEEPER_DEFAULT_INTERVAL_SECONDS", 5, 1, 3600),
+            metrics_port=_int(e, "SCALEKEEPER_METRICS_PORT", 8080, 0, 65535),
+            health_port=_int(e, "SCALEKEEPER_HEALTH_PORT", 8081, 0, 65535),
+            log_level=level,
+            log_format=log_format,
+            prometheus_bearer_token_file=e.get("SCALEKEEPER_PROMETHEUS_BEARER_TOKEN_FILE") or None,
+            prometheus_ca_file=e.get("SCALEKEEPER_PROMETHEUS_CA_FILE") or None,
+            prometheus_insecure_skip_verify=e.get("SCALEKEEPER_PROMETHEUS_INSECURE_SKIP_VERIFY", "")
+            in ("1", "true"),
+            prometheus_timeout_seconds=float(e.get("SCALEKEEPER_PROMETHEUS_TIMEOUT_SECONDS", "5")),
+            leader_election=e.get("SCALEKEEPER_LEADER_ELECTION", "true") not in ("0", "false"),
+            lease_name=e.get("SCALEKEEPER_LEASE_NAME", "scalekeeper-leader"),
+            lease_namespace=e.get(
+                "SCALEKEEPER_LEASE_NAMESPACE", e.get("POD_NAMESPACE", "scalekeeper-system")
+            ),
+            lease_seconds=_int(e, "SCALEKEEPER_LEASE_SECONDS", 15, 2, 300),
+            identity=e.get("POD_NAME") or f"{socket.gethostname()}-{os.getpid()}",
+            max_workers=_int(e, "SCALEKEEPER_MAX_WORKERS", 8, 1, 256),
+        )

@@ -1,0 +1,85 @@
+"""kopf registration only: every ScalingPolicy gets a daemon that runs its cycle on its interval.
+
+A daemon (rather than a timer) lets each policy keep its own `intervalSeconds`, and wakes early when the
+spec's generation changes. Nothing here decides or writes: see `runtime` and `reconcile`.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import copy
+import logging
+from typing import Any
+
+import kopf
+
+from . import model
+from .config import OperatorConfig
+from .reconcile import PolicyMemory
+from .runtime import Runtime
+
+log = logging.getLogger("scalekeeper.handlers")
+
+
+@kopf.on.startup()
+def startup(settings: kopf.OperatorSettings, memo: kopf.Memo, **_: Any) -> None:
+    cfg = OperatorConfig.from_env()
+    # Our own Events say what happened; kopf's per-handler log Events would repeat them.
+    settings.posting.enabled = False
+    # The resources are known; watching CRDs would only need more RBAC.
+    settings.scanning.disabled = True
+    settings.watching.server_timeout = 300
+    settings.watching.client_timeout = 330
+    settings.persistence.finalizer = f"{model.GROUP}/daemon"
+    runtime = Runtime(cfg)
+    runtime.start()
+    memo["runtime"] = runtime
+    log.info(
+        "scalekeeper started",
+        extra={"prometheus": cfg.prometheus_url, "namespaces": list(cfg.namespaces) or "all"},
+    )
+
+
+@kopf.on.cleanup()
+def cleanup(memo: kopf.Memo, **_: Any) -> None:
+    runtime: Runtime | None = memo.get("runtime")
+    if runtime is not None:
+        runtime.stop()
+
+
+@kopf.on.event(model.GROUP, model.VERSION, model.PLURAL)
+def spec_changed(body: kopf.Body, memo: kopf.Memo, **_: Any) -> None:
+    generation = body.get("metadata", {}).get("generation")
+    wake: asyncio.Event | None = memo.get("wake")
+    if wake is not None and memo.get("generation") != generation:
+        memo["generation"] = generation
+        wake.set()
+
+
+@kopf.daemon(model.GROUP, model.VERSION, model.PLURAL, cancellation_timeout=10.0)
+async def size_policy(body: kopf.Body, memo: kopf.Memo, stopped: kopf.DaemonStopped, **_: Any) -> None:
+    runtime: Runtime = memo["runtime"]
+    memory = PolicyMemory()
+    wake = asyncio.Event()
+    memo["wake"] = wake
+    memo["generation"] = body.get("metadata", {}).get("generation")
+    runtime.metrics.policies.inc()
+    try:
+        while not stopped:
+            if runtime.is_leader():
+                # The body is kopf's live view; a snapshot keeps one cycle consistent.
+                snapshot = copy.deepcopy(dict(body))
+                try:
+                    await asyncio.to_thread(runtime.cycle, snapshot, memory)
+                except Exception:
+                    log.exception(
+                        "cycle failed", extra={"policy": f"{body.metadata.namespace}/{body.metadata.name}"}
+                    )
+            interval = body.spec.get("intervalSeconds") or runtime.cfg.default_interval_seconds
+            try:
+                await asyncio.wait_for(wake.wait(), timeout=float(interval))
+            except TimeoutError:
+                pass
+            wake.clear()
+    finally:
+        runtime.metrics.policies.dec()

@@ -1,0 +1,1 @@
+"""Kubernetes access: thin adapters that read and write API objects, no decisions."""

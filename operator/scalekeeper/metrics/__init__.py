@@ -1,0 +1,1 @@
+"""Reading metrics: Prometheus access behind one small interface."""

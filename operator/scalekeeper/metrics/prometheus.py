@@ -1,0 +1,153 @@
+"""One Prometheus request per policy per cycle.
+
+Every query a policy needs is folded into a single PromQL expression: each part is summed to one series
+and tagged with a label naming the part (`sk_key`), alongside the timestamp of its newest raw sample (so a
+dead exporter whose last value is still inside Prometheus's lookback shows as stale, not as fresh). The
+parts are joined with `or`, which keeps them all because their labels differ.
+
+When that one request fails (one user query with a syntax error breaks the whole batch), each part is asked
+alone so the failure is pinned on the query that caused it and the others still count.
+"""
+
+from __future__ import annotations
+
+import math
+import time
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass
+from typing import Any
+
+import requests
+from prometheus_api_client import PrometheusConnect
+from prometheus_api_client.exceptions import PrometheusApiClientException
+
+KEY_LABEL = "sk_key"
+PART_LABEL = "sk_part"
+
+
+@dataclass(frozen=True)
+class Sample:
+    """A value and the time of the newest raw sample behind it (Unix seconds)."""
+
+    value: float
+    timestamp: float
+
+
+@dataclass(frozen=True)
+class Missing:
+    """Why a query gave no usable value; the query is kept so the status can show it."""
+
+    query: str
+    reason: str
+
+
+Reading = Sample | Missing
+
+
+@dataclass(frozen=True)
+class BatchResult:
+    readings: dict[str, Reading]
+    requests: int
+    seconds: float
+
+
+def _quote(value: str) -> str:
+    return value.replace("\\", "\\\\").replace('"', '\\"')
+
+
+def batch_expression(queries: Mapping[str, str]) -> str:
+    parts = []
+    for key, query in queries.items():
+        k = _quote(key)
+        parts.append(f'label_replace(sum({query}), "{KEY_LABEL}", "{k}", "", "")')
+        parts.append(
+            f'label_replace(label_replace(max(timestamp({query})), "{KEY_LABEL}", "{k}", "", ""), '
+            f'"{PART_LABEL}", "ts", "", "")'
+        )
+    return " or ".join(parts)
+
+
+def _parse_value(raw: str) -> float:
+    # Prometheus encodes NaN and infinities as strings; float() reads them, and the engine rejects them.
+    return float(raw)
+
+
+def readings_from_result(
+    queries: Mapping[str, str], result: list[dict[str, Any]], evaluated_at: float
+) -> dict[str, Reading]:
+    values: dict[str, float] = {}
+    stamps: dict[str, float] = {}
+    for series in result:
+        labels = series.get("metric", {})
+        key = labels.get(KEY_LABEL)
+        if key not in queries:
+            continue
+        raw = _parse_value(series["value"][1])
+        if labels.get(PART_LABEL) == "ts":
+            stamps[key] = raw
+        else:
+            values[key] = raw
+    readings: dict[str, Reading] = {}
+    for key, query in queries.items():
+        if key not in values:
+            readings[key] = Missing(query, "the query returned no series")
+            continue
+        stamp = stamps.get(key, evaluated_at)
+        readings[key] = Sample(values[key], stamp if math.isfinite(stamp) else evaluated_at)
+    return readings
+
+
+class PrometheusReader:
+    """Reads a batch of named PromQL queries at one instant."""
+
+    def __init__(
+        self,
+        url: str,
+        *,
+        headers: Mapping[str, str] | None = None,
+        verify: bool | str = True,
+        timeout: float = 5.0,
+        clock: Callable[[], float] = time.time,
+    ) -> None:
+        session = requests.Session()
+        session.verify = verify
+        self._client = PrometheusConnect(
+            url=url,
+            headers=dict(headers or {}),
+            session=session,
+            timeout=timeout,
+            disable_ssl=verify is False,
+        )
+        self._clock = clock
+        self.url = url
+
+    def _query(self, expression: str, at: float) -> list[dict[str, Any]]:
+        result: list[dict[str, Any]] = self._client.custom_query(expression, params={"time": f"{at:.3f}"})
+        return result
+
+    def read(self, queries: Mapping[str, str]) -> BatchResult:
+        started = time.perf_counter()
+        if not queries:
+            return BatchResult({}, 0, 0.0)
+        at = self._clock()
+        try:
+            result = self._query(batch_expression(queries), at)
+        except (PrometheusApiClientException, requests.RequestException, ValueError, KeyError) as exc:
+            if isinstance(exc, requests.RequestException):
+                # Prometheus itself is unreachable: asking part by part would fail the same way, slower.
+                reason = f"Prometheus at {self.url} is unreachable: {type(exc).__name__}: {exc}"
+                readings: dict[str, Reading] = {k: Missing(q, reason) for k, q in queries.items()}
+                return BatchResult(readings, 1, time.perf_counter() - started)
+            return self._read_one_by_one(queries, at, started)
+        return BatchResult(readings_from_result(queries, result, at), 1, time.perf_counter() - started)
+
+    def _read_one_by_one(self, queries: Mapping[str, str], at: float, started: float) -> BatchResult:
+        readings: dict[str, Reading] = {}
+        for key, query in queries.items():
+            try:
+                result = self._query(batch_expression({key: query}), at)
+            except (PrometheusApiClientException, requests.RequestException, ValueError, KeyError) as exc:
+                readings[key] = Missing(query, f"Prometheus rejected the query: {exc}")
+            else:
+                readings.update(readings_from_result({key: query}, result, at))
+        return BatchResult(readings, 1 + len(queries), time.perf_counter() - started)

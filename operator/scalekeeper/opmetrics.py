@@ -1,0 +1,68 @@
+"""The operator's own Prometheus metrics: what it decided, what it wrote, how long it took."""
+
+from __future__ import annotations
+
+from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, start_http_server
+
+
+class OperatorMetrics:
+    def __init__(self, registry: CollectorRegistry | None = None) -> None:
+        self.registry = registry or CollectorRegistry()
+        r = self.registry
+        self.decisions = Counter(
+            "scalekeeper_decisions_total",
+            "Decisions made, by target and the rule that limited them.",
+            ["namespace", "policy", "target", "limited_by"],
+            registry=r,
+        )
+        self.desired = Gauge(
+            "scalekeeper_desired_replicas",
+            "Replicas decided per target.",
+            ["namespace", "policy", "target"],
+            registry=r,
+        )
+        self.writes = Counter(
+            "scalekeeper_scale_writes_total",
+            "Writes to the API server, by kind and outcome.",
+            ["kind", "outcome"],
+            registry=r,
+        )
+        self.reconcile_seconds = Histogram(
+            "scalekeeper_reconcile_seconds",
+            "Time for one policy's cycle.",
+            registry=r,
+            buckets=(0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10),
+        )
+        self.query_seconds = Histogram(
+            "scalekeeper_prometheus_query_seconds",
+            "Time for one policy's batched Prometheus read.",
+            registry=r,
+            buckets=(0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 5),
+        )
+        self.queries = Counter(
+            "scalekeeper_prometheus_requests_total", "HTTP requests sent to Prometheus.", registry=r
+        )
+        self.query_missing = Counter(
+            "scalekeeper_prometheus_missing_total", "Queries that gave no usable value.", registry=r
+        )
+        self.leader = Gauge("scalekeeper_leader", "1 when this replica holds the leader lease.", registry=r)
+        self.policies = Gauge("scalekeeper_policies", "ScalingPolicies this replica is sizing.", registry=r)
+
+    def decision(self, namespace: str, policy: str, target: str, limited_by: str, desired: int) -> None:
+        self.decisions.labels(namespace, policy, target, limited_by).inc()
+        self.desired.labels(namespace, policy, target).set(desired)
+
+    def write(self, kind: str, outcome: str) -> None:
+        self.writes.labels(kind, outcome).inc()
+
+    def reconciled(self, seconds: float) -> None:
+        self.reconcile_seconds.observe(seconds)
+
+    def prometheus_query(self, seconds: float, requests: int, missing: int) -> None:
+        if requests:
+            self.query_seconds.observe(seconds)
+        self.queries.inc(requests)
+        self.query_missing.inc(missing)
+
+    def serve(self, port: int, address: str = "0.0.0.0") -> None:
+        start_http_server(port, addr=address, registry=self.registry)

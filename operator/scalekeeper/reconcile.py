@@ -1,0 +1,610 @@
+"""One cycle for one ScalingPolicy: observe, decide, act, report.
+
+Observation and action go through the adapters in `kube/` and `metrics/`; the decision is the engine's
+pure function. What carries over between cycles (the engine's per-target history, what was last reported)
+lives in a `PolicyMemory` the caller keeps per policy.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from typing import Any, Protocol
+
+from kubernetes.client.rest import ApiException
+
+from . import model
+from .engine import decide as engine
+from .engine.types import LimitedBy, TargetDecision, TargetHistory
+from .kube.hpa import HpaClient, HpaState, desired_hpa, hpa_name
+from .kube.owners import OwnerRef
+from .kube.targets import ReplicaClient, ReplicaState, TargetNotFound, TargetRef, WriteConflict
+from .kube.workers import WorkerDeployments
+from .metrics.prometheus import BatchResult, Missing, PrometheusReader, Sample
+from .opmetrics import OperatorMetrics
+
+log = logging.getLogger("scalekeeper.reconcile")
+
+# Metric keys of the batched query: "<target>|<metric>", target names as the engine's.
+_SEP = "|"
+
+
+class EventSink(Protocol):
+    def __call__(self, type_: str, reason: str, message: str) -> None: ...
+
+
+@dataclass
+class PolicyMemory:
+    """What one policy carries between cycles inside the operator process."""
+
+    histories: dict[str, TargetHistory] = field(default_factory=dict)
+    last_status: dict[str, Any] | None = None
+    last_status_write: float = 0.0
+    # Per target: the (limitedBy, desired) pair last announced with an Event, so holds are told once.
+    announced: dict[str, tuple[str, int]] = field(default_factory=dict)
+    last_scale_time: dict[str, datetime] = field(default_factory=dict)
+    conditions: dict[str, tuple[str, str]] = field(default_factory=dict)
+
+
+@dataclass(frozen=True)
+class PolicyObject:
+    namespace: str
+    name: str
+    uid: str
+    generation: int
+    spec: dict[str, Any]
+    status: dict[str, Any]
+
+    @property
+    def owner(self) -> OwnerRef:
+        return OwnerRef(self.namespace, self.name, self.uid)
+
+
+@dataclass
+class Observed:
+    refs: dict[str, TargetRef] = field(default_factory=dict)
+    states: dict[str, ReplicaState | None] = field(default_factory=dict)
+    missing: dict[str, str] = field(default_factory=dict)
+    hpa: HpaState | None = None
+
+    def engine_current(self) -> dict[str, int | None]:
+        """What the engine sizes from: replicas, except for web, whose decision is the owned HPA's floor."""
+        out = {name: (s.replicas if s is not None else None) for name, s in self.states.items()}
+        if out.get(engine.WEB) is not None and self.hpa is not None and self.hpa.owned is not None:
+            out[engine.WEB] = int(self.hpa.owned["spec"].get("minReplicas") or 1)
+        return out
+
+
+@dataclass
+class CycleResult:
+    decision: engine.PolicyDecision | None
+    status: dict[str, Any]
+    writes: int
+    status_written: bool
+    metrics: BatchResult | None = None
+    errors: list[str] = field(default_factory=list)
+
+
+def metric_queries(spec: model.ScalingPolicySpec) -> dict[str, str]:
+    queries: dict[str, str] = {}
+    if spec.web is not None and spec.web.request_rate is not None:
+        queries[f"{engine.WEB}{_SEP}{engine.REQUEST_RATE}"] = spec.web.request_rate.query
+    for worker in spec.workers or []:
+        name = engine.worker_target(worker.queue)
+        q = worker.queries()
+        queries[f"{name}{_SEP}{engine.WAITING}"] = q.waiting
+        queries[f"{name}{_SEP}{engine.IN_FLIGHT}"] = q.in_flight
+        if worker.drain_seconds is not None:
+            queries[f"{name}{_SEP}{engine.ARRIVAL_RATE}"] = q.arrival_rate
+            queries[f"{name}{_SEP}{engine.COMPLETION_RATE}"] = q.completion_rate
+    if spec.read_replicas is not None:
+        queries[f"{engine.READ_REPLICAS}{_SEP}{engine.READ_LOAD}"] = spec.read_replicas.metric.query
+    return queries
+
+
+def samples_for_engine(batch: BatchResult) -> dict[str, dict[str, tuple[float | None, float | None]]]:
+    out: dict[str, dict[str, tuple[float | None, float | None]]] = {}
+    for key, reading in batch.readings.items():
+        target, _, metric = key.partition(_SEP)
+        if isinstance(reading, Sample):
+            out.setdefault(target, {})[metric] = (reading.value, reading.timestamp)
+    return out
+
+
+def target_refs(spec: model.ScalingPolicySpec, policy: PolicyObject) -> dict[str, TargetRef]:
+    refs: dict[str, TargetRef] = {}
+    if spec.web is not None:
+        refs[engine.WEB] = TargetRef("apps/v1", "Deployment", spec.web.deployment, policy.namespace)
+    for worker in spec.workers or []:
+        refs[engine.worker_target(worker.queue)] = TargetRef(
+            "apps/v1", "Deployment", worker.deployment_name(policy.name), policy.namespace
+        )
+    if spec.read_replicas is not None:
+        rr = spec.read_replicas
+        refs[engine.READ_REPLICAS] = TargetRef(
+            rr.target.api_version, rr.target.kind, rr.target.name, policy.namespace, rr.replicas_path
+        )
+    return refs
+
+
+def _iso(ts: datetime) -> str:
+    return ts.astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
+
+
+class Reconciler:
+    def __init__(
+        self,
+        replicas: ReplicaClient,
+        hpas: HpaClient,
+        workers: WorkerDeployments,
+        prometheus: PrometheusReader,
+        metrics: OperatorMetrics,
+        *,
+        clock: Callable[[], float] = time.time,
+        status_refresh_seconds: float = 60.0,
+        max_metric_age_seconds: float = engine.DEFAULT_MAX_METRIC_AGE_SECONDS,
+    ) -> None:
+        self._replicas = replicas
+        self._hpas = hpas
+        self._workers = workers
+        self._prometheus = prometheus
+        self._metrics = metrics
+        self._clock = clock
+        self._status_refresh = status_refresh_seconds
+        self._max_age = max_metric_age_seconds
+
+    # ------------------------------------------------------------------ the cycle
+
+    def run(
+        self,
+        policy: PolicyObject,
+        memory: PolicyMemory,
+        emit: EventSink,
+        write_status: Callable[[dict[str, Any]], None],
+    ) -> CycleResult:
+        started = time.perf_counter()
+        status = (
+            model.ScalingPolicyStatus.model_validate(policy.status or {})
+            if _status_ok(policy.status)
+            else model.ScalingPolicyStatus()
+        )
+        status.observed_generation = policy.generation
+        try:
+            spec = model.parse_spec(policy.spec)
+        except model.SpecError as exc:
+            return self._invalid_spec(policy, memory, status, exc, emit, write_status)
+        status.set_condition(
+            model.ConditionType.SPEC_VALID, model.ConditionStatus.TRUE, "Valid", "spec is valid"
+        )
+
+        observed = self._observe(spec, policy, memory, emit)
+        batch = self._prometheus.read(metric_queries(spec))
+        self._metrics.prometheus_query(
+            batch.seconds, batch.requests, sum(isinstance(r, Missing) for r in batch.readings.values())
+        )
+        now = self._clock()
+        decision = engine.decide(
+            spec,
+            {name: (engine.ObservedTarget(n) if n is not None else None) for name, n in observed.engine_current().items()},
+            samples_for_engine(batch),
+            memory.histories,
+            now,
+            max_metric_age_seconds=self._max_age,
+        )
+        writes, failed, errors = self._act(spec, policy, observed, decision, memory)
+        # A write that did not happen must not count against the rate limits: keep the old history there.
+        memory.histories = {
+            name: (memory.histories.get(name, TargetHistory()) if name in failed else d.history)
+            for name, d in decision.targets.items()
+        }
+        self._report(spec, policy, observed, decision, batch, status, memory, emit, errors)
+        written = self._write_status_if_changed(status, memory, write_status)
+        self._metrics.reconciled(time.perf_counter() - started)
+        return CycleResult(decision, status.to_patch(), writes, written, batch, errors)
+
+    # ------------------------------------------------------------------ observe
+
+    def _observe(
+        self, spec: model.ScalingPolicySpec, policy: PolicyObject, memory: PolicyMemory, emit: EventSink
+    ) -> Observed:
+        observed = Observed(refs=target_refs(spec, policy))
+        enforce = spec.mode is model.Mode.ENFORCE
+        for worker in spec.workers or []:
+            if worker.template is not None and enforce:
+                try:
+                    done = self._workers.ensure(
+                        worker, policy.owner, max(worker.min_replicas, 1 if worker.min_replicas else 0)
+                    )
+                except ApiException as exc:
+                    observed.missing[engine.worker_target(worker.queue)] = (
+                        f"cannot create its Deployment: {exc.reason}"
+                    )
+                    continue
+                if done == "created":
+                    emit(
+                        "Normal",
+                        "Created",
+                        f"Created worker Deployment {worker.deployment_name(policy.name)} for queue {worker.queue}",
+                    )
+                    self._metrics.write("Deployment", "created")
+        for name, ref in observed.refs.items():
+            if name in observed.missing:
+                observed.states[name] = None
+                continue
+            try:
+                observed.states[name] = self._replicas.read(ref)
+            except TargetNotFound as exc:
+                observed.states[name] = None
+                observed.missing[name] = f"{ref.describe()} not found ({exc})"
+        if spec.web is not None and observed.states.get(engine.WEB) is not None:
+            observed.hpa = self._hpas.observe(policy.owner, spec.web.deployment)
+        return observed
+
+    # ------------------------------------------------------------------ act
+
+    def _act(
+        self,
+        spec: model.ScalingPolicySpec,
+        policy: PolicyObject,
+        observed: Observed,
+        decision: engine.PolicyDecision,
+        memory: PolicyMemory,
+    ) -> tuple[int, set[str], list[str]]:
+        if spec.mode is not model.Mode.ENFORCE:
+            return 0, set(), []
+        writes = 0
+        failed: set[str] = set()
+        errors: list[str] = []
+        for name, d in decision.targets.items():
+            if not d.exists:
+                continue
+            if name == engine.WEB:
+                done = self._act_web(spec, policy, observed, d, decision, memory, errors)
+                if done < 0:
+                    failed.add(name)
+                writes += max(done, 0)
+                continue
+            state = observed.states.get(name)
+            if state is None or d.desired == state.replicas:
+                continue
+            ref = observed.refs[name]
+            try:
+                self._replicas.write(ref, d.desired, state.resource_version)
+            except WriteConflict:
+                # Someone else changed it since we read it: decide again on fresh data next cycle.
+                self._metrics.write(ref.kind, "conflict")
+                errors.append(f"{name}: {ref.describe()} changed while deciding; will decide again")
+                failed.add(name)
+                continue
+            except (ApiException, TargetNotFound) as exc:
+                self._metrics.write(ref.kind, "error")
+                errors.append(f"{name}: writing replicas of {ref.describe()} failed: {exc}")
+                failed.add(name)
+                continue
+            writes += 1
+            self._metrics.write(ref.kind, "scaled")
+            memory.last_scale_time[name] = datetime.now(UTC).replace(microsecond=0)
+        return writes, failed, errors
+
+    def _act_web(
+        self,
+        spec: model.ScalingPolicySpec,
+        policy: PolicyObject,
+        observed: Observed,
+        d: TargetDecision,
+        decision: engine.PolicyDecision,
+        memory: PolicyMemory,
+        errors: list[str],
+    ) -> int:
+        assert spec.web is not None
+        if observed.hpa is None or observed.hpa.foreign is not None:
+            return 0
+        desired = desired_hpa(spec.web, policy.owner, d.desired)
+        if decision.web_max_by_budget is not None:
+            desired["spec"]["maxReplicas"] = max(
+                desired["spec"]["minReplicas"], min(spec.web.max_replicas, decision.web_max_by_budget)
+            )
+        try:
+            done = self._hpas.apply(observed.hpa, desired)
+        except ApiException as exc:
+            outcome = "conflict" if exc.status == 409 else "error"
+            self._metrics.write("HorizontalPodAutoscaler", outcome)
+            errors.append(f"web: writing HPA {hpa_name(policy.name)} failed ({exc.status} {exc.reason})")
+            return -1
+        if done in ("created", "updated"):
+            self._metrics.write("HorizontalPodAutoscaler", done)
+            current_min = (observed.hpa.owned or {}).get("spec", {}).get("minReplicas")
+            if current_min != desired["spec"]["minReplicas"]:
+                memory.last_scale_time[engine.WEB] = datetime.now(UTC).replace(microsecond=0)
+            return 1
+        return 0
+
+    # ------------------------------------------------------------------ report
+
+    def _report(
+        self,
+        spec: model.ScalingPolicySpec,
+        policy: PolicyObject,
+        observed: Observed,
+        decision: engine.PolicyDecision,
+        batch: BatchResult,
+        status: model.ScalingPolicyStatus,
+        memory: PolicyMemory,
+        emit: EventSink,
+        errors: list[str],
+    ) -> None:
+        dry = spec.mode is model.Mode.DRY_RUN
+        targets: list[model.TargetStatus] = []
+        summary_workers: list[str] = []
+        for name, d in decision.targets.items():
+            ref = observed.refs[name]
+            limited = model.LimitedBy(d.limited_by.value)
+            current = d.current
+            if name == engine.WEB and (state := observed.states.get(name)) is not None:
+                # For web the decision is the HPA's floor; the status shows the Deployment's own size.
+                current = state.replicas
+            reason = d.reason if d.exists else observed.missing.get(name, d.reason)
+            if dry and d.changes:
+                reason = f"DryRun: would scale {d.current} -> {d.desired}: {reason}"
+            targets.append(
+                model.TargetStatus(
+                    name=name,
+                    kind=ref.kind,
+                    target_ref=ref.name,
+                    current_replicas=current,
+                    desired_replicas=d.desired,
+                    limited_by=limited,
+                    reason=reason,
+                    metrics={k: round(v, 4) for k, v in d.metrics.items()},
+                    last_scale_time=memory.last_scale_time.get(name),
+                )
+            )
+            cell = f"{current}/{d.desired}"
+            if name == engine.WEB:
+                status.web = cell
+            elif name == engine.READ_REPLICAS:
+                status.read_replicas = cell
+            else:
+                summary_workers.append(f"{name.removeprefix('worker/')} {cell}")
+            self._announce(name, d, memory, emit, dry)
+            self._metrics.decision(policy.namespace, policy.name, name, d.limited_by.value, d.desired)
+            log.info(
+                "decision",
+                extra={
+                    "policy": f"{policy.namespace}/{policy.name}",
+                    "target": name,
+                    "current": d.current,
+                    "desired": d.desired,
+                    "raw": d.raw,
+                    "limited_by": d.limited_by.value,
+                    "reason": reason,
+                    "metrics": dict(d.metrics),
+                    "mode": spec.mode.value,
+                },
+            )
+        status.targets = targets
+        status.workers = ", ".join(summary_workers) or None
+        self._conditions(spec, policy, observed, decision, batch, status, memory, emit, errors)
+
+    def _announce(
+        self, name: str, d: TargetDecision, memory: PolicyMemory, emit: EventSink, dry: bool
+    ) -> None:
+        key = (d.limited_by.value, d.desired)
+        if d.changes:
+            verb = "WouldScale" if dry else "Scaled"
+            prefix = "DryRun: would scale" if dry else "Scaled"
+            what = "web floor (HPA minReplicas)" if name == engine.WEB else name
+            emit("Normal", verb, f"{prefix} {what} {d.current} -> {d.desired}: {d.reason}")
+        elif d.limited_by is LimitedBy.MISSING_METRIC and memory.announced.get(name) != key:
+            emit("Warning", "Holding", f"Holding {name} at {d.current}: {d.reason}")
+        elif (
+            d.limited_by is not LimitedBy.NONE
+            and memory.announced.get(name) != key
+            and d.limited_by
+            in (LimitedBy.MAX, LimitedBy.CONNECTION_BUDGET, LimitedBy.ACTIVATION, LimitedBy.COOLDOWN)
+        ):
+            emit("Normal", "Holding", f"Holding {name} at {d.current}: {d.reason}")
+        memory.announced[name] = key
+
+    def _conditions(
+        self,
+        spec: model.ScalingPolicySpec,
+        policy: PolicyObject,
+        observed: Observed,
+        decision: engine.PolicyDecision,
+        batch: BatchResult,
+        status: model.ScalingPolicyStatus,
+        memory: PolicyMemory,
+        emit: EventSink,
+        errors: list[str],
+    ) -> None:
+        T, F = model.ConditionStatus.TRUE, model.ConditionStatus.FALSE
+        C = model.ConditionType
+        missing = {k: r for k, r in batch.readings.items() if isinstance(r, Missing)}
+        invalid = [
+            f"{name}: {d.reason}"
+            for name, d in decision.targets.items()
+            if d.limited_by is LimitedBy.MISSING_METRIC
+        ]
+        if missing or invalid:
+            parts = [f"{k.replace(_SEP, ' ')}: {r.reason} (query: {r.query})" for k, r in missing.items()]
+            parts += [p for p in invalid if not any(p.startswith(k.split(_SEP)[0]) for k in missing)]
+            self._set(status, memory, emit, C.METRICS_AVAILABLE, F, "MetricsUnavailable", "; ".join(parts))
+        else:
+            self._set(
+                status,
+                memory,
+                emit,
+                C.METRICS_AVAILABLE,
+                T,
+                "MetricsRead",
+                f"{len(batch.readings)} metrics read",
+            )
+
+        conflict = observed.hpa.foreign if observed.hpa is not None else None
+        if conflict is not None and spec.web is not None:
+            self._set(
+                status,
+                memory,
+                emit,
+                C.CONFLICT,
+                T,
+                "ForeignHPA",
+                f"HorizontalPodAutoscaler {conflict} (not owned by this policy) already targets Deployment "
+                f"{spec.web.deployment}; scalekeeper writes nothing for the web tier",
+            )
+        else:
+            self._set(
+                status,
+                memory,
+                emit,
+                C.CONFLICT,
+                F,
+                "NoConflict",
+                "no other autoscaler targets these workloads",
+            )
+
+        limited = [
+            f"{name}: {d.limited_by.value}"
+            for name, d in decision.targets.items()
+            if d.limited_by
+            in (
+                LimitedBy.MAX,
+                LimitedBy.MIN,
+                LimitedBy.FLOOR,
+                LimitedBy.SCALE_UP_POLICY,
+                LimitedBy.SCALE_DOWN_POLICY,
+                LimitedBy.CONNECTION_BUDGET,
+                LimitedBy.STABILIZATION,
+            )
+        ]
+        if limited:
+            self._set(status, memory, emit, C.SCALING_LIMITED, T, "Limited", "; ".join(limited))
+        else:
+            self._set(
+                status,
+                memory,
+                emit,
+                C.SCALING_LIMITED,
+                F,
+                "Unlimited",
+                "every target is at its recommendation",
+            )
+
+        problems = [f"{name}: {why}" for name, why in observed.missing.items()] + errors
+        if conflict is not None:
+            problems.append(f"web: conflicting HPA {conflict}")
+        if problems:
+            self._set(
+                status,
+                memory,
+                emit,
+                C.READY,
+                F,
+                "TargetsUnavailable" if observed.missing else "Degraded",
+                "; ".join(problems),
+            )
+        else:
+            mode = (
+                "DryRun: decisions recorded, nothing written"
+                if spec.mode is model.Mode.DRY_RUN
+                else "sizing every target"
+            )
+            self._set(status, memory, emit, C.READY, T, "Reconciled", mode)
+
+    def _set(
+        self,
+        status: model.ScalingPolicyStatus,
+        memory: PolicyMemory,
+        emit: EventSink,
+        type_: model.ConditionType,
+        value: model.ConditionStatus,
+        reason: str,
+        message: str,
+    ) -> None:
+        status.set_condition(type_, value, reason, message)
+        before = memory.conditions.get(type_.value)
+        now = (value.value, reason)
+        memory.conditions[type_.value] = now
+        if type_ is model.ConditionType.SCALING_LIMITED or before == now:
+            return
+        bad = value is (
+            model.ConditionStatus.TRUE
+            if type_ is model.ConditionType.CONFLICT
+            else model.ConditionStatus.FALSE
+        )
+        # Told once when a condition turns bad, and once when it recovers; a good first state is quiet.
+        if bad or before is not None:
+            emit("Warning" if bad else "Normal", reason, f"{type_.value}={value.value}: {message}")
+
+    # ------------------------------------------------------------------ status
+
+    def _write_status_if_changed(
+        self,
+        status: model.ScalingPolicyStatus,
+        memory: PolicyMemory,
+        write_status: Callable[[dict[str, Any]], None],
+    ) -> bool:
+        body = status.to_patch()
+        now = self._clock()
+        if body == memory.last_status:
+            return False
+        # Metric values and reason texts move every cycle; they alone refresh the status at most once a
+        # `status_refresh_seconds`, so an idle policy costs no API writes.
+        if memory.last_status is not None and _signature(body) == _signature(memory.last_status):
+            if now - memory.last_status_write < self._status_refresh:
+                return False
+        write_status(body)
+        memory.last_status = body
+        memory.last_status_write = now
+        return True
+
+    def _invalid_spec(
+        self,
+        policy: PolicyObject,
+        memory: PolicyMemory,
+        status: model.ScalingPolicyStatus,
+        exc: model.SpecError,
+        emit: EventSink,
+        write_status: Callable[[dict[str, Any]], None],
+    ) -> CycleResult:
+        message = "; ".join(exc.messages)
+        F = model.ConditionStatus.FALSE
+        self._set(status, memory, emit, model.ConditionType.SPEC_VALID, F, "InvalidSpec", message)
+        self._set(
+            status, memory, emit, model.ConditionType.READY, F, "InvalidSpec", f"nothing is scaled: {message}"
+        )
+        if memory.announced.get("__spec__") != ("invalid", 0):
+            emit("Warning", "InvalidSpec", message)
+            memory.announced["__spec__"] = ("invalid", 0)
+        written = self._write_status_if_changed(status, memory, write_status)
+        return CycleResult(None, status.to_patch(), 0, written, errors=exc.messages)
+
+
+def _status_ok(raw: dict[str, Any] | None) -> bool:
+    if not raw:
+        return False
+    try:
+        model.ScalingPolicyStatus.model_validate(raw)
+    except Exception:
+        return False
+    return True
+
+
+def _signature(body: dict[str, Any]) -> Any:
+    """The status without what changes every cycle (metric values, reason texts, condition messages)."""
+    targets = [
+        {k: v for k, v in t.items() if k not in ("metrics", "reason")} for t in body.get("targets", [])
+    ]
+    conditions = [{k: v for k, v in c.items() if k != "message"} for c in body.get("conditions", [])]
+    return (
+        targets,
+        conditions,
+        body.get("web"),
+        body.get("workers"),
+        body.get("readReplicas"),
+        body.get("observedGeneration"),
+    )

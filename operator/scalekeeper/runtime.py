@@ -1,0 +1,108 @@
+"""The operator's long-lived parts, built once at startup from the configuration."""
+
+from __future__ import annotations
+
+import logging
+from typing import Any
+
+from kubernetes import client, config
+
+from . import model
+from .config import OperatorConfig
+from .kube.events import EventRecorder
+from .kube.hpa import HpaClient
+from .kube.leader import LeaseElector
+from .kube.targets import ReplicaClient
+from .kube.workers import WorkerDeployments
+from .metrics.prometheus import PrometheusReader
+from .opmetrics import OperatorMetrics
+from .reconcile import CycleResult, PolicyMemory, PolicyObject, Reconciler
+
+log = logging.getLogger("scalekeeper.runtime")
+
+
+def kube_api(pool_size: int) -> client.ApiClient:
+    try:
+        config.load_incluster_config()
+    except config.ConfigException:
+        config.load_kube_config()
+    cfg = client.Configuration.get_default_copy()
+    cfg.connection_pool_maxsize = pool_size
+    return client.ApiClient(cfg)
+
+
+def prometheus_reader(cfg: OperatorConfig) -> PrometheusReader:
+    headers: dict[str, str] = {}
+    if cfg.prometheus_bearer_token_file:
+        with open(cfg.prometheus_bearer_token_file) as f:
+            headers["Authorization"] = f"Bearer {f.read().strip()}"
+    verify: bool | str = True
+    if cfg.prometheus_ca_file:
+        verify = cfg.prometheus_ca_file
+    if cfg.prometheus_insecure_skip_verify:
+        verify = False
+    return PrometheusReader(
+        cfg.prometheus_url, headers=headers, verify=verify, timeout=cfg.prometheus_timeout_seconds
+    )
+
+
+class Runtime:
+    def __init__(self, cfg: OperatorConfig, api: client.ApiClient | None = None) -> None:
+        self.cfg = cfg
+        self.api = api or kube_api(cfg.max_workers + 4)
+        self.metrics = OperatorMetrics()
+        self.events = EventRecorder(self.api)
+        self._objects = client.CustomObjectsApi(self.api)
+        self.reconciler = Reconciler(
+            ReplicaClient(self.api),
+            HpaClient(self.api),
+            WorkerDeployments(self.api),
+            prometheus_reader(cfg),
+            self.metrics,
+        )
+        self.elector: LeaseElector | None = None
+        if cfg.leader_election:
+            self.elector = LeaseElector(
+                self.api,
+                cfg.lease_name,
+                cfg.lease_namespace,
+                cfg.identity,
+                cfg.lease_seconds,
+                on_change=lambda leader: self.metrics.leader.set(1 if leader else 0),
+            )
+
+    def start(self) -> None:
+        if self.cfg.metrics_port:
+            self.metrics.serve(self.cfg.metrics_port)
+        if self.elector is not None:
+            self.elector.start()
+        else:
+            self.metrics.leader.set(1)
+
+    def stop(self) -> None:
+        if self.elector is not None:
+            self.elector.stop()
+
+    def is_leader(self) -> bool:
+        return self.elector is None or self.elector.is_leader()
+
+    def cycle(self, body: dict[str, Any], memory: PolicyMemory) -> CycleResult:
+        meta = body["metadata"]
+        policy = PolicyObject(
+            namespace=meta["namespace"],
+            name=meta["name"],
+            uid=meta["uid"],
+            generation=int(meta.get("generation") or 0),
+            spec=dict(body.get("spec") or {}),
+            status=dict(body.get("status") or {}),
+        )
+
+        def emit(type_: str, reason: str, message: str) -> None:
+            self.events.post(policy.namespace, policy.name, policy.uid, type_, reason, message)
+
+        def write_status(status: dict[str, Any]) -> None:
+            self._objects.patch_namespaced_custom_object_status(
+                model.GROUP, model.VERSION, policy.namespace, model.PLURAL, policy.name, {"status": status}
+            )
+
+        return self.reconciler.run(policy, memory, emit, write_status)

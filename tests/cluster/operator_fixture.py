@@ -1,0 +1,118 @@
+"""Runs the operator under test: as a local process (fast iteration) or in the cluster from the chart.
+
+SCALEKEEPER_E2E_OPERATOR=local (default) starts `scalekeeper run` from the project's venv against the kind
+cluster, with Prometheus reached through its loopback NodePort. `=cluster` installs the Helm chart with the
+image built by `make image` and runs the same tests against the in-cluster operator.
+"""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import sys
+import time
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+
+import pytest
+from kubernetes import client
+
+from .conftest import ROOT, Cluster, kubectl
+from .waiting import wait_for
+
+CRD = ROOT / "crds" / "scalingpolicies.scalekeeper.dev.yaml"
+CHART = ROOT / "manifests" / "chart" / "scalekeeper"
+LOG_DIR = ROOT / "logs"
+
+
+@dataclass
+class RunningOperator:
+    mode: str
+    process: subprocess.Popen[bytes] | None = None
+    log_path: Path | None = None
+
+    def logs(self) -> str:
+        if self.log_path is not None and self.log_path.exists():
+            return self.log_path.read_text(errors="replace")
+        return ""
+
+
+def install_crd(cluster: Cluster) -> None:
+    kubectl(cluster, "apply", "--server-side", "--force-conflicts", "-f", str(CRD))
+    kubectl(cluster, "wait", "--for=condition=Established", "--timeout=60s", "crd/scalingpolicies.scalekeeper.dev")
+
+
+def _local(cluster: Cluster, identity: str = "local-e2e", extra_env: dict[str, str] | None = None) -> RunningOperator:
+    LOG_DIR.mkdir(exist_ok=True)
+    log_path = LOG_DIR / f"operator-{identity}.log"
+    env = {
+        **os.environ,
+        "KUBECONFIG": cluster.kubeconfig,
+        "SCALEKEEPER_PROMETHEUS_URL": cluster.prometheus_url,
+        "SCALEKEEPER_METRICS_PORT": "0",
+        "SCALEKEEPER_HEALTH_PORT": "0",
+        "SCALEKEEPER_LEASE_NAMESPACE": "scalekeeper-system",
+        "SCALEKEEPER_LEASE_SECONDS": "6",
+        "POD_NAME": identity,
+        **(extra_env or {}),
+    }
+    out = log_path.open("wb")
+    process = subprocess.Popen(
+        [sys.executable, "-m", "scalekeeper.cli", "run"], env=env, stdout=out, stderr=subprocess.STDOUT, cwd=ROOT
+    )
+    return RunningOperator("local", process, log_path)
+
+
+def stop_local(op: RunningOperator) -> None:
+    if op.process is not None and op.process.poll() is None:
+        op.process.send_signal(signal.SIGTERM)
+        try:
+            op.process.wait(timeout=20)
+        except subprocess.TimeoutExpired:
+            op.process.kill()
+            op.process.wait()
+
+
+def _in_cluster(cluster: Cluster) -> RunningOperator:
+    repo, _, tag = cluster.operator_image.rpartition(":")
+    subprocess.run(
+        [
+            "helm", "upgrade", "--install", "scalekeeper", str(CHART), "--namespace", "scalekeeper-system",
+            "--kubeconfig", cluster.kubeconfig, "--wait", "--timeout", "180s",
+            "--set", f"image.repository={repo}", "--set", f"image.tag={tag}", "--set", "image.pullPolicy=Always",
+            "--set", "prometheus.url=http://prometheus.scalekeeper-system.svc:9090",
+        ],
+        check=True,
+        env={**os.environ, "PATH": f"{Path.home() / '.cache/scalekeeper/bin/current'}:{os.environ['PATH']}"},
+    )
+    kubectl(cluster, "-n", "scalekeeper-system", "rollout", "restart", "deploy/scalekeeper")
+    kubectl(cluster, "-n", "scalekeeper-system", "rollout", "status", "deploy/scalekeeper", "--timeout=180s")
+    return RunningOperator("cluster")
+
+
+@pytest.fixture(scope="session")
+def running_operator(cluster: Cluster) -> Iterator[RunningOperator]:
+    install_crd(cluster)
+    mode = os.environ.get("SCALEKEEPER_E2E_OPERATOR", "local")
+    if mode == "cluster":
+        yield _in_cluster(cluster)
+        return
+    op = _local(cluster)
+    # The operator is ready once it holds the lease.
+    coordination = client.CoordinationV1Api(cluster.api)
+    wait_for(
+        "the local operator to take the leader lease",
+        lambda: (
+            op.process is not None
+            and op.process.poll() is None
+            and (coordination.read_namespaced_lease("scalekeeper-leader", "scalekeeper-system").spec.holder_identity == "local-e2e")
+        ),
+        timeout=60,
+    )
+    try:
+        yield op
+    finally:
+        stop_local(op)
+        time.sleep(0.1)

@@ -1,0 +1,254 @@
+"""The operator against the real API server: ownership, garbage collection, conflicts, DryRun, bad data.
+
+These need no demo application: their metrics come from a small exporter pod whose value the test sets.
+"""
+
+from __future__ import annotations
+
+import json
+import urllib.parse
+import urllib.request
+from typing import Any
+
+import pytest
+from kubernetes import client
+from kubernetes.client.rest import ApiException
+
+from .conftest import Cluster, kubectl
+from .kube_helpers import (
+    GROUP,
+    PLURAL,
+    VERSION,
+    apply_policy,
+    condition,
+    deployment,
+    events_for,
+    policy_status,
+    replicas_of,
+    target,
+)
+from .operator_fixture import RunningOperator, running_operator  # noqa: F401
+from .waiting import wait_for
+
+pytestmark = pytest.mark.cluster
+
+# An exporter whose value is read from a file at every scrape; the test moves the load by writing the
+# file inside the pod (kubectl exec), so Prometheus sees the change at its next scrape.
+EXPORTER = (
+    "import http.server,os\n"
+    "open('/load/value','w').write(os.environ['INITIAL'])\n"
+    "class H(http.server.BaseHTTPRequestHandler):\n"
+    "  def do_GET(self):\n"
+    "    v=open('/load/value').read().strip()\n"
+    "    b=('# TYPE e2e_load gauge\\ne2e_load '+v+'\\n').encode() if v!='absent' else b''\n"
+    "    self.send_response(200); self.end_headers(); self.wfile.write(b)\n"
+    "  def log_message(self,*a): pass\n"
+    "http.server.HTTPServer(('',9100),H).serve_forever()\n"
+)
+
+
+def start_exporter(cluster: Cluster, namespace: str, value: str) -> None:
+    apps = client.AppsV1Api(cluster.api)
+    body = deployment("exporter", 1, {"app": "exporter"}, cluster.operator_image, ["python3", "-c", EXPORTER])
+    pod = body["spec"]["template"]
+    pod["metadata"]["annotations"] = {"prometheus.io/scrape": "true", "prometheus.io/port": "9100"}
+    pod["spec"]["containers"][0]["env"] = [{"name": "INITIAL", "value": value}]
+    pod["spec"]["containers"][0]["volumeMounts"] = [{"name": "load", "mountPath": "/load"}]
+    pod["spec"]["volumes"] = [{"name": "load", "emptyDir": {}}]
+    apps.create_namespaced_deployment(namespace, body)
+    kubectl(cluster, "-n", namespace, "rollout", "status", "deploy/exporter", "--timeout=120s")
+
+
+def set_load(cluster: Cluster, namespace: str, value: str) -> None:
+    kubectl(cluster, "-n", namespace, "exec", "deploy/exporter", "--", "sh", "-c", f"echo {value} > /load/value")
+
+
+def prometheus_value(cluster: Cluster, query: str) -> list[Any]:
+    url = f"{cluster.prometheus_url}/api/v1/query?query={urllib.parse.quote(query)}"
+    with urllib.request.urlopen(url, timeout=5) as resp:
+        result: list[Any] = json.load(resp)["data"]["result"]
+    return result
+
+
+def load_query(namespace: str) -> str:
+    return f'e2e_load{{namespace="{namespace}"}}'
+
+
+def web_spec(deployment_name: str, **extra: Any) -> dict[str, Any]:
+    spec: dict[str, Any] = {
+        "deployment": deployment_name,
+        "minReplicas": 1,
+        "maxReplicas": 5,
+        "cpuUtilization": 80,
+        "behavior": {
+            "scaleUp": {"stabilizationWindowSeconds": 0, "policies": [{"type": "Pods", "value": 4, "periodSeconds": 15}]},
+            "scaleDown": {"stabilizationWindowSeconds": 30, "policies": [{"type": "Pods", "value": 1, "periodSeconds": 15}]},
+        },
+    }
+    spec.update(extra)
+    return spec
+
+
+def test_owned_hpa_is_created_and_garbage_collected_with_the_policy(
+    cluster: Cluster, namespace: str, running_operator: RunningOperator
+) -> None:
+    apps, hpas = client.AppsV1Api(cluster.api), client.AutoscalingV2Api(cluster.api)
+    apps.create_namespaced_deployment(namespace, deployment("web", 2, {"app": "web"}, cluster.operator_image))
+    policy = apply_policy(cluster, namespace, "shop", {"intervalSeconds": 2, "web": web_spec("web")})
+
+    hpa = wait_for("the owned HPA", lambda: hpas.read_namespaced_horizontal_pod_autoscaler("shop-web", namespace))
+    owner = hpa.metadata.owner_references[0]
+    assert (owner.kind, owner.name, owner.uid, owner.controller) == ("ScalingPolicy", "shop", policy["metadata"]["uid"], True)
+    assert hpa.spec.scale_target_ref.name == "web"
+    assert (hpa.spec.min_replicas, hpa.spec.max_replicas) == (1, 5)
+    assert hpa.spec.metrics[0].resource.target.average_utilization == 80
+    assert hpa.spec.behavior.scale_down.stabilization_window_seconds == 30
+    ready = wait_for(
+        "Ready=True", lambda: (c := condition(policy_status(cluster, namespace, "shop"), "Ready")) and c["status"] == "True" and c
+    )
+    assert ready["reason"] == "Reconciled"
+
+    client.CustomObjectsApi(cluster.api).delete_namespaced_custom_object(GROUP, VERSION, namespace, PLURAL, "shop")
+
+    def hpa_gone() -> bool:
+        try:
+            hpas.read_namespaced_horizontal_pod_autoscaler("shop-web", namespace)
+        except ApiException as exc:
+            return exc.status == 404
+        return False
+
+    wait_for("the owned HPA to be garbage-collected", hpa_gone, timeout=60)
+    # What the policy only scaled stays, at its size.
+    assert replicas_of(cluster, namespace, "web") == 2
+
+
+def test_foreign_hpa_is_a_conflict_and_nothing_is_written(
+    cluster: Cluster, namespace: str, running_operator: RunningOperator
+) -> None:
+    apps, hpas = client.AppsV1Api(cluster.api), client.AutoscalingV2Api(cluster.api)
+    apps.create_namespaced_deployment(namespace, deployment("web", 1, {"app": "web"}, cluster.operator_image))
+    hpas.create_namespaced_horizontal_pod_autoscaler(
+        namespace,
+        {
+            "metadata": {"name": "hand-made"},
+            "spec": {
+                "scaleTargetRef": {"apiVersion": "apps/v1", "kind": "Deployment", "name": "web"},
+                "minReplicas": 1,
+                "maxReplicas": 3,
+                "metrics": [{"type": "Resource", "resource": {"name": "cpu", "target": {"type": "Utilization", "averageUtilization": 50}}}],
+            },
+        },
+    )
+    apply_policy(cluster, namespace, "shop", {"intervalSeconds": 2, "web": web_spec("web")})
+    conflict = wait_for(
+        "Conflict=True",
+        lambda: (c := condition(policy_status(cluster, namespace, "shop"), "Conflict")) and c["status"] == "True" and c,
+    )
+    assert "hand-made" in conflict["message"]
+    assert any(e.reason == "ForeignHPA" and "hand-made" in e.message for e in events_for(cluster, namespace, "shop"))
+    names = {h.metadata.name for h in hpas.list_namespaced_horizontal_pod_autoscaler(namespace).items}
+    assert names == {"hand-made"}
+    assert hpas.read_namespaced_horizontal_pod_autoscaler("hand-made", namespace).spec.max_replicas == 3
+
+
+def test_read_replicas_follow_a_live_metric_and_dry_run_writes_nothing(
+    cluster: Cluster, namespace: str, running_operator: RunningOperator
+) -> None:
+    apps = client.AppsV1Api(cluster.api)
+    sts = deployment("replica", 1, {"app": "replica"}, cluster.operator_image)
+    sts["kind"] = "StatefulSet"
+    sts["spec"]["serviceName"] = "replica"
+    apps.create_namespaced_stateful_set(namespace, sts)
+    start_exporter(cluster, namespace, "250")
+    wait_for("Prometheus to see the load", lambda: prometheus_value(cluster, load_query(namespace)), timeout=120)
+
+    spec = {
+        "mode": "DryRun",
+        "intervalSeconds": 2,
+        "readReplicas": {
+            "target": {"apiVersion": "apps/v1", "kind": "StatefulSet", "name": "replica"},
+            "minReplicas": 1,
+            "maxReplicas": 4,
+            "floor": 2,
+            "metric": {"query": load_query(namespace), "perReplica": 100},
+            "behavior": {
+                "scaleUp": {"stabilizationWindowSeconds": 0, "policies": [{"type": "Pods", "value": 4, "periodSeconds": 15}]},
+                "scaleDown": {"stabilizationWindowSeconds": 0, "policies": [{"type": "Pods", "value": 4, "periodSeconds": 15}]},
+            },
+        },
+    }
+    apply_policy(cluster, namespace, "db", spec)
+    decided = wait_for(
+        "a DryRun decision of 3 read replicas",
+        lambda: (t := target(policy_status(cluster, namespace, "db"), "readReplicas")) and t.get("desiredReplicas") == 3 and t,
+        timeout=60,
+    )
+    assert decided["currentReplicas"] == 1
+    assert decided["reason"].startswith("DryRun: would scale 1 -> 3")
+    assert apps.read_namespaced_stateful_set_scale("replica", namespace).spec.replicas == 1
+    assert any(e.reason == "WouldScale" for e in events_for(cluster, namespace, "db"))
+
+    spec["mode"] = "Enforce"
+    apply_policy(cluster, namespace, "db", spec)
+    wait_for("3 read replicas", lambda: apps.read_namespaced_stateful_set_scale("replica", namespace).spec.replicas == 3)
+    assert any(e.reason == "Scaled" and "1 -> 3" in e.message for e in events_for(cluster, namespace, "db"))
+
+    # Load gone: the count falls to the floor, never below it.
+    set_load(cluster, namespace, "0")
+    wait_for("replicas down to the floor of 2", lambda: apps.read_namespaced_stateful_set_scale("replica", namespace).spec.replicas == 2, timeout=150)
+    status = policy_status(cluster, namespace, "db")
+    assert target(status, "readReplicas")["limitedBy"] == "floor"  # type: ignore[index]
+
+
+def test_missing_metric_holds_says_why_and_recovers(cluster: Cluster, namespace: str, running_operator: RunningOperator) -> None:
+    apps = client.AppsV1Api(cluster.api)
+    apps.create_namespaced_deployment(namespace, deployment("worker", 3, {"app": "worker"}, cluster.operator_image))
+    start_exporter(cluster, namespace, "absent")
+    spec = {
+        "intervalSeconds": 2,
+        "readReplicas": {
+            "target": {"apiVersion": "apps/v1", "kind": "Deployment", "name": "worker"},
+            "minReplicas": 1,
+            "maxReplicas": 6,
+            "metric": {"query": load_query(namespace), "perReplica": 10},
+            "behavior": {"scaleDown": {"stabilizationWindowSeconds": 0, "policies": [{"type": "Pods", "value": 5, "periodSeconds": 15}]}},
+        },
+    }
+    apply_policy(cluster, namespace, "p", spec)
+    metrics = wait_for(
+        "MetricsAvailable=False",
+        lambda: (c := condition(policy_status(cluster, namespace, "p"), "MetricsAvailable")) and c["status"] == "False" and c,
+        timeout=60,
+    )
+    assert load_query(namespace) in metrics["message"]
+    assert any(e.reason == "MetricsUnavailable" for e in events_for(cluster, namespace, "p"))
+    assert target(policy_status(cluster, namespace, "p"), "readReplicas")["limitedBy"] == "missingMetric"  # type: ignore[index]
+    assert replicas_of(cluster, namespace, "worker") == 3  # held, not scaled down on no data
+
+    set_load(cluster, namespace, "10")  # one replica's worth
+    wait_for(
+        "MetricsAvailable=True",
+        lambda: (c := condition(policy_status(cluster, namespace, "p"), "MetricsAvailable")) and c["status"] == "True",
+        timeout=150,
+    )
+    wait_for("scaled down to 1 on real data", lambda: replicas_of(cluster, namespace, "worker") == 1, timeout=60)
+
+
+def test_missing_target_is_reported_and_picked_up_when_it_appears(
+    cluster: Cluster, namespace: str, running_operator: RunningOperator
+) -> None:
+    apply_policy(cluster, namespace, "p", {"intervalSeconds": 2, "web": web_spec("late")})
+    ready = wait_for(
+        "Ready=False",
+        lambda: (c := condition(policy_status(cluster, namespace, "p"), "Ready")) and c["status"] == "False" and c,
+        timeout=60,
+    )
+    assert "late" in ready["message"]
+    assert any(e.type == "Warning" and "late" in e.message for e in events_for(cluster, namespace, "p"))
+    client.AppsV1Api(cluster.api).create_namespaced_deployment(namespace, deployment("late", 1, {"app": "late"}, cluster.operator_image))
+    wait_for(
+        "Ready=True once the Deployment exists",
+        lambda: (c := condition(policy_status(cluster, namespace, "p"), "Ready")) and c["status"] == "True",
+        timeout=60,
+    )
+    client.AutoscalingV2Api(cluster.api).read_namespaced_horizontal_pod_autoscaler("p-web", namespace)
