@@ -1,0 +1,408 @@
+"""Shared table of ScalingPolicy specs: invalid ones (one broken rule each) and valid ones.
+
+Used by the unit tests (pydantic model, generated CRD schema) and by the cluster
+tests, which apply each invalid spec to a real API server. Each invalid case is
+``(case_id, spec, expected)`` where ``expected`` is a substring that both the
+pydantic error (``scalekeeper.model.error_messages``: ``spec.<path>: <message>``)
+and the API server's rejection message contain. They are field paths such as
+``web.behavior.scaleUp.selectPolicy`` or ``workers[0].maxReplicas``, spelled as
+the API server prints them.
+
+Cases whose kind is ``unknown-field`` are rejected by the API server only with
+strict field validation (``kubectl`` default, or ``fieldValidation=Strict`` on
+the request); without it the server silently prunes the field.
+"""
+
+from __future__ import annotations
+
+import copy
+from typing import Any
+
+Spec = dict[str, Any]
+
+
+def web() -> Spec:
+    return {"deployment": "web", "minReplicas": 2, "maxReplicas": 10, "cpuUtilization": 70}
+
+
+def worker(queue: str = "video") -> Spec:
+    return {"queue": queue, "deployment": f"{queue}-worker", "maxReplicas": 5, "tasksPerWorker": 10}
+
+
+def read_replicas() -> Spec:
+    return {
+        "target": {"apiVersion": "apps/v1", "kind": "StatefulSet", "name": "pg-replica"},
+        "minReplicas": 1,
+        "maxReplicas": 5,
+        "metric": {"query": "sum(rate(pg_stat_database_xact_commit[1m]))", "perReplica": 500},
+    }
+
+
+def budget() -> Spec:
+    return {"maxConnections": 200, "webPoolSize": 5, "workerPoolSize": 2}
+
+
+def pod_template() -> Spec:
+    return {
+        "metadata": {"labels": {"app": "shop", "tier": "worker"}},
+        "spec": {
+            "containers": [
+                {
+                    "name": "worker",
+                    "image": "shop:1.0",
+                    "args": ["celery", "-A", "shop", "worker", "-Q", "emails"],
+                }
+            ]
+        },
+    }
+
+
+# ----------------------------------------------------------------------- valid
+
+WEB_ONLY: Spec = {"web": {"deployment": "web", "maxReplicas": 10, "cpuUtilization": 70}}
+
+WORKERS_ONLY: Spec = {
+    "workers": [{"queue": "video", "deployment": "video-worker", "maxReplicas": 5, "tasksPerWorker": 10}]
+}
+
+READ_REPLICAS_ONLY: Spec = {"readReplicas": read_replicas()}
+
+FULL: Spec = {
+    "mode": "DryRun",
+    "intervalSeconds": 10,
+    "web": {
+        "deployment": "web",
+        "minReplicas": 2,
+        "maxReplicas": 20,
+        "cpuUtilization": 70,
+        "memoryUtilization": 80,
+        "requestRate": {"query": 'sum(rate(http_requests_total{app="shop"}[1m]))', "perReplica": 50},
+        "behavior": {
+            "scaleUp": {
+                "stabilizationWindowSeconds": 30,
+                "selectPolicy": "Max",
+                "policies": [
+                    {"type": "Percent", "value": 200, "periodSeconds": 60},
+                    {"type": "Pods", "value": 4, "periodSeconds": 60},
+                ],
+            },
+            "scaleDown": {"selectPolicy": "Min"},
+            "tolerance": 0.05,
+            "scaleDownDelaySeconds": 120,
+            "cooldownSeconds": 30,
+        },
+    },
+    "workers": [
+        {
+            "queue": "video",
+            "deployment": "video-worker",
+            "minReplicas": 1,
+            "maxReplicas": 10,
+            "tasksPerWorker": 20,
+            "drainSeconds": 300,
+            "activationTasks": 5,
+            "concurrency": 4,
+            "prefetchMultiplier": 1,
+            "metrics": {
+                "waiting": 'sum(celery_queue_length{queue_name="<queue>"})',
+                "completionRate": 'sum(rate(celery_task_succeeded_total{queue="<queue>"}[2m]))',
+            },
+            "cooldownSeconds": 600,
+            "behavior": {"scaleDown": {"stabilizationWindowSeconds": 60}},
+        },
+        {
+            "queue": "emails",
+            "template": pod_template(),
+            "maxReplicas": 3,
+            "drainSeconds": 60,
+        },
+    ],
+    "readReplicas": {
+        "target": {"apiVersion": "postgresql.cnpg.io/v1", "kind": "Cluster", "name": "pg"},
+        "replicasPath": "spec.instances",
+        "minReplicas": 1,
+        "maxReplicas": 5,
+        "floor": 2,
+        "metric": {"query": "sum(pg_stat_activity_count)", "perReplica": 80.5},
+        "behavior": {"scaleDown": {"policies": [{"type": "Pods", "value": 1, "periodSeconds": 300}]}},
+    },
+    "connectionBudget": {
+        "maxConnections": 300,
+        "webPoolSize": 5,
+        "workerPoolSize": 2,
+        "replicaMaxConnections": 100,
+        "reserved": 10,
+    },
+}
+
+VALID_SPECS: list[tuple[str, Spec]] = [
+    ("web-only", WEB_ONLY),
+    ("workers-only", WORKERS_ONLY),
+    ("read-replicas-only", READ_REPLICAS_ONLY),
+    ("full", FULL),
+]
+
+
+# --------------------------------------------------------------------- invalid
+
+
+def with_web(**changes: Any) -> Spec:
+    w = web()
+    w.update(changes)
+    return {"web": w}
+
+
+def without(section: Spec, *keys: str) -> Spec:
+    out = copy.deepcopy(section)
+    for key in keys:
+        del out[key]
+    return out
+
+
+def with_worker(**changes: Any) -> Spec:
+    w = worker()
+    w.update(changes)
+    return {"workers": [w]}
+
+
+def with_replicas(**changes: Any) -> Spec:
+    r = read_replicas()
+    r.update(changes)
+    return {"readReplicas": r}
+
+
+def with_budget(**changes: Any) -> Spec:
+    return {"web": web(), "connectionBudget": {**budget(), **changes}}
+
+
+def with_behavior(direction: str, **rules: Any) -> Spec:
+    return with_web(behavior={direction: rules})
+
+
+def policy(type_: str = "Percent", value: Any = 100, period: Any = 15) -> Spec:
+    return {"type": type_, "value": value, "periodSeconds": period}
+
+
+# (case id, spec, expected substring, kind). kind is "schema" (bounds, enums,
+# types, required: checked by the generated OpenAPI schema), "unknown-field", or
+# "cel" (cross-field: checked by the CRD's x-kubernetes-validations).
+INVALID_CASES: list[tuple[str, Spec, str, str]] = [
+    # ----- top level
+    ("mode-enum", {**WEB_ONLY, "mode": "Auto"}, "spec.mode", "schema"),
+    ("interval-zero", {**WEB_ONLY, "intervalSeconds": 0}, "spec.intervalSeconds", "schema"),
+    ("interval-too-long", {**WEB_ONLY, "intervalSeconds": 3601}, "spec.intervalSeconds", "schema"),
+    ("interval-string", {**WEB_ONLY, "intervalSeconds": "5"}, "spec.intervalSeconds", "schema"),
+    ("unknown-top-field", {**WEB_ONLY, "webb": {}}, "spec.webb", "unknown-field"),
+    # ----- web
+    ("web-unknown-field", with_web(replicas=3), "spec.web.replicas", "unknown-field"),
+    ("web-deployment-missing", {"web": without(web(), "deployment")}, "spec.web.deployment", "schema"),
+    ("web-deployment-bad-name", with_web(deployment="Web_App"), "spec.web.deployment", "schema"),
+    ("web-min-zero", with_web(minReplicas=0), "spec.web.minReplicas", "schema"),
+    ("web-max-missing", {"web": without(web(), "maxReplicas")}, "spec.web.maxReplicas", "schema"),
+    ("web-max-string", with_web(maxReplicas="10"), "spec.web.maxReplicas", "schema"),
+    ("web-cpu-over-100", with_web(cpuUtilization=101), "spec.web.cpuUtilization", "schema"),
+    ("web-memory-zero", with_web(memoryUtilization=0), "spec.web.memoryUtilization", "schema"),
+    (
+        "web-request-rate-per-replica-zero",
+        with_web(requestRate={"query": "sum(rate(http_requests_total[1m]))", "perReplica": 0}),
+        "spec.web.requestRate.perReplica",
+        "schema",
+    ),
+    (
+        "web-request-rate-query-empty",
+        with_web(requestRate={"query": "", "perReplica": 10}),
+        "spec.web.requestRate.query",
+        "schema",
+    ),
+    # ----- behavior
+    (
+        "behavior-window-too-long",
+        with_behavior("scaleDown", stabilizationWindowSeconds=3601),
+        "spec.web.behavior.scaleDown.stabilizationWindowSeconds",
+        "schema",
+    ),
+    (
+        "behavior-select-policy-enum",
+        with_behavior("scaleUp", selectPolicy="Maximum"),
+        "spec.web.behavior.scaleUp.selectPolicy",
+        "schema",
+    ),
+    (
+        "behavior-policy-type-enum",
+        with_behavior("scaleUp", policies=[policy("Replicas", 2)]),
+        "spec.web.behavior.scaleUp.policies[0].type",
+        "schema",
+    ),
+    (
+        "behavior-policy-value-zero",
+        with_behavior("scaleUp", policies=[policy("Pods", 0)]),
+        "spec.web.behavior.scaleUp.policies[0].value",
+        "schema",
+    ),
+    (
+        "behavior-period-too-long",
+        with_behavior("scaleDown", policies=[policy("Pods", 1, 1801)]),
+        "spec.web.behavior.scaleDown.policies[0].periodSeconds",
+        "schema",
+    ),
+    (
+        "behavior-period-zero",
+        with_behavior("scaleUp", policies=[policy("Pods", 1, 0)]),
+        "spec.web.behavior.scaleUp.policies[0].periodSeconds",
+        "schema",
+    ),
+    (
+        "behavior-policies-empty",
+        with_behavior("scaleDown", policies=[]),
+        "spec.web.behavior.scaleDown.policies",
+        "schema",
+    ),
+    (
+        "behavior-too-many-policies",
+        with_behavior("scaleUp", policies=[policy("Pods", i + 1) for i in range(11)]),
+        "spec.web.behavior.scaleUp.policies",
+        "schema",
+    ),
+    (
+        "behavior-tolerance-over-1",
+        with_web(behavior={"tolerance": 1.5}),
+        "spec.web.behavior.tolerance",
+        "schema",
+    ),
+    (
+        "behavior-scale-down-delay-negative",
+        with_web(behavior={"scaleDownDelaySeconds": -1}),
+        "spec.web.behavior.scaleDownDelaySeconds",
+        "schema",
+    ),
+    (
+        "behavior-unknown-field",
+        with_behavior("scaleUp", window=30),
+        "spec.web.behavior.scaleUp.window",
+        "unknown-field",
+    ),
+    (
+        "behavior-scale-down-percent-over-100",
+        with_behavior("scaleDown", policies=[policy("Percent", 150)]),
+        "spec.web.behavior.scaleDown.policies",
+        "cel",
+    ),
+    (
+        "behavior-scale-up-percent-over-1000",
+        with_behavior("scaleUp", policies=[policy("Percent", 1001)]),
+        "spec.web.behavior.scaleUp.policies",
+        "cel",
+    ),
+    # ----- workers
+    ("worker-queue-missing", {"workers": [without(worker(), "queue")]}, "spec.workers[0].queue", "schema"),
+    ("worker-queue-empty", with_worker(queue=""), "spec.workers[0].queue", "schema"),
+    ("worker-max-zero", with_worker(maxReplicas=0), "spec.workers[0].maxReplicas", "schema"),
+    ("worker-min-negative", with_worker(minReplicas=-1), "spec.workers[0].minReplicas", "schema"),
+    ("worker-tasks-zero", with_worker(tasksPerWorker=0), "spec.workers[0].tasksPerWorker", "schema"),
+    ("worker-drain-zero", with_worker(drainSeconds=0), "spec.workers[0].drainSeconds", "schema"),
+    ("worker-activation-zero", with_worker(activationTasks=0), "spec.workers[0].activationTasks", "schema"),
+    ("worker-concurrency-zero", with_worker(concurrency=0), "spec.workers[0].concurrency", "schema"),
+    (
+        "worker-prefetch-zero",
+        with_worker(prefetchMultiplier=0),
+        "spec.workers[0].prefetchMultiplier",
+        "schema",
+    ),
+    (
+        "worker-cooldown-negative",
+        with_worker(cooldownSeconds=-5),
+        "spec.workers[0].cooldownSeconds",
+        "schema",
+    ),
+    (
+        "worker-metrics-unknown-field",
+        with_worker(metrics={"queued": "sum(x)"}),
+        "spec.workers[0].metrics.queued",
+        "unknown-field",
+    ),
+    (
+        "worker-template-not-object",
+        {"workers": [{**without(worker(), "deployment"), "template": ["nginx"]}]},
+        "spec.workers[0].template",
+        "schema",
+    ),
+    ("workers-too-many", {"workers": [worker(f"q{i}") for i in range(51)]}, "spec.workers", "schema"),
+    (
+        "worker-scale-down-percent-over-100",
+        with_worker(behavior={"scaleDown": {"policies": [policy("Percent", 101)]}}),
+        "spec.workers[0].behavior.scaleDown.policies",
+        "cel",
+    ),
+    # ----- read replicas
+    (
+        "replicas-target-name-missing",
+        with_replicas(target={"apiVersion": "apps/v1", "kind": "StatefulSet"}),
+        "spec.readReplicas.target.name",
+        "schema",
+    ),
+    (
+        "replicas-path-malformed",
+        with_replicas(replicasPath="spec..instances"),
+        "spec.readReplicas.replicasPath",
+        "schema",
+    ),
+    (
+        "replicas-per-replica-negative",
+        with_replicas(metric={"query": "sum(pg_stat_activity_count)", "perReplica": -1}),
+        "spec.readReplicas.metric.perReplica",
+        "schema",
+    ),
+    (
+        "replicas-metric-missing",
+        {"readReplicas": without(read_replicas(), "metric")},
+        "spec.readReplicas.metric",
+        "schema",
+    ),
+    # ----- connection budget
+    ("budget-max-zero", with_budget(maxConnections=0), "spec.connectionBudget.maxConnections", "schema"),
+    ("budget-web-pool-negative", with_budget(webPoolSize=-1), "spec.connectionBudget.webPoolSize", "schema"),
+    # ----- cross-field rules (CEL in the CRD, model validators in pydantic)
+    ("no-target-empty-spec", {}, "at least one of web, workers, readReplicas", "cel"),
+    ("no-target-empty-workers", {"workers": []}, "at least one of web, workers, readReplicas", "cel"),
+    ("web-min-above-max", with_web(minReplicas=11), "spec.web.minReplicas", "cel"),
+    (
+        "web-no-metric",
+        {"web": without(web(), "cpuUtilization")},
+        "spec.web.cpuUtilization",
+        "cel",
+    ),
+    ("worker-min-above-max", with_worker(minReplicas=6), "spec.workers[0].minReplicas", "cel"),
+    (
+        "worker-deployment-and-template",
+        with_worker(template=pod_template()),
+        "spec.workers[0].deployment",
+        "cel",
+    ),
+    (
+        "worker-neither-deployment-nor-template",
+        {"workers": [without(worker(), "deployment")]},
+        "spec.workers[0].deployment",
+        "cel",
+    ),
+    (
+        "worker-no-load-target",
+        {"workers": [without(worker(), "tasksPerWorker")]},
+        "spec.workers[0].tasksPerWorker",
+        "cel",
+    ),
+    ("worker-duplicate-queue", {"workers": [worker("video"), worker("video")]}, "queue", "cel"),
+    ("replicas-min-above-max", with_replicas(minReplicas=6), "spec.readReplicas.minReplicas", "cel"),
+    ("replicas-floor-below-min", with_replicas(floor=0), "spec.readReplicas.floor", "cel"),
+    ("replicas-floor-above-max", with_replicas(floor=6), "spec.readReplicas.floor", "cel"),
+    (
+        "budget-reserved-not-below-max",
+        with_budget(reserved=200),
+        "spec.connectionBudget.reserved",
+        "cel",
+    ),
+]
+
+# The shape the brief names: (case id, spec, expected field path substring).
+INVALID_SPECS: list[tuple[str, Spec, str]] = [
+    (case, spec, expected) for case, spec, expected, _ in INVALID_CASES
+]

@@ -1,0 +1,28 @@
+from __future__ import annotations
+
+import pytest
+
+from scalekeeper.config import ConfigError, OperatorConfig
+
+
+def test_defaults_and_overrides() -> None:
+    cfg = OperatorConfig.from_env({"SCALEKEEPER_NAMESPACES": "a, b,,", "SCALEKEEPER_PROMETHEUS_URL": "http://p:9090/"})
+    assert cfg.namespaces == ("a", "b")
+    assert cfg.prometheus_url == "http://p:9090"
+    assert cfg.default_interval_seconds == 5
+    assert OperatorConfig.from_env({}).namespaces == ()
+
+
+@pytest.mark.parametrize(
+    ("env", "named"),
+    [
+        ({"SCALEKEEPER_DEFAULT_INTERVAL_SECONDS": "0"}, "SCALEKEEPER_DEFAULT_INTERVAL_SECONDS"),
+        ({"SCALEKEEPER_DEFAULT_INTERVAL_SECONDS": "soon"}, "SCALEKEEPER_DEFAULT_INTERVAL_SECONDS"),
+        ({"SCALEKEEPER_LOG_LEVEL": "LOUD"}, "SCALEKEEPER_LOG_LEVEL"),
+        ({"SCALEKEEPER_METRICS_PORT": "70000"}, "SCALEKEEPER_METRICS_PORT"),
+        ({"SCALEKEEPER_LOG_FORMAT": "xml"}, "SCALEKEEPER_LOG_FORMAT"),
+    ],
+)
+def test_bad_settings_name_the_variable(env: dict[str, str], named: str) -> None:
+    with pytest.raises(ConfigError, match=named):
+        OperatorConfig.from_env(env)

@@ -1,0 +1,54 @@
+"""The batched query's shape and how its answer is taken apart (pure functions, no server)."""
+
+from __future__ import annotations
+
+import math
+
+from scalekeeper.metrics.prometheus import (
+    KEY_LABEL,
+    PART_LABEL,
+    Missing,
+    Sample,
+    batch_expression,
+    readings_from_result,
+)
+
+
+def test_batch_expression_tags_each_query_and_its_timestamp() -> None:
+    expr = batch_expression({"web|request_rate": 'sum(rate(x[1m]))', "worker/video|waiting": 'q{queue="video"}'})
+    assert expr.count(" or ") == 3
+    assert 'label_replace(sum(sum(rate(x[1m]))), "sk_key", "web|request_rate", "", "")' in expr
+    assert 'max(timestamp(q{queue="video"}))' in expr
+    assert '"sk_part", "ts"' in expr
+
+
+def test_keys_with_quotes_are_escaped() -> None:
+    assert 'worker/a\\"b|waiting' in batch_expression({'worker/a"b|waiting': "up"})
+
+
+def series(key: str, value: str, ts: bool = False) -> dict[str, object]:
+    labels = {KEY_LABEL: key}
+    if ts:
+        labels[PART_LABEL] = "ts"
+    return {"metric": labels, "value": [1000.0, value]}
+
+
+def test_values_pair_with_their_sample_time_and_absent_ones_are_missing() -> None:
+    queries = {"a": "qa", "b": "qb", "c": "qc"}
+    result = [series("a", "12.5"), series("a", "990", ts=True), series("b", "NaN"), series("b", "995", ts=True)]
+    readings = readings_from_result(queries, result, evaluated_at=1000.0)
+    assert readings["a"] == Sample(12.5, 990.0)
+    b = readings["b"]
+    assert isinstance(b, Sample) and math.isnan(b.value)  # NaN is passed on for the engine to reject
+    assert readings["c"] == Missing("qc", "the query returned no series")
+
+
+def test_value_without_timestamp_part_is_stamped_with_evaluation_time() -> None:
+    readings = readings_from_result({"a": "qa"}, [series("a", "+Inf")], evaluated_at=1234.0)
+    a = readings["a"]
+    assert isinstance(a, Sample) and a.timestamp == 1234.0 and math.isinf(a.value)
+
+
+def test_unknown_keys_in_the_answer_are_ignored() -> None:
+    readings = readings_from_result({"a": "qa"}, [series("zzz", "1"), series("a", "2")], evaluated_at=0.0)
+    assert readings == {"a": Sample(2.0, 0.0)}
