@@ -19,7 +19,7 @@ build_module() {
   printf 'module %s\n\ngo 1.24\n\nrequire (\n%s\n)\n%s\n' "$mod" "$reqs" "$extra" >"$d/go.mod"
   [ -f "$d/main.go" ] || [ "$pkg" != . ] || die "build of $out needs $d/main.go"
   log "go build $pkg -> $out"
-  (cd "$d" && go mod tidy >/dev/null 2>&1 || true; cd "$d" && go build -trimpath -ldflags "$ldflags" -o "$out.tmp" "$pkg") \
+  (cd "$d" && go build -trimpath -ldflags "$ldflags" -o "$out.tmp" "$pkg") \
     || die "go build of $pkg failed"
   mv "$out.tmp" "$out"
 }
@@ -54,7 +54,7 @@ tools() {
   build_module "$b/helm-$HELM_VERSION" scalekeeper.dev/helmbuild "	helm.sh/helm/v3 $HELM_VERSION" helm.sh/helm/v3/cmd/helm \
     "-s -w -X helm.sh/helm/v3/internal/version.version=$HELM_VERSION"
   build_module "$b/crictl-$CRICTL_VERSION" scalekeeper.dev/crictlbuild "	sigs.k8s.io/cri-tools $CRICTL_VERSION" \
-    sigs.k8s.io/cri-tools/cmd/crictl
+    sigs.k8s.io/cri-tools/cmd/crictl "-s -w -X sigs.k8s.io/cri-tools/pkg/version.Version=$CRICTL_VERSION"
   kubernetes
   mkdir -p "$b/current"
   ln -sfn "$b/kind-$KIND_VERSION" "$b/current/kind"

@@ -1,0 +1,216 @@
+"""The demo application scaled by the operator, end to end: real Prometheus, real Redis, real Celery.
+
+One namespace holds the demo for the module. The policy is the example's, with windows shortened so the
+scale-down half of each story fits in a test, and its queries narrowed to this namespace (the cluster's
+Prometheus and Redis are shared by every test).
+"""
+
+from __future__ import annotations
+
+import importlib.util
+import subprocess
+import threading
+import time
+import uuid
+from collections.abc import Iterator
+from typing import Any
+
+import pytest
+import redis
+from kubernetes import client
+from kubernetes.client.rest import ApiException
+
+from .conftest import ROOT, Cluster, kubectl
+from .kube_helpers import GROUP, PLURAL, VERSION, apply_policy, events_for, policy_status, replicas_of, target
+from .operator_fixture import RunningOperator, running_operator  # noqa: F401
+from .waiting import wait_for
+
+pytestmark = pytest.mark.cluster
+DEMO = ROOT / "manifests" / "examples" / "demo"
+
+
+def _render() -> Any:
+    spec = importlib.util.spec_from_file_location("demo_render", DEMO / "render.py")
+    assert spec and spec.loader
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module.render
+
+
+@pytest.fixture(scope="module")
+def demo_image(cluster: Cluster) -> str:
+    out = subprocess.run([str(ROOT / "hack" / "demo-image.sh")], capture_output=True, text=True, check=False)
+    assert out.returncode == 0, out.stderr[-3000:]
+    return out.stdout.strip().splitlines()[-1]
+
+
+@pytest.fixture(scope="module")
+def demo(cluster: Cluster, demo_image: str) -> Iterator[str]:
+    ns = f"demo-{uuid.uuid4().hex[:6]}"
+    core = client.CoreV1Api(cluster.api)
+    core.create_namespace({"metadata": {"name": ns, "labels": {"scalekeeper-test": "1"}}})
+    objects = _render()({"DEMO_IMAGE": demo_image, "REDIS_IMAGE": cluster.images["REDIS_IMAGE"]}, key_prefix=f"{ns}:")
+    import yaml
+
+    kubectl(cluster, "-n", ns, "apply", "-f", "-", stdin=yaml.safe_dump_all(objects))
+    for kind, name in (("deploy", "web"), ("deploy", "worker-video"), ("deploy", "worker-emails"),
+                       ("deploy", "worker-reports"), ("deploy", "queue-exporter"), ("statefulset", "db-replica")):
+        kubectl(cluster, "-n", ns, "rollout", "status", f"{kind}/{name}", "--timeout=240s")
+    try:
+        yield ns
+    finally:
+        core.delete_namespace(ns, propagation_policy="Background")
+
+
+def fast_rules(up_pods: int, down_window: int) -> dict[str, Any]:
+    return {
+        "scaleUp": {"stabilizationWindowSeconds": 0, "policies": [{"type": "Pods", "value": up_pods, "periodSeconds": 10}]},
+        "scaleDown": {"stabilizationWindowSeconds": down_window, "policies": [{"type": "Pods", "value": 1, "periodSeconds": 10}]},
+    }
+
+
+def worker(ns: str, queue: str, **extra: Any) -> dict[str, Any]:
+    sel = f'queue="{queue}",namespace="{ns}"'
+    spec = {
+        "queue": queue,
+        "deployment": f"worker-{queue}",
+        "minReplicas": 1,
+        "maxReplicas": 4,
+        "tasksPerWorker": 4,
+        "concurrency": 2,
+        "prefetchMultiplier": 1,
+        "metrics": {
+            "waiting": f"celery_queue_waiting_tasks{{{sel}}}",
+            "inFlight": f"celery_queue_inflight_tasks{{{sel}}}",
+            "arrivalRate": f"rate(celery_queue_published_total{{{sel}}}[1m])",
+            "completionRate": f"rate(celery_queue_completed_total{{{sel}}}[1m])",
+        },
+        "behavior": fast_rules(up_pods=3, down_window=20),
+    }
+    spec.update(extra)
+    return spec
+
+
+def broker(cluster: Cluster) -> redis.Redis:
+    return redis.Redis.from_url(cluster.redis_url, decode_responses=True)
+
+
+def exec_in_web(cluster: Cluster, ns: str, *args: str) -> subprocess.CompletedProcess[str]:
+    return kubectl(cluster, "-n", ns, "exec", "deploy/web", "--", *args)
+
+
+def test_video_workers_scale_with_the_backlog_and_every_task_completes_once(
+    cluster: Cluster, demo: str, running_operator: RunningOperator
+) -> None:
+    ns = demo
+    policy = {
+        "intervalSeconds": 2,
+        "workers": [worker(ns, "video"), worker(ns, "emails"), worker(ns, "reports")],
+    }
+    apply_policy(cluster, ns, "demo-workers", policy)
+    wait_for("a first decision", lambda: target(policy_status(cluster, ns, "demo-workers"), "worker/video"), timeout=60)
+
+    tasks = 160
+    exec_in_web(cluster, ns, "python", "-m", "scalekeeper_demo.produce", "--queue", "video", "--count", str(tasks),
+                "--rate", "40", "--seconds", "1", "--run-id", "e2e")
+    peak = wait_for("video workers to scale up to 4", lambda: (n := replicas_of(cluster, ns, "worker-video")) >= 4 and n,
+                    timeout=90)
+    assert peak <= 4  # maxReplicas
+    assert replicas_of(cluster, ns, "worker-emails") == 1
+    assert replicas_of(cluster, ns, "worker-reports") == 1
+    scaled = [e.message for e in events_for(cluster, ns, "demo-workers") if e.reason == "Scaled"]
+    assert any(m.startswith("Scaled worker/video 1 -> ") for m in scaled), scaled
+
+    r = broker(cluster)
+    prefix = f"{ns}:"
+    wait_for(
+        f"all {tasks} video tasks to complete",
+        lambda: r.scard(f"{prefix}demo:completed:video") >= tasks,
+        timeout=240,
+        interval=2,
+    )
+    # Back down once the backlog is gone, through the scale-down window, while tasks may still be running.
+    wait_for("video workers back at 1", lambda: replicas_of(cluster, ns, "worker-video") == 1, timeout=180, interval=2)
+    time.sleep(5)
+    assert r.scard(f"{prefix}demo:published:video") == tasks
+    assert r.scard(f"{prefix}demo:completed:video") == tasks
+    assert int(r.get(f"{prefix}demo:completions:video") or 0) == tasks  # none ran twice
+    status = policy_status(cluster, ns, "demo-workers")
+    assert target(status, "worker/video")["desiredReplicas"] == 1  # type: ignore[index]
+    client.CustomObjectsApi(cluster.api).delete_namespaced_custom_object(GROUP, VERSION, ns, PLURAL, "demo-workers")
+
+
+def test_request_and_read_load_raise_the_web_floor_and_the_read_replicas(
+    cluster: Cluster, demo: str, running_operator: RunningOperator
+) -> None:
+    ns = demo
+    hpas = client.AutoscalingV2Api(cluster.api)
+    policy = {
+        "intervalSeconds": 2,
+        "web": {
+            "deployment": "web",
+            "minReplicas": 1,
+            "maxReplicas": 4,
+            "cpuUtilization": 95,
+            "requestRate": {"query": f'sum(rate(demo_http_requests_total{{namespace="{ns}"}}[20s]))', "perReplica": 10},
+            "behavior": fast_rules(up_pods=4, down_window=20),
+        },
+        "readReplicas": {
+            "target": {"apiVersion": "apps/v1", "kind": "StatefulSet", "name": "db-replica"},
+            "minReplicas": 1,
+            "maxReplicas": 3,
+            "floor": 2,
+            "metric": {"query": f'sum(rate(demo_db_reads_total{{namespace="{ns}"}}[20s]))', "perReplica": 12},
+            "behavior": fast_rules(up_pods=2, down_window=20),
+        },
+    }
+    apply_policy(cluster, ns, "demo-web", policy)
+    hpa = wait_for("the owned HPA", lambda: hpas.read_namespaced_horizontal_pod_autoscaler("demo-web-web", ns), timeout=60)
+    assert hpa.spec.min_replicas == 1
+    # Without load the read tier still sits at its floor of 2.
+    wait_for("read replicas at the floor", lambda: client.AppsV1Api(cluster.api).read_namespaced_stateful_set_scale(
+        "db-replica", ns).spec.replicas == 2, timeout=60)
+
+    load = threading.Thread(
+        target=exec_in_web,
+        args=(cluster, ns, "python", "-m", "scalekeeper_demo.load", "--url", "http://web/?ms=2", "--rate", "35",
+              "--duration", "75"),
+        daemon=True,
+    )
+    load.start()
+    wait_for("the HPA floor to rise to 4", lambda: hpas.read_namespaced_horizontal_pod_autoscaler("demo-web-web", ns).spec.min_replicas == 4,
+             timeout=90, interval=2)
+    wait_for("web to grow to 4", lambda: replicas_of(cluster, ns, "web") == 4, timeout=60, interval=2)
+    wait_for("read replicas to rise to 3", lambda: client.AppsV1Api(cluster.api).read_namespaced_stateful_set_scale(
+        "db-replica", ns).spec.replicas == 3, timeout=60, interval=2)
+    messages = [e.message for e in events_for(cluster, ns, "demo-web") if e.reason == "Scaled"]
+    assert any("web floor" in m and "request rate" in m for m in messages), messages
+    load.join(timeout=120)
+
+    # After the load: the floor comes down one pod per 10 s after a 20 s window, and reads back to the floor.
+    floors: list[int] = []
+
+    def floor_back_to_one() -> bool:
+        floors.append(hpas.read_namespaced_horizontal_pod_autoscaler("demo-web-web", ns).spec.min_replicas)
+        return floors[-1] == 1
+
+    wait_for("the HPA floor back to 1", floor_back_to_one, timeout=150, interval=1)
+    steps = [a - b for a, b in zip(floors, floors[1:], strict=False) if a != b]
+    assert all(step == 1 for step in steps), floors  # never faster than 1 pod per period
+    wait_for("read replicas back to the floor of 2", lambda: client.AppsV1Api(cluster.api).read_namespaced_stateful_set_scale(
+        "db-replica", ns).spec.replicas == 2, timeout=120, interval=2)
+
+    # Deleting the policy removes the HPA it owned and leaves the workloads at their size.
+    before = replicas_of(cluster, ns, "web")
+    client.CustomObjectsApi(cluster.api).delete_namespaced_custom_object(GROUP, VERSION, ns, PLURAL, "demo-web")
+
+    def hpa_gone() -> bool:
+        try:
+            hpas.read_namespaced_horizontal_pod_autoscaler("demo-web-web", ns)
+        except ApiException as exc:
+            return exc.status == 404
+        return False
+
+    wait_for("the owned HPA to be deleted with the policy", hpa_gone, timeout=60)
+    assert replicas_of(cluster, ns, "web") == before
+    assert client.AppsV1Api(cluster.api).read_namespaced_stateful_set_scale("db-replica", ns).spec.replicas == 2
