@@ -6,7 +6,9 @@ from scalekeeper.config import ConfigError, OperatorConfig
 
 
 def test_defaults_and_overrides() -> None:
-    cfg = OperatorConfig.from_env({"SCALEKEEPER_NAMESPACES": "a, b,,", "SCALEKEEPER_PROMETHEUS_URL": "http://p:9090/"})
+    cfg = OperatorConfig.from_env(
+        {"SCALEKEEPER_NAMESPACES": "a, b,,", "SCALEKEEPER_PROMETHEUS_URL": "http://p:9090/"}
+    )
     assert cfg.namespaces == ("a", "b")
     assert cfg.prometheus_url == "http://p:9090"
     assert cfg.default_interval_seconds == 5

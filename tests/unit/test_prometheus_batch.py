@@ -15,7 +15,9 @@ from scalekeeper.metrics.prometheus import (
 
 
 def test_batch_expression_tags_each_query_and_its_timestamp() -> None:
-    expr = batch_expression({"web|request_rate": 'sum(rate(x[1m]))', "worker/video|waiting": 'q{queue="video"}'})
+    expr = batch_expression(
+        {"web|request_rate": "sum(rate(x[1m]))", "worker/video|waiting": 'q{queue="video"}'}
+    )
     assert expr.count(" or ") == 3
     assert 'label_replace(sum(sum(rate(x[1m]))), "sk_key", "web|request_rate", "", "")' in expr
     assert 'max(timestamp(q{queue="video"}))' in expr
@@ -35,7 +37,12 @@ def series(key: str, value: str, ts: bool = False) -> dict[str, object]:
 
 def test_values_pair_with_their_sample_time_and_absent_ones_are_missing() -> None:
     queries = {"a": "qa", "b": "qb", "c": "qc"}
-    result = [series("a", "12.5"), series("a", "990", ts=True), series("b", "NaN"), series("b", "995", ts=True)]
+    result = [
+        series("a", "12.5"),
+        series("a", "990", ts=True),
+        series("b", "NaN"),
+        series("b", "995", ts=True),
+    ]
     readings = readings_from_result(queries, result, evaluated_at=1000.0)
     assert readings["a"] == Sample(12.5, 990.0)
     b = readings["b"]
