@@ -14,7 +14,7 @@ dep_image() { # name
     redis:online) echo "$REDIS_IMAGE_STOCK" ;;
     metrics-server:online) echo "$METRICS_SERVER_IMAGE_STOCK" ;;
     python:online) echo "$PYTHON_IMAGE_STOCK" ;;
-    prometheus:offline) echo "$B/prometheus:${DEB_PROMETHEUS%%+*}-debian" ;;
+    prometheus:offline) echo "$B/prometheus:$PROMETHEUS_VERSION" ;;
     redis:offline) local v=${DEB_REDIS#*:}; echo "$B/redis:${v%%-*}-debian" ;;
     metrics-server:offline) echo "$B/metrics-server:$METRICS_SERVER_VERSION" ;;
     python:offline) echo "$B/python:${DEB_PYTHON%%-*}-debian" ;;
@@ -51,7 +51,11 @@ DOCKERFILE
 
 build_offline() { # name tag
   case "$1" in
-    prometheus) debian_image "$2" "prometheus=$DEB_PROMETHEUS" '["/usr/bin/prometheus"]' ;;
+    prometheus)
+      "$HACK_DIR/build-go.sh" components >&2
+      local p; p=$(mktemp -d); cp "$CACHE_DIR/components/prometheus-$PROMETHEUS_VERSION" "$p/prometheus"
+      printf 'FROM scratch\nCOPY prometheus /bin/prometheus\nUSER 65534\nENTRYPOINT ["/bin/prometheus"]\n' >"$p/Dockerfile"
+      run_logged image-prometheus docker build -t "$2" "$p"; rm -rf "$p" ;;
     redis) debian_image "$2" "redis-server=$DEB_REDIS" '["/usr/bin/redis-server"]' ;;
     metrics-server)
       "$HACK_DIR/build-go.sh" components >&2

@@ -80,6 +80,9 @@ components() {
     "	github.com/rancher/local-path-provisioner $LOCAL_PATH_PROVISIONER_VERSION" github.com/rancher/local-path-provisioner
   build_module "$x/registry-$DISTRIBUTION_VERSION" scalekeeper.dev/registrybuild \
     "	github.com/distribution/distribution/v3 $DISTRIBUTION_VERSION" github.com/distribution/distribution/v3/cmd/registry
+  build_module "$x/prometheus-$PROMETHEUS_VERSION" scalekeeper.dev/prombuild \
+    "	github.com/prometheus/prometheus $PROMETHEUS_MODULE_VERSION" github.com/prometheus/prometheus/cmd/prometheus \
+    "-s -w -X github.com/prometheus/common/version.Version=${PROMETHEUS_VERSION#v} -X github.com/prometheus/common/version.Branch=release"
   build_module "$x/metrics-server-$METRICS_SERVER_VERSION" scalekeeper.dev/msbuild \
     "	sigs.k8s.io/metrics-server $METRICS_SERVER_VERSION" sigs.k8s.io/metrics-server/cmd/metrics-server
 }

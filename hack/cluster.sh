@@ -115,6 +115,15 @@ create_cluster() {
     --config "$STATE_DIR/kind-config.yaml" --kubeconfig "$KUBECONFIG" --wait 3m
 }
 
+# Offline node images hold our local-path-provisioner build instead of kind's (see versions.env).
+use_local_storage_images() {
+  [ "$(image_mode)" = offline ] || return 0
+  local lpp=scalekeeper-build/local-path-provisioner:$LOCAL_PATH_PROVISIONER_VERSION
+  kubectl -n local-path-storage patch deployment local-path-provisioner --type json -p "[
+    {\"op\": \"replace\", \"path\": \"/spec/template/spec/containers/0/image\", \"value\": \"$lpp\"},
+    {\"op\": \"replace\", \"path\": \"/spec/template/spec/containers/0/command/4\", \"value\": \"scalekeeper-build/debian-slim:$DEBIAN_SUITE\"}]" >/dev/null
+}
+
 connect_registry() {
   docker network connect kind "$REGISTRY_NAME" 2>/dev/null || true
   # kind's local-registry pattern: the node's containerd resolves localhost:5001 to the registry container.
@@ -144,6 +153,7 @@ up() {
   else
     check_ports
     create_cluster "$node_image"
+    use_local_storage_images
   fi
   registry_up
   connect_registry

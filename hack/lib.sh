@@ -1,6 +1,8 @@
 #!/usr/bin/env bash
 # Shared by every hack/ script: pinned versions, cache and state locations, logging, prerequisites.
 set -euo pipefail
+# A failure inside $(...) must stop the script too.
+shopt -s inherit_errexit
 
 HACK_DIR=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
 ROOT_DIR=$(cd "$HACK_DIR/.." && pwd)

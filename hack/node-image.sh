@@ -18,6 +18,9 @@ X=$CACHE_DIR/components
 W=$CACHE_DIR/node-build; rm -rf "$W"; mkdir -p "$W"
 KIND_SRC=$(GOFLAGS= go mod download -json "sigs.k8s.io/kind@$KIND_VERSION" | jq -r .Dir)
 BASE_IMAGE=scalekeeper-build/kind-base:$KIND_VERSION-$(inputs_hash)
+# kind's own storage images are replaced by these (see versions.env); hack/cluster.sh switches to them.
+LPP_IMAGE=scalekeeper-build/local-path-provisioner:$LOCAL_PATH_PROVISIONER_VERSION
+LPP_HELPER_IMAGE=scalekeeper-build/debian-slim:$DEBIAN_SUITE
 
 base_image() {
   docker image inspect "$BASE_IMAGE" >/dev/null 2>&1 && return 0
@@ -69,9 +72,7 @@ component_images() {
   scratch_image "registry.k8s.io/etcd:$ETCD_IMAGE_TAG" "$X/etcd-$ETCD_VERSION" /usr/local/bin/etcd
   scratch_image "registry.k8s.io/pause:$PAUSE_IMAGE_TAG" "$X/pause-$PAUSE_IMAGE_TAG" /pause
   scratch_image "registry.k8s.io/coredns/coredns:$COREDNS_VERSION" "$X/coredns-$COREDNS_VERSION" /coredns
-  scratch_image "$KIND_LPP_IMAGE" "$X/local-path-provisioner-$LOCAL_PATH_PROVISIONER_VERSION" /usr/local/bin/local-path-provisioner
-  # kind's helper image is Debian slim with sh, rm and mkdir: ours is the same Debian tools.
-  docker tag "scalekeeper-build/debian-slim:$DEBIAN_SUITE" "$KIND_LPP_HELPER_IMAGE"
+  scratch_image "$LPP_IMAGE" "$X/local-path-provisioner-$LOCAL_PATH_PROVISIONER_VERSION" /usr/local/bin/local-path-provisioner
   # kube-proxy needs iptables; pick the host's backend (legacy or nft) the way upstream's iptables-wrapper does.
   local d=$W/ctx-kube-proxy; mkdir -p "$d"; cp "$KB/kube-proxy" "$d/kube-proxy"
   cat >"$d/iptables-select" <<'SH'
@@ -100,7 +101,7 @@ server_tarball() {
   # kind loads only these four tars, so the other images kubeadm and kind need ride along in kube-proxy's.
   docker save -o "$B/kube-proxy.raw.tar" "registry.k8s.io/kube-proxy:$K8S_VERSION" "registry.k8s.io/etcd:$ETCD_IMAGE_TAG" \
     "registry.k8s.io/pause:$PAUSE_IMAGE_TAG" "registry.k8s.io/coredns/coredns:$COREDNS_VERSION" \
-    "$KIND_LPP_IMAGE" "$KIND_LPP_HELPER_IMAGE"
+    "$LPP_IMAGE" "$LPP_HELPER_IMAGE"
   local f
   for f in "$B"/*.raw.tar; do python3 "$HACK_DIR/files/archive-tags.py" "$f" "${f%.raw.tar}.tar" && rm "$f"; done
   tar -C "$W/srv" -c kubernetes | gzip -1 >"$W/kubernetes-server-linux-amd64.tar.gz"

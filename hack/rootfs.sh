@@ -7,6 +7,7 @@ need_pkg debootstrap debootstrap
 MIRROR=${DEBIAN_MIRROR:-$(awk '/^URIs:/{print $2; exit} /^deb /{print $2; exit}' \
   /etc/apt/sources.list.d/*.sources /etc/apt/sources.list 2>/dev/null || true)}
 MIRROR=${MIRROR:-http://deb.debian.org/debian}
+SECURITY_MIRROR=${DEBIAN_SECURITY_MIRROR:-$MIRROR-security}
 R=$CACHE_DIR/rootfs
 
 NODE_PKGS=systemd,systemd-sysv,dbus,iptables,nftables,iproute2,ethtool,util-linux,mount,kmod,libseccomp2,pigz,\
@@ -18,6 +19,9 @@ bootstrap() { # dir packages
   rm -rf "${R:?}/$1"; mkdir -p "$R"
   log "debootstrap $1 ($DEBIAN_SUITE from $MIRROR)"
   run_logged "debootstrap-$1" debootstrap --variant=minbase --include="$2" "$DEBIAN_SUITE" "$R/$1" "$MIRROR"
+  # Images built FROM these install Debian packages at their current versions: updates and security too.
+  printf 'deb %s %s main\ndeb %s %s-updates main\ndeb %s %s-security main\n' \
+    "$MIRROR" "$DEBIAN_SUITE" "$MIRROR" "$DEBIAN_SUITE" "$SECURITY_MIRROR" "$DEBIAN_SUITE" >"$R/$1/etc/apt/sources.list"
   # apt caches are not part of an image
   rm -rf "$R/$1"/var/cache/apt/archives/*.deb "$R/$1"/var/lib/apt/lists/*
   touch "$R/$1/.complete"

@@ -7,6 +7,7 @@ spec's generation changes. Nothing here decides or writes: see `runtime` and `re
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import copy
 import logging
 from typing import Any
@@ -76,10 +77,8 @@ async def size_policy(body: kopf.Body, memo: kopf.Memo, stopped: kopf.DaemonStop
                         "cycle failed", extra={"policy": f"{body.metadata.namespace}/{body.metadata.name}"}
                     )
             interval = body.spec.get("intervalSeconds") or runtime.cfg.default_interval_seconds
-            try:
+            with contextlib.suppress(TimeoutError):
                 await asyncio.wait_for(wake.wait(), timeout=float(interval))
-            except TimeoutError:
-                pass
             wake.clear()
     finally:
         runtime.metrics.policies.dec()

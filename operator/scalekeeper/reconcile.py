@@ -70,11 +70,17 @@ class Observed:
     missing: dict[str, str] = field(default_factory=dict)
     hpa: HpaState | None = None
 
-    def engine_current(self) -> dict[str, int | None]:
-        """What the engine sizes from: replicas, except for web, whose decision is the owned HPA's floor."""
-        out = {name: (s.replicas if s is not None else None) for name, s in self.states.items()}
-        if out.get(engine.WEB) is not None and self.hpa is not None and self.hpa.owned is not None:
-            out[engine.WEB] = int(self.hpa.owned["spec"].get("minReplicas") or 1)
+    def engine_current(self) -> dict[str, engine.ObservedTarget | None]:
+        """What the engine sizes from: replicas, except for web, whose decision is the owned HPA's floor
+        (the pods actually running still count against the connection budget)."""
+        out = {
+            name: (engine.ObservedTarget(s.replicas) if s is not None else None)
+            for name, s in self.states.items()
+        }
+        web = self.states.get(engine.WEB)
+        if web is not None and self.hpa is not None and self.hpa.owned is not None:
+            floor = int(self.hpa.owned["spec"].get("minReplicas") or 1)
+            out[engine.WEB] = engine.ObservedTarget(floor, running=web.replicas)
         return out
 
 
@@ -188,7 +194,7 @@ class Reconciler:
         now = self._clock()
         decision = engine.decide(
             spec,
-            {name: (engine.ObservedTarget(n) if n is not None else None) for name, n in observed.engine_current().items()},
+            observed.engine_current(),
             samples_for_engine(batch),
             memory.histories,
             now,
@@ -224,11 +230,8 @@ class Reconciler:
                     )
                     continue
                 if done == "created":
-                    emit(
-                        "Normal",
-                        "Created",
-                        f"Created worker Deployment {worker.deployment_name(policy.name)} for queue {worker.queue}",
-                    )
+                    made = worker.deployment_name(policy.name)
+                    emit("Normal", "Created", f"Created worker Deployment {made} for queue {worker.queue}")
                     self._metrics.write("Deployment", "created")
         for name, ref in observed.refs.items():
             if name in observed.missing:
@@ -554,9 +557,12 @@ class Reconciler:
             return False
         # Metric values and reason texts move every cycle; they alone refresh the status at most once a
         # `status_refresh_seconds`, so an idle policy costs no API writes.
-        if memory.last_status is not None and _signature(body) == _signature(memory.last_status):
-            if now - memory.last_status_write < self._status_refresh:
-                return False
+        if (
+            memory.last_status is not None
+            and _signature(body) == _signature(memory.last_status)
+            and now - memory.last_status_write < self._status_refresh
+        ):
+            return False
         write_status(body)
         memory.last_status = body
         memory.last_status_write = now

@@ -103,3 +103,7 @@ def kubectl(
             "PATH": f"{CACHE / 'bin' / 'current'}:{os.environ['PATH']}",
         },
     )
+
+
+# The operator fixture lives in its own module; importing it here makes it visible to every test module.
+from .operator_fixture import running_operator  # noqa: E402, F401

@@ -14,21 +14,32 @@ GROUP, VERSION, PLURAL = "scalekeeper.dev", "v1alpha1", "scalingpolicies"
 
 def apply_policy(cluster: Cluster, namespace: str, name: str, spec: dict[str, Any]) -> dict[str, Any]:
     objects = client.CustomObjectsApi(cluster.api)
-    body = {"apiVersion": f"{GROUP}/{VERSION}", "kind": "ScalingPolicy", "metadata": {"name": name}, "spec": spec}
+    body = {
+        "apiVersion": f"{GROUP}/{VERSION}",
+        "kind": "ScalingPolicy",
+        "metadata": {"name": name},
+        "spec": spec,
+    }
     try:
         current = objects.get_namespaced_custom_object(GROUP, VERSION, namespace, PLURAL, name)
     except ApiException as exc:
         if exc.status != 404:
             raise
-        result: dict[str, Any] = objects.create_namespaced_custom_object(GROUP, VERSION, namespace, PLURAL, body)
+        result: dict[str, Any] = objects.create_namespaced_custom_object(
+            GROUP, VERSION, namespace, PLURAL, body
+        )
         return result
     body["metadata"]["resourceVersion"] = current["metadata"]["resourceVersion"]
-    replaced: dict[str, Any] = objects.replace_namespaced_custom_object(GROUP, VERSION, namespace, PLURAL, name, body)
+    replaced: dict[str, Any] = objects.replace_namespaced_custom_object(
+        GROUP, VERSION, namespace, PLURAL, name, body
+    )
     return replaced
 
 
 def policy_status(cluster: Cluster, namespace: str, name: str) -> dict[str, Any]:
-    obj = client.CustomObjectsApi(cluster.api).get_namespaced_custom_object(GROUP, VERSION, namespace, PLURAL, name)
+    obj = client.CustomObjectsApi(cluster.api).get_namespaced_custom_object(
+        GROUP, VERSION, namespace, PLURAL, name
+    )
     status: dict[str, Any] = obj.get("status") or {}
     return status
 
@@ -46,8 +57,14 @@ def events_for(cluster: Cluster, namespace: str, name: str) -> list[client.CoreV
     return [e for e in items if e.involved_object.kind == "ScalingPolicy" and e.involved_object.name == name]
 
 
-def deployment(name: str, replicas: int, labels: dict[str, str], image: str, command: list[str] | None = None,
-               cpu_request: str = "50m") -> dict[str, Any]:
+def deployment(
+    name: str,
+    replicas: int,
+    labels: dict[str, str],
+    image: str,
+    command: list[str] | None = None,
+    cpu_request: str = "50m",
+) -> dict[str, Any]:
     return {
         "apiVersion": "apps/v1",
         "kind": "Deployment",

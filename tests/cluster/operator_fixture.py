@@ -41,10 +41,14 @@ class RunningOperator:
 
 def install_crd(cluster: Cluster) -> None:
     kubectl(cluster, "apply", "--server-side", "--force-conflicts", "-f", str(CRD))
-    kubectl(cluster, "wait", "--for=condition=Established", "--timeout=60s", "crd/scalingpolicies.scalekeeper.dev")
+    kubectl(
+        cluster, "wait", "--for=condition=Established", "--timeout=60s", "crd/scalingpolicies.scalekeeper.dev"
+    )
 
 
-def _local(cluster: Cluster, identity: str = "local-e2e", extra_env: dict[str, str] | None = None) -> RunningOperator:
+def _local(
+    cluster: Cluster, identity: str = "local-e2e", extra_env: dict[str, str] | None = None
+) -> RunningOperator:
     LOG_DIR.mkdir(exist_ok=True)
     log_path = LOG_DIR / f"operator-{identity}.log"
     env = {
@@ -56,11 +60,17 @@ def _local(cluster: Cluster, identity: str = "local-e2e", extra_env: dict[str, s
         "SCALEKEEPER_LEASE_NAMESPACE": "scalekeeper-system",
         "SCALEKEEPER_LEASE_SECONDS": "6",
         "POD_NAME": identity,
+        # Only the tests' namespaces: a demo installed beside them has its own operator.
+        "SCALEKEEPER_NAMESPACES": "t-*,demo-*",
         **(extra_env or {}),
     }
     out = log_path.open("wb")
     process = subprocess.Popen(
-        [sys.executable, "-m", "scalekeeper.cli", "run"], env=env, stdout=out, stderr=subprocess.STDOUT, cwd=ROOT
+        [sys.executable, "-m", "scalekeeper.cli", "run"],
+        env=env,
+        stdout=out,
+        stderr=subprocess.STDOUT,
+        cwd=ROOT,
     )
     return RunningOperator("local", process, log_path)
 
@@ -79,10 +89,26 @@ def _in_cluster(cluster: Cluster) -> RunningOperator:
     repo, _, tag = cluster.operator_image.rpartition(":")
     subprocess.run(
         [
-            "helm", "upgrade", "--install", "scalekeeper", str(CHART), "--namespace", "scalekeeper-system",
-            "--kubeconfig", cluster.kubeconfig, "--wait", "--timeout", "180s",
-            "--set", f"image.repository={repo}", "--set", f"image.tag={tag}", "--set", "image.pullPolicy=Always",
-            "--set", "prometheus.url=http://prometheus.scalekeeper-system.svc:9090",
+            "helm",
+            "upgrade",
+            "--install",
+            "scalekeeper",
+            str(CHART),
+            "--namespace",
+            "scalekeeper-system",
+            "--kubeconfig",
+            cluster.kubeconfig,
+            "--wait",
+            "--timeout",
+            "180s",
+            "--set",
+            f"image.repository={repo}",
+            "--set",
+            f"image.tag={tag}",
+            "--set",
+            "image.pullPolicy=Always",
+            "--set",
+            "prometheus.url=http://prometheus.scalekeeper-system.svc:9090",
         ],
         check=True,
         env={**os.environ, "PATH": f"{Path.home() / '.cache/scalekeeper/bin/current'}:{os.environ['PATH']}"},
@@ -107,7 +133,12 @@ def running_operator(cluster: Cluster) -> Iterator[RunningOperator]:
         lambda: (
             op.process is not None
             and op.process.poll() is None
-            and (coordination.read_namespaced_lease("scalekeeper-leader", "scalekeeper-system").spec.holder_identity == "local-e2e")
+            and (
+                coordination.read_namespaced_lease(
+                    "scalekeeper-leader", "scalekeeper-system"
+                ).spec.holder_identity
+                == "local-e2e"
+            )
         ),
         timeout=60,
     )

@@ -59,7 +59,8 @@ def test_valid_spec_is_accepted_and_defaulted_like_the_model(
 
 def test_kubectl_apply_shows_the_cel_message(cluster: Cluster, crd_installed: None, namespace: str) -> None:
     manifest = (
-        f"apiVersion: {model.API_VERSION}\nkind: {model.KIND}\nmetadata: {{name: inverted, namespace: {namespace}}}\n"
+        f"apiVersion: {model.API_VERSION}\nkind: {model.KIND}\n"
+        f"metadata: {{name: inverted, namespace: {namespace}}}\n"
         "spec:\n  web: {deployment: web, minReplicas: 5, maxReplicas: 2, cpuUtilization: 70}\n"
     )
     result = kubectl(cluster, "apply", "-f", "-", stdin=manifest, check=False)

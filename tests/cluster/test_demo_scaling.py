@@ -8,6 +8,7 @@ Prometheus and Redis are shared by every test).
 from __future__ import annotations
 
 import importlib.util
+import itertools
 import subprocess
 import threading
 import time
@@ -22,7 +23,7 @@ from kubernetes.client.rest import ApiException
 
 from .conftest import ROOT, Cluster, kubectl
 from .kube_helpers import GROUP, PLURAL, VERSION, apply_policy, events_for, policy_status, replicas_of, target
-from .operator_fixture import RunningOperator, running_operator  # noqa: F401
+from .operator_fixture import RunningOperator
 from .waiting import wait_for
 
 pytestmark = pytest.mark.cluster
@@ -49,12 +50,20 @@ def demo(cluster: Cluster, demo_image: str) -> Iterator[str]:
     ns = f"demo-{uuid.uuid4().hex[:6]}"
     core = client.CoreV1Api(cluster.api)
     core.create_namespace({"metadata": {"name": ns, "labels": {"scalekeeper-test": "1"}}})
-    objects = _render()({"DEMO_IMAGE": demo_image, "REDIS_IMAGE": cluster.images["REDIS_IMAGE"]}, key_prefix=f"{ns}:")
+    objects = _render()(
+        {"DEMO_IMAGE": demo_image, "REDIS_IMAGE": cluster.images["REDIS_IMAGE"]}, key_prefix=f"{ns}:"
+    )
     import yaml
 
     kubectl(cluster, "-n", ns, "apply", "-f", "-", stdin=yaml.safe_dump_all(objects))
-    for kind, name in (("deploy", "web"), ("deploy", "worker-video"), ("deploy", "worker-emails"),
-                       ("deploy", "worker-reports"), ("deploy", "queue-exporter"), ("statefulset", "db-replica")):
+    for kind, name in (
+        ("deploy", "web"),
+        ("deploy", "worker-video"),
+        ("deploy", "worker-emails"),
+        ("deploy", "worker-reports"),
+        ("deploy", "queue-exporter"),
+        ("statefulset", "db-replica"),
+    ):
         kubectl(cluster, "-n", ns, "rollout", "status", f"{kind}/{name}", "--timeout=240s")
     try:
         yield ns
@@ -64,8 +73,14 @@ def demo(cluster: Cluster, demo_image: str) -> Iterator[str]:
 
 def fast_rules(up_pods: int, down_window: int) -> dict[str, Any]:
     return {
-        "scaleUp": {"stabilizationWindowSeconds": 0, "policies": [{"type": "Pods", "value": up_pods, "periodSeconds": 10}]},
-        "scaleDown": {"stabilizationWindowSeconds": down_window, "policies": [{"type": "Pods", "value": 1, "periodSeconds": 10}]},
+        "scaleUp": {
+            "stabilizationWindowSeconds": 0,
+            "policies": [{"type": "Pods", "value": up_pods, "periodSeconds": 10}],
+        },
+        "scaleDown": {
+            "stabilizationWindowSeconds": down_window,
+            "policies": [{"type": "Pods", "value": 1, "periodSeconds": 10}],
+        },
     }
 
 
@@ -108,13 +123,35 @@ def test_video_workers_scale_with_the_backlog_and_every_task_completes_once(
         "workers": [worker(ns, "video"), worker(ns, "emails"), worker(ns, "reports")],
     }
     apply_policy(cluster, ns, "demo-workers", policy)
-    wait_for("a first decision", lambda: target(policy_status(cluster, ns, "demo-workers"), "worker/video"), timeout=60)
+    wait_for(
+        "a first decision",
+        lambda: target(policy_status(cluster, ns, "demo-workers"), "worker/video"),
+        timeout=60,
+    )
 
     tasks = 160
-    exec_in_web(cluster, ns, "python", "-m", "scalekeeper_demo.produce", "--queue", "video", "--count", str(tasks),
-                "--rate", "40", "--seconds", "1", "--run-id", "e2e")
-    peak = wait_for("video workers to scale up to 4", lambda: (n := replicas_of(cluster, ns, "worker-video")) >= 4 and n,
-                    timeout=90)
+    exec_in_web(
+        cluster,
+        ns,
+        "python",
+        "-m",
+        "scalekeeper_demo.produce",
+        "--queue",
+        "video",
+        "--count",
+        str(tasks),
+        "--rate",
+        "40",
+        "--seconds",
+        "1",
+        "--run-id",
+        "e2e",
+    )
+    peak = wait_for(
+        "video workers to scale up to 4",
+        lambda: (n := replicas_of(cluster, ns, "worker-video")) >= 4 and n,
+        timeout=90,
+    )
     assert peak <= 4  # maxReplicas
     assert replicas_of(cluster, ns, "worker-emails") == 1
     assert replicas_of(cluster, ns, "worker-reports") == 1
@@ -130,14 +167,21 @@ def test_video_workers_scale_with_the_backlog_and_every_task_completes_once(
         interval=2,
     )
     # Back down once the backlog is gone, through the scale-down window, while tasks may still be running.
-    wait_for("video workers back at 1", lambda: replicas_of(cluster, ns, "worker-video") == 1, timeout=180, interval=2)
+    wait_for(
+        "video workers back at 1",
+        lambda: replicas_of(cluster, ns, "worker-video") == 1,
+        timeout=180,
+        interval=2,
+    )
     time.sleep(5)
     assert r.scard(f"{prefix}demo:published:video") == tasks
     assert r.scard(f"{prefix}demo:completed:video") == tasks
     assert int(r.get(f"{prefix}demo:completions:video") or 0) == tasks  # none ran twice
     status = policy_status(cluster, ns, "demo-workers")
     assert target(status, "worker/video")["desiredReplicas"] == 1  # type: ignore[index]
-    client.CustomObjectsApi(cluster.api).delete_namespaced_custom_object(GROUP, VERSION, ns, PLURAL, "demo-workers")
+    client.CustomObjectsApi(cluster.api).delete_namespaced_custom_object(
+        GROUP, VERSION, ns, PLURAL, "demo-workers"
+    )
 
 
 def test_request_and_read_load_raise_the_web_floor_and_the_read_replicas(
@@ -152,7 +196,10 @@ def test_request_and_read_load_raise_the_web_floor_and_the_read_replicas(
             "minReplicas": 1,
             "maxReplicas": 4,
             "cpuUtilization": 95,
-            "requestRate": {"query": f'sum(rate(demo_http_requests_total{{namespace="{ns}"}}[20s]))', "perReplica": 10},
+            "requestRate": {
+                "query": f'sum(rate(demo_http_requests_total{{namespace="{ns}"}}[20s]))',
+                "perReplica": 10,
+            },
             "behavior": fast_rules(up_pods=4, down_window=20),
         },
         "readReplicas": {
@@ -165,24 +212,56 @@ def test_request_and_read_load_raise_the_web_floor_and_the_read_replicas(
         },
     }
     apply_policy(cluster, ns, "demo-web", policy)
-    hpa = wait_for("the owned HPA", lambda: hpas.read_namespaced_horizontal_pod_autoscaler("demo-web-web", ns), timeout=60)
+    hpa = wait_for(
+        "the owned HPA",
+        lambda: hpas.read_namespaced_horizontal_pod_autoscaler("demo-web-web", ns),
+        timeout=60,
+    )
     assert hpa.spec.min_replicas == 1
     # Without load the read tier still sits at its floor of 2.
-    wait_for("read replicas at the floor", lambda: client.AppsV1Api(cluster.api).read_namespaced_stateful_set_scale(
-        "db-replica", ns).spec.replicas == 2, timeout=60)
+    wait_for(
+        "read replicas at the floor",
+        lambda: (
+            client.AppsV1Api(cluster.api).read_namespaced_stateful_set_scale("db-replica", ns).spec.replicas
+            == 2
+        ),
+        timeout=60,
+    )
 
     load = threading.Thread(
         target=exec_in_web,
-        args=(cluster, ns, "python", "-m", "scalekeeper_demo.load", "--url", "http://web/?ms=2", "--rate", "35",
-              "--duration", "75"),
+        args=(
+            cluster,
+            ns,
+            "python",
+            "-m",
+            "scalekeeper_demo.load",
+            "--url",
+            "http://web/?ms=2",
+            "--rate",
+            "35",
+            "--duration",
+            "75",
+        ),
         daemon=True,
     )
     load.start()
-    wait_for("the HPA floor to rise to 4", lambda: hpas.read_namespaced_horizontal_pod_autoscaler("demo-web-web", ns).spec.min_replicas == 4,
-             timeout=90, interval=2)
+    wait_for(
+        "the HPA floor to rise to 4",
+        lambda: hpas.read_namespaced_horizontal_pod_autoscaler("demo-web-web", ns).spec.min_replicas == 4,
+        timeout=90,
+        interval=2,
+    )
     wait_for("web to grow to 4", lambda: replicas_of(cluster, ns, "web") == 4, timeout=60, interval=2)
-    wait_for("read replicas to rise to 3", lambda: client.AppsV1Api(cluster.api).read_namespaced_stateful_set_scale(
-        "db-replica", ns).spec.replicas == 3, timeout=60, interval=2)
+    wait_for(
+        "read replicas to rise to 3",
+        lambda: (
+            client.AppsV1Api(cluster.api).read_namespaced_stateful_set_scale("db-replica", ns).spec.replicas
+            == 3
+        ),
+        timeout=60,
+        interval=2,
+    )
     messages = [e.message for e in events_for(cluster, ns, "demo-web") if e.reason == "Scaled"]
     assert any("web floor" in m and "request rate" in m for m in messages), messages
     load.join(timeout=120)
@@ -195,14 +274,23 @@ def test_request_and_read_load_raise_the_web_floor_and_the_read_replicas(
         return floors[-1] == 1
 
     wait_for("the HPA floor back to 1", floor_back_to_one, timeout=150, interval=1)
-    steps = [a - b for a, b in zip(floors, floors[1:], strict=False) if a != b]
+    steps = [a - b for a, b in itertools.pairwise(floors) if a != b]
     assert all(step == 1 for step in steps), floors  # never faster than 1 pod per period
-    wait_for("read replicas back to the floor of 2", lambda: client.AppsV1Api(cluster.api).read_namespaced_stateful_set_scale(
-        "db-replica", ns).spec.replicas == 2, timeout=120, interval=2)
+    wait_for(
+        "read replicas back to the floor of 2",
+        lambda: (
+            client.AppsV1Api(cluster.api).read_namespaced_stateful_set_scale("db-replica", ns).spec.replicas
+            == 2
+        ),
+        timeout=120,
+        interval=2,
+    )
 
     # Deleting the policy removes the HPA it owned and leaves the workloads at their size.
     before = replicas_of(cluster, ns, "web")
-    client.CustomObjectsApi(cluster.api).delete_namespaced_custom_object(GROUP, VERSION, ns, PLURAL, "demo-web")
+    client.CustomObjectsApi(cluster.api).delete_namespaced_custom_object(
+        GROUP, VERSION, ns, PLURAL, "demo-web"
+    )
 
     def hpa_gone() -> bool:
         try:
@@ -213,4 +301,6 @@ def test_request_and_read_load_raise_the_web_floor_and_the_read_replicas(
 
     wait_for("the owned HPA to be deleted with the policy", hpa_gone, timeout=60)
     assert replicas_of(cluster, ns, "web") == before
-    assert client.AppsV1Api(cluster.api).read_namespaced_stateful_set_scale("db-replica", ns).spec.replicas == 2
+    assert (
+        client.AppsV1Api(cluster.api).read_namespaced_stateful_set_scale("db-replica", ns).spec.replicas == 2
+    )

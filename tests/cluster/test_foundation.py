@@ -43,7 +43,8 @@ def test_deployment_from_project_image_scales_and_serves_by_dns(cluster: Cluster
         "import http.server,socket\n"
         "class H(http.server.BaseHTTPRequestHandler):\n"
         "  def do_GET(self):\n"
-        "    b=socket.gethostname().encode(); self.send_response(200); self.end_headers(); self.wfile.write(b)\n"
+        "    b=socket.gethostname().encode()\n"
+        "    self.send_response(200); self.end_headers(); self.wfile.write(b)\n"
         "http.server.HTTPServer(('',8080),H).serve_forever()\n"
     )
     apps.create_namespaced_deployment(
@@ -170,7 +171,10 @@ def test_crd_cel_rule_rejects_bad_object_at_apply(cluster: Cluster, namespace: s
                 for c in (ext.read_custom_resource_definition(f"ranges.{group}").status.conditions or [])
             ),
         )
-        good = f"apiVersion: {group}/v1\nkind: Range\nmetadata: {{name: good, namespace: {namespace}}}\nspec: {{min: 1, max: 2}}\n"
+        good = (
+            f"apiVersion: {group}/v1\nkind: Range\n"
+            f"metadata: {{name: good, namespace: {namespace}}}\nspec: {{min: 1, max: 2}}\n"
+        )
         bad = good.replace("name: good", "name: bad").replace("min: 1", "min: 5")
         wait_for(
             "good object accepted",
@@ -344,7 +348,8 @@ def test_prometheus_scrapes_a_series_a_pod_exports(cluster: Cluster, namespace: 
         "class H(http.server.BaseHTTPRequestHandler):\n"
         "  def do_GET(self):\n"
         f"    b=b'# TYPE scalekeeper_probe gauge\\nscalekeeper_probe{{marker=\"{marker}\"}} 42\\n'\n"
-        "    self.send_response(200); self.send_header('Content-Type','text/plain'); self.end_headers(); self.wfile.write(b)\n"
+        "    self.send_response(200); self.send_header('Content-Type','text/plain')\n"
+        "    self.end_headers(); self.wfile.write(b)\n"
         "  def log_message(self, *a): pass\n"
         "http.server.HTTPServer(('',9100),H).serve_forever()\n"
     )

@@ -27,7 +27,7 @@ from .kube_helpers import (
     replicas_of,
     target,
 )
-from .operator_fixture import RunningOperator, running_operator  # noqa: F401
+from .operator_fixture import RunningOperator
 from .waiting import wait_for
 
 pytestmark = pytest.mark.cluster
@@ -60,7 +60,9 @@ def start_exporter(cluster: Cluster, namespace: str, value: str) -> None:
 
 
 def set_load(cluster: Cluster, namespace: str, value: str) -> None:
-    kubectl(cluster, "-n", namespace, "exec", "deploy/exporter", "--", "sh", "-c", f"echo {value} > /load/value")
+    kubectl(
+        cluster, "-n", namespace, "exec", "deploy/exporter", "--", "sh", "-c", f"echo {value} > /load/value"
+    )
 
 
 def prometheus_value(cluster: Cluster, query: str) -> list[Any]:
@@ -81,8 +83,14 @@ def web_spec(deployment_name: str, **extra: Any) -> dict[str, Any]:
         "maxReplicas": 5,
         "cpuUtilization": 80,
         "behavior": {
-            "scaleUp": {"stabilizationWindowSeconds": 0, "policies": [{"type": "Pods", "value": 4, "periodSeconds": 15}]},
-            "scaleDown": {"stabilizationWindowSeconds": 30, "policies": [{"type": "Pods", "value": 1, "periodSeconds": 15}]},
+            "scaleUp": {
+                "stabilizationWindowSeconds": 0,
+                "policies": [{"type": "Pods", "value": 4, "periodSeconds": 15}],
+            },
+            "scaleDown": {
+                "stabilizationWindowSeconds": 30,
+                "policies": [{"type": "Pods", "value": 1, "periodSeconds": 15}],
+            },
         },
     }
     spec.update(extra)
@@ -96,19 +104,33 @@ def test_owned_hpa_is_created_and_garbage_collected_with_the_policy(
     apps.create_namespaced_deployment(namespace, deployment("web", 2, {"app": "web"}, cluster.operator_image))
     policy = apply_policy(cluster, namespace, "shop", {"intervalSeconds": 2, "web": web_spec("web")})
 
-    hpa = wait_for("the owned HPA", lambda: hpas.read_namespaced_horizontal_pod_autoscaler("shop-web", namespace))
+    hpa = wait_for(
+        "the owned HPA", lambda: hpas.read_namespaced_horizontal_pod_autoscaler("shop-web", namespace)
+    )
     owner = hpa.metadata.owner_references[0]
-    assert (owner.kind, owner.name, owner.uid, owner.controller) == ("ScalingPolicy", "shop", policy["metadata"]["uid"], True)
+    assert (owner.kind, owner.name, owner.uid, owner.controller) == (
+        "ScalingPolicy",
+        "shop",
+        policy["metadata"]["uid"],
+        True,
+    )
     assert hpa.spec.scale_target_ref.name == "web"
     assert (hpa.spec.min_replicas, hpa.spec.max_replicas) == (1, 5)
     assert hpa.spec.metrics[0].resource.target.average_utilization == 80
     assert hpa.spec.behavior.scale_down.stabilization_window_seconds == 30
     ready = wait_for(
-        "Ready=True", lambda: (c := condition(policy_status(cluster, namespace, "shop"), "Ready")) and c["status"] == "True" and c
+        "Ready=True",
+        lambda: (
+            (c := condition(policy_status(cluster, namespace, "shop"), "Ready"))
+            and c["status"] == "True"
+            and c
+        ),
     )
     assert ready["reason"] == "Reconciled"
 
-    client.CustomObjectsApi(cluster.api).delete_namespaced_custom_object(GROUP, VERSION, namespace, PLURAL, "shop")
+    client.CustomObjectsApi(cluster.api).delete_namespaced_custom_object(
+        GROUP, VERSION, namespace, PLURAL, "shop"
+    )
 
     def hpa_gone() -> bool:
         try:
@@ -135,17 +157,31 @@ def test_foreign_hpa_is_a_conflict_and_nothing_is_written(
                 "scaleTargetRef": {"apiVersion": "apps/v1", "kind": "Deployment", "name": "web"},
                 "minReplicas": 1,
                 "maxReplicas": 3,
-                "metrics": [{"type": "Resource", "resource": {"name": "cpu", "target": {"type": "Utilization", "averageUtilization": 50}}}],
+                "metrics": [
+                    {
+                        "type": "Resource",
+                        "resource": {
+                            "name": "cpu",
+                            "target": {"type": "Utilization", "averageUtilization": 50},
+                        },
+                    }
+                ],
             },
         },
     )
     apply_policy(cluster, namespace, "shop", {"intervalSeconds": 2, "web": web_spec("web")})
     conflict = wait_for(
         "Conflict=True",
-        lambda: (c := condition(policy_status(cluster, namespace, "shop"), "Conflict")) and c["status"] == "True" and c,
+        lambda: (
+            (c := condition(policy_status(cluster, namespace, "shop"), "Conflict"))
+            and c["status"] == "True"
+            and c
+        ),
     )
     assert "hand-made" in conflict["message"]
-    assert any(e.reason == "ForeignHPA" and "hand-made" in e.message for e in events_for(cluster, namespace, "shop"))
+    assert any(
+        e.reason == "ForeignHPA" and "hand-made" in e.message for e in events_for(cluster, namespace, "shop")
+    )
     names = {h.metadata.name for h in hpas.list_namespaced_horizontal_pod_autoscaler(namespace).items}
     assert names == {"hand-made"}
     assert hpas.read_namespaced_horizontal_pod_autoscaler("hand-made", namespace).spec.max_replicas == 3
@@ -160,7 +196,9 @@ def test_read_replicas_follow_a_live_metric_and_dry_run_writes_nothing(
     sts["spec"]["serviceName"] = "replica"
     apps.create_namespaced_stateful_set(namespace, sts)
     start_exporter(cluster, namespace, "250")
-    wait_for("Prometheus to see the load", lambda: prometheus_value(cluster, load_query(namespace)), timeout=120)
+    wait_for(
+        "Prometheus to see the load", lambda: prometheus_value(cluster, load_query(namespace)), timeout=120
+    )
 
     spec = {
         "mode": "DryRun",
@@ -172,15 +210,25 @@ def test_read_replicas_follow_a_live_metric_and_dry_run_writes_nothing(
             "floor": 2,
             "metric": {"query": load_query(namespace), "perReplica": 100},
             "behavior": {
-                "scaleUp": {"stabilizationWindowSeconds": 0, "policies": [{"type": "Pods", "value": 4, "periodSeconds": 15}]},
-                "scaleDown": {"stabilizationWindowSeconds": 0, "policies": [{"type": "Pods", "value": 4, "periodSeconds": 15}]},
+                "scaleUp": {
+                    "stabilizationWindowSeconds": 0,
+                    "policies": [{"type": "Pods", "value": 4, "periodSeconds": 15}],
+                },
+                "scaleDown": {
+                    "stabilizationWindowSeconds": 0,
+                    "policies": [{"type": "Pods", "value": 4, "periodSeconds": 15}],
+                },
             },
         },
     }
     apply_policy(cluster, namespace, "db", spec)
     decided = wait_for(
         "a DryRun decision of 3 read replicas",
-        lambda: (t := target(policy_status(cluster, namespace, "db"), "readReplicas")) and t.get("desiredReplicas") == 3 and t,
+        lambda: (
+            (t := target(policy_status(cluster, namespace, "db"), "readReplicas"))
+            and t.get("desiredReplicas") == 3
+            and t
+        ),
         timeout=60,
     )
     assert decided["currentReplicas"] == 1
@@ -190,19 +238,30 @@ def test_read_replicas_follow_a_live_metric_and_dry_run_writes_nothing(
 
     spec["mode"] = "Enforce"
     apply_policy(cluster, namespace, "db", spec)
-    wait_for("3 read replicas", lambda: apps.read_namespaced_stateful_set_scale("replica", namespace).spec.replicas == 3)
+    wait_for(
+        "3 read replicas",
+        lambda: apps.read_namespaced_stateful_set_scale("replica", namespace).spec.replicas == 3,
+    )
     assert any(e.reason == "Scaled" and "1 -> 3" in e.message for e in events_for(cluster, namespace, "db"))
 
     # Load gone: the count falls to the floor, never below it.
     set_load(cluster, namespace, "0")
-    wait_for("replicas down to the floor of 2", lambda: apps.read_namespaced_stateful_set_scale("replica", namespace).spec.replicas == 2, timeout=150)
+    wait_for(
+        "replicas down to the floor of 2",
+        lambda: apps.read_namespaced_stateful_set_scale("replica", namespace).spec.replicas == 2,
+        timeout=150,
+    )
     status = policy_status(cluster, namespace, "db")
     assert target(status, "readReplicas")["limitedBy"] == "floor"  # type: ignore[index]
 
 
-def test_missing_metric_holds_says_why_and_recovers(cluster: Cluster, namespace: str, running_operator: RunningOperator) -> None:
+def test_missing_metric_holds_says_why_and_recovers(
+    cluster: Cluster, namespace: str, running_operator: RunningOperator
+) -> None:
     apps = client.AppsV1Api(cluster.api)
-    apps.create_namespaced_deployment(namespace, deployment("worker", 3, {"app": "worker"}, cluster.operator_image))
+    apps.create_namespaced_deployment(
+        namespace, deployment("worker", 3, {"app": "worker"}, cluster.operator_image)
+    )
     start_exporter(cluster, namespace, "absent")
     spec = {
         "intervalSeconds": 2,
@@ -211,13 +270,22 @@ def test_missing_metric_holds_says_why_and_recovers(cluster: Cluster, namespace:
             "minReplicas": 1,
             "maxReplicas": 6,
             "metric": {"query": load_query(namespace), "perReplica": 10},
-            "behavior": {"scaleDown": {"stabilizationWindowSeconds": 0, "policies": [{"type": "Pods", "value": 5, "periodSeconds": 15}]}},
+            "behavior": {
+                "scaleDown": {
+                    "stabilizationWindowSeconds": 0,
+                    "policies": [{"type": "Pods", "value": 5, "periodSeconds": 15}],
+                }
+            },
         },
     }
     apply_policy(cluster, namespace, "p", spec)
     metrics = wait_for(
         "MetricsAvailable=False",
-        lambda: (c := condition(policy_status(cluster, namespace, "p"), "MetricsAvailable")) and c["status"] == "False" and c,
+        lambda: (
+            (c := condition(policy_status(cluster, namespace, "p"), "MetricsAvailable"))
+            and c["status"] == "False"
+            and c
+        ),
         timeout=60,
     )
     assert load_query(namespace) in metrics["message"]
@@ -228,10 +296,15 @@ def test_missing_metric_holds_says_why_and_recovers(cluster: Cluster, namespace:
     set_load(cluster, namespace, "10")  # one replica's worth
     wait_for(
         "MetricsAvailable=True",
-        lambda: (c := condition(policy_status(cluster, namespace, "p"), "MetricsAvailable")) and c["status"] == "True",
+        lambda: (
+            (c := condition(policy_status(cluster, namespace, "p"), "MetricsAvailable"))
+            and c["status"] == "True"
+        ),
         timeout=150,
     )
-    wait_for("scaled down to 1 on real data", lambda: replicas_of(cluster, namespace, "worker") == 1, timeout=60)
+    wait_for(
+        "scaled down to 1 on real data", lambda: replicas_of(cluster, namespace, "worker") == 1, timeout=60
+    )
 
 
 def test_missing_target_is_reported_and_picked_up_when_it_appears(
@@ -240,12 +313,16 @@ def test_missing_target_is_reported_and_picked_up_when_it_appears(
     apply_policy(cluster, namespace, "p", {"intervalSeconds": 2, "web": web_spec("late")})
     ready = wait_for(
         "Ready=False",
-        lambda: (c := condition(policy_status(cluster, namespace, "p"), "Ready")) and c["status"] == "False" and c,
+        lambda: (
+            (c := condition(policy_status(cluster, namespace, "p"), "Ready")) and c["status"] == "False" and c
+        ),
         timeout=60,
     )
     assert "late" in ready["message"]
     assert any(e.type == "Warning" and "late" in e.message for e in events_for(cluster, namespace, "p"))
-    client.AppsV1Api(cluster.api).create_namespaced_deployment(namespace, deployment("late", 1, {"app": "late"}, cluster.operator_image))
+    client.AppsV1Api(cluster.api).create_namespaced_deployment(
+        namespace, deployment("late", 1, {"app": "late"}, cluster.operator_image)
+    )
     wait_for(
         "Ready=True once the Deployment exists",
         lambda: (c := condition(policy_status(cluster, namespace, "p"), "Ready")) and c["status"] == "True",

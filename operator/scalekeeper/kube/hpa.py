@@ -74,9 +74,7 @@ def _spec_differs(current: dict[str, Any], desired: dict[str, Any]) -> bool:
                 return True
         elif cur.get(key) != want.get(key):
             return True
-    if "metrics" in want and cur.get("metrics") != want["metrics"]:
-        return True
-    return False
+    return "metrics" in want and cur.get("metrics") != want["metrics"]
 
 
 def _normalise_behavior(behavior: dict[str, Any] | None) -> dict[str, Any]:

@@ -1,0 +1,167 @@
+#!/usr/bin/env bash
+# `make demo`: the kind cluster, the operator from the Helm chart (watching only namespace demo, with its own
+# Lease), the demo application and its ScalingPolicy (windows shortened), real load on web and on the video
+# queue, the tiers scaling live in the terminal, and a plot of it all in out/demo.png. Leaves everything running.
+#   hack/demo.sh                    the whole demo (about 9 minutes on a warm machine)
+#   DEMO_SKIP_SETUP=1 hack/demo.sh  only the policy, the load and the live view (cluster, chart, app in place)
+#   .venv/bin/python hack/demo_watch.py plot   re-draws out/demo.png from the last run's record
+set -euo pipefail
+HACK_DIR=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
+ROOT_DIR=$(cd "$HACK_DIR/.." && pwd)
+
+# Prerequisites, all reported at once, before anything starts.
+missing=()
+if ! command -v python3 >/dev/null 2>&1 || ! python3 -c 'import sys; sys.exit(sys.version_info < (3, 11))'; then
+  missing+=("python3 >= 3.11 (Debian/Ubuntu: apt-get install python3 python3-venv)")
+elif [ ! -x "$ROOT_DIR/.venv/bin/python" ] && ! python3 -c 'import ensurepip, venv' 2>/dev/null; then
+  missing+=("python3-venv, to create the project's .venv (Debian/Ubuntu: apt-get install python3-venv)")
+fi
+if ! command -v go >/dev/null 2>&1 && [ ! -x /usr/local/go/bin/go ]; then
+  missing+=("go >= 1.24, which builds kind, helm and kubectl (https://go.dev/dl, unpacked in /usr/local/go)")
+fi
+if ! command -v docker >/dev/null 2>&1 && { [ "$(id -u)" != 0 ] || ! command -v apt-get >/dev/null 2>&1; }; then
+  # As root with apt-get, hack/docker.sh installs Debian's docker.io itself.
+  missing+=("docker (Debian/Ubuntu: apt-get install docker.io; or run as root and hack/docker.sh installs it)")
+fi
+if [ ${#missing[@]} -gt 0 ]; then
+  echo "make demo: missing prerequisites:" >&2
+  printf '  - %s\n' "${missing[@]}" >&2
+  exit 1
+fi
+
+# shellcheck source=lib.sh
+. "$HACK_DIR/lib.sh"
+NS=demo
+RELEASE=scalekeeper-demo
+RELEASE_NS=scalekeeper-demo
+POLICY=demo
+PY=$ROOT_DIR/.venv/bin/python
+T0=$(date +%s)
+if [ -t 1 ] && [ -z "${NO_COLOR:-}" ]; then B=$'\033[1m'; N=$'\033[0m'; else B=; N=; fi
+step() { printf '\n%s==> %s%s  (+%ss)\n' "$B" "$*" "$N" "$(( $(date +%s) - T0 ))"; }
+
+setup() {
+  step "cluster: hack/cluster.sh up (reuses a healthy one)"
+  "$HACK_DIR/cluster.sh" up
+
+  step "project venv (.venv) for the live view and the plot"
+  [ -x "$PY" ] || make -C "$ROOT_DIR" -s venv
+  "$PY" -c 'import kubernetes, matplotlib, requests, yaml, scalekeeper' \
+    || die "the venv $ROOT_DIR/.venv lacks a package: run make venv"
+
+  step "images: operator (hack/project-image.sh) and demo app (hack/demo-image.sh)"
+  local op_image demo_image op_ref demo_ref
+  op_image=$("$HACK_DIR/project-image.sh" | tail -n 1)
+  demo_image=$("$HACK_DIR/demo-image.sh" | tail -n 1)
+  # Pods run the digest just pushed: a rebuilt :dev rolls the pods, an unchanged one leaves them alone.
+  op_ref=$(repo_digest "$op_image"); demo_ref=$(repo_digest "$demo_image")
+  log "operator $op_ref"; log "demo app $demo_ref"
+
+  step "CRD and the operator's chart (release $RELEASE in namespace $RELEASE_NS, watching only namespace $NS)"
+  kubectl apply --server-side --force-conflicts -f "$ROOT_DIR/crds/scalingpolicies.scalekeeper.dev.yaml" >/dev/null
+  kubectl wait --for=condition=Established --timeout=60s crd/scalingpolicies.scalekeeper.dev >/dev/null
+  # The chart puts its Role in the watched namespace, so that namespace must exist first.
+  kubectl create namespace "$NS" --dry-run=client -o yaml | kubectl apply -f - >/dev/null
+  run_logged demo-helm helm upgrade --install "$RELEASE" "$ROOT_DIR/manifests/chart/scalekeeper" \
+    -n "$RELEASE_NS" --create-namespace \
+    --set "watchNamespaces={$NS}" \
+    --set "image.repository=${op_image%:*}" --set "image.tag=${op_image##*:}" --set "image.digest=${op_ref#*@}" \
+    --set prometheus.url=http://prometheus.scalekeeper-system.svc:9090 \
+    --set logFormat=plain \
+    --wait --timeout 180s \
+    || die "helm upgrade --install of manifests/chart/scalekeeper failed (above; full output in $LOG_DIR/demo-helm.log)"
+  log "operator running: $(kubectl -n "$RELEASE_NS" get pods -o name | tr '\n' ' ')"
+
+  step "demo app in namespace $NS (manifests/examples/demo, key prefix \"$NS:\") and a load generator pod"
+  # shellcheck source=/dev/null
+  . "$STATE_DIR/images.env"
+  "$PY" "$ROOT_DIR/manifests/examples/demo/render.py" --demo-image "$demo_ref" --redis-image "$REDIS_IMAGE" \
+    --key-prefix "$NS:" | kubectl -n "$NS" apply -f - >"$LOG_DIR/demo-apply.log" \
+    || { cat "$LOG_DIR/demo-apply.log" >&2; die "applying the demo app failed"; }
+  kubectl -n "$NS" apply -f - >/dev/null <<YAML
+apiVersion: v1
+kind: Pod
+metadata:
+  name: loadgen
+  labels: {app: loadgen, app.kubernetes.io/part-of: scalekeeper-demo}
+spec:
+  securityContext: {runAsUser: 10001, runAsGroup: 10001, runAsNonRoot: true}
+  terminationGracePeriodSeconds: 1
+  containers:
+  - name: loadgen
+    image: $demo_ref
+    command: ["sleep", "infinity"]
+    envFrom: [{configMapRef: {name: demo-config}}]
+    resources: {requests: {cpu: 50m, memory: 64Mi}, limits: {memory: 256Mi}}
+    securityContext: {allowPrivilegeEscalation: false}
+YAML
+  local w
+  for w in deploy/db-primary statefulset/db-replica deploy/web deploy/worker-emails deploy/worker-video \
+           deploy/worker-reports deploy/queue-exporter; do
+    kubectl -n "$NS" rollout status "$w" --timeout=240s >/dev/null || die "$w did not become ready (kubectl -n $NS describe $w)"
+  done
+  kubectl -n "$NS" wait --for=condition=Ready pod/loadgen --timeout=120s >/dev/null || die "the loadgen pod did not start"
+  log "demo app ready"
+}
+
+repo_digest() { # image:tag -> repository@sha256:... (what the registry holds since the push)
+  local d
+  d=$(docker inspect -f '{{range .RepoDigests}}{{println .}}{{end}}' "$1" | grep -m1 "^${1%:*}@") \
+    || die "no registry digest for $1 after pushing it"
+  echo "$d"
+}
+
+# A run starts from the manifests' sizes: no policy, nothing queued, every tier at 1.
+reset_demo() {
+  if kubectl -n "$NS" get scalingpolicy "$POLICY" >/dev/null 2>&1; then
+    log "a previous run's policy is there: deleting it and resetting the tiers to 1"
+    kubectl -n "$NS" delete scalingpolicy "$POLICY" --wait=true --timeout=60s >/dev/null
+  fi
+  kubectl -n "$NS" wait --for=delete "hpa/$POLICY-web" --timeout=60s >/dev/null 2>&1 || true
+  kubectl -n "$NS" scale deploy/web deploy/worker-video deploy/worker-emails deploy/worker-reports --replicas=1 >/dev/null
+  kubectl -n "$NS" scale statefulset/db-replica --replicas=1 >/dev/null
+  kubectl -n "$NS" exec loadgen -- celery -A scalekeeper_demo.celery_app purge -f -Q video,emails,reports \
+    >"$LOG_DIR/demo-purge.log" 2>&1 || log "purging the demo's queues failed (see $LOG_DIR/demo-purge.log); continuing"
+  for w in deploy/web deploy/worker-video deploy/worker-emails deploy/worker-reports statefulset/db-replica; do
+    kubectl -n "$NS" rollout status "$w" --timeout=120s >/dev/null || true
+  done
+}
+
+wait_for_leader() {
+  local holder
+  for _ in $(seq 1 60); do
+    holder=$(kubectl -n "$RELEASE_NS" get lease scalekeeper-leader -o jsonpath='{.spec.holderIdentity}' 2>/dev/null || true)
+    if [ -n "$holder" ] && kubectl -n "$RELEASE_NS" get pod "$holder" >/dev/null 2>&1; then
+      log "operator $holder holds the Lease $RELEASE_NS/scalekeeper-leader"; return 0
+    fi
+    sleep 1
+  done
+  die "no operator pod of $RELEASE_NS took the Lease scalekeeper-leader within 60 s (kubectl -n $RELEASE_NS logs deploy/$RELEASE)"
+}
+
+[ -n "${DEMO_SKIP_SETUP:-}" ] || setup
+
+step "ScalingPolicy $NS/$POLICY from manifests/examples/scalingpolicy-demo.yaml, windows shortened for the demo"
+reset_demo
+wait_for_leader
+"$PY" "$HACK_DIR/demo_watch.py" policy --namespace "$NS" >"$LOG_DIR/demo-policy.yaml"
+kubectl -n "$NS" apply -f "$LOG_DIR/demo-policy.yaml" >/dev/null
+log "applied (the full policy as applied: $LOG_DIR/demo-policy.yaml)"
+
+step "load and the tiers, live"
+rc=0
+"$PY" "$HACK_DIR/demo_watch.py" run --namespace "$NS" --policy "$POLICY" --out "$ROOT_DIR/out" \
+  --log "$LOG_DIR/demo-load.log" || rc=$?
+
+cat <<EOF
+
+${B}Done in $(( $(date +%s) - T0 )) s.${N} The cluster and the demo keep running:
+  kubectl -n $NS get scalingpolicy $POLICY; kubectl -n $NS describe scalingpolicy $POLICY
+  kubectl -n $RELEASE_NS logs deploy/$RELEASE            (KUBECONFIG=$KUBECONFIG)
+  hack/demo.sh again replays it; DEMO_SKIP_SETUP=1 skips building and installing.
+To remove them (the namespace first, while the operator still runs to release its finalizer):
+  kubectl delete ns $NS
+  helm -n $RELEASE_NS uninstall $RELEASE && kubectl delete ns $RELEASE_NS
+  make cluster-down                                   (the whole cluster)
+EOF
+exit "$rc"

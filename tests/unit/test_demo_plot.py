@@ -1,0 +1,284 @@
+"""The pure parts of `make demo` (hack/demo_watch.py): the shortened policy, the load program, the Events it
+parses, the live table and the plot. The cluster half is exercised by running `make demo`."""
+
+from __future__ import annotations
+
+import importlib.util
+import re
+import sys
+from pathlib import Path
+from types import ModuleType
+from typing import Any
+
+import pytest
+import yaml
+
+from scalekeeper import model, reconcile
+from scalekeeper.engine.types import LimitedBy, TargetDecision, TargetHistory
+
+ROOT = Path(__file__).resolve().parents[2]
+
+
+def _load(name: str, path: Path) -> ModuleType:
+    spec = importlib.util.spec_from_file_location(name, path)
+    assert spec and spec.loader
+    module = importlib.util.module_from_spec(spec)
+    sys.modules[name] = module  # dataclasses resolve their annotations through sys.modules
+    spec.loader.exec_module(module)
+    return module
+
+
+dw = _load("demo_watch", ROOT / "hack" / "demo_watch.py")
+demo_trace = _load(
+    "demo_trace", ROOT / "manifests" / "examples" / "demo" / "app" / "scalekeeper_demo" / "trace.py"
+)
+EXAMPLE = yaml.safe_load((ROOT / "manifests" / "examples" / "scalingpolicy-demo.yaml").read_text())
+
+
+# ------------------------------------------------------------------------------------------- the policy
+
+
+@pytest.mark.parametrize(
+    ("query", "expected"),
+    [
+        (
+            'sum(rate(demo_http_requests_total{app="web"}[30s]))',
+            'sum(rate(demo_http_requests_total{app="web",namespace="demo"}[30s]))',
+        ),
+        ("sum(rate(demo_db_reads_total[30s]))", 'sum(rate(demo_db_reads_total{namespace="demo"}[30s]))'),
+        ("up{}", 'up{namespace="demo"}'),
+        (
+            'a{x="1"} / on() b{y="2",}',
+            'a{x="1",namespace="demo"} / on() b{y="2",namespace="demo"}',
+        ),
+        ('rate(x{namespace="other"}[1m])', 'rate(x{namespace="other"}[1m])'),  # already scoped: untouched
+        ("max_over_time(rate(x[1m])[5m:30s])", 'max_over_time(rate(x{namespace="demo"}[1m])[5m:30s])'),
+    ],
+)
+def test_add_label_matcher_narrows_every_selector(query: str, expected: str) -> None:
+    assert dw.add_label_matcher(query, "namespace", "demo") == expected
+
+
+def test_the_demo_policy_is_the_example_with_every_window_divided_and_every_query_scoped() -> None:
+    before = yaml.safe_dump(EXAMPLE)
+    s = dw.shorten_policy(EXAMPLE, "demo", 4)
+    assert yaml.safe_dump(EXAMPLE) == before  # the example itself is not modified
+    spec = model.parse_spec(s.policy["spec"])  # what is applied passes the operator's own validation
+
+    assert spec.web is not None
+    up, down = spec.web.behavior.scale_up, spec.web.behavior.scale_down
+    assert (up.stabilization_window_seconds, up.policies[0].period_seconds, up.policies[0].value) == (
+        15,
+        15,
+        50,
+    )
+    assert (down.stabilization_window_seconds, down.policies[0].period_seconds, down.policies[0].value) == (
+        75,
+        15,
+        10,
+    )
+    # What the example does not change stays: bounds, targets, modes, the connection budget.
+    assert (spec.web.min_replicas, spec.web.max_replicas, spec.mode, spec.interval_seconds) == (
+        1,
+        6,
+        "Enforce",
+        5,
+    )
+    assert s.policy["spec"]["connectionBudget"] == EXAMPLE["spec"]["connectionBudget"]
+
+    workers = {w.queue: w for w in spec.workers or []}
+    video = workers["video"]
+    assert video.cooldown_seconds == 30 and video.min_replicas == 0 and video.max_replicas == 6
+    assert video.behavior.scale_down.stabilization_window_seconds == 15
+    # A tier without behavior gets the HPA defaults, shortened too: nothing waits the default 300 s.
+    for w in (workers["emails"], workers["reports"]):
+        assert w.behavior.scale_down.stabilization_window_seconds == 75
+    assert spec.read_replicas is not None
+    assert spec.read_replicas.behavior.scale_down.stabilization_window_seconds == 75
+
+    every_period = [
+        p.period_seconds
+        for b in [spec.web.behavior, spec.read_replicas.behavior, *(w.behavior for w in workers.values())]
+        for rules in (b.scale_up, b.scale_down)
+        for p in rules.policies
+    ]
+    assert min(every_period) >= dw.MIN_PERIOD_SECONDS
+
+    queries = [spec.web.request_rate.query if spec.web.request_rate else "", spec.read_replicas.metric.query]
+    for w in workers.values():
+        queries += list(w.queries().model_dump().values())
+    assert len(queries) == 2 + 4 * len(workers)
+    for q in queries:
+        assert re.search(r'namespace="demo"', q), q
+        assert "<queue>" not in q
+    assert 'queue="video",namespace="demo"' in video.queries().waiting
+
+
+def test_the_terminal_says_what_was_shortened_next_to_the_examples_numbers() -> None:
+    lines = dw.describe_shortening(dw.shorten_policy(EXAMPLE, "demo", 4))
+    text = "\n".join(lines)
+    assert "web" in lines[0] and "up 50%/15s after 15s (50%/60s after 60s)" in lines[0]
+    assert "down 10%/15s after 75s (10%/60s after 300s)" in lines[0]
+    assert "to zero after 30s empty (120s)" in text
+    assert len(lines) == 1 + len(EXAMPLE["spec"]["workers"]) + 1
+
+
+# ------------------------------------------------------------------------------------------ load program
+
+
+def test_the_web_trace_replays_the_rates_the_plot_shows_as_offered(tmp_path: Path) -> None:
+    path = tmp_path / "web.csv"
+    path.write_text(dw.web_trace_csv())
+    offsets = list(demo_trace.schedule(demo_trace.read_trace(path)))
+    assert len(offsets) == sum(rate * 10 for _, rate in dw.WEB_RAMP)
+    assert offsets[-1] < dw.WEB_SECONDS  # the load generator's --duration cuts nothing off
+    for second in (5, 35, 65, 150):  # arrivals in one second of trace time = the offered rate then
+        n = sum(1 for o in offsets if second <= o < second + 1)
+        assert n == pytest.approx(dw.offered_rate(dw.WEB_START + second), abs=1)
+    assert dw.offered_rate(dw.WEB_START - 1) == 0 and dw.offered_rate(dw.WEB_START + dw.WEB_SECONDS) == 0
+
+
+def test_phase_names_what_the_load_program_does() -> None:
+    steps = dw.load_program()
+    assert dw.phase_at(0, steps).startswith("web starts in 15s")
+    assert "web 80 req/s offered" in dw.phase_at(dw.WEB_START + 100, steps)
+    assert "publishing video tasks" in dw.phase_at(dw.VIDEO_START + 1, steps)
+    assert dw.phase_at(dw.WEB_START + dw.WEB_SECONDS + 1, steps) == "load stopped: draining"
+
+
+# ------------------------------------------------------------------------------------------------ Events
+
+
+def _announced(name: str, current: int, desired: int, limited: LimitedBy) -> str:
+    """The message the operator itself writes for this decision (reconcile.Reconciler._announce)."""
+    out: list[tuple[str, str, str]] = []
+    d = TargetDecision(
+        current=current, desired=desired, limited_by=limited, reason="because", history=TargetHistory()
+    )
+    reconcile.Reconciler._announce(None, name, d, reconcile.PolicyMemory(), lambda *a: out.append(a), False)  # type: ignore[arg-type]
+    assert len(out) == 1
+    return out[0][2]
+
+
+def test_scaled_events_are_parsed_from_the_operators_own_wording() -> None:
+    assert dw.parse_scaled(_announced("web", 1, 3, LimitedBy.NONE)) == ("web", 1, 3)
+    assert dw.parse_scaled(_announced("worker/video", 6, 5, LimitedBy.NONE)) == ("worker/video", 6, 5)
+    assert dw.parse_scaled(_announced("readReplicas", 0, 4, LimitedBy.SCALE_UP_POLICY)) == (
+        "readReplicas",
+        0,
+        4,
+    )
+    holding = _announced("worker/video", 6, 6, LimitedBy.MAX)
+    assert dw.parse_scaled(holding) is None
+    assert dw.tier_of_holding(holding) == "worker/video"
+
+
+# --------------------------------------------------------------------------------------- table and rest
+
+
+def _sample(**tiers: dict[str, Any]) -> dict[str, Any]:
+    spec = dw.shorten_policy(EXAMPLE, "demo", 4).policy["spec"]
+    rest = {
+        "web": {"replicas": 1, "ready": 1, "desired": 1, "floor": 1, "hpaDesired": 1, "max": 6},
+        "worker/video": {"replicas": 0, "ready": 0, "desired": 0},
+        "worker/emails": {"replicas": 1, "ready": 1, "desired": 1},
+        "worker/reports": {"replicas": 1, "ready": 1, "desired": 1},
+        "readReplicas": {"replicas": 1, "ready": 1, "desired": 1},
+    }
+    for name, t in tiers.items():
+        rest[name.replace("_", "/")] = {**rest[name.replace("_", "/")], **t}
+    return {"spec": spec, "tiers": rest, "load": {"rps": 0.0, "video_depth": 0.0}}
+
+
+def test_at_rest_needs_every_tier_back_at_its_minimum_and_ready() -> None:
+    assert dw.at_rest(_sample())
+    assert not dw.at_rest(_sample(web={"floor": 2, "desired": 2}))
+    assert not dw.at_rest(_sample(web={"replicas": 2, "ready": 2}))  # the HPA has not followed the floor yet
+    assert not dw.at_rest(_sample(worker_video={"replicas": 1, "ready": 1}))
+    assert not dw.at_rest(_sample(readReplicas={"ready": 0}))
+    busy = _sample()
+    busy["load"]["video_depth"] = 3.0
+    assert not dw.at_rest(busy)
+    assert not dw.at_rest({"tiers": {}})
+
+
+def test_the_table_has_one_row_per_tier_within_the_width() -> None:
+    s = _sample(
+        web={
+            "replicas": 4,
+            "ready": 3,
+            "floor": 6,
+            "desired": 6,
+            "hpaDesired": 6,
+            "limitedBy": "scaleUpPolicy",
+            "reason": "request rate 80/s / 15 per replica = 6; " + "x" * 300,
+        },
+    )
+    s["load"] = {"rps": 79.6, "video_depth": 52.0}
+    lines = dw.table_lines(s, 130.0, "web 80 req/s offered", 100, color=False)
+    assert len(lines) == 2 + 5
+    assert all(len(line) <= 100 for line in lines)
+    assert "79.6 req/s" in lines[0] and "video queue 52" in lines[0]
+    web = next(line for line in lines if line.startswith("web "))
+    assert "3/4" in web and "6/6/6" in web and "scaleUpPolicy" in web and "request rate 80/s" in web
+    assert "\x1b[" not in "".join(lines)
+    colored = dw.table_lines(s, 130.0, "", 100, color=True)
+    assert "\x1b[33m" in colored[2]  # web is not where it was told to be yet: yellow
+
+
+# ----------------------------------------------------------------------------------------------- the plot
+
+
+def test_the_plot_is_written_from_a_record(tmp_path: Path) -> None:
+    start = 1_700_000_000.0
+    samples = []
+    for i in range(60):
+        rel = i * 2.0
+        n = 1 + min(5, i // 6)
+        samples.append(
+            {
+                "rel": rel,
+                "tiers": {
+                    "web": {"replicas": n, "floor": n, "desired": n},
+                    "worker/video": {"replicas": min(6, i // 4)},
+                    "worker/emails": {"replicas": 1},
+                    "readReplicas": {"replicas": 1 + i // 20},
+                },
+            }
+        )
+    record = {
+        "start": start,
+        "samples": samples,
+        "events": [
+            {
+                "t": start + 30,
+                "source": "policy",
+                "reason": "Scaled",
+                "message": "Scaled worker/video 0 -> 4: backlog",
+            },
+            {
+                "t": start + 40,
+                "source": "policy",
+                "reason": "Holding",
+                "message": "Holding worker/video at 6: max",
+            },
+            {
+                "t": start + 41,
+                "source": "hpa",
+                "reason": "SuccessfulRescale",
+                "message": "New size: 3; reason: x",
+            },
+        ],
+        "load": {
+            "rps": [(start + i, float(i % 80)) for i in range(0, 120, 2)],
+            "video_depth": [(start + i, float(max(0, 60 - i))) for i in range(0, 120, 2)],
+        },
+    }
+    out = tmp_path / "demo.png"
+    dw.plot(record, out)
+    data = out.read_bytes()
+    assert data[:8] == b"\x89PNG\r\n\x1a\n" and len(data) > 20_000
+    # Without any load series (Prometheus unreachable) it still draws the replicas.
+    record["load"] = {}
+    dw.plot(record, tmp_path / "empty.png")
+    assert (tmp_path / "empty.png").stat().st_size > 10_000
