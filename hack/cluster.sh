@@ -109,6 +109,7 @@ guard_cluster_ranges() {
 create_cluster() {
   local node_image=$1
   kind delete cluster --name "$CLUSTER_NAME" >/dev/null 2>&1 || true
+  check_ports
   kind_config >"$STATE_DIR/kind-config.yaml"
   log "kind create cluster --name $CLUSTER_NAME --image $node_image"
   run_logged kind-create kind create cluster --name "$CLUSTER_NAME" --image "$node_image" \
@@ -151,7 +152,6 @@ up() {
   if cluster_healthy && [ "$(docker inspect -f '{{.Config.Image}}' "$NODE_CONTAINER")" = "$node_image" ]; then
     log "cluster $CLUSTER_NAME is up and healthy: reusing it"
   else
-    check_ports
     create_cluster "$node_image"
     use_local_storage_images
   fi

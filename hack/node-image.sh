@@ -5,8 +5,8 @@
 . "$(dirname "$0")/lib.sh"
 # The inputs that decide the node image; a change to any of them gives a new tag.
 inputs_hash() {
-  cat "$HACK_DIR/versions.env" "$HACK_DIR/node-image.sh" "$HACK_DIR/files/ctr-wrapper" "$HACK_DIR/files/archive-tags.py" \
-    | sha256sum | cut -c1-12
+  { grep -E '^(K8S_|ETCD_|COREDNS_|PAUSE_|KIND_VERSION|CRICTL_|LOCAL_PATH_|DEBIAN_SUITE)' "$HACK_DIR/versions.env"
+    cat "$HACK_DIR/node-image.sh" "$HACK_DIR/files/ctr-wrapper" "$HACK_DIR/files/archive-tags.py"; } | sha256sum | cut -c1-12
 }
 NODE_IMAGE=scalekeeper-build/kind-node:$K8S_VERSION-$(inputs_hash)
 if docker image inspect "$NODE_IMAGE" >/dev/null 2>&1; then echo "$NODE_IMAGE"; exit 0; fi
