@@ -27,8 +27,9 @@ def startup(settings: kopf.OperatorSettings, memo: kopf.Memo, **_: Any) -> None:
     cfg = OperatorConfig.from_env()
     # Our own Events say what happened; kopf's per-handler log Events would repeat them.
     settings.posting.enabled = False
-    # The resources are known; watching CRDs would only need more RBAC.
-    settings.scanning.disabled = True
+    # The resources are known; watching CRDs would only need more RBAC. Namespace globs ("team-*") need
+    # kopf to watch namespaces, so scanning stays on for them.
+    settings.scanning.disabled = not any(ch in "".join(cfg.namespaces) for ch in "*?[")
     settings.watching.server_timeout = 300
     settings.watching.client_timeout = 330
     settings.persistence.finalizer = f"{model.GROUP}/daemon"

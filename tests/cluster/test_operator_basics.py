@@ -41,7 +41,9 @@ EXPORTER = (
     "  def do_GET(self):\n"
     "    v=open('/load/value').read().strip()\n"
     "    b=('# TYPE e2e_load gauge\\ne2e_load '+v+'\\n').encode() if v!='absent' else b''\n"
-    "    self.send_response(200); self.end_headers(); self.wfile.write(b)\n"
+    # Prometheus 3 refuses a scrape without a Content-Type it knows.
+    "    self.send_response(200); self.send_header('Content-Type','text/plain; version=0.0.4')\n"
+    "    self.end_headers(); self.wfile.write(b)\n"
     "  def log_message(self,*a): pass\n"
     "http.server.HTTPServer(('',9100),H).serve_forever()\n"
 )

@@ -140,9 +140,13 @@ class LeaseElector:
             lease = self._raw.sanitize_for_serialization(
                 self._leases.read_namespaced_lease(self.name, self.namespace)
             )
-            if (lease.get("spec") or {}).get("holderIdentity") == self.identity:
-                lease["spec"]["holderIdentity"] = None
-                lease["spec"]["renewTime"] = _micro(0)
+            spec = lease.get("spec") or {}
+            if spec.get("holderIdentity") == self.identity:
+                # No holder: the next replica to look takes it at once instead of waiting out the duration.
+                lease["spec"] = {
+                    "leaseDurationSeconds": self.lease_seconds,
+                    "leaseTransitions": spec.get("leaseTransitions") or 0,
+                }
                 self._leases.replace_namespaced_lease(self.name, self.namespace, lease)
         except ApiException as exc:
             log.warning("releasing lease %s/%s failed: %s", self.namespace, self.name, exc)

@@ -76,13 +76,7 @@ class ResourceResolver:
     def _discover(self, api_version: str) -> dict[str, _Resource]:
         path = f"/api/{api_version}" if "/" not in api_version else f"/apis/{api_version}"
         try:
-            data = self._api.call_api(
-                path,
-                "GET",
-                response_type="object",
-                _return_http_data_only=True,
-                auth_settings=["BearerToken"],
-            )
+            data = raw_call(self._api, "GET", path)
         except ApiException as exc:
             if exc.status == 404:
                 raise TargetNotFound(f"the API server does not serve {api_version}") from exc
