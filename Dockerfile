@@ -13,8 +13,14 @@ RUN /opt/scalekeeper/bin/pip install --no-cache-dir --disable-pip-version-check 
     && find /opt/scalekeeper -name '__pycache__' -prune -exec rm -rf {} +
 
 FROM ${BASE_IMAGE}
+# kopf (getpass.getuser) and Python expect the UID to have a passwd entry: without one the operator
+# crashes at startup with "getpwuid(): uid not found: 10001".
+RUN groupadd --gid 10001 scalekeeper \
+    && useradd --no-log-init --uid 10001 --gid 10001 --no-create-home --home-dir /nonexistent \
+       --shell /usr/sbin/nologin scalekeeper
 COPY --from=build /opt/scalekeeper /opt/scalekeeper
 ENV PATH=/opt/scalekeeper/bin:$PATH PYTHONUNBUFFERED=1 PYTHONDONTWRITEBYTECODE=1
 USER 10001:10001
+EXPOSE 8080 8081
 ENTRYPOINT ["scalekeeper"]
 CMD ["run"]

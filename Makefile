@@ -3,6 +3,7 @@ SHELL := /bin/bash
 VENV ?= .venv
 PY := $(VENV)/bin/python
 CRD := crds/scalingpolicies.scalekeeper.dev.yaml
+CHART_CRD := manifests/chart/scalekeeper/crds/scalingpolicies.scalekeeper.dev.yaml
 
 .PHONY: help venv lint typecheck crd crd-check unit test cluster-up cluster-down cluster-status cluster-logs image lock
 
@@ -17,9 +18,10 @@ $(VENV)/.installed: pyproject.toml
 
 venv: $(VENV)/.installed ## Python environment with the package and its test tools
 
-lint: venv ## ruff (lint + format check)
+lint: venv ## ruff (lint + format check), hadolint on the Dockerfiles
 	$(VENV)/bin/ruff check operator tests
 	$(VENV)/bin/ruff format --check operator tests
+	hack/lint-dockerfile.sh
 
 typecheck: venv ## mypy --strict on the package
 	$(VENV)/bin/mypy operator/scalekeeper

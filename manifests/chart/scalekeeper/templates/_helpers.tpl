@@ -1,0 +1,100 @@
+{{/* Chart name, truncated to the 63 characters of a label value. */}}
+{{- define "scalekeeper.name" -}}
+{{- default .Chart.Name .Values.nameOverride | trunc 63 | trimSuffix "-" }}
+{{- end }}
+
+{{/* Prefix of every resource name: the release name, plus the chart name unless the release has it. */}}
+{{- define "scalekeeper.fullname" -}}
+{{- if .Values.fullnameOverride }}
+{{- .Values.fullnameOverride | trunc 63 | trimSuffix "-" }}
+{{- else }}
+{{- $name := default .Chart.Name .Values.nameOverride }}
+{{- if contains $name .Release.Name }}
+{{- .Release.Name | trunc 63 | trimSuffix "-" }}
+{{- else }}
+{{- printf "%s-%s" .Release.Name $name | trunc 63 | trimSuffix "-" }}
+{{- end }}
+{{- end }}
+{{- end }}
+
+{{/* Name of cluster-scoped objects: two releases of the same name in different namespaces must not collide. */}}
+{{- define "scalekeeper.clusterName" -}}
+{{- printf "%s-%s" .Release.Namespace (include "scalekeeper.fullname" .) }}
+{{- end }}
+
+{{- define "scalekeeper.chart" -}}
+{{- printf "%s-%s" .Chart.Name .Chart.Version | replace "+" "_" | trunc 63 | trimSuffix "-" }}
+{{- end }}
+
+{{- define "scalekeeper.selectorLabels" -}}
+app.kubernetes.io/name: {{ include "scalekeeper.name" . }}
+app.kubernetes.io/instance: {{ .Release.Name }}
+{{- end }}
+
+{{- define "scalekeeper.labels" -}}
+helm.sh/chart: {{ include "scalekeeper.chart" . }}
+{{ include "scalekeeper.selectorLabels" . }}
+app.kubernetes.io/version: {{ .Chart.AppVersion | quote }}
+app.kubernetes.io/managed-by: {{ .Release.Service }}
+app.kubernetes.io/component: operator
+{{- end }}
+
+{{- define "scalekeeper.serviceAccountName" -}}
+{{- if .Values.serviceAccount.create }}
+{{- default (include "scalekeeper.fullname" .) .Values.serviceAccount.name }}
+{{- else }}
+{{- required "serviceAccount.name is required when serviceAccount.create is false" .Values.serviceAccount.name }}
+{{- end }}
+{{- end }}
+
+{{- define "scalekeeper.image" -}}
+{{- if .Values.image.digest }}
+{{- printf "%s@%s" .Values.image.repository .Values.image.digest }}
+{{- else }}
+{{- printf "%s:%s" .Values.image.repository (default .Chart.AppVersion .Values.image.tag) }}
+{{- end }}
+{{- end }}
+
+{{/*
+The RBAC rules of the namespaces the operator serves: exactly the calls the operator makes (see the
+chart README's RBAC table for which code makes each). Used by the ClusterRole (all namespaces) or by
+one Role per watched namespace. The Lease is in a separate Role in the release namespace.
+*/}}
+{{- define "scalekeeper.rules" -}}
+# kopf lists and watches the policies, and patches them (its finalizer) and their status.
+- apiGroups: ["scalekeeper.dev"]
+  resources: ["scalingpolicies"]
+  verbs: ["list", "watch", "patch"]
+# The operator's status writes (Runtime.cycle write_status) and kopf's status patches.
+- apiGroups: ["scalekeeper.dev"]
+  resources: ["scalingpolicies/status"]
+  verbs: ["patch"]
+# Worker Deployments made from a policy's template (kube/workers.py WorkerDeployments.ensure).
+- apiGroups: ["apps"]
+  resources: ["deployments"]
+  verbs: ["get", "create", "patch"]
+# Replica reads and writes through /scale (kube/targets.py ReplicaClient): web, workers, read replicas.
+- apiGroups: ["apps"]
+  resources: ["deployments/scale", "statefulsets/scale"]
+  verbs: ["get", "patch"]
+# The owned HPA of the web Deployment (kube/hpa.py HpaClient: list, create, replace).
+- apiGroups: ["autoscaling"]
+  resources: ["horizontalpodautoscalers"]
+  verbs: ["list", "create", "update"]
+# Events on ScalingPolicies (kube/events.py EventRecorder.post).
+- apiGroups: [""]
+  resources: ["events"]
+  verbs: ["create"]
+{{- range .Values.extraScaleTargets }}
+# extraScaleTargets: replicas through /scale.
+- apiGroups: [{{ .apiGroup | quote }}]
+  resources: [{{ printf "%s/scale" .resource | quote }}]
+  verbs: ["get", "patch"]
+{{- end }}
+{{- range .Values.extraPatchTargets }}
+# extraPatchTargets: replicas through a field (replicasPath).
+- apiGroups: [{{ .apiGroup | quote }}]
+  resources: [{{ .resource | quote }}]
+  verbs: ["get", "patch"]
+{{- end }}
+{{- end }}
