@@ -11,8 +11,15 @@ REDIS_PORT=30379
 
 node_running() { [ "$(docker inspect -f '{{.State.Running}}' "$NODE_CONTAINER" 2>/dev/null)" = true ]; }
 cluster_healthy() {
-  node_running && kind get kubeconfig --name "$CLUSTER_NAME" >"$KUBECONFIG.tmp" 2>/dev/null \
-    && mv "$KUBECONFIG.tmp" "$KUBECONFIG" && kubectl get --raw /readyz >/dev/null 2>&1
+  node_running || return 1
+  kind get kubeconfig --name "$CLUSTER_NAME" >"$KUBECONFIG.tmp" 2>/dev/null && mv "$KUBECONFIG.tmp" "$KUBECONFIG" || return 1
+  # A running node whose API server is only slow (a loaded machine, a restart) is waited for, not recreated.
+  local i
+  for i in $(seq 1 ${1:-20}); do
+    kubectl get --raw /readyz >/dev/null 2>&1 && return 0
+    sleep 3
+  done
+  return 1
 }
 
 # Online or offline, decided by trying to pull the stock node image (once; remembered until `down`).
@@ -198,7 +205,7 @@ status() {
   echo "image mode: $(image_mode)"
   if node_running; then echo "node $NODE_CONTAINER: running"; else echo "node $NODE_CONTAINER: not running"; fi
   if node_running_registry; then echo "registry $REGISTRY_NAME: running on $REGISTRY"; else echo "registry: not running"; fi
-  if cluster_healthy; then
+  if cluster_healthy 1; then
     echo "apiserver: ready"; kubectl get nodes --no-headers 2>/dev/null | sed 's/^/node: /'
     kubectl get deploy -n scalekeeper-system --no-headers 2>/dev/null | sed 's/^/addon: /'
   else
