@@ -69,8 +69,7 @@ setup() {
     --set prometheus.url=http://prometheus.scalekeeper-system.svc:9090 \
     --set logFormat=plain \
     --wait --timeout 180s \
-    || die "helm upgrade --install of manifests/chart/scalekeeper failed (above; full output in $LOG_DIR/demo-helm.log)"
-  log "operator running: $(kubectl -n "$RELEASE_NS" get pods -o name | tr '\n' ' ')"
+    || { operator_diagnosis; die "helm upgrade --install of manifests/chart/scalekeeper failed (above; $LOG_DIR/demo-helm.log)"; }
 
   step "demo app in namespace $NS (manifests/examples/demo, key prefix \"$NS:\") and a load generator pod"
   # shellcheck source=/dev/null
@@ -102,6 +101,16 @@ YAML
   done
   kubectl -n "$NS" wait --for=condition=Ready pod/loadgen --timeout=120s >/dev/null || die "the loadgen pod did not start"
   log "demo app ready"
+}
+
+# What the operator's pods are doing, when the release did not become ready.
+operator_diagnosis() {
+  kubectl -n "$RELEASE_NS" get pods -o wide >&2 || true
+  local pod; pod=$(kubectl -n "$RELEASE_NS" get pods -o name 2>/dev/null | head -n 1)
+  [ -n "$pod" ] || return 0
+  log "last lines of $pod's log (the previous container's when it restarted):"
+  { kubectl -n "$RELEASE_NS" logs "$pod" --previous --tail=15 2>/dev/null \
+      || kubectl -n "$RELEASE_NS" logs "$pod" --tail=15; } >&2 || true
 }
 
 repo_digest() { # image:tag -> repository@sha256:... (what the registry holds since the push)

@@ -6,9 +6,18 @@
 . "$(dirname "$0")/lib.sh"
 cd "$ROOT_DIR"
 "$HACK_DIR/project-image.sh" >/dev/null
+"$HACK_DIR/demo-image.sh" >/dev/null
 set +e
 "$ROOT_DIR/.venv/bin/pytest" -q -rfE --durations=15 "${@:-tests}"
 rc=$?
+# The operator's end-to-end tests ran against a local process above; run them again against the operator
+# installed in the cluster from the Helm chart, under its service account (the product's own path).
+if [ $rc -eq 0 ] && [ $# -eq 0 ]; then
+  log "operator end-to-end tests again, with the operator installed in the cluster by the chart"
+  SCALEKEEPER_E2E_OPERATOR=cluster "$ROOT_DIR/.venv/bin/pytest" -q -rfE --durations=5 \
+    tests/cluster/test_operator_basics.py tests/cluster/test_demo_scaling.py
+  rc=$?
+fi
 set -e
 if [ $rc -ne 0 ]; then
   d=$("$HACK_DIR/cluster.sh" logs)

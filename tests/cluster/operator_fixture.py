@@ -25,6 +25,7 @@ from .waiting import wait_for
 CRD = ROOT / "crds" / "scalingpolicies.scalekeeper.dev.yaml"
 CHART = ROOT / "manifests" / "chart" / "scalekeeper"
 LOG_DIR = ROOT / "logs"
+LEASE = "scalekeeper-leader"
 
 
 @dataclass
@@ -113,9 +114,43 @@ def _in_cluster(cluster: Cluster) -> RunningOperator:
         check=True,
         env={**os.environ, "PATH": f"{Path.home() / '.cache/scalekeeper/bin/current'}:{os.environ['PATH']}"},
     )
+    # The tag is reused between builds: restart so the pod runs the image just pushed.
     kubectl(cluster, "-n", "scalekeeper-system", "rollout", "restart", "deploy/scalekeeper")
     kubectl(cluster, "-n", "scalekeeper-system", "rollout", "status", "deploy/scalekeeper", "--timeout=180s")
+    pods = {
+        p.metadata.name
+        for p in client.CoreV1Api(cluster.api)
+        .list_namespaced_pod("scalekeeper-system", label_selector="app.kubernetes.io/name=scalekeeper")
+        .items
+        if p.metadata.deletion_timestamp is None
+    }
+    coordination = client.CoordinationV1Api(cluster.api)
+    wait_for(
+        "the in-cluster operator to take the leader lease",
+        lambda: coordination.read_namespaced_lease(LEASE, "scalekeeper-system").spec.holder_identity in pods,
+        timeout=90,
+    )
     return RunningOperator("cluster")
+
+
+def _uninstall_in_cluster(cluster: Cluster) -> None:
+    """A release left by an earlier in-cluster run would hold the lease and size the tests' policies."""
+    subprocess.run(
+        [
+            "helm",
+            "uninstall",
+            "scalekeeper",
+            "--namespace",
+            "scalekeeper-system",
+            "--kubeconfig",
+            cluster.kubeconfig,
+            "--wait",
+            "--ignore-not-found",
+        ],
+        check=False,
+        capture_output=True,
+        env={**os.environ, "PATH": f"{Path.home() / '.cache/scalekeeper/bin/current'}:{os.environ['PATH']}"},
+    )
 
 
 @pytest.fixture(scope="session")
@@ -125,6 +160,7 @@ def running_operator(cluster: Cluster) -> Iterator[RunningOperator]:
     if mode == "cluster":
         yield _in_cluster(cluster)
         return
+    _uninstall_in_cluster(cluster)
     op = _local(cluster)
     # The operator is ready once it holds the lease.
     coordination = client.CoordinationV1Api(cluster.api)
@@ -134,9 +170,7 @@ def running_operator(cluster: Cluster) -> Iterator[RunningOperator]:
             op.process is not None
             and op.process.poll() is None
             and (
-                coordination.read_namespaced_lease(
-                    "scalekeeper-leader", "scalekeeper-system"
-                ).spec.holder_identity
+                coordination.read_namespaced_lease(LEASE, "scalekeeper-system").spec.holder_identity
                 == "local-e2e"
             )
         ),

@@ -219,7 +219,9 @@ def test_request_and_read_load_raise_the_web_floor_and_the_read_replicas(
     )
     assert hpa.spec.min_replicas == 1
     # The floor bounds scale-down only (minReplicas bounds everything): without load the tier stays at 1.
-    assert client.AppsV1Api(cluster.api).read_namespaced_stateful_set_scale("db-replica", ns).spec.replicas == 1
+    assert (
+        client.AppsV1Api(cluster.api).read_namespaced_stateful_set_scale("db-replica", ns).spec.replicas == 1
+    )
 
     load = threading.Thread(
         target=exec_in_web,
