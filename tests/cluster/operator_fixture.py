@@ -47,7 +47,7 @@ def install_crd(cluster: Cluster) -> None:
     )
 
 
-def _local(
+def local_operator(
     cluster: Cluster, identity: str = "local-e2e", extra_env: dict[str, str] | None = None
 ) -> RunningOperator:
     LOG_DIR.mkdir(exist_ok=True)
@@ -161,7 +161,7 @@ def running_operator(cluster: Cluster) -> Iterator[RunningOperator]:
         yield _in_cluster(cluster)
         return
     _uninstall_in_cluster(cluster)
-    op = _local(cluster)
+    op = local_operator(cluster)
     # The operator is ready once it holds the lease.
     coordination = client.CoordinationV1Api(cluster.api)
     wait_for(
