@@ -158,7 +158,11 @@ def running_operator(cluster: Cluster) -> Iterator[RunningOperator]:
     install_crd(cluster)
     mode = os.environ.get("SCALEKEEPER_E2E_OPERATOR", "local")
     if mode == "cluster":
-        yield _in_cluster(cluster)
+        try:
+            yield _in_cluster(cluster)
+        finally:
+            # A clusterwide operator left running would also size policies of a later `make demo`.
+            _uninstall_in_cluster(cluster)
         return
     _uninstall_in_cluster(cluster)
     op = local_operator(cluster)
