@@ -1,0 +1,117 @@
+"""The Helm chart against the real API server: server-side dry run of its output, then install, upgrade and
+uninstall of a release that watches one namespace (so it sizes nothing of the other tests)."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import uuid
+from pathlib import Path
+
+import pytest
+from kubernetes import client
+
+from .conftest import ROOT, Cluster, kubectl
+from .operator_fixture import install_crd
+from .waiting import wait_for
+
+pytestmark = pytest.mark.cluster
+CHART = ROOT / "manifests" / "chart" / "scalekeeper"
+
+
+def helm(cluster: Cluster, *args: str, check: bool = True) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        ["helm", *args, "--kubeconfig", cluster.kubeconfig],
+        capture_output=True,
+        text=True,
+        check=check,
+        env={**os.environ, "PATH": f"{Path.home() / '.cache/scalekeeper/bin/current'}:{os.environ['PATH']}"},
+    )
+
+
+def test_rendered_chart_passes_a_server_side_dry_run(cluster: Cluster, namespace: str) -> None:
+    rendered = helm(
+        cluster,
+        "template",
+        "dry",
+        str(CHART),
+        "--namespace",
+        namespace,
+        "--set",
+        f"watchNamespaces={{{namespace}}}",
+        "--set",
+        "replicas=2",
+    ).stdout
+    result = kubectl(
+        cluster, "apply", "--dry-run=server", "-n", namespace, "-f", "-", stdin=rendered, check=False
+    )
+    assert result.returncode == 0, result.stderr
+    for kind in (
+        "deployment.apps/",
+        "serviceaccount/",
+        "role.rbac.authorization.k8s.io/",
+        "poddisruptionbudget",
+    ):
+        assert kind in result.stdout, result.stdout
+
+
+def test_install_upgrade_uninstall_leaves_only_the_crd(cluster: Cluster, namespace: str) -> None:
+    install_crd(cluster)
+    release = f"sk-{uuid.uuid4().hex[:6]}"
+    repo, _, tag = cluster.operator_image.rpartition(":")
+    common = [
+        "--namespace",
+        namespace,
+        "--wait",
+        "--timeout",
+        "180s",
+        "--set",
+        f"image.repository={repo}",
+        "--set",
+        f"image.tag={tag}",
+        "--set",
+        f"watchNamespaces={{{namespace}}}",
+        "--set",
+        f"leaderElection.leaseName={release}",
+    ]
+    helm(cluster, "install", release, str(CHART), *common)
+    apps = client.AppsV1Api(cluster.api)
+    deployments = apps.list_namespaced_deployment(
+        namespace, label_selector=f"app.kubernetes.io/instance={release}"
+    ).items
+    assert len(deployments) == 1 and deployments[0].status.ready_replicas == 1
+    pod_spec = deployments[0].spec.template.spec
+    container = pod_spec.containers[0].security_context
+    assert container.read_only_root_filesystem and not container.allow_privilege_escalation
+    assert container.capabilities.drop == ["ALL"]
+
+    helm(cluster, "upgrade", release, str(CHART), *common, "--set", "logLevel=DEBUG")
+    env = {
+        e.name: e.value
+        for e in apps.read_namespaced_deployment(deployments[0].metadata.name, namespace)
+        .spec.template.spec.containers[0]
+        .env
+        if e.value is not None
+    }
+    assert env["SCALEKEEPER_LOG_LEVEL"] == "DEBUG"
+
+    helm(cluster, "uninstall", release, "--namespace", namespace, "--wait")
+
+    def nothing_left() -> bool:
+        selector = f"app.kubernetes.io/instance={release}"
+        rbac = client.RbacAuthorizationV1Api(cluster.api)
+        left = (
+            apps.list_namespaced_deployment(namespace, label_selector=selector).items
+            + client.CoreV1Api(cluster.api)
+            .list_namespaced_service_account(namespace, label_selector=selector)
+            .items
+            + client.CoreV1Api(cluster.api).list_namespaced_service(namespace, label_selector=selector).items
+            + rbac.list_namespaced_role(namespace, label_selector=selector).items
+            + rbac.list_namespaced_role_binding(namespace, label_selector=selector).items
+            + rbac.list_cluster_role(label_selector=selector).items
+        )
+        return not left
+
+    wait_for("every object of the release to be gone", nothing_left, timeout=60)
+    # Helm never deletes what it installed from crds/: the CRD, and so every ScalingPolicy, stays.
+    client.ApiextensionsV1Api(cluster.api).read_custom_resource_definition("scalingpolicies.scalekeeper.dev")
