@@ -1,0 +1,262 @@
+"""Reaction time on the kind cluster: from a new metric value being queryable in Prometheus to the scale
+write being visible through a watch on the target.
+
+    .venv/bin/python bench/reaction.py [--steps 20] [--interval 1] [--png out/reaction.png]
+
+A gauge exporter pod serves a value the script sets (kubectl exec); a ScalingPolicy sizes a Deployment as
+ceil(value / 10) with no stabilization and no rate limit, so every step is one write. Each step alternates
+between two levels. For each: t0 = first instant Prometheus answers the new value (polled every 50 ms),
+t1 = the watch event showing the Deployment's new spec.replicas. Prints p50/p95/max of t1 - t0 and of
+t1 - (value written), and the machine. Needs `make cluster-up`; runs the operator as a local process.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import platform
+import statistics
+import subprocess
+import sys
+import threading
+import time
+import urllib.parse
+import urllib.request
+import uuid
+from pathlib import Path
+
+from kubernetes import client, config, watch
+
+ROOT = Path(__file__).resolve().parents[1]
+STATE = Path(os.environ.get("SCALEKEEPER_CACHE", Path.home() / ".cache" / "scalekeeper")) / "state"
+KUBECTL = str(Path.home() / ".cache/scalekeeper/bin/current/kubectl")
+
+EXPORTER = (
+    "import http.server,os\n"
+    "open('/load/value','w').write('10')\n"
+    "class H(http.server.BaseHTTPRequestHandler):\n"
+    "  def do_GET(self):\n"
+    "    b=('# TYPE bench_load gauge\\nbench_load '+open('/load/value').read().strip()+'\\n').encode()\n"
+    "    self.send_response(200); self.send_header('Content-Type','text/plain; version=0.0.4')\n"
+    "    self.end_headers(); self.wfile.write(b)\n"
+    "  def log_message(self,*a): pass\n"
+    "http.server.HTTPServer(('',9100),H).serve_forever()\n"
+)
+
+
+def env_file(path: Path) -> dict[str, str]:
+    return dict(line.split("=", 1) for line in path.read_text().splitlines() if "=" in line)
+
+
+def kubectl(kubeconfig: str, *args: str, stdin: str | None = None) -> str:
+    out = subprocess.run(
+        [KUBECTL, "--kubeconfig", kubeconfig, *args], input=stdin, capture_output=True, text=True
+    )
+    if out.returncode:
+        raise RuntimeError(f"kubectl {' '.join(args)}: {out.stderr}")
+    return out.stdout
+
+
+def prometheus_value(url: str, query: str) -> float | None:
+    with urllib.request.urlopen(f"{url}/api/v1/query?query={urllib.parse.quote(query)}", timeout=2) as resp:
+        result = json.load(resp)["data"]["result"]
+    return float(result[0]["value"][1]) if result else None
+
+
+def pct(values: list[float], q: float) -> float:
+    ordered = sorted(values)
+    return ordered[min(len(ordered) - 1, int(round(q * (len(ordered) - 1))))]
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    parser.add_argument("--steps", type=int, default=20)
+    parser.add_argument("--interval", type=int, default=1, help="the policy's intervalSeconds")
+    parser.add_argument("--png", default=str(ROOT / "out" / "reaction.png"))
+    args = parser.parse_args()
+
+    env = env_file(STATE / "cluster.env")
+    kubeconfig, prom = env["KUBECONFIG"], env["PROMETHEUS_URL"]
+    image = f"{env['SCALEKEEPER_REGISTRY']}/scalekeeper:dev"
+    api = config.new_client_from_config(config_file=kubeconfig)
+    core, apps = client.CoreV1Api(api), client.AppsV1Api(api)
+    ns = f"bench-{uuid.uuid4().hex[:6]}"
+    core.create_namespace({"metadata": {"name": ns}})
+    operator = None
+    try:
+        sleeper = ["python3", "-c", "import time; time.sleep(10**6)"]
+        for name, cmd, annotations in (
+            (
+                "exporter",
+                ["python3", "-c", EXPORTER],
+                {"prometheus.io/scrape": "true", "prometheus.io/port": "9100"},
+            ),
+            ("target", sleeper, {}),
+        ):
+            pod = {
+                "containers": [{"name": "c", "image": image, "command": cmd}],
+                "terminationGracePeriodSeconds": 1,
+            }
+            if name == "exporter":
+                pod["containers"][0]["volumeMounts"] = [{"name": "load", "mountPath": "/load"}]
+                pod["volumes"] = [{"name": "load", "emptyDir": {}}]
+            apps.create_namespaced_deployment(
+                ns,
+                {
+                    "metadata": {"name": name},
+                    "spec": {
+                        "replicas": 1,
+                        "selector": {"matchLabels": {"app": name}},
+                        "template": {
+                            "metadata": {"labels": {"app": name}, "annotations": annotations},
+                            "spec": pod,
+                        },
+                    },
+                },
+            )
+        kubectl(kubeconfig, "-n", ns, "rollout", "status", "deploy/exporter", "--timeout=120s")
+        query = f'bench_load{{namespace="{ns}"}}'
+        while prometheus_value(prom, query) is None:
+            time.sleep(0.2)
+
+        kubectl(
+            kubeconfig,
+            "apply",
+            "--server-side",
+            "-f",
+            str(ROOT / "crds" / "scalingpolicies.scalekeeper.dev.yaml"),
+        )
+        fast = {
+            "stabilizationWindowSeconds": 0,
+            "selectPolicy": "Max",
+            "policies": [{"type": "Pods", "value": 100, "periodSeconds": 1}],
+        }
+        policy = {
+            "apiVersion": "scalekeeper.dev/v1alpha1",
+            "kind": "ScalingPolicy",
+            "metadata": {"name": "bench"},
+            "spec": {
+                "intervalSeconds": args.interval,
+                "readReplicas": {
+                    "target": {"apiVersion": "apps/v1", "kind": "Deployment", "name": "target"},
+                    "minReplicas": 1,
+                    "maxReplicas": 10,
+                    "metric": {"query": query, "perReplica": 10},
+                    "behavior": {"scaleUp": fast, "scaleDown": fast, "tolerance": 0.0},
+                },
+            },
+        }
+        log = (ROOT / "logs").resolve()
+        log.mkdir(exist_ok=True)
+        operator = subprocess.Popen(
+            [sys.executable, "-m", "scalekeeper.cli", "run"],
+            env={
+                **os.environ,
+                "KUBECONFIG": kubeconfig,
+                "SCALEKEEPER_PROMETHEUS_URL": prom,
+                "SCALEKEEPER_NAMESPACES": ns,
+                "SCALEKEEPER_LEASE_NAME": f"bench-{ns}",
+                "SCALEKEEPER_LEASE_NAMESPACE": "scalekeeper-system",
+                "SCALEKEEPER_METRICS_PORT": "0",
+                "SCALEKEEPER_HEALTH_PORT": "0",
+                "SCALEKEEPER_LOG_LEVEL": "WARNING",
+                "POD_NAME": "bench",
+            },
+            stdout=(log / "bench-reaction-operator.log").open("wb"),
+            stderr=subprocess.STDOUT,
+        )
+        kubectl(kubeconfig, "-n", ns, "apply", "-f", "-", stdin=json.dumps(policy))
+
+        seen: dict[int, float] = {}
+        stop = threading.Event()
+
+        def watch_target() -> None:
+            w = watch.Watch()
+            for event in w.stream(
+                apps.list_namespaced_deployment,
+                ns,
+                field_selector="metadata.name=target",
+                timeout_seconds=3600,
+            ):
+                seen.setdefault(int(event["object"].spec.replicas), time.time())
+                if stop.is_set():
+                    w.stop()
+
+        threading.Thread(target=watch_target, daemon=True).start()
+        levels = [(30, 3), (70, 7)]
+        # settle at the first level
+        kubectl(kubeconfig, "-n", ns, "exec", "deploy/exporter", "--", "sh", "-c", "echo 30 > /load/value")
+        deadline = time.time() + 60
+        while 3 not in seen and time.time() < deadline:
+            time.sleep(0.1)
+        rows = []
+        for step in range(args.steps):
+            value, replicas = levels[(step + 1) % 2]
+            seen.pop(replicas, None)
+            written = time.time()
+            kubectl(
+                kubeconfig,
+                "-n",
+                ns,
+                "exec",
+                "deploy/exporter",
+                "--",
+                "sh",
+                "-c",
+                f"echo {value} > /load/value",
+            )
+            while prometheus_value(prom, query) != value:
+                time.sleep(0.05)
+            queryable = time.time()
+            deadline = queryable + 60
+            while replicas not in seen and time.time() < deadline:
+                time.sleep(0.02)
+            if replicas not in seen:
+                print(f"step {step}: no scale to {replicas} within 60 s", file=sys.stderr)
+                return 1
+            rows.append((seen[replicas] - queryable, seen[replicas] - written, queryable - written))
+            time.sleep(0.5)
+        stop.set()
+        react = [r[0] for r in rows]
+        total = [r[1] for r in rows]
+        scrape = [r[2] for r in rows]
+        print(f"machine: {platform.node()} {os.cpu_count()} cores, {platform.platform()}")
+        print(f"policy intervalSeconds={args.interval}, Prometheus scrape interval 1 s, {args.steps} steps")
+        print(f"{'measure':44} {'p50':>7} {'p95':>7} {'max':>7}")
+        for label, values in (
+            ("queryable -> scale visible (operator)", react),
+            ("value written -> queryable (scrape)", scrape),
+            ("value written -> scale visible (end to end)", total),
+        ):
+            print(f"{label:44} {pct(values, 0.5):6.2f}s {pct(values, 0.95):6.2f}s {max(values):6.2f}s")
+        print(f"mean operator reaction {statistics.mean(react):.2f}s")
+        try:
+            import matplotlib
+
+            matplotlib.use("Agg")
+            import matplotlib.pyplot as plt
+
+            fig, ax = plt.subplots(figsize=(8, 4))
+            ax.plot(range(1, len(rows) + 1), react, "o-", label="queryable -> scale visible")
+            ax.plot(range(1, len(rows) + 1), total, "s--", label="value written -> scale visible")
+            ax.set_xlabel("step")
+            ax.set_ylabel("seconds")
+            ax.set_title(f"scalekeeper reaction time (intervalSeconds={args.interval}, scrape 1 s)")
+            ax.grid(alpha=0.3)
+            ax.legend()
+            Path(args.png).parent.mkdir(parents=True, exist_ok=True)
+            fig.savefig(args.png, dpi=100, bbox_inches="tight")
+            print(f"plot: {args.png}")
+        except ImportError:
+            pass
+        return 0
+    finally:
+        if operator is not None:
+            operator.terminate()
+            operator.wait(timeout=20)
+        core.delete_namespace(ns)
+
+
+if __name__ == "__main__":
+    sys.exit(main())
