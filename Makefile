@@ -5,7 +5,7 @@ PY := $(VENV)/bin/python
 CRD := crds/scalingpolicies.scalekeeper.dev.yaml
 CHART_CRD := manifests/chart/scalekeeper/crds/scalingpolicies.scalekeeper.dev.yaml
 
-.PHONY: help venv lint typecheck crd crd-check unit test cluster-up cluster-down cluster-status cluster-logs image lock
+.PHONY: bench-reaction help venv lint typecheck crd crd-check unit test cluster-up cluster-down cluster-status cluster-logs image lock
 
 help:
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  %-16s %s\n", $$1, $$2}'
@@ -19,8 +19,8 @@ $(VENV)/.installed: pyproject.toml
 venv: $(VENV)/.installed ## Python environment with the package and its test tools
 
 lint: venv ## ruff (lint + format check), hadolint on the Dockerfiles
-	$(VENV)/bin/ruff check operator tests
-	$(VENV)/bin/ruff format --check operator tests
+	$(VENV)/bin/ruff check operator tests bench
+	$(VENV)/bin/ruff format --check operator tests bench
 	hack/lint-dockerfile.sh
 
 typecheck: venv ## mypy --strict on the package
@@ -46,6 +46,9 @@ cluster-status: ## what is running
 
 cluster-logs: ## collect kind, dockerd and registry logs into logs/
 	hack/cluster.sh logs
+
+bench-reaction: venv cluster-up image ## reaction time: metric queryable -> scale write visible (20 steps)
+	$(PY) bench/reaction.py --steps 20 --interval 1
 
 image: ## build the operator image and push it to the local registry
 	hack/project-image.sh
