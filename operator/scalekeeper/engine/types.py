@@ -9,38 +9,14 @@ from __future__ import annotations
 import math
 from collections.abc import Mapping
 from dataclasses import dataclass, field
-from enum import StrEnum
 from typing import Any
 
+# One vocabulary for the spec, the engine and the status: the model's enums (plain StrEnums, no I/O).
+from ..model import LimitedBy as LimitedBy
+from ..model import PolicyType as PolicyType
+from ..model import SelectPolicy as SelectPolicy
+
 HISTORY_FORMAT_VERSION = 1
-
-
-class SelectPolicy(StrEnum):
-    MAX = "Max"
-    MIN = "Min"
-    DISABLED = "Disabled"
-
-
-class PolicyType(StrEnum):
-    PODS = "Pods"
-    PERCENT = "Percent"
-
-
-class LimitedBy(StrEnum):
-    """What kept the decision from being the raw recommendation (the first one that bit)."""
-
-    NONE = "none"
-    MIN = "min"
-    MAX = "max"
-    FLOOR = "floor"
-    SCALE_UP_POLICY = "scaleUpPolicy"
-    SCALE_DOWN_POLICY = "scaleDownPolicy"
-    STABILIZATION = "stabilization"
-    TOLERANCE = "tolerance"
-    CONNECTION_BUDGET = "connectionBudget"
-    MISSING_METRIC = "missingMetric"
-    ACTIVATION = "activation"
-    COOLDOWN = "cooldown"
 
 
 @dataclass(frozen=True)
