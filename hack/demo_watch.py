@@ -4,6 +4,8 @@ program, a live table of the tiers and of the policy's Events, a record of every
 
   demo_watch.py policy [--example FILE] [--namespace demo] [--factor 4]
       the policy to apply, as YAML on stdout (what was shortened: on stderr)
+  demo_watch.py app --demo-image REF --redis-image REF [--key-prefix demo:]
+      the demo app's objects as YAML: render.py's, with the workers' CPU requests trimmed (why: demo_app)
   demo_watch.py run [--namespace demo] [--policy demo] [--out out]
       drive the load, show it live, record every sample, plot
   demo_watch.py plot [--out out]
@@ -224,13 +226,16 @@ class Step:
     seconds: float  # how long it runs
 
 
-# Web requests: a ramp to 80 req/s over a minute, held, then stopped (rows of t_seconds,arrivals per 10 s).
-WEB_RAMP = [(0, 10), (10, 20), (20, 30), (30, 45), (40, 60), (50, 70)] + [(t, 80) for t in range(60, 180, 10)]
+# Web requests: a ramp to 60 req/s over a minute, held, then stopped (rows of t_seconds,arrivals per 10 s).
+# 60 req/s needs 4 web pods (15 each) and 3 read replicas (20 each): with six video workers that is what a
+# 2-CPU kind node has room for next to its control plane (see demo_app).
+WEB_RAMP = [(0, 10), (10, 20), (20, 30), (30, 40), (40, 50), (50, 60)] + [(t, 60) for t in range(60, 180, 10)]
 WEB_START = 15.0
 WEB_SECONDS = 180.0
 WEB_URL = "http://web/?ms=2"  # 2 ms of CPU per request: the request-rate floor, not CPU, sizes web
-# Video tasks: 240 tasks of 2 s at 6/s, once video has cooled down to zero.
-VIDEO_START = 50.0
+# Video tasks: 240 tasks of 2 s at 6/s, once video has cooled down to zero and web has grown (six Celery pods
+# starting at once take most of a 2-core machine for a few seconds; web would serve less meanwhile).
+VIDEO_START = 100.0
 VIDEO_TASKS, VIDEO_RATE, VIDEO_TASK_SECONDS = 240, 6.0, 2.0
 TRACE_PATH_IN_POD = "/tmp/demo-web.csv"
 _PEAK = max(r for _, r in WEB_RAMP)
@@ -329,6 +334,8 @@ class LoadProgram:
         self._thread = threading.Thread(target=self._run, daemon=True)
         self.start = 0.0
         self.failures: list[str] = []
+        self.pidfiles: list[str] = []
+        self._lock = threading.Lock()
 
     def begin(self, start: float) -> None:
         self.start = start
@@ -342,14 +349,18 @@ class LoadProgram:
                     return
                 log.write(f"--- +{step.at:g}s {step.label}: {' '.join(step.args)}\n".encode())
                 log.flush()
-                self.procs.append(
-                    subprocess.Popen(
-                        ["kubectl", "-n", self.namespace, "exec", self.pod, "--", *step.args],
-                        stdout=log,
-                        stderr=subprocess.STDOUT,
-                        stdin=subprocess.DEVNULL,
-                    )
+                # The step's process in the pod writes its pid first, so stop() can end it by that id.
+                pidfile = f"/tmp/demo-step-{step.what}.pid"
+                wrapped = ("sh", "-c", f'echo $$ > {pidfile}; exec "$@"', "sh", *step.args)
+                proc = subprocess.Popen(
+                    ["kubectl", "-n", self.namespace, "exec", self.pod, "--", *wrapped],
+                    stdout=log,
+                    stderr=subprocess.STDOUT,
+                    stdin=subprocess.DEVNULL,
                 )
+                with self._lock:
+                    self.procs.append(proc)
+                    self.pidfiles.append(pidfile)
 
     def finished(self) -> bool:
         started = len(self.procs) == len(self.steps)
@@ -362,16 +373,69 @@ class LoadProgram:
         return done
 
     def stop(self) -> None:
-        """Stops the steps not yet started and the kubectl processes this program started (by handle)."""
+        """Stops the steps not yet started, the kubectl processes this program started (by handle) and,
+        when one was still running, its process in the pod (by the pid it wrote)."""
         self._stop.set()
-        for p in self.procs:
-            if p.poll() is None:
-                p.terminate()
+        with self._lock:
+            started = list(zip(self.procs, self.pidfiles, strict=True))
+        running = [p for p, _ in started if p.poll() is None]
+        files = " ".join(f for p, f in started if p.poll() is None)
+        if files:
+            subprocess.run(
+                [
+                    "kubectl",
+                    "-n",
+                    self.namespace,
+                    "exec",
+                    self.pod,
+                    "--",
+                    "sh",
+                    "-c",
+                    f"for f in {files}; do [ -f $f ] && kill $(cat $f) 2>/dev/null; rm -f $f; done; true",
+                ],
+                capture_output=True,
+                timeout=30,
+                check=False,
+            )
+        for p in running:
+            p.terminate()
         for p in self.procs:
             try:
                 p.wait(timeout=10)
             except subprocess.TimeoutExpired:
                 p.kill()
+
+
+# ---------------------------------------------------------------------------------------------- the app
+
+DEMO_DIR = ROOT / "manifests" / "examples" / "demo"
+# Celery workers are sized from queue depth, never from CPU, so their CPU request only decides whether a
+# pod fits on the node. The manifests ask 50m per worker; on a 2-CPU kind node whose control plane and
+# add-ons already request ~1.3 CPU, six video workers next to four web pods would sit Pending
+# ("Insufficient cpu"). The demo asks less; web keeps its 100m, which its CPU-utilization HPA divides by.
+WORKER_CPU_REQUEST = "20m"
+
+
+def demo_app(images: Mapping[str, str], key_prefix: str) -> tuple[list[dict[str, Any]], list[str]]:
+    """The demo application's objects (manifests/examples/demo/render.py) and what the demo changed."""
+    import importlib.util
+
+    spec = importlib.util.spec_from_file_location("demo_render", DEMO_DIR / "render.py")
+    assert spec and spec.loader
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    docs: list[dict[str, Any]] = module.render(dict(images), key_prefix=key_prefix)
+    notes = []
+    for d in docs:
+        if d.get("kind") != "Deployment" or not d["metadata"]["name"].startswith("worker-"):
+            continue
+        for c in d["spec"]["template"]["spec"]["containers"]:
+            requests = c.setdefault("resources", {}).setdefault("requests", {})
+            old = requests.get("cpu")
+            if old != WORKER_CPU_REQUEST:
+                requests["cpu"] = WORKER_CPU_REQUEST
+                notes.append(f"{d['metadata']['name']} cpu request {old} -> {WORKER_CPU_REQUEST}")
+    return docs, notes
 
 
 # --------------------------------------------------------------------------------------------- sampling
@@ -609,6 +673,7 @@ def table_lines(sample: Mapping[str, Any], rel: float, phase: str, width: int, c
 
 def event_line(ev: Mapping[str, Any], rel: float, width: int, color: bool) -> str:
     stamp = datetime.fromtimestamp(ev["t"], UTC).strftime("%H:%M:%S")
+    rel = max(rel, 0.0)  # an Event of the policy's first cycle may carry the second before the view started
     if ev["source"] == "hpa":
         text = f"{stamp} +{rel:4.0f}s  HPA   {ev['reason']}: {ev['message']}"
         return paint(text[:width], "dim", color)
@@ -625,7 +690,7 @@ def event_line(ev: Mapping[str, Any], rel: float, width: int, color: bool) -> st
 
 class LiveView:
     """Prints new Events as they come (they scroll) and redraws the table under them in place on a terminal;
-    without one (a log, CI) prints the table only when a number in it changes, or every 30 s."""
+    without one (a log, CI) prints the table when replicas, desired or the web floor change, or every 20 s."""
 
     def __init__(self, stream: Any = sys.stdout) -> None:
         self.out = stream
@@ -657,20 +722,14 @@ class LiveView:
         else:
             sig = json.dumps(
                 {
-                    n: [
-                        t.get("replicas"),
-                        t.get("ready"),
-                        t.get("desired"),
-                        t.get("floor"),
-                        t.get("limitedBy"),
-                    ]
+                    n: [t.get("replicas"), t.get("desired"), t.get("floor")]
                     for n, t in (sample.get("tiers") or {}).items()
                 },
                 sort_keys=True,
             )
             for line in ev_lines:
                 self.out.write(line + "\n")
-            if sig != self._last_sig or time.time() - self._last_print >= 30:
+            if sig != self._last_sig or time.time() - self._last_print >= 20:
                 self.out.write("\n".join(table) + "\n")
                 self._last_sig, self._last_print = sig, time.time()
         self.out.flush()
@@ -873,6 +932,18 @@ def cmd_policy(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_app(args: argparse.Namespace) -> int:
+    docs, notes = demo_app({"DEMO_IMAGE": args.demo_image, "REDIS_IMAGE": args.redis_image}, args.key_prefix)
+    yaml.safe_dump_all(docs, sys.stdout, sort_keys=False)
+    if notes:
+        print(
+            "The demo app is manifests/examples/demo as rendered, except the workers' CPU requests "
+            f"({', '.join(notes)}): queue depth sizes them, and six video workers must fit on a 2-CPU node.",
+            file=sys.stderr,
+        )
+    return 0
+
+
 def _write_record(out: Path, record: Mapping[str, Any]) -> None:
     out.mkdir(parents=True, exist_ok=True)
     (out / "demo-run.json").write_text(json.dumps(record, indent=1))
@@ -1006,6 +1077,10 @@ def main(argv: list[str] | None = None) -> int:
     pp.add_argument("--example", default=str(EXAMPLE_POLICY))
     pp.add_argument("--namespace", default="demo")
     pp.add_argument("--factor", type=float, default=DEFAULT_FACTOR)
+    pa = sub.add_parser("app", help="print the demo app's objects (render.py, worker CPU requests trimmed)")
+    pa.add_argument("--demo-image", required=True)
+    pa.add_argument("--redis-image", required=True)
+    pa.add_argument("--key-prefix", default="demo:")
     pr = sub.add_parser("run", help="drive the load, show the tiers live, record, plot")
     pr.add_argument("--namespace", default="demo")
     pr.add_argument("--policy", default="demo")
@@ -1019,6 +1094,7 @@ def main(argv: list[str] | None = None) -> int:
     args = p.parse_args(argv)
     handlers: dict[str, Callable[[argparse.Namespace], int]] = {
         "policy": cmd_policy,
+        "app": cmd_app,
         "run": cmd_run,
         "plot": cmd_plot,
     }

@@ -141,9 +141,30 @@ def test_the_web_trace_replays_the_rates_the_plot_shows_as_offered(tmp_path: Pat
 def test_phase_names_what_the_load_program_does() -> None:
     steps = dw.load_program()
     assert dw.phase_at(0, steps).startswith("web starts in 15s")
-    assert "web 80 req/s offered" in dw.phase_at(dw.WEB_START + 100, steps)
+    assert f"web {dw._PEAK} req/s offered" in dw.phase_at(dw.WEB_START + 100, steps)
     assert "publishing video tasks" in dw.phase_at(dw.VIDEO_START + 1, steps)
     assert dw.phase_at(dw.WEB_START + dw.WEB_SECONDS + 1, steps) == "load stopped: draining"
+
+
+def test_the_demo_app_is_the_rendered_one_with_only_the_workers_cpu_requests_trimmed() -> None:
+    images = {"DEMO_IMAGE": "localhost:5001/scalekeeper-demo@sha256:" + "0" * 64, "REDIS_IMAGE": "redis:7.0"}
+    render = _load("demo_render", ROOT / "manifests" / "examples" / "demo" / "render.py").render
+    rendered = render(images, key_prefix="demo:")
+    docs, notes = dw.demo_app(images, "demo:")
+    assert [(d["kind"], d["metadata"]["name"]) for d in docs] == [
+        (d["kind"], d["metadata"]["name"]) for d in rendered
+    ]
+    workers = [d for d in docs if d["kind"] == "Deployment" and d["metadata"]["name"].startswith("worker-")]
+    assert {d["metadata"]["name"] for d in workers} == {"worker-emails", "worker-video", "worker-reports"}
+    assert len(notes) == len(workers)
+    for d, r in zip(docs, rendered, strict=True):
+        if d in workers:
+            for c in d["spec"]["template"]["spec"]["containers"]:
+                assert c["resources"]["requests"]["cpu"] == dw.WORKER_CPU_REQUEST
+            continue
+        assert d == r  # everything else exactly as render.py makes it (web keeps the request its HPA uses)
+    config = next(d for d in docs if d["kind"] == "ConfigMap")
+    assert config["data"]["KEY_PREFIX"] == "demo:"
 
 
 # ------------------------------------------------------------------------------------------------ Events
