@@ -1,0 +1,150 @@
+"""Faults the operator must ride out on the real cluster: Prometheus going away, and another writer changing
+what the operator sizes or owns."""
+
+from __future__ import annotations
+
+import time
+from typing import Any
+
+import pytest
+from kubernetes import client
+
+from .conftest import Cluster, kubectl
+from .kube_helpers import apply_policy, condition, deployment, events_for, policy_status, replicas_of, target
+from .operator_fixture import RunningOperator
+from .test_operator_basics import load_query, prometheus_value, start_exporter
+from .waiting import wait_for
+
+pytestmark = pytest.mark.cluster
+
+
+def replicas_policy(namespace: str, name: str, per_replica: int, minimum: int = 1) -> dict[str, Any]:
+    quick = {
+        "stabilizationWindowSeconds": 0,
+        "policies": [{"type": "Pods", "value": 10, "periodSeconds": 15}],
+    }
+    return {
+        "intervalSeconds": 2,
+        "readReplicas": {
+            "target": {"apiVersion": "apps/v1", "kind": "Deployment", "name": name},
+            "minReplicas": minimum,
+            "maxReplicas": 6,
+            "metric": {"query": load_query(namespace), "perReplica": per_replica},
+            "behavior": {"scaleUp": quick, "scaleDown": quick},
+        },
+    }
+
+
+def set_prometheus_replicas(cluster: Cluster, replicas: int) -> None:
+    client.AppsV1Api(cluster.api).patch_namespaced_deployment_scale(
+        "prometheus", "scalekeeper-system", {"spec": {"replicas": replicas}}
+    )
+
+
+def test_prometheus_outage_holds_then_recovers(
+    cluster: Cluster, namespace: str, running_operator: RunningOperator
+) -> None:
+    apps = client.AppsV1Api(cluster.api)
+    apps.create_namespaced_deployment(
+        namespace, deployment("target", 4, {"app": "target"}, cluster.operator_image)
+    )
+    start_exporter(cluster, namespace, "40")  # 4 replicas' worth at 10 per replica
+    wait_for(
+        "Prometheus to see the load", lambda: prometheus_value(cluster, load_query(namespace)), timeout=120
+    )
+    apply_policy(cluster, namespace, "p", replicas_policy(namespace, "target", 10))
+    wait_for(
+        "a first decision at 4",
+        lambda: (
+            (t := target(policy_status(cluster, namespace, "p"), "readReplicas"))
+            and t.get("desiredReplicas") == 4
+        ),
+        timeout=60,
+    )
+
+    set_prometheus_replicas(cluster, 0)
+    try:
+        down = wait_for(
+            "MetricsAvailable=False while Prometheus is gone",
+            lambda: (
+                (c := condition(policy_status(cluster, namespace, "p"), "MetricsAvailable"))
+                and c["status"] == "False"
+                and c
+            ),
+            timeout=90,
+        )
+        assert "unreachable" in down["message"] or "no series" in down["message"], down
+        # Blind: the load "drops" to nothing as far as the exporter says, but nothing is scaled down.
+        kubectl(cluster, "-n", namespace, "exec", "deploy/exporter", "--", "sh", "-c", "echo 0 > /load/value")
+        time.sleep(10)
+        assert replicas_of(cluster, namespace, "target") == 4
+        assert target(policy_status(cluster, namespace, "p"), "readReplicas")["limitedBy"] == "missingMetric"  # type: ignore[index]
+    finally:
+        set_prometheus_replicas(cluster, 1)
+    kubectl(cluster, "-n", "scalekeeper-system", "rollout", "status", "deploy/prometheus", "--timeout=180s")
+    back = time.monotonic()
+    wait_for(
+        "MetricsAvailable=True after Prometheus returns",
+        lambda: (
+            (c := condition(policy_status(cluster, namespace, "p"), "MetricsAvailable"))
+            and c["status"] == "True"
+        ),
+        timeout=120,
+    )
+    # The real value (0) now applies: down to minReplicas.
+    wait_for("scaled down on real data", lambda: replicas_of(cluster, namespace, "target") == 1, timeout=60)
+    assert time.monotonic() - back < 120
+    reasons = [e.reason for e in events_for(cluster, namespace, "p")]
+    assert "MetricsUnavailable" in reasons and "MetricsRead" in reasons, reasons
+
+
+def test_another_writer_is_corrected_without_a_fight(
+    cluster: Cluster, namespace: str, running_operator: RunningOperator
+) -> None:
+    apps, hpas = client.AppsV1Api(cluster.api), client.AutoscalingV2Api(cluster.api)
+    apps.create_namespaced_deployment(
+        namespace, deployment("target", 2, {"app": "target"}, cluster.operator_image)
+    )
+    apps.create_namespaced_deployment(namespace, deployment("web", 1, {"app": "web"}, cluster.operator_image))
+    start_exporter(cluster, namespace, "20")  # 2 replicas' worth
+    wait_for(
+        "Prometheus to see the load", lambda: prometheus_value(cluster, load_query(namespace)), timeout=120
+    )
+    spec = replicas_policy(namespace, "target", 10)
+    spec["web"] = {"deployment": "web", "minReplicas": 1, "maxReplicas": 3, "cpuUtilization": 80}
+    apply_policy(cluster, namespace, "p", spec)
+    wait_for(
+        "the owned HPA",
+        lambda: hpas.read_namespaced_horizontal_pod_autoscaler("p-web", namespace),
+        timeout=60,
+    )
+    wait_for(
+        "target at 2", lambda: target(policy_status(cluster, namespace, "p"), "readReplicas"), timeout=60
+    )
+
+    # Someone scales the target by hand: the next cycles put it back, once.
+    before = sum(1 for e in events_for(cluster, namespace, "p") if e.reason == "Scaled")
+    apps.patch_namespaced_deployment_scale("target", namespace, {"spec": {"replicas": 5}})
+    wait_for(
+        "the hand-set replicas to be corrected",
+        lambda: replicas_of(cluster, namespace, "target") == 2,
+        timeout=60,
+    )
+    time.sleep(10)
+    scaled = sum(1 for e in events_for(cluster, namespace, "p") if e.reason == "Scaled") - before
+    assert scaled == 1, scaled  # one write back, not a loop
+    assert replicas_of(cluster, namespace, "target") == 2
+
+    # Someone edits the owned HPA: it is put back to the spec.
+    hpas.patch_namespaced_horizontal_pod_autoscaler("p-web", namespace, {"spec": {"maxReplicas": 9}})
+    wait_for(
+        "the owned HPA to be restored",
+        lambda: hpas.read_namespaced_horizontal_pod_autoscaler("p-web", namespace).spec.max_replicas == 3,
+        timeout=60,
+    )
+    generation = hpas.read_namespaced_horizontal_pod_autoscaler("p-web", namespace).metadata.generation
+    time.sleep(10)
+    # No further writes once it matches.
+    assert (
+        hpas.read_namespaced_horizontal_pod_autoscaler("p-web", namespace).metadata.generation == generation
+    )
