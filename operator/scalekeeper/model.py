@@ -877,6 +877,11 @@ class TargetStatus(_Status):
         default=None,
         description="When the last decision was made.",
     )
+    history: dict[str, Any] | None = Field(
+        default=None,
+        description="The engine's scale events and recommendations as of the last replica change, so that "
+        "a restarted operator keeps counting changes against the rate policies' periods.",
+    )
 
 
 class ScalingPolicyStatus(_Status):

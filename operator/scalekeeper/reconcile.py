@@ -47,6 +47,8 @@ class PolicyMemory:
     announced: dict[str, tuple[str, int]] = field(default_factory=dict)
     last_scale_time: dict[str, datetime] = field(default_factory=dict)
     conditions: dict[str, tuple[str, str]] = field(default_factory=dict)
+    # The history last written to status, per target; None until read back from status after a start.
+    persisted: dict[str, dict[str, Any]] | None = None
 
 
 @dataclass(frozen=True)
@@ -185,6 +187,8 @@ class Reconciler:
         status.set_condition(
             model.ConditionType.SPEC_VALID, model.ConditionStatus.TRUE, "Valid", "spec is valid"
         )
+        if memory.persisted is None:
+            _restore_histories(status, memory)
 
         observed = self._observe(spec, policy, memory, emit)
         batch = self._prometheus.read(metric_queries(spec))
@@ -363,6 +367,7 @@ class Reconciler:
                     reason=reason,
                     metrics={k: round(v, 4) for k, v in d.metrics.items()},
                     last_scale_time=memory.last_scale_time.get(name),
+                    history=self._history_to_persist(name, memory),
                 )
             )
             cell = f"{current}/{d.desired}"
@@ -391,6 +396,21 @@ class Reconciler:
         status.targets = targets
         status.workers = ", ".join(summary_workers) or None
         self._conditions(spec, policy, observed, decision, batch, status, memory, emit, errors)
+
+    @staticmethod
+    def _history_to_persist(name: str, memory: PolicyMemory) -> dict[str, Any] | None:
+        """The history as of the last scale event: rewritten only when the events change (a write is due then
+        anyway), so idle cycles still cost no status write."""
+        assert memory.persisted is not None
+        current = memory.histories.get(name)
+        if current is None:
+            return memory.persisted.get(name)
+        previous = memory.persisted.get(name)
+        doc = current.to_dict()
+        keys = ("scaleUpEvents", "scaleDownEvents", "lastScaleTime", "idleSince")
+        if previous is None or any(previous.get(k) != doc.get(k) for k in keys):
+            memory.persisted[name] = doc
+        return memory.persisted[name]
 
     def _announce(
         self, name: str, d: TargetDecision, memory: PolicyMemory, emit: EventSink, dry: bool
@@ -588,6 +608,21 @@ class Reconciler:
             memory.announced["__spec__"] = ("invalid", 0)
         written = self._write_status_if_changed(status, memory, write_status)
         return CycleResult(None, status.to_patch(), 0, written, errors=exc.messages)
+
+
+def _restore_histories(status: model.ScalingPolicyStatus, memory: PolicyMemory) -> None:
+    """After a (re)start, carry on from the histories the previous process wrote: a scale step taken just
+    before a crash still counts against the rate policies."""
+    memory.persisted = {}
+    for t in status.targets:
+        if t.history is None:
+            continue
+        try:
+            memory.histories[t.name] = TargetHistory.from_dict(t.history)
+        except ValueError as exc:
+            log.warning("ignoring unreadable history of %s: %s", t.name, exc)
+            continue
+        memory.persisted[t.name] = t.history
 
 
 def _status_ok(raw: dict[str, Any] | None) -> bool:

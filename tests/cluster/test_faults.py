@@ -148,3 +148,66 @@ def test_another_writer_is_corrected_without_a_fight(
     assert (
         hpas.read_namespaced_horizontal_pod_autoscaler("p-web", namespace).metadata.generation == generation
     )
+
+
+def test_operator_killed_after_a_step_does_not_double_step_after_restart(cluster: Cluster) -> None:
+    import signal
+    import uuid
+
+    from .operator_fixture import install_crd, local_operator, stop_local
+
+    install_crd(cluster)
+    core, apps = client.CoreV1Api(cluster.api), client.AppsV1Api(cluster.api)
+    ns = f"rs-{uuid.uuid4().hex[:8]}"  # outside the session operator's namespaces
+    core.create_namespace({"metadata": {"name": ns, "labels": {"scalekeeper-test": "1"}}})
+    env = {
+        "SCALEKEEPER_NAMESPACES": ns,
+        "SCALEKEEPER_LEASE_NAME": f"lease-{ns}",
+        "SCALEKEEPER_LEASE_SECONDS": "4",
+    }
+    first = local_operator(cluster, "restart-a", env)
+    second = None
+    try:
+        apps.create_namespaced_deployment(
+            ns, deployment("target", 1, {"app": "target"}, cluster.operator_image)
+        )
+        start_exporter(cluster, ns, "50")  # five replicas' worth
+        wait_for("Prometheus to see the load", lambda: prometheus_value(cluster, load_query(ns)), timeout=120)
+        spec = replicas_policy(ns, "target", 10)
+        # One pod per minute: the rate policy a restart must not forget.
+        spec["readReplicas"]["behavior"]["scaleUp"] = {
+            "stabilizationWindowSeconds": 0,
+            "policies": [{"type": "Pods", "value": 1, "periodSeconds": 60}],
+        }
+        apply_policy(cluster, ns, "p", spec)
+        wait_for(
+            "the first step to 2", lambda: replicas_of(cluster, ns, "target") == 2, timeout=60, interval=0.5
+        )
+        stepped = time.monotonic()
+        wait_for(
+            "the step recorded in status",
+            lambda: (target(policy_status(cluster, ns, "p"), "readReplicas") or {}).get("history"),
+            timeout=30,
+        )
+        first.process.send_signal(signal.SIGKILL)  # type: ignore[union-attr]
+        first.process.wait()  # type: ignore[union-attr]
+        second = local_operator(cluster, "restart-b", env)
+        wait_for(
+            "the new process to decide", lambda: second.logs().count('"message": "decision"') > 0, timeout=40
+        )
+        # Until the minute is over the restarted operator holds at 2, as the first would have.
+        while time.monotonic() - stepped < 52:
+            assert replicas_of(cluster, ns, "target") == 2, "a second step inside the rate policy's period"
+            time.sleep(1)
+        wait_for(
+            "the next step once the period is over",
+            lambda: replicas_of(cluster, ns, "target") == 3,
+            timeout=30,
+        )
+        status = target(policy_status(cluster, ns, "p"), "readReplicas")
+        assert status is not None and status["limitedBy"] == "scaleUpPolicy", status
+    finally:
+        stop_local(first)
+        if second is not None:
+            stop_local(second)
+        core.delete_namespace(ns, propagation_policy="Background")
