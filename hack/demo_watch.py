@@ -372,27 +372,23 @@ class LoadProgram:
                     self.failures.append(msg)
         return done
 
-    def stop(self) -> None:
-        """Stops the steps not yet started, the kubectl processes this program started (by handle) and,
-        when one was still running, its process in the pod (by the pid it wrote)."""
+    def stop(self, interrupted: bool = False) -> None:
+        """Stops the steps not yet started and the kubectl processes this program started (by handle).
+        When interrupted, also the steps' processes in the pod: Ctrl-C reaches the local kubectl, not
+        what it runs there. Each is ended by the pid it wrote, if that pid still runs scalekeeper_demo."""
         self._stop.set()
         with self._lock:
             started = list(zip(self.procs, self.pidfiles, strict=True))
         running = [p for p, _ in started if p.poll() is None]
-        files = " ".join(f for p, f in started if p.poll() is None)
+        files = " ".join(f for p, f in started if interrupted or p.poll() is None)
         if files:
+            script = (
+                f"for f in {files}; do if [ -f $f ]; then pid=$(cat $f); "
+                "grep -q scalekeeper_demo /proc/$pid/cmdline 2>/dev/null && kill $pid; rm -f $f; fi; "
+                "done; true"
+            )
             subprocess.run(
-                [
-                    "kubectl",
-                    "-n",
-                    self.namespace,
-                    "exec",
-                    self.pod,
-                    "--",
-                    "sh",
-                    "-c",
-                    f"for f in {files}; do [ -f $f ] && kill $(cat $f) 2>/dev/null; rm -f $f; done; true",
-                ],
+                ["kubectl", "-n", self.namespace, "exec", self.pod, "--", "sh", "-c", script],
                 capture_output=True,
                 timeout=30,
                 check=False,
@@ -1037,7 +1033,7 @@ def cmd_run(args: argparse.Namespace) -> int:
         interrupted = True
         outcome = "interrupted"
     finally:
-        program.stop()
+        program.stop(interrupted=interrupted)
     end = time.time()
     record["end"], record["outcome"] = end, outcome
     for f in program.failures:
