@@ -5,7 +5,7 @@ PY := $(VENV)/bin/python
 CRD := crds/scalingpolicies.scalekeeper.dev.yaml
 CHART_CRD := manifests/chart/scalekeeper/crds/scalingpolicies.scalekeeper.dev.yaml
 
-.PHONY: bench-reaction help venv lint typecheck crd crd-check unit test cluster-up cluster-down cluster-status cluster-logs image lock
+.PHONY: bench-reaction demo help venv lint typecheck crd crd-check unit test cluster-up cluster-down cluster-status cluster-logs image lock
 
 help:
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  %-16s %s\n", $$1, $$2}'
@@ -46,6 +46,9 @@ cluster-status: ## what is running
 
 cluster-logs: ## collect kind, dockerd and registry logs into logs/
 	hack/cluster.sh logs
+
+demo: ## kind cluster + chart + demo app + its ScalingPolicy, load, and the tiers scaling live (writes out/demo.png)
+	hack/demo.sh
 
 bench-reaction: venv cluster-up image ## reaction time: metric queryable -> scale write visible (20 steps)
 	$(PY) bench/reaction.py --steps 20 --interval 1

@@ -43,6 +43,7 @@ class OperatorConfig:
     lease_seconds: int = 15
     identity: str = ""
     max_workers: int = 8
+    status_refresh_seconds: int = 15
 
     @staticmethod
     def from_env(env: dict[str, str] | None = None) -> OperatorConfig:
@@ -77,4 +78,5 @@ class OperatorConfig:
             lease_seconds=_int(e, "SCALEKEEPER_LEASE_SECONDS", 15, 2, 300),
             identity=e.get("POD_NAME") or f"{socket.gethostname()}-{os.getpid()}",
             max_workers=_int(e, "SCALEKEEPER_MAX_WORKERS", 8, 1, 256),
+            status_refresh_seconds=_int(e, "SCALEKEEPER_STATUS_REFRESH_SECONDS", 15, 1, 3600),
         )

@@ -152,7 +152,7 @@ class Reconciler:
         metrics: OperatorMetrics,
         *,
         clock: Callable[[], float] = time.time,
-        status_refresh_seconds: float = 60.0,
+        status_refresh_seconds: float = 15.0,
         max_metric_age_seconds: float = engine.DEFAULT_MAX_METRIC_AGE_SECONDS,
     ) -> None:
         self._replicas = replicas

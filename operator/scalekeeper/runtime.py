@@ -59,6 +59,7 @@ class Runtime:
             WorkerDeployments(self.api),
             prometheus_reader(cfg),
             self.metrics,
+            status_refresh_seconds=cfg.status_refresh_seconds,
         )
         self.elector: LeaseElector | None = None
         if cfg.leader_election:

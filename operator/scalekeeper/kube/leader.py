@@ -54,6 +54,8 @@ class LeaseElector:
         self._stop = threading.Event()
         self._thread: threading.Thread | None = None
         self._was_leader = False
+        # A call that hangs (an API server restarting) must not outlive the lease it is renewing.
+        self._timeout = (3.0, max(1.0, lease_seconds / 3))
 
     def is_leader(self) -> bool:
         # Margin of one renew period: stop acting before a follower may legally take over.
@@ -89,7 +91,7 @@ class LeaseElector:
         now = self._clock()
         try:
             lease = self._raw.sanitize_for_serialization(
-                self._leases.read_namespaced_lease(self.name, self.namespace)
+                self._leases.read_namespaced_lease(self.name, self.namespace, _request_timeout=self._timeout)
             )
         except ApiException as exc:
             if exc.status != 404:
@@ -101,7 +103,7 @@ class LeaseElector:
                 "spec": self._spec(now, now, transitions=0),
             }
             try:
-                self._leases.create_namespaced_lease(self.namespace, body)
+                self._leases.create_namespaced_lease(self.namespace, body, _request_timeout=self._timeout)
             except ApiException as create_exc:
                 if create_exc.status == 409:
                     return False
@@ -118,7 +120,9 @@ class LeaseElector:
         transitions = int(spec.get("leaseTransitions") or 0) + (0 if holder == self.identity else 1)
         lease["spec"] = self._spec(acquire or now, now, transitions)
         try:
-            self._leases.replace_namespaced_lease(self.name, self.namespace, lease)
+            self._leases.replace_namespaced_lease(
+                self.name, self.namespace, lease, _request_timeout=self._timeout
+            )
         except ApiException as exc:
             if exc.status == 409:  # another replica won the race for this renewal
                 return False
@@ -138,7 +142,7 @@ class LeaseElector:
     def _release(self) -> None:
         try:
             lease = self._raw.sanitize_for_serialization(
-                self._leases.read_namespaced_lease(self.name, self.namespace)
+                self._leases.read_namespaced_lease(self.name, self.namespace, _request_timeout=self._timeout)
             )
             spec = lease.get("spec") or {}
             if spec.get("holderIdentity") == self.identity:
@@ -147,7 +151,9 @@ class LeaseElector:
                     "leaseDurationSeconds": self.lease_seconds,
                     "leaseTransitions": spec.get("leaseTransitions") or 0,
                 }
-                self._leases.replace_namespaced_lease(self.name, self.namespace, lease)
+                self._leases.replace_namespaced_lease(
+                    self.name, self.namespace, lease, _request_timeout=self._timeout
+                )
         except ApiException as exc:
             log.warning("releasing lease %s/%s failed: %s", self.namespace, self.name, exc)
         self._renewed_at = None
