@@ -96,6 +96,52 @@ class CycleResult:
     errors: list[str] = field(default_factory=list)
 
 
+@dataclass
+class _Reporter:
+    """Sets conditions on the status and tells, with an Event, when one turns bad or recovers."""
+
+    status: model.ScalingPolicyStatus
+    memory: PolicyMemory
+    emit: EventSink
+
+    def condition(
+        self, type_: model.ConditionType, value: model.ConditionStatus, reason: str, message: str
+    ) -> None:
+        self.status.set_condition(type_, value, reason, message)
+        before = self.memory.conditions.get(type_.value)
+        now = (value.value, reason)
+        self.memory.conditions[type_.value] = now
+        if type_ is model.ConditionType.SCALING_LIMITED or before == now:
+            return
+        bad = value is (
+            model.ConditionStatus.TRUE
+            if type_ is model.ConditionType.CONFLICT
+            else model.ConditionStatus.FALSE
+        )
+        # Told once when a condition turns bad, and once when it recovers; a good first state is quiet.
+        if bad or before is not None:
+            self.emit("Warning" if bad else "Normal", reason, f"{type_.value}={value.value}: {message}")
+
+
+@dataclass
+class _Cycle:
+    """What one cycle of one policy works on, handed from stage to stage (observe, decide, act, report)."""
+
+    spec: model.ScalingPolicySpec
+    policy: PolicyObject
+    memory: PolicyMemory
+    status: model.ScalingPolicyStatus
+    emit: EventSink
+    observed: Observed = field(default_factory=Observed)
+    batch: BatchResult = field(default_factory=lambda: BatchResult({}, 0, 0.0))
+    decision: engine.PolicyDecision | None = None
+    errors: list[str] = field(default_factory=list)
+
+    @property
+    def reporter(self) -> _Reporter:
+        return _Reporter(self.status, self.memory, self.emit)
+
+
 def metric_queries(spec: model.ScalingPolicySpec) -> dict[str, str]:
     queries: dict[str, str] = {}
     if spec.web is not None and spec.web.request_rate is not None:
@@ -190,30 +236,30 @@ class Reconciler:
         if memory.persisted is None:
             _restore_histories(status, memory)
 
-        observed = self._observe(spec, policy, memory, emit)
-        batch = self._prometheus.read(metric_queries(spec))
+        c = _Cycle(spec, policy, memory, status, emit)
+        c.observed = self._observe(spec, policy, memory, emit)
+        c.batch = self._prometheus.read(metric_queries(spec))
         self._metrics.prometheus_query(
-            batch.seconds, batch.requests, sum(isinstance(r, Missing) for r in batch.readings.values())
+            c.batch.seconds, c.batch.requests, sum(isinstance(r, Missing) for r in c.batch.readings.values())
         )
-        now = self._clock()
-        decision = engine.decide(
+        c.decision = engine.decide(
             spec,
-            observed.engine_current(),
-            samples_for_engine(batch),
+            c.observed.engine_current(),
+            samples_for_engine(c.batch),
             memory.histories,
-            now,
+            self._clock(),
             max_metric_age_seconds=self._max_age,
         )
-        writes, failed, errors = self._act(spec, policy, observed, decision, memory)
+        writes, failed = self._act(c, c.decision)
         # A write that did not happen must not count against the rate limits: keep the old history there.
         memory.histories = {
             name: (memory.histories.get(name, TargetHistory()) if name in failed else d.history)
-            for name, d in decision.targets.items()
+            for name, d in c.decision.targets.items()
         }
-        self._report(spec, policy, observed, decision, batch, status, memory, emit, errors)
+        self._report(c, c.decision)
         written = self._write_status_if_changed(status, memory, write_status)
         self._metrics.reconciled(time.perf_counter() - started)
-        return CycleResult(decision, status.to_patch(), writes, written, batch, errors)
+        return CycleResult(c.decision, status.to_patch(), writes, written, c.batch, c.errors)
 
     # ------------------------------------------------------------------ observe
 
@@ -252,64 +298,50 @@ class Reconciler:
 
     # ------------------------------------------------------------------ act
 
-    def _act(
-        self,
-        spec: model.ScalingPolicySpec,
-        policy: PolicyObject,
-        observed: Observed,
-        decision: engine.PolicyDecision,
-        memory: PolicyMemory,
-    ) -> tuple[int, set[str], list[str]]:
-        if spec.mode is not model.Mode.ENFORCE:
-            return 0, set(), []
+    def _act(self, c: _Cycle, decision: engine.PolicyDecision) -> tuple[int, set[str]]:
+        """Write what changed; returns the number of writes and the targets whose write failed."""
+        if c.spec.mode is not model.Mode.ENFORCE:
+            return 0, set()
         writes = 0
         failed: set[str] = set()
-        errors: list[str] = []
         for name, d in decision.targets.items():
             if not d.exists:
                 continue
             if name == engine.WEB:
-                done = self._act_web(spec, policy, observed, d, decision, memory, errors)
+                done = self._act_web(c, decision, d)
                 if done < 0:
                     failed.add(name)
                 writes += max(done, 0)
                 continue
-            state = observed.states.get(name)
+            state = c.observed.states.get(name)
             if state is None or d.desired == state.replicas:
                 continue
-            ref = observed.refs[name]
+            ref = c.observed.refs[name]
             try:
                 self._replicas.write(ref, d.desired, state.resource_version)
             except WriteConflict:
                 # Someone else changed it since we read it: decide again on fresh data next cycle.
                 self._metrics.write(ref.kind, "conflict")
-                errors.append(f"{name}: {ref.describe()} changed while deciding; will decide again")
+                c.errors.append(f"{name}: {ref.describe()} changed while deciding; will decide again")
                 failed.add(name)
                 continue
             except (ApiException, TargetNotFound) as exc:
                 self._metrics.write(ref.kind, "error")
-                errors.append(f"{name}: writing replicas of {ref.describe()} failed: {exc}")
+                c.errors.append(f"{name}: writing replicas of {ref.describe()} failed: {exc}")
                 failed.add(name)
                 continue
             writes += 1
             self._metrics.write(ref.kind, "scaled")
-            memory.last_scale_time[name] = datetime.now(UTC).replace(microsecond=0)
-        return writes, failed, errors
+            c.memory.last_scale_time[name] = datetime.now(UTC).replace(microsecond=0)
+        return writes, failed
 
-    def _act_web(
-        self,
-        spec: model.ScalingPolicySpec,
-        policy: PolicyObject,
-        observed: Observed,
-        d: TargetDecision,
-        decision: engine.PolicyDecision,
-        memory: PolicyMemory,
-        errors: list[str],
-    ) -> int:
+    def _act_web(self, c: _Cycle, decision: engine.PolicyDecision, d: TargetDecision) -> int:
+        """Create or update the owned HPA with the decided floor: 1 written, 0 nothing to do, -1 failed."""
+        spec, observed = c.spec, c.observed
         assert spec.web is not None
         if observed.hpa is None or observed.hpa.foreign is not None:
             return 0
-        desired = desired_hpa(spec.web, policy.owner, d.desired)
+        desired = desired_hpa(spec.web, c.policy.owner, d.desired)
         if decision.web_max_by_budget is not None:
             desired["spec"]["maxReplicas"] = max(
                 desired["spec"]["minReplicas"], min(spec.web.max_replicas, decision.web_max_by_budget)
@@ -319,30 +351,20 @@ class Reconciler:
         except ApiException as exc:
             outcome = "conflict" if exc.status == 409 else "error"
             self._metrics.write("HorizontalPodAutoscaler", outcome)
-            errors.append(f"web: writing HPA {hpa_name(policy.name)} failed ({exc.status} {exc.reason})")
+            c.errors.append(f"web: writing HPA {hpa_name(c.policy.name)} failed ({exc.status} {exc.reason})")
             return -1
         if done in ("created", "updated"):
             self._metrics.write("HorizontalPodAutoscaler", done)
             current_min = (observed.hpa.owned or {}).get("spec", {}).get("minReplicas")
             if current_min != desired["spec"]["minReplicas"]:
-                memory.last_scale_time[engine.WEB] = datetime.now(UTC).replace(microsecond=0)
+                c.memory.last_scale_time[engine.WEB] = datetime.now(UTC).replace(microsecond=0)
             return 1
         return 0
 
     # ------------------------------------------------------------------ report
 
-    def _report(
-        self,
-        spec: model.ScalingPolicySpec,
-        policy: PolicyObject,
-        observed: Observed,
-        decision: engine.PolicyDecision,
-        batch: BatchResult,
-        status: model.ScalingPolicyStatus,
-        memory: PolicyMemory,
-        emit: EventSink,
-        errors: list[str],
-    ) -> None:
+    def _report(self, c: _Cycle, decision: engine.PolicyDecision) -> None:
+        spec, policy, observed, status, memory = c.spec, c.policy, c.observed, c.status, c.memory
         dry = spec.mode is model.Mode.DRY_RUN
         targets: list[model.TargetStatus] = []
         summary_workers: list[str] = []
@@ -377,7 +399,7 @@ class Reconciler:
                 status.read_replicas = cell
             else:
                 summary_workers.append(f"{name.removeprefix('worker/')} {cell}")
-            self._announce(name, d, memory, emit, dry)
+            self._announce(name, d, memory, c.emit, dry)
             self._metrics.decision(policy.namespace, policy.name, name, d.limited_by.value, d.desired)
             log.info(
                 "decision",
@@ -395,7 +417,7 @@ class Reconciler:
             )
         status.targets = targets
         status.workers = ", ".join(summary_workers) or None
-        self._conditions(spec, policy, observed, decision, batch, status, memory, emit, errors)
+        self._conditions(c, decision)
 
     @staticmethod
     def _history_to_persist(name: str, memory: PolicyMemory) -> dict[str, Any] | None:
@@ -432,18 +454,8 @@ class Reconciler:
             emit("Normal", "Holding", f"Holding {name} at {d.current}: {d.reason}")
         memory.announced[name] = key
 
-    def _conditions(
-        self,
-        spec: model.ScalingPolicySpec,
-        policy: PolicyObject,
-        observed: Observed,
-        decision: engine.PolicyDecision,
-        batch: BatchResult,
-        status: model.ScalingPolicyStatus,
-        memory: PolicyMemory,
-        emit: EventSink,
-        errors: list[str],
-    ) -> None:
+    def _conditions(self, c: _Cycle, decision: engine.PolicyDecision) -> None:
+        spec, observed, batch = c.spec, c.observed, c.batch
         T, F = model.ConditionStatus.TRUE, model.ConditionStatus.FALSE
         C = model.ConditionType
         missing = {k: r for k, r in batch.readings.items() if isinstance(r, Missing)}
@@ -455,12 +467,9 @@ class Reconciler:
         if missing or invalid:
             parts = [f"{k.replace(_SEP, ' ')}: {r.reason} (query: {r.query})" for k, r in missing.items()]
             parts += [p for p in invalid if not any(p.startswith(k.split(_SEP)[0]) for k in missing)]
-            self._set(status, memory, emit, C.METRICS_AVAILABLE, F, "MetricsUnavailable", "; ".join(parts))
+            c.reporter.condition(C.METRICS_AVAILABLE, F, "MetricsUnavailable", "; ".join(parts))
         else:
-            self._set(
-                status,
-                memory,
-                emit,
+            c.reporter.condition(
                 C.METRICS_AVAILABLE,
                 T,
                 "MetricsRead",
@@ -469,10 +478,7 @@ class Reconciler:
 
         conflict = observed.hpa.foreign if observed.hpa is not None else None
         if conflict is not None and spec.web is not None:
-            self._set(
-                status,
-                memory,
-                emit,
+            c.reporter.condition(
                 C.CONFLICT,
                 T,
                 "ForeignHPA",
@@ -480,10 +486,7 @@ class Reconciler:
                 f"{spec.web.deployment}; scalekeeper writes nothing for the web tier",
             )
         else:
-            self._set(
-                status,
-                memory,
-                emit,
+            c.reporter.condition(
                 C.CONFLICT,
                 F,
                 "NoConflict",
@@ -505,26 +508,20 @@ class Reconciler:
             )
         ]
         if limited:
-            self._set(status, memory, emit, C.SCALING_LIMITED, T, "Limited", "; ".join(limited))
+            c.reporter.condition(C.SCALING_LIMITED, T, "Limited", "; ".join(limited))
         else:
-            self._set(
-                status,
-                memory,
-                emit,
+            c.reporter.condition(
                 C.SCALING_LIMITED,
                 F,
                 "Unlimited",
                 "every target is at its recommendation",
             )
 
-        problems = [f"{name}: {why}" for name, why in observed.missing.items()] + errors
+        problems = [f"{name}: {why}" for name, why in observed.missing.items()] + c.errors
         if conflict is not None:
             problems.append(f"web: conflicting HPA {conflict}")
         if problems:
-            self._set(
-                status,
-                memory,
-                emit,
+            c.reporter.condition(
                 C.READY,
                 F,
                 "TargetsUnavailable" if observed.missing else "Degraded",
@@ -536,32 +533,7 @@ class Reconciler:
                 if spec.mode is model.Mode.DRY_RUN
                 else "sizing every target"
             )
-            self._set(status, memory, emit, C.READY, T, "Reconciled", mode)
-
-    def _set(
-        self,
-        status: model.ScalingPolicyStatus,
-        memory: PolicyMemory,
-        emit: EventSink,
-        type_: model.ConditionType,
-        value: model.ConditionStatus,
-        reason: str,
-        message: str,
-    ) -> None:
-        status.set_condition(type_, value, reason, message)
-        before = memory.conditions.get(type_.value)
-        now = (value.value, reason)
-        memory.conditions[type_.value] = now
-        if type_ is model.ConditionType.SCALING_LIMITED or before == now:
-            return
-        bad = value is (
-            model.ConditionStatus.TRUE
-            if type_ is model.ConditionType.CONFLICT
-            else model.ConditionStatus.FALSE
-        )
-        # Told once when a condition turns bad, and once when it recovers; a good first state is quiet.
-        if bad or before is not None:
-            emit("Warning" if bad else "Normal", reason, f"{type_.value}={value.value}: {message}")
+            c.reporter.condition(C.READY, T, "Reconciled", mode)
 
     # ------------------------------------------------------------------ status
 
@@ -599,10 +571,9 @@ class Reconciler:
     ) -> CycleResult:
         message = "; ".join(exc.messages)
         F = model.ConditionStatus.FALSE
-        self._set(status, memory, emit, model.ConditionType.SPEC_VALID, F, "InvalidSpec", message)
-        self._set(
-            status, memory, emit, model.ConditionType.READY, F, "InvalidSpec", f"nothing is scaled: {message}"
-        )
+        reporter = _Reporter(status, memory, emit)
+        reporter.condition(model.ConditionType.SPEC_VALID, F, "InvalidSpec", message)
+        reporter.condition(model.ConditionType.READY, F, "InvalidSpec", f"nothing is scaled: {message}")
         if memory.announced.get("__spec__") != ("invalid", 0):
             emit("Warning", "InvalidSpec", message)
             memory.announced["__spec__"] = ("invalid", 0)

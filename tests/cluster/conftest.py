@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import os
 import subprocess
+import time
 import uuid
 from collections.abc import Iterator
 from dataclasses import dataclass
@@ -84,7 +85,27 @@ def namespace(cluster: Cluster) -> Iterator[str]:
     try:
         yield name
     finally:
+        release_policies(cluster, name)
         core.delete_namespace(name, propagation_policy="Background")
+
+
+def release_policies(cluster: Cluster, namespace: str, timeout: float = 30.0) -> None:
+    """Delete a namespace's ScalingPolicies while the operator still runs to drop its finalizer from them;
+    otherwise a namespace deleted at the end of a session stays Terminating until an operator returns."""
+    objects = client.CustomObjectsApi(cluster.api)
+    group, version, plural = "scalekeeper.dev", "v1alpha1", "scalingpolicies"
+    try:
+        for item in objects.list_namespaced_custom_object(group, version, namespace, plural)["items"]:
+            objects.delete_namespaced_custom_object(
+                group, version, namespace, plural, item["metadata"]["name"]
+            )
+    except client.ApiException:
+        return  # no CRD yet: nothing to release
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if not objects.list_namespaced_custom_object(group, version, namespace, plural)["items"]:
+            return
+        time.sleep(0.5)
 
 
 def kubectl(

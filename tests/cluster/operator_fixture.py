@@ -101,7 +101,7 @@ def _in_cluster(cluster: Cluster) -> RunningOperator:
             cluster.kubeconfig,
             "--wait",
             "--timeout",
-            "180s",
+            "300s",
             "--set",
             f"image.repository={repo}",
             "--set",

@@ -20,13 +20,18 @@ CHART = ROOT / "manifests" / "chart" / "scalekeeper"
 
 
 def helm(cluster: Cluster, *args: str, check: bool = True) -> subprocess.CompletedProcess[str]:
-    return subprocess.run(
+    result = subprocess.run(
         ["helm", *args, "--kubeconfig", cluster.kubeconfig],
         capture_output=True,
         text=True,
-        check=check,
+        check=False,
         env={**os.environ, "PATH": f"{Path.home() / '.cache/scalekeeper/bin/current'}:{os.environ['PATH']}"},
     )
+    if check and result.returncode != 0:
+        namespace = args[args.index("--namespace") + 1] if "--namespace" in args else "default"
+        pods = kubectl(cluster, "-n", namespace, "get", "pods,events", "-o", "wide", check=False).stdout
+        raise AssertionError(f"helm {' '.join(args[:2])} failed: {result.stderr}\n{pods[-3000:]}")
+    return result
 
 
 def test_rendered_chart_passes_a_server_side_dry_run(cluster: Cluster, namespace: str) -> None:
@@ -64,11 +69,14 @@ def test_install_upgrade_uninstall_leaves_only_the_crd(cluster: Cluster, namespa
         namespace,
         "--wait",
         "--timeout",
-        "180s",
+        "300s",
         "--set",
         f"image.repository={repo}",
         "--set",
         f"image.tag={tag}",
+        # The image under test was just pushed under a reused tag.
+        "--set",
+        "image.pullPolicy=Always",
         "--set",
         f"watchNamespaces={{{namespace}}}",
         "--set",

@@ -9,7 +9,7 @@ from typing import Any
 import pytest
 from kubernetes import client
 
-from .conftest import Cluster, kubectl
+from .conftest import Cluster, kubectl, release_policies
 from .kube_helpers import apply_policy, condition, deployment, events_for, policy_status, replicas_of, target
 from .operator_fixture import RunningOperator
 from .test_operator_basics import load_query, prometheus_value, start_exporter
@@ -207,6 +207,7 @@ def test_operator_killed_after_a_step_does_not_double_step_after_restart(cluster
         status = target(policy_status(cluster, ns, "p"), "readReplicas")
         assert status is not None and status["limitedBy"] == "scaleUpPolicy", status
     finally:
+        release_policies(cluster, ns)
         stop_local(first)
         if second is not None:
             stop_local(second)

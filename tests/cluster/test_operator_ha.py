@@ -14,7 +14,7 @@ import pytest
 from kubernetes import client
 from kubernetes.client.rest import ApiException
 
-from .conftest import Cluster
+from .conftest import Cluster, release_policies
 from .kube_helpers import GROUP, PLURAL, VERSION, apply_policy, replicas_of
 from .operator_fixture import RunningOperator, local_operator, stop_local
 from .waiting import wait_for
@@ -151,5 +151,6 @@ def test_two_replicas_one_acts_and_the_other_takes_over(cluster: Cluster, ha_nam
 
         wait_for("the template-made Deployment to be garbage-collected", gone, timeout=60)
     finally:
+        release_policies(cluster, ns)
         for op in ops.values():
             stop_local(op)
