@@ -252,6 +252,23 @@ def main() -> int:
             pass
         return 0
     finally:
+        # The policy goes first, while the operator can still drop its finalizer.
+        subprocess.run(
+            [
+                KUBECTL,
+                "--kubeconfig",
+                kubeconfig,
+                "-n",
+                ns,
+                "delete",
+                "scalingpolicy",
+                "bench",
+                "--ignore-not-found",
+                "--timeout=30s",
+            ],
+            capture_output=True,
+            check=False,
+        )
         if operator is not None:
             operator.terminate()
             operator.wait(timeout=20)
