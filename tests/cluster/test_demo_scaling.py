@@ -19,12 +19,11 @@ from typing import Any
 import pytest
 import redis
 from kubernetes import client
-from kubernetes.client.rest import ApiException
 
 from .conftest import ROOT, Cluster, kubectl
 from .kube_helpers import GROUP, PLURAL, VERSION, apply_policy, events_for, policy_status, replicas_of, target
 from .operator_fixture import RunningOperator
-from .waiting import wait_for
+from .waiting import wait_deleted, wait_for
 
 pytestmark = pytest.mark.cluster
 DEMO = ROOT / "manifests" / "examples" / "demo"
@@ -287,14 +286,10 @@ def test_request_and_read_load_raise_the_web_floor_and_the_read_replicas(
         GROUP, VERSION, ns, PLURAL, "demo-web"
     )
 
-    def hpa_gone() -> bool:
-        try:
-            hpas.read_namespaced_horizontal_pod_autoscaler("demo-web-web", ns)
-        except ApiException as exc:
-            return exc.status == 404
-        return False
-
-    wait_for("the owned HPA to be deleted with the policy", hpa_gone, timeout=60)
+    wait_deleted(
+        "the owned HPA to be deleted with the policy",
+        lambda: hpas.read_namespaced_horizontal_pod_autoscaler("demo-web-web", ns),
+    )
     assert replicas_of(cluster, ns, "web") == before
     assert (
         client.AppsV1Api(cluster.api).read_namespaced_stateful_set_scale("db-replica", ns).spec.replicas == 2

@@ -12,7 +12,7 @@ from kubernetes import client
 from kubernetes.client.rest import ApiException
 
 from .conftest import Cluster, kubectl
-from .waiting import wait_for
+from .waiting import wait_deleted, wait_for
 
 pytestmark = pytest.mark.cluster
 
@@ -288,14 +288,10 @@ def test_deleting_an_owner_garbage_collects_what_it_owns(cluster: Cluster, names
     )
     core.delete_namespaced_config_map("owner", namespace, propagation_policy="Background")
 
-    def owned_gone() -> bool:
-        try:
-            core.read_namespaced_config_map("owned", namespace)
-        except ApiException as exc:
-            return exc.status == 404
-        return False
-
-    wait_for("the owned ConfigMap to be garbage-collected", owned_gone, timeout=60)
+    wait_deleted(
+        "the owned ConfigMap to be garbage-collected",
+        lambda: core.read_namespaced_config_map("owned", namespace),
+    )
     assert core.read_namespaced_config_map("bystander", namespace).metadata.name == "bystander"
 
 

@@ -12,7 +12,6 @@ from typing import Any
 
 import pytest
 from kubernetes import client
-from kubernetes.client.rest import ApiException
 
 from .conftest import Cluster, kubectl
 from .kube_helpers import (
@@ -28,7 +27,7 @@ from .kube_helpers import (
     target,
 )
 from .operator_fixture import RunningOperator
-from .waiting import wait_for
+from .waiting import wait_deleted, wait_for
 
 pytestmark = pytest.mark.cluster
 
@@ -134,14 +133,10 @@ def test_owned_hpa_is_created_and_garbage_collected_with_the_policy(
         GROUP, VERSION, namespace, PLURAL, "shop"
     )
 
-    def hpa_gone() -> bool:
-        try:
-            hpas.read_namespaced_horizontal_pod_autoscaler("shop-web", namespace)
-        except ApiException as exc:
-            return exc.status == 404
-        return False
-
-    wait_for("the owned HPA to be garbage-collected", hpa_gone, timeout=60)
+    wait_deleted(
+        "the owned HPA to be garbage-collected",
+        lambda: hpas.read_namespaced_horizontal_pod_autoscaler("shop-web", namespace),
+    )
     # What the policy only scaled stays, at its size.
     assert replicas_of(cluster, namespace, "web") == 2
 

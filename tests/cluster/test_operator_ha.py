@@ -12,12 +12,11 @@ from collections.abc import Iterator
 
 import pytest
 from kubernetes import client
-from kubernetes.client.rest import ApiException
 
 from .conftest import Cluster, release_policies
 from .kube_helpers import GROUP, PLURAL, VERSION, apply_policy, replicas_of
 from .operator_fixture import RunningOperator, local_operator, stop_local
-from .waiting import wait_for
+from .waiting import wait_deleted, wait_for
 
 pytestmark = pytest.mark.cluster
 LEASE = "ha-test-leader"
@@ -142,14 +141,10 @@ def test_two_replicas_one_acts_and_the_other_takes_over(cluster: Cluster, ha_nam
         # Deleting the policy removes the Deployment it made.
         client.CustomObjectsApi(cluster.api).delete_namespaced_custom_object(GROUP, VERSION, ns, PLURAL, "p")
 
-        def gone() -> bool:
-            try:
-                apps.read_namespaced_deployment("p-worker-video", ns)
-            except ApiException as exc:
-                return exc.status == 404
-            return False
-
-        wait_for("the template-made Deployment to be garbage-collected", gone, timeout=60)
+        wait_deleted(
+            "the template-made Deployment to be garbage-collected",
+            lambda: apps.read_namespaced_deployment("p-worker-video", ns),
+        )
     finally:
         release_policies(cluster, ns)
         for op in ops.values():

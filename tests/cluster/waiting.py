@@ -24,3 +24,17 @@ def wait_for(what: str, probe: Callable[[], T | None], timeout: float = 120.0, i
         if time.monotonic() > deadline:
             raise AssertionError(f"timed out after {timeout:.0f}s waiting for {what}; last: {last!r}")
         time.sleep(interval)
+
+
+def wait_deleted(what: str, read: Callable[[], object], timeout: float = 60.0) -> None:
+    """Wait until `read` (an API read of one object) answers 404."""
+    from kubernetes.client.rest import ApiException
+
+    def gone() -> bool:
+        try:
+            read()
+        except ApiException as exc:
+            return exc.status == 404
+        return False
+
+    wait_for(what, gone, timeout=timeout)
