@@ -26,6 +26,9 @@ CRD = ROOT / "crds" / "scalingpolicies.scalekeeper.dev.yaml"
 CHART = ROOT / "manifests" / "chart" / "scalekeeper"
 LOG_DIR = ROOT / "logs"
 LEASE = "scalekeeper-leader"
+# The session operator (local or in-cluster) serves only the tests' namespaces, so a test can run its own
+# operators in a namespace outside these (test_faults' restart test) without a second actor on its policy.
+SERVED_NAMESPACES = ("t-*", "demo-*")
 
 
 @dataclass
@@ -61,8 +64,7 @@ def local_operator(
         "SCALEKEEPER_LEASE_NAMESPACE": "scalekeeper-system",
         "SCALEKEEPER_LEASE_SECONDS": "6",
         "POD_NAME": identity,
-        # Only the tests' namespaces: a demo installed beside them has its own operator.
-        "SCALEKEEPER_NAMESPACES": "t-*,demo-*",
+        "SCALEKEEPER_NAMESPACES": ",".join(SERVED_NAMESPACES),
         **(extra_env or {}),
     }
     out = log_path.open("wb")
@@ -110,6 +112,8 @@ def _in_cluster(cluster: Cluster) -> RunningOperator:
             "image.pullPolicy=Always",
             "--set",
             "prometheus.url=http://prometheus.scalekeeper-system.svc:9090",
+            "--set",
+            f"watchNamespacePatterns={{{','.join(SERVED_NAMESPACES)}}}",
         ],
         check=True,
         env={**os.environ, "PATH": f"{Path.home() / '.cache/scalekeeper/bin/current'}:{os.environ['PATH']}"},

@@ -54,6 +54,7 @@ LEASE_RULES: dict[tuple[str, str, tuple[str, ...]], set[str]] = {
 VALUES_SETS: dict[str, dict[str, Any]] = {
     "defaults": {},
     "watch-namespaces": {"watchNamespaces": ["shop", "billing"]},
+    "watch-namespace-patterns": {"watchNamespacePatterns": ["team-*", "shop"]},
     "replicas-2": {"replicas": 2},
     "bearer-token": {"prometheus": {"bearerTokenSecret": {"name": "prom-token", "key": "tok"}}},
     "everything": {
@@ -81,6 +82,11 @@ INVALID_VALUES: dict[str, tuple[dict[str, Any], str]] = {
     "prometheus-url-no-scheme": ({"prometheus": {"url": "prometheus:9090"}}, "/prometheus/url"),
     "watch-namespaces-string": ({"watchNamespaces": "default"}, "/watchNamespaces"),
     "watch-namespaces-pattern": ({"watchNamespaces": ["team-*"]}, "/watchNamespaces/0"),
+    "watch-namespace-patterns-string": ({"watchNamespacePatterns": "team-*"}, "/watchNamespacePatterns"),
+    "watch-namespaces-and-patterns": (
+        {"watchNamespaces": ["shop"], "watchNamespacePatterns": ["team-*"]},
+        "watchNamespacePatterns",
+    ),
     "log-level": ({"logLevel": "LOUD"}, "/logLevel"),
     "log-format": ({"logFormat": "xml"}, "/logFormat"),
     "unknown-key": ({"replica": 2}, "'replica'"),
@@ -322,6 +328,13 @@ def test_watch_namespaces_gives_a_role_per_namespace_and_nothing_cluster_wide(
     lease = [r for r in of_kind(docs, "Role") if r["metadata"]["name"].endswith("-leader-election")]
     assert len(lease) == 1 and lease[0]["metadata"]["namespace"] == NAMESPACE
     assert env_of(docs)["SCALEKEEPER_NAMESPACES"] == "shop,billing"
+
+
+def test_watch_namespace_patterns_keep_cluster_rbac_and_reach_the_operator(helm: Helm, tmp_path: Path) -> None:
+    docs = render(helm, tmp_path, VALUES_SETS["watch-namespace-patterns"])
+    # Patterns cannot be RBAC subjects: the grants stay cluster-wide, the operator filters.
+    assert grants(one(docs, "ClusterRole")) == NAMESPACED_RULES
+    assert env_of(docs)["SCALEKEEPER_NAMESPACES"] == "team-*,shop"
 
 
 def test_extra_targets_add_exactly_their_grants(helm: Helm, tmp_path: Path) -> None:
