@@ -330,7 +330,9 @@ def test_watch_namespaces_gives_a_role_per_namespace_and_nothing_cluster_wide(
     assert env_of(docs)["SCALEKEEPER_NAMESPACES"] == "shop,billing"
 
 
-def test_watch_namespace_patterns_keep_cluster_rbac_and_reach_the_operator(helm: Helm, tmp_path: Path) -> None:
+def test_watch_namespace_patterns_keep_cluster_rbac_and_reach_the_operator(
+    helm: Helm, tmp_path: Path
+) -> None:
     docs = render(helm, tmp_path, VALUES_SETS["watch-namespace-patterns"])
     # Patterns cannot be RBAC subjects: the grants stay cluster-wide, the operator filters.
     assert grants(one(docs, "ClusterRole")) == NAMESPACED_RULES
