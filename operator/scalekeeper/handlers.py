@@ -16,7 +16,8 @@ import kopf
 
 from . import model
 from .config import OperatorConfig
-from .reconcile import PolicyMemory
+from .engine.claims import PolicyId
+from .reconcile import PolicyMemory, claims_of
 from .runtime import Runtime
 
 log = logging.getLogger("scalekeeper.handlers")
@@ -58,8 +59,22 @@ def spec_changed(body: kopf.Body, memo: kopf.Memo, **_: Any) -> None:
         wake.set()
 
 
+@kopf.index(model.GROUP, model.VERSION, model.PLURAL)
+def sized_targets(body: kopf.Body, **_: Any) -> dict[str, PolicyId]:
+    """Every policy's targets, so a policy sees which others name the same workload. kopf fills the
+    index from the initial listing before any daemon starts: a restart never acts on a half-known set."""
+    return claims_of(body)
+
+
 @kopf.daemon(model.GROUP, model.VERSION, model.PLURAL, cancellation_timeout=10.0)
-async def size_policy(body: kopf.Body, memo: kopf.Memo, stopped: kopf.DaemonStopped, **_: Any) -> None:
+async def size_policy(
+    body: kopf.Body,
+    memo: kopf.Memo,
+    stopped: kopf.DaemonStopped,
+    **kwargs: Any,
+) -> None:
+    # kopf passes each index by its function's name (not in kopf's typed daemon signature).
+    claims: kopf.Index[str, PolicyId] = kwargs["sized_targets"]
     runtime: Runtime = memo["runtime"]
     memory = PolicyMemory()
     wake = asyncio.Event()
@@ -71,8 +86,10 @@ async def size_policy(body: kopf.Body, memo: kopf.Memo, stopped: kopf.DaemonStop
             if runtime.is_leader():
                 # The body is kopf's live view; a snapshot keeps one cycle consistent.
                 snapshot = copy.deepcopy(dict(body))
+                # Copied here, on the event loop that updates the index, not read from the worker thread.
+                claimants = {key: list(claims.get(key, ())) for key in claims_of(snapshot)}
                 try:
-                    await asyncio.to_thread(runtime.cycle, snapshot, memory)
+                    await asyncio.to_thread(runtime.cycle, snapshot, memory, claimants)
                 except Exception:
                     log.exception(
                         "cycle failed", extra={"policy": f"{body.metadata.namespace}/{body.metadata.name}"}

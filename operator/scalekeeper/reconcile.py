@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import logging
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any, Protocol
@@ -18,6 +18,7 @@ from kubernetes.client.rest import ApiException
 
 from . import model
 from .engine import decide as engine
+from .engine.claims import PolicyId, contested, target_key
 from .engine.types import LimitedBy, TargetDecision, TargetHistory
 from .kube.hpa import HpaClient, HpaState, desired_hpa, hpa_name
 from .kube.owners import OwnerRef
@@ -59,10 +60,28 @@ class PolicyObject:
     generation: int
     spec: dict[str, Any]
     status: dict[str, Any]
+    created: str = ""
 
     @property
     def owner(self) -> OwnerRef:
         return OwnerRef(self.namespace, self.name, self.uid)
+
+    @property
+    def id(self) -> PolicyId:
+        return PolicyId(self.created, self.namespace, self.name)
+
+    @classmethod
+    def from_body(cls, body: Mapping[str, Any]) -> PolicyObject:
+        meta = body["metadata"]
+        return cls(
+            namespace=meta["namespace"],
+            name=meta["name"],
+            uid=meta["uid"],
+            generation=int(meta.get("generation") or 0),
+            spec=dict(body.get("spec") or {}),
+            status=dict(body.get("status") or {}),
+            created=str(meta.get("creationTimestamp") or ""),
+        )
 
 
 @dataclass
@@ -70,6 +89,8 @@ class Observed:
     refs: dict[str, TargetRef] = field(default_factory=dict)
     states: dict[str, ReplicaState | None] = field(default_factory=dict)
     missing: dict[str, str] = field(default_factory=dict)
+    # Targets an older policy also names: that policy sizes them, this one writes nothing to them.
+    contested: dict[str, str] = field(default_factory=dict)
     hpa: HpaState | None = None
 
     def engine_current(self) -> dict[str, engine.ObservedTarget | None]:
@@ -184,6 +205,25 @@ def target_refs(spec: model.ScalingPolicySpec, policy: PolicyObject) -> dict[str
     return refs
 
 
+def claim_keys(spec: model.ScalingPolicySpec, policy: PolicyObject) -> dict[str, str]:
+    """Target name -> the key under which policies claim that workload (see engine.claims)."""
+    return {
+        name: target_key(ref.api_version, ref.kind, ref.namespace, ref.name)
+        for name, ref in target_refs(spec, policy).items()
+    }
+
+
+def claims_of(body: Mapping[str, Any]) -> dict[str, PolicyId]:
+    """What a ScalingPolicy claims, for the operator's index: target key -> the policy. An invalid spec
+    claims nothing (it sizes nothing either)."""
+    policy = PolicyObject.from_body(body)
+    try:
+        spec = model.parse_spec(policy.spec)
+    except model.SpecError:
+        return {}
+    return {key: policy.id for key in claim_keys(spec, policy).values()}
+
+
 def _iso(ts: datetime) -> str:
     return ts.astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
 
@@ -218,7 +258,10 @@ class Reconciler:
         memory: PolicyMemory,
         emit: EventSink,
         write_status: Callable[[dict[str, Any]], None],
+        claimants: Mapping[str, Iterable[PolicyId]] | None = None,
     ) -> CycleResult:
+        """One cycle. `claimants`: target key -> every policy naming that workload (the operator's index);
+        None when the caller knows of no other policy."""
         started = time.perf_counter()
         status = (
             model.ScalingPolicyStatus.model_validate(policy.status or {})
@@ -237,7 +280,7 @@ class Reconciler:
             _restore_histories(status, memory)
 
         c = _Cycle(spec, policy, memory, status, emit)
-        c.observed = self._observe(spec, policy, memory, emit)
+        c.observed = self._observe(spec, policy, memory, emit, claimants or {})
         c.batch = self._prometheus.read(metric_queries(spec))
         self._metrics.prometheus_query(
             c.batch.seconds, c.batch.requests, sum(isinstance(r, Missing) for r in c.batch.readings.values())
@@ -264,11 +307,23 @@ class Reconciler:
     # ------------------------------------------------------------------ observe
 
     def _observe(
-        self, spec: model.ScalingPolicySpec, policy: PolicyObject, memory: PolicyMemory, emit: EventSink
+        self,
+        spec: model.ScalingPolicySpec,
+        policy: PolicyObject,
+        memory: PolicyMemory,
+        emit: EventSink,
+        claimants: Mapping[str, Iterable[PolicyId]],
     ) -> Observed:
         observed = Observed(refs=target_refs(spec, policy))
+        for name, holder in contested(policy.id, claim_keys(spec, policy), claimants).items():
+            observed.contested[name] = (
+                f"{observed.refs[name].describe()} is also named by ScalingPolicy {holder.describe()}, "
+                "created earlier, which sizes it; this policy writes nothing to it"
+            )
         enforce = spec.mode is model.Mode.ENFORCE
         for worker in spec.workers or []:
+            if engine.worker_target(worker.queue) in observed.contested:
+                continue
             if worker.template is not None and enforce:
                 try:
                     done = self._workers.ensure(
@@ -284,7 +339,7 @@ class Reconciler:
                     emit("Normal", "Created", f"Created worker Deployment {made} for queue {worker.queue}")
                     self._metrics.write("Deployment", "created")
         for name, ref in observed.refs.items():
-            if name in observed.missing:
+            if name in observed.missing or name in observed.contested:
                 observed.states[name] = None
                 continue
             try:
@@ -375,7 +430,9 @@ class Reconciler:
             if name == engine.WEB and (state := observed.states.get(name)) is not None:
                 # For web the decision is the HPA's floor; the status shows the Deployment's own size.
                 current = state.replicas
-            reason = d.reason if d.exists else observed.missing.get(name, d.reason)
+            reason = (
+                d.reason if d.exists else observed.contested.get(name) or observed.missing.get(name, d.reason)
+            )
             if dry and d.changes:
                 reason = f"DryRun: would scale {d.current} -> {d.desired}: {reason}"
             targets.append(
@@ -477,7 +534,14 @@ class Reconciler:
             )
 
         conflict = observed.hpa.foreign if observed.hpa is not None else None
-        if conflict is not None and spec.web is not None:
+        if observed.contested:
+            c.reporter.condition(
+                C.CONFLICT,
+                T,
+                "TargetSizedByOlderPolicy",
+                "; ".join(f"{name}: {why}" for name, why in observed.contested.items()),
+            )
+        elif conflict is not None and spec.web is not None:
             c.reporter.condition(
                 C.CONFLICT,
                 T,
@@ -520,13 +584,14 @@ class Reconciler:
         problems = [f"{name}: {why}" for name, why in observed.missing.items()] + c.errors
         if conflict is not None:
             problems.append(f"web: conflicting HPA {conflict}")
+        problems += [f"{name}: sized by another policy" for name in observed.contested]
         if problems:
-            c.reporter.condition(
-                C.READY,
-                F,
-                "TargetsUnavailable" if observed.missing else "Degraded",
-                "; ".join(problems),
-            )
+            reason = "Degraded"
+            if observed.missing:
+                reason = "TargetsUnavailable"
+            elif observed.contested or conflict is not None:
+                reason = "Conflict"
+            c.reporter.condition(C.READY, F, reason, "; ".join(problems))
         else:
             mode = (
                 "DryRun: decisions recorded, nothing written"

@@ -3,12 +3,14 @@
 from __future__ import annotations
 
 import logging
+from collections.abc import Iterable, Mapping
 from typing import Any
 
 from kubernetes import client, config
 
 from . import model
 from .config import OperatorConfig
+from .engine.claims import PolicyId
 from .kube.events import EventRecorder
 from .kube.hpa import HpaClient
 from .kube.leader import LeaseElector
@@ -87,16 +89,13 @@ class Runtime:
     def is_leader(self) -> bool:
         return self.elector is None or self.elector.is_leader()
 
-    def cycle(self, body: dict[str, Any], memory: PolicyMemory) -> CycleResult:
-        meta = body["metadata"]
-        policy = PolicyObject(
-            namespace=meta["namespace"],
-            name=meta["name"],
-            uid=meta["uid"],
-            generation=int(meta.get("generation") or 0),
-            spec=dict(body.get("spec") or {}),
-            status=dict(body.get("status") or {}),
-        )
+    def cycle(
+        self,
+        body: dict[str, Any],
+        memory: PolicyMemory,
+        claimants: Mapping[str, Iterable[PolicyId]] | None = None,
+    ) -> CycleResult:
+        policy = PolicyObject.from_body(body)
 
         def emit(type_: str, reason: str, message: str) -> None:
             self.events.post(policy.namespace, policy.name, policy.uid, type_, reason, message)
@@ -106,4 +105,4 @@ class Runtime:
                 model.GROUP, model.VERSION, policy.namespace, model.PLURAL, policy.name, {"status": status}
             )
 
-        return self.reconciler.run(policy, memory, emit, write_status)
+        return self.reconciler.run(policy, memory, emit, write_status, claimants)

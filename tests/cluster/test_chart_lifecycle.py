@@ -92,6 +92,7 @@ def test_install_upgrade_uninstall_leaves_only_the_crd(cluster: Cluster, namespa
     container = pod_spec.containers[0].security_context
     assert container.read_only_root_filesystem and not container.allow_privilege_escalation
     assert container.capabilities.drop == ["ALL"]
+    _the_running_operator_is_confined(cluster, namespace, deployments[0])
 
     helm(cluster, "upgrade", release, str(CHART), *common, "--set", "logLevel=DEBUG")
     env = {
@@ -123,3 +124,55 @@ def test_install_upgrade_uninstall_leaves_only_the_crd(cluster: Cluster, namespa
     wait_for("every object of the release to be gone", nothing_left, timeout=60)
     # Helm never deletes what it installed from crds/: the CRD, and so every ScalingPolicy, stays.
     client.ApiextensionsV1Api(cluster.api).read_custom_resource_definition("scalingpolicies.scalekeeper.dev")
+
+
+def _the_running_operator_is_confined(cluster: Cluster, namespace: str, dep: client.V1Deployment) -> None:
+    """What the release's pod may do, asked of the pod itself and of the API server's authorizer."""
+    pod = f"deploy/{dep.metadata.name}"
+    probe = (
+        "import os\n"
+        "try:\n"
+        "    open('/probe', 'w')\n"
+        "    print(os.getuid(), 'writable')\n"
+        "except OSError as exc:\n"
+        "    print(os.getuid(), exc.errno)\n"
+    )
+    out = kubectl(cluster, "-n", namespace, "exec", pod, "--", "python3", "-c", probe).stdout.split()
+    assert out[0] != "0", f"the operator runs as root: {out}"
+    assert out[1] == "30", f"the root filesystem is writable (EROFS=30 expected): {out}"
+
+    sa = f"system:serviceaccount:{namespace}:{dep.spec.template.spec.service_account_name}"
+    authz = client.AuthorizationV1Api(cluster.api)
+
+    def allowed(verb: str, resource: str, ns: str | None, group: str = "", subresource: str = "") -> bool:
+        review = authz.create_subject_access_review(
+            {
+                "spec": {
+                    "user": sa,
+                    "resourceAttributes": {
+                        "verb": verb,
+                        "resource": resource,
+                        "namespace": ns,
+                        "group": group,
+                        "subresource": subresource,
+                    },
+                }
+            }
+        )
+        return bool(review.status.allowed)
+
+    # What it needs, in the namespace it serves...
+    assert allowed("patch", "deployments", namespace, "apps", "scale")
+    assert allowed("list", "scalingpolicies", namespace, "scalekeeper.dev")
+    assert allowed("create", "horizontalpodautoscalers", namespace, "autoscaling")
+    # ...nothing of a namespace it does not serve...
+    for verb, resource, group, sub in (
+        ("patch", "deployments", "apps", "scale"),
+        ("list", "scalingpolicies", "scalekeeper.dev", ""),
+        ("create", "horizontalpodautoscalers", "autoscaling", ""),
+    ):
+        assert not allowed(verb, resource, "default", group, sub), f"{verb} {resource} in default"
+    # ...and no Secret anywhere (Prometheus credentials come as mounted files, not API reads).
+    for verb in ("get", "list", "watch"):
+        assert not allowed(verb, "secrets", namespace), f"{verb} secrets in {namespace}"
+        assert not allowed(verb, "secrets", None), f"{verb} secrets cluster-wide"
