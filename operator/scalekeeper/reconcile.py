@@ -425,7 +425,7 @@ class Reconciler:
         summary_workers: list[str] = []
         for name, d in decision.targets.items():
             ref = observed.refs[name]
-            limited = d.limited_by
+            limited = LimitedBy.CONFLICT if name in observed.contested else d.limited_by
             current = d.current
             if name == engine.WEB and (state := observed.states.get(name)) is not None:
                 # For web the decision is the HPA's floor; the status shows the Deployment's own size.

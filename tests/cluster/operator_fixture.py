@@ -36,10 +36,24 @@ class RunningOperator:
     mode: str
     process: subprocess.Popen[bytes] | None = None
     log_path: Path | None = None
+    # In-cluster: the cluster whose operator pods' logs logs() reads.
+    cluster: Cluster | None = None
 
     def logs(self) -> str:
         if self.log_path is not None and self.log_path.exists():
             return self.log_path.read_text(errors="replace")
+        if self.cluster is not None:
+            return kubectl(
+                self.cluster,
+                "-n",
+                "scalekeeper-system",
+                "logs",
+                "-l",
+                "app.kubernetes.io/name=scalekeeper",
+                "--tail=-1",
+                "--prefix",
+                check=False,
+            ).stdout
         return ""
 
 
@@ -134,7 +148,7 @@ def _in_cluster(cluster: Cluster) -> RunningOperator:
         lambda: coordination.read_namespaced_lease(LEASE, "scalekeeper-system").spec.holder_identity in pods,
         timeout=90,
     )
-    return RunningOperator("cluster")
+    return RunningOperator("cluster", cluster=cluster)
 
 
 def _uninstall_in_cluster(cluster: Cluster) -> None:

@@ -65,6 +65,8 @@ def test_two_policies_on_one_workload_the_older_sizes_it_and_the_newer_reports_c
     ready = condition(policy_status(cluster, namespace, "aa-newer"), "Ready")
     assert ready is not None and ready["status"] == "False" and ready["reason"] == "Conflict", ready
     assert any(e.reason == "TargetSizedByOlderPolicy" for e in events_for(cluster, namespace, "aa-newer"))
+    held = target(policy_status(cluster, namespace, "aa-newer"), "readReplicas")
+    assert held is not None and held["limitedBy"] == "conflict", held
     older = condition(policy_status(cluster, namespace, "zz-older"), "Conflict")
     assert older is not None and older["status"] == "False", older
 

@@ -21,7 +21,17 @@ import redis
 from kubernetes import client
 
 from .conftest import ROOT, Cluster, kubectl
-from .kube_helpers import GROUP, PLURAL, VERSION, apply_policy, events_for, policy_status, replicas_of, target
+from .kube_helpers import (
+    GROUP,
+    PLURAL,
+    VERSION,
+    apply_policy,
+    condition,
+    events_for,
+    policy_status,
+    replicas_of,
+    target,
+)
 from .operator_fixture import RunningOperator
 from .waiting import wait_deleted, wait_for
 
@@ -293,4 +303,73 @@ def test_request_and_read_load_raise_the_web_floor_and_the_read_replicas(
     assert replicas_of(cluster, ns, "web") == before
     assert (
         client.AppsV1Api(cluster.api).read_namespaced_stateful_set_scale("db-replica", ns).spec.replicas == 2
+    )
+
+
+def _set_broker_replicas(cluster: Cluster, replicas: int) -> None:
+    client.AppsV1Api(cluster.api).patch_namespaced_deployment_scale(
+        "redis", "scalekeeper-system", {"spec": {"replicas": replicas}}
+    )
+
+
+def test_broker_restart_holds_the_workers_blind_then_recovers(
+    cluster: Cluster, demo: str, running_operator: RunningOperator
+) -> None:
+    """Redis (the broker, shared by the cluster) goes away with a backlog in it: the queue series vanish,
+    the operator holds the workers where they are and says why, then sizes again once Redis is back."""
+    ns = demo
+    core = client.CoreV1Api(cluster.api)
+    apply_policy(cluster, ns, "demo-broker", {"intervalSeconds": 2, "workers": [worker(ns, "video")]})
+    try:
+        exec_in_web(
+            cluster,
+            ns,
+            *("python", "-m", "scalekeeper_demo.produce", "--queue", "video", "--count", "400"),
+            *("--rate", "0", "--seconds", "2", "--run-id", "broker"),
+        )
+        wait_for("video workers at 4", lambda: replicas_of(cluster, ns, "worker-video") == 4, timeout=90)
+
+        _set_broker_replicas(cluster, 0)
+        wait_for(
+            "the broker pod to be gone",
+            lambda: not core.list_namespaced_pod("scalekeeper-system", label_selector="app=redis").items,
+            timeout=60,
+        )
+        blind = wait_for(
+            "MetricsAvailable=False",
+            lambda: (
+                (c := condition(policy_status(cluster, ns, "demo-broker"), "MetricsAvailable"))
+                and c["status"] == "False"
+                and c
+            ),
+            timeout=60,
+        )
+        assert "worker/video" in blind["message"], blind
+        # Blind is not idle: an empty reading must not pass for an empty queue. Past the scale-down window.
+        for _ in range(30):
+            assert replicas_of(cluster, ns, "worker-video") == 4
+            time.sleep(1)
+        held = target(policy_status(cluster, ns, "demo-broker"), "worker/video")
+        assert held is not None and held["limitedBy"] == "missingMetric", held
+        assert any(e.reason == "Holding" for e in events_for(cluster, ns, "demo-broker"))
+    finally:
+        _set_broker_replicas(cluster, 1)
+    kubectl(cluster, "-n", "scalekeeper-system", "rollout", "status", "deploy/redis", "--timeout=120s")
+    wait_for(
+        "MetricsAvailable=True again",
+        lambda: (
+            (condition(policy_status(cluster, ns, "demo-broker"), "MetricsAvailable") or {}).get("status")
+            == "True"
+        ),
+        timeout=90,
+    )
+    # The restarted broker kept nothing (no persistence in this setup): the workers come back down.
+    wait_for(
+        "video workers back at 1",
+        lambda: replicas_of(cluster, ns, "worker-video") == 1,
+        timeout=150,
+        interval=2,
+    )
+    client.CustomObjectsApi(cluster.api).delete_namespaced_custom_object(
+        GROUP, VERSION, ns, PLURAL, "demo-broker"
     )

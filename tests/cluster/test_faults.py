@@ -13,7 +13,7 @@ from .conftest import Cluster, kubectl, release_policies
 from .kube_helpers import apply_policy, condition, deployment, events_for, policy_status, replicas_of, target
 from .operator_fixture import RunningOperator
 from .test_operator_basics import load_query, prometheus_value, start_exporter
-from .waiting import wait_for
+from .waiting import wait_deleted, wait_for
 
 pytestmark = pytest.mark.cluster
 
@@ -212,3 +212,61 @@ def test_operator_killed_after_a_step_does_not_double_step_after_restart(cluster
         if second is not None:
             stop_local(second)
         core.delete_namespace(ns, propagation_policy="Background")
+
+
+def test_policy_deleted_mid_scale_up_removes_what_it_owns_and_leaves_the_targets(
+    cluster: Cluster, namespace: str, running_operator: RunningOperator
+) -> None:
+    apps, hpas = client.AppsV1Api(cluster.api), client.AutoscalingV2Api(cluster.api)
+    objects = client.CustomObjectsApi(cluster.api)
+    apps.create_namespaced_deployment(namespace, deployment("web", 1, {"app": "web"}, cluster.operator_image))
+    apps.create_namespaced_deployment(
+        namespace, deployment("target", 1, {"app": "target"}, cluster.operator_image)
+    )
+    start_exporter(cluster, namespace, "50")  # five replicas' worth
+    wait_for(
+        "Prometheus to see the load", lambda: prometheus_value(cluster, load_query(namespace)), timeout=120
+    )
+    spec = replicas_policy(namespace, "target", 10)
+    # One pod every 20 s: the policy is deleted between two steps of a climb to 5.
+    spec["readReplicas"]["behavior"]["scaleUp"] = {
+        "stabilizationWindowSeconds": 0,
+        "policies": [{"type": "Pods", "value": 1, "periodSeconds": 20}],
+    }
+    spec["web"] = {"deployment": "web", "minReplicas": 1, "maxReplicas": 3, "cpuUtilization": 80}
+    apply_policy(cluster, namespace, "p", spec)
+    wait_for("the owned HPA", lambda: hpas.read_namespaced_horizontal_pod_autoscaler("p-web", namespace))
+    wait_for(
+        "the first step to 2",
+        lambda: replicas_of(cluster, namespace, "target") == 2,
+        timeout=60,
+        interval=0.5,
+    )
+    log_offset = len(running_operator.logs())
+
+    objects.delete_namespaced_custom_object("scalekeeper.dev", "v1alpha1", namespace, "scalingpolicies", "p")
+    wait_deleted(
+        "the policy (its finalizer released by the operator)",
+        lambda: objects.get_namespaced_custom_object(
+            "scalekeeper.dev", "v1alpha1", namespace, "scalingpolicies", "p"
+        ),
+        timeout=30,
+    )
+    wait_deleted(
+        "the owned HPA (garbage-collected)",
+        lambda: hpas.read_namespaced_horizontal_pod_autoscaler("p-web", namespace),
+        timeout=60,
+    )
+    # The climb stops where it was: no further step, no reset, past the next rate period.
+    for _ in range(25):
+        assert replicas_of(cluster, namespace, "target") == 2
+        time.sleep(1)
+    assert replicas_of(cluster, namespace, "web") == 1
+    after = running_operator.logs()[log_offset:]
+    about_p = [
+        line
+        for line in after.splitlines()
+        if f"{namespace}/p" in line or f'"namespace": "{namespace}"' in line
+    ]
+    failures = [line for line in about_p if "cycle failed" in line or '"severity": "error"' in line]
+    assert not failures, failures[:3]
