@@ -32,6 +32,12 @@ class Cluster:
     image_mode: str
     guard_interface: str
     images: dict[str, str]
+    name: str = "scalekeeper"
+
+    @property
+    def node_container(self) -> str:
+        """The kind node's container (one node: the control plane)."""
+        return f"{self.name}-control-plane"
 
     @property
     def operator_image(self) -> str:
@@ -72,6 +78,7 @@ def cluster() -> Cluster:
         image_mode=env["SCALEKEEPER_IMAGE_MODE"],
         guard_interface=env.get("SCALEKEEPER_GUARD_INTERFACE", ""),
         images=images,
+        name=env.get("SCALEKEEPER_CLUSTER", "scalekeeper"),
     )
 
 

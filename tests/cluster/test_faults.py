@@ -12,7 +12,7 @@ from kubernetes import client
 from .conftest import Cluster, kubectl, release_policies
 from .kube_helpers import apply_policy, condition, deployment, events_for, policy_status, replicas_of, target
 from .operator_fixture import RunningOperator
-from .test_operator_basics import load_query, prometheus_value, start_exporter
+from .test_operator_basics import load_query, prometheus_value, set_load, start_exporter
 from .waiting import wait_deleted, wait_for
 
 pytestmark = pytest.mark.cluster
@@ -270,3 +270,76 @@ def test_policy_deleted_mid_scale_up_removes_what_it_owns_and_leaves_the_targets
     ]
     failures = [line for line in about_p if "cycle failed" in line or '"severity": "error"' in line]
     assert not failures, failures[:3]
+
+
+def _restart_control_plane_container(cluster: Cluster, component: str) -> None:
+    """Stop a static pod's container in the kind node; the kubelet starts it again, as after a crash."""
+    import subprocess
+
+    def crictl(*args: str) -> str:
+        return subprocess.run(
+            ["docker", "exec", cluster.node_container, "crictl", *args],
+            capture_output=True,
+            text=True,
+            check=True,
+        ).stdout.strip()
+
+    before = crictl("ps", "--name", f"^{component}$", "-q")
+    assert before, f"no running {component} container in {cluster.node_container}"
+    crictl("stop", *before.split())
+    wait_for(
+        f"a new {component} container",
+        lambda: (now := crictl("ps", "--name", f"^{component}$", "-q")) and now != before,
+        timeout=120,
+        interval=2,
+    )
+
+    def api_ready() -> bool:
+        return kubectl(cluster, "get", "--raw", "/readyz", check=False).stdout.strip() == "ok"
+
+    wait_for("the API server to answer /readyz", api_ready, timeout=180, interval=2)
+
+
+def _operator_restarts(cluster: Cluster, operator: RunningOperator) -> int:
+    """How often the operator under test has died: 0 or 1 for a local process, restartCount in-cluster."""
+    if operator.process is not None:
+        return 0 if operator.process.poll() is None else 1
+    pods = client.CoreV1Api(cluster.api).list_namespaced_pod(
+        "scalekeeper-system", label_selector="app.kubernetes.io/name=scalekeeper"
+    )
+    return sum(cs.restart_count for p in pods.items for cs in (p.status.container_statuses or []))
+
+
+@pytest.mark.parametrize("component", ["kube-apiserver", "etcd"])
+def test_control_plane_restart_is_ridden_out_without_a_lost_or_doubled_step(
+    cluster: Cluster, namespace: str, running_operator: RunningOperator, component: str
+) -> None:
+    apps = client.AppsV1Api(cluster.api)
+    apps.create_namespaced_deployment(
+        namespace, deployment("target", 1, {"app": "target"}, cluster.operator_image)
+    )
+    start_exporter(cluster, namespace, "30")
+    wait_for(
+        "Prometheus to see the load", lambda: prometheus_value(cluster, load_query(namespace)), timeout=120
+    )
+    apply_policy(cluster, namespace, "p", replicas_policy(namespace, "target", 10))
+    wait_for("3 replicas", lambda: replicas_of(cluster, namespace, "target") == 3, timeout=60)
+    restarts = _operator_restarts(cluster, running_operator)
+
+    _restart_control_plane_container(cluster, component)
+
+    # The load moves after the restart: the same operator process sees it and takes one step.
+    scaled_before = sum(1 for e in events_for(cluster, namespace, "p") if e.reason == "Scaled")
+    set_load(cluster, namespace, "50")
+    wait_for(
+        "5 replicas after the restart", lambda: replicas_of(cluster, namespace, "target") == 5, timeout=120
+    )
+    time.sleep(10)
+    assert replicas_of(cluster, namespace, "target") == 5
+    scaled = [e.message for e in events_for(cluster, namespace, "p") if e.reason == "Scaled"]
+    assert len(scaled) - scaled_before == 1, scaled
+    assert _operator_restarts(cluster, running_operator) == restarts, (
+        "the operator died with the control plane"
+    )
+    ready = condition(policy_status(cluster, namespace, "p"), "Ready")
+    assert ready is not None and ready["status"] == "True", ready
