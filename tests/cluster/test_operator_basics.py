@@ -6,6 +6,7 @@ These need no demo application: their metrics come from a small exporter pod who
 from __future__ import annotations
 
 import json
+import time
 import urllib.parse
 import urllib.request
 from typing import Any
@@ -326,3 +327,49 @@ def test_missing_target_is_reported_and_picked_up_when_it_appears(
         timeout=60,
     )
     client.AutoscalingV2Api(cluster.api).read_namespaced_horizontal_pod_autoscaler("p-web", namespace)
+
+
+@pytest.mark.parametrize(
+    ("exported", "said"),
+    [("NaN", "NaN"), ("+Inf", "infinite"), ("-Inf", "infinite"), ("-40", "negative")],
+)
+def test_a_hostile_value_from_a_real_exporter_holds_like_a_missing_one(
+    cluster: Cluster, namespace: str, running_operator: RunningOperator, exported: str, said: str
+) -> None:
+    apps = client.AppsV1Api(cluster.api)
+    apps.create_namespaced_deployment(
+        namespace, deployment("worker", 3, {"app": "worker"}, cluster.operator_image)
+    )
+    start_exporter(cluster, namespace, exported)
+    quick = {"stabilizationWindowSeconds": 0, "policies": [{"type": "Pods", "value": 5, "periodSeconds": 15}]}
+    spec = {
+        "intervalSeconds": 2,
+        "readReplicas": {
+            "target": {"apiVersion": "apps/v1", "kind": "Deployment", "name": "worker"},
+            "minReplicas": 1,
+            "maxReplicas": 6,
+            "metric": {"query": load_query(namespace), "perReplica": 10},
+            "behavior": {"scaleUp": quick, "scaleDown": quick},
+        },
+    }
+    apply_policy(cluster, namespace, "p", spec)
+    blind = wait_for(
+        "MetricsAvailable=False",
+        lambda: (
+            (c := condition(policy_status(cluster, namespace, "p"), "MetricsAvailable"))
+            and c["status"] == "False"
+            and c
+        ),
+        timeout=60,
+    )
+    assert said in blind["message"], blind
+    for _ in range(8):  # neither zero (scale down) nor a huge demand (scale up)
+        assert replicas_of(cluster, namespace, "worker") == 3
+        time.sleep(1)
+    assert target(policy_status(cluster, namespace, "p"), "readReplicas")["limitedBy"] == "missingMetric"  # type: ignore[index]
+
+    set_load(cluster, namespace, "1e300")  # a number, if absurd: capped by maxReplicas
+    wait_for("maxReplicas, not beyond", lambda: replicas_of(cluster, namespace, "worker") == 6, timeout=60)
+    time.sleep(4)
+    assert replicas_of(cluster, namespace, "worker") == 6
+    assert target(policy_status(cluster, namespace, "p"), "readReplicas")["limitedBy"] == "max"  # type: ignore[index]
