@@ -59,3 +59,26 @@ def test_value_without_timestamp_part_is_stamped_with_evaluation_time() -> None:
 def test_unknown_keys_in_the_answer_are_ignored() -> None:
     readings = readings_from_result({"a": "qa"}, [series("zzz", "1"), series("a", "2")], evaluated_at=0.0)
     assert readings == {"a": Sample(2.0, 0.0)}
+
+
+def test_failures_no_query_can_survive_are_told_once_for_the_whole_batch() -> None:
+    import requests
+    from prometheus_api_client.exceptions import PrometheusApiClientException
+
+    from scalekeeper.metrics.prometheus import _whole_batch_failure
+
+    url = "https://prom.example"
+    tls = _whole_batch_failure(url, requests.exceptions.SSLError("certificate verify failed"))
+    assert tls is not None and "TLS" in tls and "CA file" in tls
+    down = _whole_batch_failure(url, requests.exceptions.ConnectionError("refused"))
+    assert down is not None and "unreachable" in down
+    for status in (401, 403):
+        refused = _whole_batch_failure(
+            url, PrometheusApiClientException(f"HTTP Status Code {status} (b'no')")
+        )
+        assert refused is not None and f"HTTP {status}" in refused and "bearer token" in refused
+    # A bad query (400) may be one query of the batch: asked again one by one.
+    assert (
+        _whole_batch_failure(url, PrometheusApiClientException("HTTP Status Code 400 (b'parse error')"))
+        is None
+    )

@@ -133,9 +133,9 @@ class PrometheusReader:
         try:
             result = self._query(batch_expression(queries), at)
         except (PrometheusApiClientException, requests.RequestException, ValueError, KeyError) as exc:
-            if isinstance(exc, requests.RequestException):
-                # Prometheus itself is unreachable: asking part by part would fail the same way, slower.
-                reason = f"Prometheus at {self.url} is unreachable: {type(exc).__name__}: {exc}"
+            reason = _whole_batch_failure(self.url, exc)
+            if reason is not None:
+                # Asking part by part would fail the same way, slower.
                 readings: dict[str, Reading] = {k: Missing(q, reason) for k, q in queries.items()}
                 return BatchResult(readings, 1, time.perf_counter() - started)
             return self._read_one_by_one(queries, at, started)
@@ -151,3 +151,17 @@ class PrometheusReader:
             else:
                 readings.update(readings_from_result({key: query}, result, at))
         return BatchResult(readings, 1 + len(queries), time.perf_counter() - started)
+
+
+def _whole_batch_failure(url: str, exc: Exception) -> str | None:
+    """Why no query can succeed (unreachable, TLS, credentials refused); None when it may be one query."""
+    if isinstance(exc, requests.exceptions.SSLError):
+        return f"TLS with Prometheus at {url} failed (check the CA file): {exc}"
+    if isinstance(exc, requests.RequestException):
+        return f"Prometheus at {url} is unreachable: {type(exc).__name__}: {exc}"
+    text = str(exc)
+    # prometheus-api-client says "HTTP Status Code <status> (<body>)" for any answer other than 200.
+    for status in ("401", "403"):
+        if text.startswith(f"HTTP Status Code {status}"):
+            return f"Prometheus at {url} refused the credentials (HTTP {status}; check the bearer token): {text}"
+    return None
