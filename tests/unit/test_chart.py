@@ -334,8 +334,13 @@ def test_watch_namespace_patterns_keep_cluster_rbac_and_reach_the_operator(
     helm: Helm, tmp_path: Path
 ) -> None:
     docs = render(helm, tmp_path, VALUES_SETS["watch-namespace-patterns"])
-    # Patterns cannot be RBAC subjects: the grants stay cluster-wide, the operator filters.
-    assert grants(one(docs, "ClusterRole")) == NAMESPACED_RULES
+    # Patterns cannot be RBAC subjects: the grants stay cluster-wide, the operator filters, and kopf needs to
+    # watch namespaces (and CRDs) to find the matching ones.
+    assert grants(one(docs, "ClusterRole")) == {
+        **NAMESPACED_RULES,
+        ("", "namespaces", ()): {"list", "watch"},
+        ("apiextensions.k8s.io", "customresourcedefinitions", ()): {"list", "watch"},
+    }
     assert env_of(docs)["SCALEKEEPER_NAMESPACES"] == "team-*,shop"
 
 
