@@ -341,6 +341,9 @@ def test_a_hostile_value_from_a_real_exporter_holds_like_a_missing_one(
         namespace, deployment("worker", 3, {"app": "worker"}, cluster.operator_image)
     )
     start_exporter(cluster, namespace, exported)
+    wait_for(
+        "Prometheus to hold the value", lambda: prometheus_value(cluster, load_query(namespace)), timeout=120
+    )
     quick = {"stabilizationWindowSeconds": 0, "policies": [{"type": "Pods", "value": 5, "periodSeconds": 15}]}
     spec = {
         "intervalSeconds": 2,
@@ -353,16 +356,15 @@ def test_a_hostile_value_from_a_real_exporter_holds_like_a_missing_one(
         },
     }
     apply_policy(cluster, namespace, "p", spec)
-    blind = wait_for(
-        "MetricsAvailable=False",
+    wait_for(
+        f"MetricsAvailable=False saying {said}",
         lambda: (
             (c := condition(policy_status(cluster, namespace, "p"), "MetricsAvailable"))
             and c["status"] == "False"
-            and c
+            and said in c["message"]
         ),
         timeout=60,
     )
-    assert said in blind["message"], blind
     for _ in range(8):  # neither zero (scale down) nor a huge demand (scale up)
         assert replicas_of(cluster, namespace, "worker") == 3
         time.sleep(1)
