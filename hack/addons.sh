@@ -107,7 +107,7 @@ ENV
 up() {
   images
   local f
-  for f in prometheus redis metrics-server; do
+  for f in priority prometheus redis metrics-server; do
     render "$HACK_DIR/addons/$f.yaml" | kubectl apply -f - >"$LOG_DIR/addon-$f.log" 2>&1 \
       || { cat "$LOG_DIR/addon-$f.log" >&2; die "applying addon $f failed"; }
   done

@@ -20,7 +20,7 @@ import pytest
 import redis
 from kubernetes import client
 
-from .conftest import ROOT, Cluster, kubectl
+from .conftest import ROOT, Cluster, kubectl, release_policies
 from .kube_helpers import (
     GROUP,
     PLURAL,
@@ -77,6 +77,7 @@ def demo(cluster: Cluster, demo_image: str) -> Iterator[str]:
     try:
         yield ns
     finally:
+        release_policies(cluster, ns)  # while the operator runs, so their finalizers go
         core.delete_namespace(ns, propagation_policy="Background")
 
 
