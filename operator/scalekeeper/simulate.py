@@ -566,6 +566,17 @@ def replay_schedule(
     return _rule_result(name, q, horizon, target_wait, replicas, scale_events)
 
 
+def percentile_by_interval(
+    arrivals: Sequence[float], waits: Sequence[float], interval: float, quantile: float = 95.0
+) -> dict[int, float]:
+    """The nearest-rank `quantile` wait of the tasks arriving in each interval k, [k * interval,
+    (k + 1) * interval), for the intervals with arrivals, in order."""
+    by_interval: dict[int, list[float]] = {}
+    for arrival, wait in zip(arrivals, waits, strict=True):
+        by_interval.setdefault(int(arrival // interval), []).append(wait)
+    return {k: _percentile(sorted(w), quantile) for k, w in sorted(by_interval.items())}
+
+
 def intervals_over_target(
     arrivals: Sequence[float],
     waits: Sequence[float],
@@ -573,12 +584,9 @@ def intervals_over_target(
     interval: float,
     quantile: float = 95.0,
 ) -> tuple[int, ...]:
-    """The intervals (index k: tasks arriving in [k * interval, (k + 1) * interval)) whose
-    nearest-rank `quantile` wait is over the target; intervals without arrivals are never over."""
-    by_interval: dict[int, list[float]] = {}
-    for arrival, wait in zip(arrivals, waits, strict=True):
-        by_interval.setdefault(int(arrival // interval), []).append(wait)
-    return tuple(k for k, w in sorted(by_interval.items()) if _percentile(sorted(w), quantile) > target_wait)
+    """The intervals whose tasks' `quantile` wait is over the target; without arrivals, never."""
+    by_interval = percentile_by_interval(arrivals, waits, interval, quantile)
+    return tuple(k for k, wait in by_interval.items() if wait > target_wait)
 
 
 @dataclass(frozen=True)
