@@ -224,7 +224,10 @@ class QueueModel:
         self.capacity = concurrency * prefetch
         self.start_delay = start_delay
         self.broker: deque[int] = deque()
-        self.pods: list[Pod] = []
+        self.pods: list[Pod] = []  # every pod ever, by ident
+        # The pods not yet ended, in ident order: a long run leaves thousands of ended pods
+        # behind, and dispatching over them dominated the run time.
+        self.live: list[Pod] = []
         self.starts: list[float | None] = [None] * len(workload.arrivals)
         self.completions: deque[float] = deque()
         self.events: list[tuple[float, int, int, int]] = []  # (time, order, pod, task)
@@ -237,14 +240,18 @@ class QueueModel:
         """An independent model in the same state (the workload is shared: it is never written)."""
         twin = copy.copy(self)
         twin.broker = deque(self.broker)
-        twin.pods = [replace(p, buffer=deque(p.buffer)) for p in self.pods]
+        # An ended pod never changes again, so both models can hold the same one.
+        twin.pods = [p if p.ended is not None else replace(p, buffer=deque(p.buffer)) for p in self.pods]
+        twin.live = [twin.pods[p.ident] for p in self.live]
         twin.starts = list(self.starts)
         twin.completions = deque(self.completions)
         twin.events = list(self.events)
         return twin
 
     def _add_pod(self, now: float, ready_at: float, created: float | None = None) -> None:
-        self.pods.append(Pod(len(self.pods), now if created is None else created, ready_at))
+        pod = Pod(len(self.pods), now if created is None else created, ready_at)
+        self.pods.append(pod)
+        self.live.append(pod)
         if ready_at > now:
             self._push(ready_at, -1, -1)  # a wake-up for the dispatcher
 
@@ -255,13 +262,13 @@ class QueueModel:
     @property
     def replicas(self) -> int:
         """Deployment replicas: pods neither terminating nor gone (ready or starting)."""
-        return sum(1 for p in self.pods if p.ended is None and not p.terminating)
+        return sum(1 for p in self.live if not p.terminating)
 
     def scale_to(self, desired: int, now: float, *, started_ahead: bool = False) -> None:
         """Set the replicas. `started_ahead`: new pods were created start_delay ago (by a rule that
         knows the future) and are ready now; they are charged from then (but not before t=0, where
         the other rules' initial replicas are ready for free too)."""
-        current = [p for p in self.pods if p.ended is None and not p.terminating]
+        current = [p for p in self.live if not p.terminating]
         if desired > len(current):
             for _ in range(desired - len(current)):
                 if started_ahead:
@@ -281,10 +288,14 @@ class QueueModel:
         self.broker.extendleft(reversed(pod.buffer))
         pod.buffer.clear()
         if pod.running == 0:
-            pod.ended = now
+            self._end(pod, now)
+
+    def _end(self, pod: Pod, now: float) -> None:
+        pod.ended = now
+        self.live.remove(pod)
 
     def _dispatch(self, now: float) -> None:
-        ready = [p for p in self.pods if p.ready(now)]
+        ready = [p for p in self.live if p.ready(now)]
         if ready:
             # Round-robin one task at a time over pods with prefetch room, like a broker
             # delivering to consumers with credit left.
@@ -298,7 +309,7 @@ class QueueModel:
                     stalled = 0
                 else:
                     stalled += 1
-        for pod in self.pods:
+        for pod in self.live:
             while pod.buffer and pod.running < self.concurrency and pod.ended is None:
                 task = pod.buffer.popleft()
                 pod.running += 1
@@ -324,7 +335,7 @@ class QueueModel:
                 pod.running -= 1
                 self.completions.append(now)
                 if pod.terminating and pod.running == 0:
-                    pod.ended = now
+                    self._end(pod, now)
             self._dispatch(now)
 
     def observe(self, now: float, next_arrival: int) -> Observation:
@@ -332,7 +343,7 @@ class QueueModel:
         arrived = next_arrival - bisect.bisect_right(self.work.arrivals, window, 0, next_arrival)
         while self.completions and self.completions[0] <= window:
             self.completions.popleft()
-        in_flight = sum(p.held for p in self.pods if p.ended is None)
+        in_flight = sum(p.held for p in self.live)
         return Observation(
             waiting=len(self.broker),
             in_flight=in_flight,
