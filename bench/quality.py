@@ -146,14 +146,14 @@ def tasks_per_call(
     return peak_load * capacity / busiest
 
 
-def plot_until(calls: Sequence[CallCount], days: int, factor: float, horizon: float) -> float:
-    """Simulated seconds at which business day `days` (counted from 0) of the slice opens: a plot up
-    to there shows the first `days` days and the night after; the horizon if there are no more."""
-    later = business_days(calls)[days:]
-    if days < 1 or not later:
+def plot_until(calls: Sequence[CallCount], days: int, factor: float, after: float, horizon: float) -> float:
+    """Simulated seconds at which a plot of the first `days` business days of the slice ends: `after`
+    seconds past the last interval of the last of them (their scale-down), or the horizon."""
+    shown = set(business_days(calls)[:days])
+    if days < 1 or len(shown) == len(business_days(calls)):
         return horizon
-    opening = min(c.start for c in calls if c.start.date() == later[0])
-    return (opening - calls[0].start).total_seconds() / factor
+    close = max(c.start for c in calls if c.start.date() in shown) - calls[0].start
+    return min(horizon, (close.total_seconds() + TRACE_INTERVAL_SECONDS) / factor + after)
 
 
 # ---------------------------------------------------------------------- the metrics
@@ -307,7 +307,7 @@ def plot(sim: Simulation, target_wait: float, title: str, path: Path, until: flo
     ax_load.plot(*arrival_rate_steps(sim.trace), color="black", linewidth=0.8)
     ax_load.set_ylabel("arrivals (tasks/s)")
     ax_load.set_title(title)
-    times = [t * 10.0 for t in range(int(sim.horizon // 10.0) + 1)]
+    times = [t * 10.0 for t in range(int(min(until, sim.horizon) // 10.0) + 1)]
     arrivals = sim.workload.arrivals
     for r in sim.results:
         color, width, dash = STYLES.get(r.name, ("gray", 1.0, "-"))
@@ -453,10 +453,10 @@ def main(argv: Sequence[str] | None = None) -> int:
         print(aim.line())
     shown = days[: args.plot_days]
     title = (
-        f"fpp3/bank_calls {shown[0]} .. {shown[-1]} (of {days[0]} .. {days[-1]}), {args.compress:g}x "
-        f"compressed, queue {worker.queue}: load, replicas, backlog and p95 wait per rule"
+        f"fpp3/bank_calls {shown[0]} .. {shown[-1]} ({len(shown)} of the {len(days)} days run), "
+        f"{args.compress:g}x compressed, queue {worker.queue}"
     )
-    until = plot_until(calls, args.plot_days, args.compress, sim.horizon)
+    until = plot_until(calls, args.plot_days, args.compress, args.tail, sim.horizon)
     plot(sim, args.target_wait, title, args.png, until)
     print()
     print(f"plot: {args.png}")

@@ -103,11 +103,13 @@ def test_compression_keeps_the_calendar_and_scales_counts() -> None:
         Q.compress([], 60.0, 1.0)
 
 
-def test_the_plot_ends_where_the_next_day_opens() -> None:
+def test_the_plot_ends_after_the_last_day_shown() -> None:
     calls = Q.calls_from_frame(bank_frame())
-    assert Q.plot_until(calls, 1, 60.0, 9999.0) == 4320.0  # Monday 07:00, 72 h / 60
-    assert Q.plot_until(calls, 2, 60.0, 9999.0) == 9999.0  # there is no third day: all of it
-    assert Q.plot_until(calls, 0, 60.0, 9999.0) == 9999.0
+    # Friday's last interval ends at 07:15, 15 s compressed; then 100 s for the scale-down.
+    assert Q.plot_until(calls, 1, 60.0, 100.0, 9999.0) == 115.0
+    assert Q.plot_until(calls, 1, 60.0, 100.0, 50.0) == 50.0
+    assert Q.plot_until(calls, 2, 60.0, 100.0, 9999.0) == 9999.0  # every day: all of the run
+    assert Q.plot_until(calls, 0, 60.0, 100.0, 9999.0) == 9999.0
 
 
 def test_counts_are_scaled_to_the_asked_share_of_capacity() -> None:
