@@ -12,6 +12,7 @@ The same arrivals and service times are replayed under three rules, side by side
   hpa-default  the same sizing with the HPA's default behavior, decided every 15 s;
   keda-style   every 30 s, ceil(waiting / target) on waiting tasks only (what LLEN shows;
                prefetched tasks are invisible), scale-down only after a 300 s cooldown.
+Optionally (`oracle_interval`) a fourth, `oracle`, which knows the future: see `oracle_run`.
 
 Deterministic for a given --seed: all randomness is drawn up front from one seeded RNG.
 """
@@ -20,6 +21,7 @@ from __future__ import annotations
 
 import argparse
 import bisect
+import copy
 import csv
 import heapq
 import itertools
@@ -28,7 +30,7 @@ import random
 import sys
 from collections import deque
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
@@ -193,8 +195,17 @@ def _percentile(ordered: Sequence[float], q: float) -> float:
     # Nearest-rank: the reported value is one some task actually waited.
     if not ordered:
         return 0.0
-    rank = max(1, math.ceil(q / 100.0 * len(ordered)))
-    return ordered[rank - 1]
+    return ordered[_rank(len(ordered), q) - 1]
+
+
+def _rank(n: int, q: float) -> int:
+    return max(1, math.ceil(q / 100.0 * n))
+
+
+def late_allowance(tasks: int, q: float) -> int:
+    """How many of `tasks` may wait longer than a target with their nearest-rank q-th percentile
+    wait still within it."""
+    return tasks - _rank(tasks, q) if tasks else 0
 
 
 class QueueModel:
@@ -213,7 +224,10 @@ class QueueModel:
         self.capacity = concurrency * prefetch
         self.start_delay = start_delay
         self.broker: deque[int] = deque()
-        self.pods: list[Pod] = []
+        self.pods: list[Pod] = []  # every pod ever, by ident
+        # The pods not yet ended, in ident order: a long run leaves thousands of ended pods
+        # behind, and dispatching over them dominated the run time.
+        self.live: list[Pod] = []
         self.starts: list[float | None] = [None] * len(workload.arrivals)
         self.completions: deque[float] = deque()
         self.events: list[tuple[float, int, int, int]] = []  # (time, order, pod, task)
@@ -222,8 +236,22 @@ class QueueModel:
         for _ in range(initial_replicas):
             self._add_pod(0.0, ready_at=0.0)
 
-    def _add_pod(self, now: float, ready_at: float) -> None:
-        self.pods.append(Pod(len(self.pods), now, ready_at))
+    def copy(self) -> QueueModel:
+        """An independent model in the same state (the workload is shared: it is never written)."""
+        twin = copy.copy(self)
+        twin.broker = deque(self.broker)
+        # An ended pod never changes again, so both models can hold the same one.
+        twin.pods = [p if p.ended is not None else replace(p, buffer=deque(p.buffer)) for p in self.pods]
+        twin.live = [twin.pods[p.ident] for p in self.live]
+        twin.starts = list(self.starts)
+        twin.completions = deque(self.completions)
+        twin.events = list(self.events)
+        return twin
+
+    def _add_pod(self, now: float, ready_at: float, created: float | None = None) -> None:
+        pod = Pod(len(self.pods), now if created is None else created, ready_at)
+        self.pods.append(pod)
+        self.live.append(pod)
         if ready_at > now:
             self._push(ready_at, -1, -1)  # a wake-up for the dispatcher
 
@@ -234,13 +262,19 @@ class QueueModel:
     @property
     def replicas(self) -> int:
         """Deployment replicas: pods neither terminating nor gone (ready or starting)."""
-        return sum(1 for p in self.pods if p.ended is None and not p.terminating)
+        return sum(1 for p in self.live if not p.terminating)
 
-    def scale_to(self, desired: int, now: float) -> None:
-        current = [p for p in self.pods if p.ended is None and not p.terminating]
+    def scale_to(self, desired: int, now: float, *, started_ahead: bool = False) -> None:
+        """Set the replicas. `started_ahead`: new pods were created start_delay ago (by a rule that
+        knows the future) and are ready now; they are charged from then (but not before t=0, where
+        the other rules' initial replicas are ready for free too)."""
+        current = [p for p in self.live if not p.terminating]
         if desired > len(current):
             for _ in range(desired - len(current)):
-                self._add_pod(now, now + self.start_delay)
+                if started_ahead:
+                    self._add_pod(now, now, created=max(0.0, now - self.start_delay))
+                else:
+                    self._add_pod(now, now + self.start_delay)
         elif desired < len(current):
             # The ReplicaSet controller deletes not-ready pods first, then the least busy.
             order = sorted(current, key=lambda p: (p.ready_at <= now, p.held, -p.ident))
@@ -254,10 +288,14 @@ class QueueModel:
         self.broker.extendleft(reversed(pod.buffer))
         pod.buffer.clear()
         if pod.running == 0:
-            pod.ended = now
+            self._end(pod, now)
+
+    def _end(self, pod: Pod, now: float) -> None:
+        pod.ended = now
+        self.live.remove(pod)
 
     def _dispatch(self, now: float) -> None:
-        ready = [p for p in self.pods if p.ready(now)]
+        ready = [p for p in self.live if p.ready(now)]
         if ready:
             # Round-robin one task at a time over pods with prefetch room, like a broker
             # delivering to consumers with credit left.
@@ -271,7 +309,7 @@ class QueueModel:
                     stalled = 0
                 else:
                     stalled += 1
-        for pod in self.pods:
+        for pod in self.live:
             while pod.buffer and pod.running < self.concurrency and pod.ended is None:
                 task = pod.buffer.popleft()
                 pod.running += 1
@@ -297,7 +335,7 @@ class QueueModel:
                 pod.running -= 1
                 self.completions.append(now)
                 if pod.terminating and pod.running == 0:
-                    pod.ended = now
+                    self._end(pod, now)
             self._dispatch(now)
 
     def observe(self, now: float, next_arrival: int) -> Observation:
@@ -305,7 +343,7 @@ class QueueModel:
         arrived = next_arrival - bisect.bisect_right(self.work.arrivals, window, 0, next_arrival)
         while self.completions and self.completions[0] <= window:
             self.completions.popleft()
-        in_flight = sum(p.held for p in self.pods if p.ended is None)
+        in_flight = sum(p.held for p in self.live)
         return Observation(
             waiting=len(self.broker),
             in_flight=in_flight,
@@ -343,7 +381,18 @@ def run_rule(
             scale_events += 1
             replicas.append((now, desired))
     q.advance(horizon, next_arrival)
+    return _rule_result(name, q, horizon, target_wait, replicas, scale_events)
 
+
+def _rule_result(
+    name: str,
+    q: QueueModel,
+    horizon: float,
+    target_wait: float,
+    replicas: list[tuple[float, int]],
+    scale_events: int,
+) -> RuleResult:
+    workload = q.work
     waits = tuple(
         (start if start is not None else horizon) - arrival
         for arrival, start in zip(workload.arrivals, q.starts, strict=True)
@@ -413,6 +462,186 @@ def keda_decider(worker: model.WorkerSpec) -> Decider:
     return decide_now
 
 
+# ------------------------------------------------------------------------ the oracle
+
+
+@dataclass(frozen=True)
+class OracleRun:
+    result: RuleResult
+    interval: float
+    schedule: tuple[int, ...]  # ready replicas during [k * interval, (k + 1) * interval)
+    infeasible: tuple[int, ...]  # intervals where even maxReplicas could not meet the target
+
+
+def oracle_run(
+    workload: Workload,
+    worker: model.WorkerSpec,
+    start_delay: float,
+    horizon: float,
+    target_wait: float,
+    interval: float,
+    *,
+    quantile: float = 95.0,
+    initial_replicas: int = 0,
+) -> OracleRun:
+    """The fewest replicas that meet the wait target, chosen by a rule that knows the future.
+
+    Time is cut into intervals of `interval` seconds; a task belongs to the interval it arrives
+    in. At the start t of interval k, with the queue in the state the earlier choices left it,
+    the oracle tries n = minReplicas, minReplicas + 1, ... maxReplicas and keeps the first n that
+    is feasible: simulated on the same arrivals and service times, with n replicas ready at t
+    (scale-ups were started `start_delay` earlier and are charged from then) and n held until
+    t + interval + target_wait (by then every task of interval k has either started or waited
+    longer than the target), every interval j <= k that still has tasks to start keeps its
+    nearest-rank `quantile` wait within target_wait; and n is 0 only if no task is waiting and
+    none arrives in interval k (else the tasks the percentile lets wait would wait forever).
+    Intervals whose percentile is already over the target at t are past saving and not checked.
+    If no n up to maxReplicas is feasible, maxReplicas is used and k is reported as infeasible.
+
+    So n - 1 misses the target in every interval where n > minReplicas (the tests check this),
+    and every interval's percentile wait is within the target unless it is reported infeasible.
+    It is greedy, not a global optimum: a replica more in one interval could allow fewer later;
+    and its scale-downs are warm shutdowns like everyone's, so prefetched tasks are redelivered.
+    """
+    q = QueueModel(workload, worker.concurrency, worker.prefetch_multiplier, start_delay, initial_replicas)
+    arrivals = workload.arrivals
+    count = math.ceil(horizon / interval)
+    # bounds[k]: the first task arriving at or after k * interval
+    bounds = [bisect.bisect_left(arrivals, k * interval) for k in range(count + 1)]
+    schedule: list[int] = []
+    infeasible: list[int] = []
+    replicas: list[tuple[float, int]] = [(0.0, initial_replicas)]
+    scale_events = 0
+    next_arrival = 0
+    first_unstarted = 0  # every task before it has started
+    for k in range(count):
+        t0, t1 = k * interval, (k + 1) * interval
+        next_arrival = q.advance(t0, next_arrival)
+        while first_unstarted < len(arrivals) and q.starts[first_unstarted] is not None:
+            first_unstarted += 1
+        step = _OracleStep(
+            start=t0,
+            lookahead_until=t1 + target_wait,
+            next_arrival=next_arrival,
+            # Nothing waiting and nothing arriving: the only case where zero replicas can do.
+            idle=first_unstarted >= next_arrival and bounds[k + 1] == bounds[k],
+            checked=tuple(
+                (bounds[j], bounds[j + 1])
+                for j in range(bisect.bisect_right(bounds, first_unstarted) - 1, k + 1)
+                if not _past_saving(q, bounds[j], bounds[j + 1], t0, target_wait, quantile)
+            ),
+        )
+        candidates = range(worker.min_replicas, worker.max_replicas + 1)
+        chosen = next((n for n in candidates if _feasible(q, n, step, target_wait, quantile)), None)
+        if chosen is None:
+            chosen = worker.max_replicas
+            infeasible.append(k)
+        schedule.append(chosen)
+        if chosen != q.replicas:
+            q.scale_to(chosen, t0, started_ahead=True)
+            scale_events += 1
+            replicas.append((t0, chosen))
+    q.advance(horizon, next_arrival)
+    result = _rule_result("oracle", q, horizon, target_wait, replicas, scale_events)
+    return OracleRun(result, interval, tuple(schedule), tuple(infeasible))
+
+
+def replay_schedule(
+    workload: Workload,
+    worker: model.WorkerSpec,
+    start_delay: float,
+    horizon: float,
+    target_wait: float,
+    interval: float,
+    schedule: Sequence[int],
+    *,
+    name: str = "schedule",
+    initial_replicas: int = 0,
+) -> RuleResult:
+    """Follow a replica schedule as the oracle does: schedule[k] replicas ready from k * interval
+    (scale-ups started start_delay ahead); past the schedule's end the last value holds."""
+    q = QueueModel(workload, worker.concurrency, worker.prefetch_multiplier, start_delay, initial_replicas)
+    replicas: list[tuple[float, int]] = [(0.0, initial_replicas)]
+    scale_events = 0
+    next_arrival = 0
+    for k, n in enumerate(schedule):
+        t0 = k * interval
+        if t0 >= horizon:
+            break
+        next_arrival = q.advance(t0, next_arrival)
+        if n != q.replicas:
+            q.scale_to(n, t0, started_ahead=True)
+            scale_events += 1
+            replicas.append((t0, n))
+    q.advance(horizon, next_arrival)
+    return _rule_result(name, q, horizon, target_wait, replicas, scale_events)
+
+
+def percentile_by_interval(
+    arrivals: Sequence[float], waits: Sequence[float], interval: float, quantile: float = 95.0
+) -> dict[int, float]:
+    """The nearest-rank `quantile` wait of the tasks arriving in each interval k, [k * interval,
+    (k + 1) * interval), for the intervals with arrivals, in order."""
+    by_interval: dict[int, list[float]] = {}
+    for arrival, wait in zip(arrivals, waits, strict=True):
+        by_interval.setdefault(int(arrival // interval), []).append(wait)
+    return {k: _percentile(sorted(w), quantile) for k, w in sorted(by_interval.items())}
+
+
+def intervals_over_target(
+    arrivals: Sequence[float],
+    waits: Sequence[float],
+    target_wait: float,
+    interval: float,
+    quantile: float = 95.0,
+) -> tuple[int, ...]:
+    """The intervals whose tasks' `quantile` wait is over the target; without arrivals, never."""
+    by_interval = percentile_by_interval(arrivals, waits, interval, quantile)
+    return tuple(k for k, wait in by_interval.items() if wait > target_wait)
+
+
+@dataclass(frozen=True)
+class _OracleStep:
+    """What the oracle checks at the start of one interval."""
+
+    start: float
+    lookahead_until: float
+    next_arrival: int
+    idle: bool
+    checked: tuple[tuple[int, int], ...]  # task ranges [first, end) of the intervals to keep in target
+
+
+def _feasible(q: QueueModel, n: int, step: _OracleStep, target_wait: float, quantile: float) -> bool:
+    if n == 0 and not step.idle:
+        return False
+    trial = q.copy()
+    trial.scale_to(n, step.start, started_ahead=True)
+    trial.advance(step.lookahead_until, step.next_arrival)
+    # At lookahead_until every task of the checked intervals that has not started is late.
+    return all(
+        _late(trial, first, end, math.inf, target_wait) <= late_allowance(end - first, quantile)
+        for first, end in step.checked
+    )
+
+
+def _late(q: QueueModel, first: int, end: int, now: float, target_wait: float) -> int:
+    """Tasks first..end-1 that waited longer than the target, or certainly will: not started
+    and already waiting longer than the target at `now` (inf: every task not started)."""
+    arrivals = q.work.arrivals
+    late = 0
+    for i in range(first, end):
+        start = q.starts[i]
+        if (now if start is None else start) - arrivals[i] > target_wait:
+            late += 1
+    return late
+
+
+def _past_saving(
+    q: QueueModel, first: int, end: int, now: float, target_wait: float, quantile: float
+) -> bool:
+    return _late(q, first, end, now, target_wait) > late_allowance(end - first, quantile)
+
+
 # ------------------------------------------------------------------------ the run
 
 
@@ -422,6 +651,8 @@ class Simulation:
     results: tuple[RuleResult, ...]
     horizon: float
     target_wait: float
+    workload: Workload
+    oracle: OracleRun | None = None
 
 
 def simulate(
@@ -435,7 +666,9 @@ def simulate(
     target_wait: float = 30.0,
     tail_seconds: float = 1800.0,
     initial_replicas: int | None = None,
+    oracle_interval: float | None = None,
 ) -> Simulation:
+    """Replay the trace under every rule; with `oracle_interval`, the oracle (`oracle_run`) too."""
     worker = select_worker(spec, queue)
     workload = make_workload(trace, service, seed)
     horizon = trace.end + tail_seconds
@@ -450,7 +683,12 @@ def simulate(
         run_rule(name, decider, interval, workload, worker, start_delay, horizon, target_wait, initial)
         for name, decider, interval in rules
     )
-    return Simulation(trace, results, horizon, target_wait)
+    if oracle_interval is None:
+        return Simulation(trace, results, horizon, target_wait, workload)
+    oracle = oracle_run(
+        workload, worker, start_delay, horizon, target_wait, oracle_interval, initial_replicas=initial
+    )
+    return Simulation(trace, (*results, oracle.result), horizon, target_wait, workload, oracle)
 
 
 def select_worker(spec: model.ScalingPolicySpec, queue: str | None) -> model.WorkerSpec:
@@ -504,6 +742,7 @@ def plot(sim: Simulation, path: Path) -> None:
         "scalekeeper": ("tab:blue", 1.4, "-"),
         "hpa-default": ("tab:orange", 2.6, "-"),
         "keda-style": ("tab:green", 3.8, "-"),
+        "oracle": ("black", 1.0, "--"),
     }
     for r in reversed(sim.results):
         color, width, dash = styles.get(r.name, ("gray", 1.5, "-"))

