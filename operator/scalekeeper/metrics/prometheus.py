@@ -163,5 +163,7 @@ def _whole_batch_failure(url: str, exc: Exception) -> str | None:
     # prometheus-api-client says "HTTP Status Code <status> (<body>)" for any answer other than 200.
     for status in ("401", "403"):
         if text.startswith(f"HTTP Status Code {status}"):
-            return f"Prometheus at {url} refused the credentials (HTTP {status}; check the bearer token): {text}"
+            return (
+                f"Prometheus at {url} refused the credentials (HTTP {status}; check the bearer token): {text}"
+            )
     return None
