@@ -239,3 +239,24 @@ def test_worker_more_load_never_fewer_replicas(
     hi = size(max(waiting), max(in_flight), max(arrival))
     assert lo <= hi
     assert size(min(waiting), min(in_flight), min(arrival)) == lo  # deterministic
+
+
+def test_workers_full_of_in_flight_tasks_are_not_sized_away() -> None:
+    # 4 workers x 2 slots x prefetch 1, all full, nothing waiting: tasksPerWorker 4 alone would say 2.
+    params = WorkerParams(queue="video", concurrency=2, prefetch_multiplier=1, tasks_per_worker=4)
+    replicas, _, reason, _ = worker(params, 4, waiting=0, in_flight=8)
+    assert replicas == 4
+    assert "8 in flight fill 4 workers" in reason
+    # Slots free up: the floor follows the tasks still in flight.
+    assert worker(params, 4, waiting=0, in_flight=5)[0] == 3
+
+
+@MANY
+@given(worker_params(), st.integers(1, 40), loads, loads)
+def test_worker_never_below_the_workers_its_in_flight_tasks_fill(
+    params: WorkerParams, current: int, waiting: float, in_flight: float
+) -> None:
+    s = size_worker(params, current, 0.1, NOW, waiting=ok(waiting), in_flight=ok(in_flight))
+    capacity = params.concurrency * params.prefetch_multiplier
+    held = min(in_flight, current * capacity)
+    assert s.proposal.replicas is not None and s.proposal.replicas >= math.ceil(held / capacity - 1e-9)

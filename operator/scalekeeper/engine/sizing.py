@@ -177,6 +177,7 @@ def size_worker(
     missing: list[str] = [r.problem for r in (waiting, in_flight) if r.problem is not None]
     metrics: dict[str, float] = {}
     load: float | None = None
+    held = 0.0
     if waiting.value is not None and in_flight.value is not None:
         bound = float(current * params.concurrency * params.prefetch_multiplier)
         held = min(in_flight.value, bound)
@@ -197,6 +198,13 @@ def size_worker(
         estimates.append(
             (replicas, held_band, f"load {_fmt(load)} at {_fmt(tpw)} tasks/worker needs {replicas}")
         )
+
+        # The workers the in-flight tasks fill are busy, not spare: sizing below them would only send
+        # tasks back to the broker and start a backlog that the next cycle scales up for again.
+        capacity = float(params.concurrency * params.prefetch_multiplier)
+        if held > 0:
+            busy = ceil_replicas(held / capacity)
+            estimates.append((busy, busy == current, f"{_fmt(held)} in flight fill {busy} workers"))
 
     if params.drain_seconds is not None:
         for reading in (arrival_rate, completion_rate):
