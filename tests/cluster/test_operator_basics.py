@@ -305,7 +305,7 @@ def test_missing_metric_holds_says_why_and_recovers(
     )
 
 
-def test_missing_target_is_reported_and_picked_up_when_it_appears(
+def test_missing_target_is_reported_and_picked_up_when_it_appears_and_again_when_recreated(
     cluster: Cluster, namespace: str, running_operator: RunningOperator
 ) -> None:
     apply_policy(cluster, namespace, "p", {"intervalSeconds": 2, "web": web_spec("late")})
@@ -327,6 +327,31 @@ def test_missing_target_is_reported_and_picked_up_when_it_appears(
         timeout=60,
     )
     client.AutoscalingV2Api(cluster.api).read_namespaced_horizontal_pod_autoscaler("p-web", namespace)
+
+    # Deleted and created again: told again, picked up again.
+    warnings = sum(1 for e in events_for(cluster, namespace, "p") if e.type == "Warning")
+    client.AppsV1Api(cluster.api).delete_namespaced_deployment("late", namespace)
+    gone = wait_for(
+        "Ready=False once the Deployment is deleted",
+        lambda: (
+            (c := condition(policy_status(cluster, namespace, "p"), "Ready")) and c["status"] == "False" and c
+        ),
+        timeout=60,
+    )
+    assert "late" in gone["message"], gone
+    wait_for(
+        "a new Warning Event",
+        lambda: sum(1 for e in events_for(cluster, namespace, "p") if e.type == "Warning") > warnings,
+        timeout=30,
+    )
+    client.AppsV1Api(cluster.api).create_namespaced_deployment(
+        namespace, deployment("late", 1, {"app": "late"}, cluster.operator_image)
+    )
+    wait_for(
+        "Ready=True once it is back",
+        lambda: (c := condition(policy_status(cluster, namespace, "p"), "Ready")) and c["status"] == "True",
+        timeout=60,
+    )
 
 
 @pytest.mark.parametrize(
