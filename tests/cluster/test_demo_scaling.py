@@ -331,9 +331,13 @@ def test_broker_restart_holds_the_workers_blind_then_recovers(
         wait_for("video workers at 4", lambda: replicas_of(cluster, ns, "worker-video") == 4, timeout=90)
 
         _set_broker_replicas(cluster, 0)
+        # Out of the Service as soon as it is terminating (the pod itself may take a while to go).
         wait_for(
-            "the broker pod to be gone",
-            lambda: not core.list_namespaced_pod("scalekeeper-system", label_selector="app=redis").items,
+            "the broker pod to be terminating",
+            lambda: all(
+                p.metadata.deletion_timestamp is not None
+                for p in core.list_namespaced_pod("scalekeeper-system", label_selector="app=redis").items
+            ),
             timeout=60,
         )
         blind = wait_for(

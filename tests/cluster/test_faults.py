@@ -4,6 +4,7 @@ what the operator sizes or owns."""
 from __future__ import annotations
 
 import time
+from datetime import UTC, datetime
 from typing import Any
 
 import pytest
@@ -301,6 +302,16 @@ def _restart_control_plane_container(cluster: Cluster, component: str) -> None:
         return kubectl(cluster, "get", "--raw", "/readyz", check=False).stdout.strip() == "ok"
 
     wait_for("the API server to answer /readyz", api_ready, timeout=180, interval=2)
+    # The controllers and the scheduler must be working again too, or the next test inherits a half
+    # cluster: both renew their leader Lease through the restarted API server.
+    restarted = datetime.now(UTC)
+    leases = client.CoordinationV1Api(cluster.api)
+
+    def renewed(holder: str) -> bool:
+        return bool(leases.read_namespaced_lease(holder, "kube-system").spec.renew_time > restarted)
+
+    for holder in ("kube-controller-manager", "kube-scheduler"):
+        wait_for(f"{holder} to renew its lease", lambda h=holder: renewed(h), timeout=180, interval=2)  # type: ignore[misc]
 
 
 def _operator_restarts(cluster: Cluster, operator: RunningOperator) -> int:
@@ -343,6 +354,14 @@ def test_control_plane_restart_is_ridden_out_without_a_lost_or_doubled_step(
     assert len(scaled) - scaled_before == 1, scaled
     assert _operator_restarts(cluster, running_operator) == restarts, (
         "the operator died with the control plane"
+    )
+    # And the cluster runs what was scaled: the controllers and the scheduler work again.
+    apps_api = client.AppsV1Api(cluster.api)
+    wait_for(
+        "5 ready target pods",
+        lambda: (apps_api.read_namespaced_deployment("target", namespace).status.ready_replicas or 0) == 5,
+        timeout=180,
+        interval=2,
     )
     ready = condition(policy_status(cluster, namespace, "p"), "Ready")
     assert ready is not None and ready["status"] == "True", ready

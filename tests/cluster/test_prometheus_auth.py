@@ -123,8 +123,14 @@ def test_bearer_token_and_private_ca_reach_prometheus_and_each_missing_part_is_n
         wait_for(
             "3 replicas from the load read through the proxy", lambda: replicas_of(cluster, ns, "target") == 3
         )
-        metrics = condition(policy_status(cluster, ns, "p"), "MetricsAvailable")
-        assert metrics is not None and metrics["status"] == "True", metrics
+        # The status is written at the end of the cycle that scaled.
+        wait_for(
+            "MetricsAvailable=True",
+            lambda: (
+                (condition(policy_status(cluster, ns, "p"), "MetricsAvailable") or {}).get("status") == "True"
+            ),
+            timeout=30,
+        )
     finally:
         release_policies(cluster, ns)
         stop_local(operator)
