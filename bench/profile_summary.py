@@ -2,8 +2,9 @@
 
     python bench/profile_summary.py out/bench-scale-profile-300.txt
 
-py-spy samples only threads that are running (not those blocked on a socket, a lock or the GIL), so the
-shares below are shares of the operator's CPU, not of wall time. Three views:
+Recorded with `--gil`: each sample is the thread holding the GIL, so the shares below are shares of the
+operator's Python CPU (threads blocked on a socket or a lock are not sampled; py-spy's own idle detection
+counted threads parked on a queue as busy). Three views:
   - stages: inclusive share of named parts of a cycle and of the operator around it (they overlap: the
     HPA list includes its HTTP and its deserialisation);
   - packages: self time by the package of the innermost frame (who burns the CPU);
@@ -31,24 +32,32 @@ class Stage:
     under: tuple[str, str] | None = None
 
 
+# Function names are qualified (py-spy shows Class.method); files are shown relative to their sys.path entry.
 STAGES: tuple[Stage, ...] = (
-    Stage("policy cycle (Runtime.cycle, worker thread)", "cycle", "scalekeeper/runtime.py"),
-    Stage("  HPA list of the namespace (HpaClient.observe)", "observe", "scalekeeper/kube/hpa.py"),
-    Stage("  /scale GET per target (ReplicaClient.read)", "read", "scalekeeper/kube/targets.py"),
-    Stage("  Prometheus query (PrometheusReader.read)", "read", "scalekeeper/metrics/prometheus.py"),
+    Stage("policy cycle (Runtime.cycle, worker thread)", "Runtime.cycle", "scalekeeper/runtime.py"),
+    Stage("  HPA list of the namespace (HpaClient.observe)", "HpaClient.observe", "scalekeeper/kube/hpa.py"),
+    Stage(
+        "  /scale GET per target (ReplicaClient.read)", "ReplicaClient.read", "scalekeeper/kube/targets.py"
+    ),
+    Stage("  Prometheus query (PrometheusReader.read)", "PrometheusReader.read", "metrics/prometheus.py"),
     # The stored status is validated twice a cycle: once to check it, once to use it.
     Stage("  status validation (pydantic)", "_status_ok", "scalekeeper/reconcile.py"),
-    Stage("  status validation (pydantic)", "model_validate", "pydantic/main.py", ("run", "reconcile.py")),
+    Stage(
+        "  status validation (pydantic)",
+        "BaseModel.model_validate",
+        "pydantic/main.py",
+        ("Reconciler.run", ""),
+    ),
     Stage("  spec parsing (model.parse_spec)", "parse_spec", "scalekeeper/model.py"),
     Stage("  engine.decide", "decide", "scalekeeper/engine/decide.py"),
-    Stage("  report: conditions, Events, decision logs (_report)", "_report", "scalekeeper/reconcile.py"),
-    Stage("  status diff/write (_write_status_if_changed)", "_write_status_if_changed", "reconcile.py"),
+    Stage("  report: conditions, Events, logs (Reconciler._report)", "Reconciler._report", "reconcile.py"),
+    Stage("  status diff/write (_write_status_if_changed)", "Reconciler._write_status_if_changed", ""),
     Stage("daemon loop: body deepcopy", "deepcopy", "copy.py", ("size_policy", "scalekeeper/handlers.py")),
-    Stage("kubernetes client: response -> model objects", "deserialize", "kubernetes/client/api_client.py"),
-    Stage("kubernetes client: model -> dict (sanitize)", "sanitize_for_serialization", "api_client.py"),
-    Stage("logging (records, JSON formatting, writes)", "handle", "logging/__init__.py"),
+    Stage("kubernetes client: response -> model objects", "ApiClient.deserialize", "kubernetes/client/"),
+    Stage("kubernetes client: model -> dict (sanitize)", "ApiClient.sanitize_for_serialization", ""),
+    Stage("logging (records, JSON formatting, writes)", "Logger.handle", "logging/__init__.py"),
     Stage("operator metrics (prometheus_client)", "", "prometheus_client/"),
-    Stage("leader election (LeaseElector)", "_loop", "scalekeeper/kube/leader.py"),
+    Stage("leader election (LeaseElector)", "LeaseElector._loop", "scalekeeper/kube/leader.py"),
 )
 # The event loop thread's own work: kopf's watch streams, daemon bookkeeping, to_thread hand-offs.
 KOPF_ONLY = "kopf machinery (no scalekeeper frame on the stack)"
@@ -78,25 +87,20 @@ def parse_frame(text: str) -> Frame:
 
 
 def package_of(path: str) -> str:
-    """site-packages/<pkg>/... -> pkg; the operator's own modules by subpackage; stdlib by module."""
-    if "site-packages/" in path:
-        return path.split("site-packages/", 1)[1].split("/", 1)[0].removesuffix(".py")
-    if "/scalekeeper/" in path:
-        parts = path.split("/scalekeeper/", 1)[1].split("/")
-        return "scalekeeper." + (parts[0].removesuffix(".py") if len(parts) == 1 else parts[0])
-    match = re.search(r"/lib/python3\.\d+/([^/]+)", path)
-    if match:
-        return "stdlib:" + match.group(1).removesuffix(".py")
-    return path or "(native)"
+    """The top-level package of a file as py-spy shows it (relative to its sys.path entry); the operator's
+    own code by subpackage (scalekeeper.kube, scalekeeper.reconcile...)."""
+    for marker in ("site-packages/", "/lib/python3.11/", "/lib/python3.12/", "/lib/python3.13/"):
+        path = path.split(marker, 1)[-1]
+    parts = [p.removesuffix(".py") for p in path.split("/") if p]
+    if not parts:
+        return "(native)"
+    if parts[0] == "scalekeeper" and len(parts) > 1:
+        return f"scalekeeper.{parts[1]}"
+    return parts[0]
 
 
 def _short(frame: Frame) -> str:
-    file = frame.file
-    for marker in ("site-packages/", "/operator/", "/lib/python3."):
-        if marker in file:
-            file = file.split(marker, 1)[1]
-            break
-    return f"{frame.func} ({file})"
+    return f"{frame.func} ({frame.file})"
 
 
 def _matches(frame: Frame, func: str, suffix: str) -> bool:
@@ -152,7 +156,7 @@ def render(profile: Profile, seconds: float | None = None, rate: int = 100, top:
             f"{n} active samples at {rate} Hz over {seconds:.0f} s = {n / rate / seconds:.2f} cores busy"
         )
     out += ["", "| stage (inclusive) | share of CPU |", "|---|---:|"]
-    labels = [stage.label for stage in STAGES] + [KOPF_ONLY]
+    labels = [*dict.fromkeys(stage.label for stage in STAGES), KOPF_ONLY]
     out += [f"| {label} | {_share(profile.stages[label], n)} |" for label in labels]
     out += ["", "| package (self) | share of CPU |", "|---|---:|"]
     out += [f"| {pkg} | {_share(c, n)} |" for pkg, c in profile.packages.most_common(top)]

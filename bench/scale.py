@@ -772,7 +772,21 @@ def record_profile(pid: int, seconds: int, label: str) -> list[str]:
     OUT.mkdir(exist_ok=True)
     raw = OUT / f"bench-scale-profile-{label}.txt"
     run = subprocess.run(
-        [str(pyspy), "record", "-p", str(pid), "-d", str(seconds), "-r", "100", "-f", "raw", "-o", str(raw)],
+        [
+            str(pyspy),
+            "record",
+            "--gil",
+            "-p",
+            str(pid),
+            "-d",
+            str(seconds),
+            "-r",
+            "100",
+            "-f",
+            "raw",
+            "-o",
+            str(raw),
+        ],
         capture_output=True,
         text=True,
         check=False,
@@ -780,7 +794,10 @@ def record_profile(pid: int, seconds: int, label: str) -> list[str]:
     if run.returncode or not raw.exists():
         return [f"(py-spy failed: {run.stderr.strip()[-300:]})"]
     summary = profile_summary.render(profile_summary.summarise(raw.read_text()), seconds=seconds)
-    return [f"py-spy, all threads, {seconds} s at 100 Hz: {raw.relative_to(ROOT)}", *summary]
+    return [
+        f"py-spy --gil (any thread holding the GIL), {seconds} s at 100 Hz: {raw.relative_to(ROOT)}",
+        *summary,
+    ]
 
 
 def events_by_reason(core: client.CoreV1Api, fleet: Fleet) -> dict[str, int]:
