@@ -7,6 +7,7 @@ or kopf's requests. Both HTTP clients are wrapped here (the kubernetes client th
 kopf uses) so the benchmark can divide reads and writes by the cycles that made them. Counts are written to
 COUNTS.json every second as {"<client> <VERB> <resource>[/<subresource>]": n, "cycles": n} (cycles: calls
 of Reconciler.run); a counter is one dict increment, which is nothing next to the request it counts.
+With BENCH_STATUS_TRACE=<file>, the body of every status patch is appended to that file (JSON lines).
 """
 
 from __future__ import annotations
@@ -55,13 +56,32 @@ def _count(client_name: str, kind: str) -> None:
         _COUNTS[f"{client_name} {kind}"] += 1
 
 
-def _wrap_kubernetes_client() -> None:
+def _status_tracer(path: Path | None) -> Callable[[str, Any], None]:
+    """With a path: every status patch's body, one JSON line each, so the benchmark can tell which fields
+    made an idle policy write."""
+    if path is None:
+        return lambda url, body: None
+    lock = threading.Lock()
+
+    def trace(url: str, body: Any) -> None:
+        line = json.dumps({"at": time.time(), "path": urlsplit(url).path, "body": body}, default=str)
+        with lock, path.open("a") as f:
+            f.write(line + "\n")
+
+    return trace
+
+
+def _wrap_kubernetes_client(status_trace: Path | None) -> None:
     from kubernetes.client import rest
 
     original: Callable[..., Any] = rest.RESTClientObject.request
+    trace = _status_tracer(status_trace)
 
     def request(self: Any, method: str, url: str, *args: Any, **kwargs: Any) -> Any:
-        _count("client", request_kind(method, url))
+        kind = request_kind(method, url)
+        _count("client", kind)
+        if kind == "PATCH scalingpolicies/status":
+            trace(url, kwargs.get("body"))
         return original(self, method, url, *args, **kwargs)
 
     rest.RESTClientObject.request = request
@@ -114,7 +134,8 @@ def main() -> int:
     if len(sys.argv) != 2:
         print(__doc__, file=sys.stderr)
         return 2
-    _wrap_kubernetes_client()
+    trace = os.environ.get("BENCH_STATUS_TRACE")
+    _wrap_kubernetes_client(Path(trace) if trace else None)
     _wrap_aiohttp()
     _wrap_reconciler()
     threading.Thread(

@@ -69,6 +69,9 @@ QUEUES = 3
 # One series per policy and metric: web's request rate, the read load, waiting and in-flight per queue.
 METRICS = ("web", "read", *(f"{m}-q{q}" for q in range(QUEUES) for m in ("waiting", "inflight")))
 TARGETS_PER_POLICY = 2 + QUEUES  # web, read replicas, one per queue
+# Cycles run through asyncio.to_thread, i.e. the loop's default executor (SCALEKEEPER_MAX_WORKERS only sizes
+# the HTTP connection pool): this many at once on this machine.
+POOL = min(32, (os.cpu_count() or 1) + 4)
 
 # The exporter builds its whole answer once (every value is 0) and serves it gzipped: at 3,000 policies it
 # is 24,000 series scraped every second.
@@ -508,6 +511,8 @@ class OperatorProcess:
         self.log_path = LOGS / f"bench-scale-operator-{label}.log"
         self.counts_path = LOGS / f"bench-scale-requests-{label}.json"
         self.counts_path.unlink(missing_ok=True)
+        self.status_trace = LOGS / f"bench-scale-status-{label}.jsonl"
+        self.status_trace.unlink(missing_ok=True)
         self.metrics_port = free_port()
         env = {
             **os.environ,
@@ -522,6 +527,7 @@ class OperatorProcess:
             "SCALEKEEPER_HEALTH_PORT": "0",
             "SCALEKEEPER_PROMETHEUS_URL": settings.prometheus,
             "POD_NAME": "bench-scale",
+            "BENCH_STATUS_TRACE": str(self.status_trace),
             **settings.operator_env,
         }
         self.started = time.time()
@@ -619,6 +625,7 @@ def take_snapshot(op: OperatorProcess, kubeconfig: str) -> Snapshot:
 @dataclass
 class SizeResult:
     policies: int
+    interval: int
     namespaces: int
     setup_seconds: float
     first_decision_s: float
@@ -649,8 +656,12 @@ class SizeResult:
     period_max_s: float
     log_lines_per_s: float
     load_average: float
+    cycles_per_s: float
+    cycles_in_flight: float
+    settle_s: float
     problems: dict[str, int]
     events: dict[str, int]
+    status_causes: dict[str, int]
     profile: list[str] = field(default_factory=list)
 
 
@@ -709,6 +720,20 @@ def wait_all_evaluated(op: OperatorProcess, size: int, timeout: float) -> tuple[
     return min(firsts) - op.started, max(firsts) - op.started
 
 
+def wait_settled(op: OperatorProcess, evaluations: int, timeout: float) -> float:
+    """Wait until every policy was evaluated `evaluations` times: its first cycles create the HPA, post
+    Events and write status twice (before and after the HPA exists), which is start-up, not idle cost.
+    Returns the seconds waited (the timeout when some policies are too slow to get there)."""
+    started = time.monotonic()
+    with contextlib.suppress(TimeoutError):
+        wait_until(
+            f"every policy evaluated {evaluations} times",
+            lambda: min(len(t) for t in op.log.snapshot().values()) >= evaluations,
+            timeout,
+        )
+    return time.monotonic() - started
+
+
 def per_minute(n: float, seconds: float) -> float:
     return n * 60 / seconds if seconds else float("nan")
 
@@ -760,9 +785,51 @@ def summarise_window(
         "period_p95_s": percentile(gaps, 0.95),
         "period_max_s": max(gaps, default=float("nan")),
         "log_lines_per_s": (lines[1] - lines[0]) / seconds,
+        # Little's law: cycles running at once on average; against the thread pool's size it tells whether
+        # the policies wait for a thread rather than for the CPU or the API server.
+        "cycles_per_s": own["scalekeeper_reconcile_seconds_count"] / seconds,
+        "cycles_in_flight": own["scalekeeper_reconcile_seconds_sum"] / seconds,
         # The cluster is shared: how busy the machine was says how much to trust the CPU figures.
         "load_average": os.getloadavg()[0],
     }
+
+
+def changed_fields(old: Any, new: Any, prefix: str) -> list[str]:
+    """Dotted paths where two status bodies differ; conditions and targets are matched by type or name."""
+    if isinstance(old, dict) and isinstance(new, dict):
+        return [
+            f
+            for k in sorted(old.keys() | new.keys())
+            for f in changed_fields(old.get(k), new.get(k), f"{prefix}.{k}" if prefix else k)
+        ]
+    if isinstance(old, list) and isinstance(new, list) and all(isinstance(x, dict) for x in old + new):
+        keyed_old = {x.get("type") or x.get("name"): x for x in old}
+        keyed_new = {x.get("type") or x.get("name"): x for x in new}
+        if None not in keyed_old and None not in keyed_new:
+            return [
+                f
+                for k in sorted(keyed_old.keys() | keyed_new.keys())
+                for f in changed_fields(keyed_old.get(k), keyed_new.get(k), f"{prefix}[{k}]")
+            ]
+    return [] if old == new else [prefix]
+
+
+def status_write_causes(trace: Path, start: float, end: float) -> dict[str, int]:
+    """For each status patch inside the window, what differs from the same policy's previous patch."""
+    if not trace.exists():
+        return {}
+    previous: dict[str, Any] = {}
+    causes: Counter[str] = Counter()
+    for line in trace.read_text().splitlines():
+        entry = json.loads(line)
+        path, body = entry["path"], entry["body"]
+        if start < entry["at"] <= end:
+            if path in previous:
+                causes.update(set(changed_fields(previous[path], body, "")) or {"(identical body)"})
+            else:
+                causes["(first status patch of this process)"] += 1
+        previous[path] = body
+    return dict(causes.most_common(12))
 
 
 def record_profile(pid: int, seconds: int, label: str) -> list[str]:
@@ -904,9 +971,9 @@ def measure_size(settings: Settings, apis: Apis, size: int, profile: bool) -> Si
         operators.append(op)
         first, all_once = wait_all_evaluated(op, size, timeout=max(600.0, size * 1.0))
         startup_cpu = proc_sample(op.pid).cpu_seconds
-        say(f"all {size} evaluated once {all_once:.1f} s after start; settling for 2 intervals")
-        # The first cycles create the HPAs and write the first status; the window starts after them.
-        time.sleep(2 * settings.interval)
+        say(f"all {size} evaluated once {all_once:.1f} s after start; settling (3 evaluations each)")
+        settle = wait_settled(op, 3, timeout=max(6 * settings.interval, 2 * all_once))
+        time.sleep(settings.interval)
         window = settings.window_cycles * settings.interval
         say(f"steady window: {window} s")
         a, lines_a = take_snapshot(op, settings.kubeconfig), op.log.lines
@@ -921,6 +988,7 @@ def measure_size(settings: Settings, apis: Apis, size: int, profile: bool) -> Si
             prof = record_profile(op.pid, settings.profile_seconds, str(size))
         return SizeResult(
             policies=size,
+            interval=settings.interval,
             namespaces=len(fleet.namespaces),
             setup_seconds=setup,
             first_decision_s=first,
@@ -928,6 +996,8 @@ def measure_size(settings: Settings, apis: Apis, size: int, profile: bool) -> Si
             startup_cpu_s=startup_cpu,
             problems=dict(op.log.problems.most_common(20)),
             events=events_by_reason(apis.core, fleet),
+            status_causes=status_write_causes(op.status_trace, a.proc.at, b.proc.at),
+            settle_s=settle,
             profile=prof,
             **summary,
         )
@@ -972,8 +1042,14 @@ ROWS: tuple[tuple[str, Callable[[SizeResult], str]], ...] = (
         lambda r: f"{r.period_p50_s:.1f} / {r.period_p95_s:.1f} / {r.period_max_s:.1f}",
     ),
     ("cycle duration, mean (ms, reconcile_seconds)", lambda r: _fmt(r.reconcile_mean_ms)),
+    ("cycles/s done / needed", lambda r: f"{r.cycles_per_s:.1f} / {r.policies / r.interval:.1f}"),
+    (
+        f"cycles in flight (Little; the pool has {POOL} threads)",
+        lambda r: _fmt(r.cycles_in_flight, 2),
+    ),
     ("log lines/s", lambda r: _fmt(r.log_lines_per_s, 0)),
     ("setup: objects created in (s)", lambda r: _fmt(r.setup_seconds, 0)),
+    ("settling: until every policy had 3 cycles (s)", lambda r: _fmt(r.settle_s, 0)),
     ("machine load average (1 min) after the window", lambda r: _fmt(r.load_average, 2)),
 )
 
@@ -1079,6 +1155,9 @@ def print_report(results: list[SizeResult], settings: Settings, machine: str) ->
                 f"Events posted on the policies at {r.policies:,} policies, since start (all writes):",
             ]
             lines += [f"- {n}: {reason}" for reason, n in r.events.items()]
+        if r.status_causes:
+            lines += ["", f"status patches in the window at {r.policies:,} policies, by field that changed:"]
+            lines += [f"- {n}: {cause}" for cause, n in r.status_causes.items()]
         if r.problems:
             lines += ["", f"operator log warnings/errors at {r.policies:,} policies (count: message):"]
             lines += [f"- {n}: {msg}" for msg, n in r.problems.items()]
