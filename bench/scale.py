@@ -461,6 +461,8 @@ class DecisionLog:
     path: Path
     evaluations: dict[str, list[float]] = field(default_factory=dict)
     problems: Counter[str] = field(default_factory=Counter)
+    # When a target held because its metric was absent (a failed scrape makes every series stale).
+    missing_metric: list[float] = field(default_factory=list)
     lines: int = 0
     _stop: threading.Event = field(default_factory=threading.Event)
     _lock: threading.Lock = field(default_factory=threading.Lock)
@@ -486,6 +488,8 @@ class DecisionLog:
 
     def _take(self, line: str) -> None:
         self.lines += 1
+        if '"limited_by": "missingMetric"' in line and (ts := _TIMESTAMP.search(line)):
+            self.missing_metric.append(datetime.fromisoformat(ts["ts"]).timestamp())
         if (m := _DECISION.search(line)) and (ts := _TIMESTAMP.search(line)):
             at = datetime.fromisoformat(ts["ts"]).timestamp()
             with self._lock:
@@ -658,6 +662,8 @@ class SizeResult:
     load_average: float
     cycles_per_s: float
     cycles_in_flight: float
+    missing_metric_decisions: int
+    failed_scrapes: int
     settle_s: float
     problems: dict[str, int]
     events: dict[str, int]
@@ -718,6 +724,18 @@ def wait_all_evaluated(op: OperatorProcess, size: int, timeout: float) -> tuple[
         time.sleep(0.5)
     firsts = [min(times) for times in op.log.snapshot().values()]
     return min(firsts) - op.started, max(firsts) - op.started
+
+
+def failed_scrapes(prometheus: str, fleet: Fleet, seconds: float) -> int:
+    """Scrapes of the exporter that failed over the last `seconds`: each one leaves every bench series
+    absent until the next, and the policies that query then hold (and say so)."""
+    span = f"{max(int(seconds), 1)}s"
+    up = f'up{{namespace="{fleet.namespaces[0]}"}}'
+    with contextlib.suppress(OSError, ValueError, KeyError):
+        return int(
+            prometheus_scalar(prometheus, f"count_over_time({up}[{span}]) - sum_over_time({up}[{span}])") or 0
+        )
+    return -1
 
 
 def wait_settled(op: OperatorProcess, evaluations: int, timeout: float) -> float:
@@ -787,6 +805,7 @@ def summarise_window(
         "log_lines_per_s": (lines[1] - lines[0]) / seconds,
         # Little's law: cycles running at once on average; against the thread pool's size it tells whether
         # the policies wait for a thread rather than for the CPU or the API server.
+        "missing_metric_decisions": sum(1 for t in op.log.missing_metric if a.proc.at < t <= b.proc.at),
         "cycles_per_s": own["scalekeeper_reconcile_seconds_count"] / seconds,
         "cycles_in_flight": own["scalekeeper_reconcile_seconds_sum"] / seconds,
         # The cluster is shared: how busy the machine was says how much to trust the CPU figures.
@@ -982,6 +1001,7 @@ def measure_size(settings: Settings, apis: Apis, size: int, profile: bool) -> Si
         if not op.alive():
             raise RuntimeError(f"the operator exited during the window; see {op.log_path}")
         summary = summarise_window(settings, op, a, b, (lines_a, lines_b))
+        summary["failed_scrapes"] = failed_scrapes(settings.prometheus, fleet, b.proc.at - a.proc.at)
         prof: list[str] = []
         if profile and settings.profile_seconds:
             say(f"profiling {settings.profile_seconds} s with py-spy")
@@ -1029,6 +1049,10 @@ ROWS: tuple[tuple[str, Callable[[SizeResult], str]], ...] = (
     (
         "  apiserver scalingpolicies writes/min (cluster-wide)",
         lambda r: _fmt(r.apiserver_policy_writes_per_min),
+    ),
+    (
+        "  metric gaps: exporter scrapes failed / targets held on an absent metric",
+        lambda r: f"{r.failed_scrapes} / {r.missing_metric_decisions}",
     ),
     ("API reads per policy cycle", lambda r: _fmt(r.reads_per_cycle, 2)),
     ("Prometheus requests per policy cycle", lambda r: _fmt(r.prometheus_per_cycle, 2)),
