@@ -53,11 +53,12 @@ STAGES: tuple[Stage, ...] = (
     Stage("  report: conditions, Events, logs (Reconciler._report)", "Reconciler._report", "reconcile.py"),
     Stage("  status diff/write (_write_status_if_changed)", "Reconciler._write_status_if_changed", ""),
     Stage("daemon loop: body deepcopy", "deepcopy", "copy.py", ("size_policy", "scalekeeper/handlers.py")),
-    Stage("kubernetes client: response -> model objects", "ApiClient.deserialize", "kubernetes/client/"),
+    Stage("kubernetes client: response -> model objects", "ApiClient.response_deserialize", "api_client.py"),
     Stage("kubernetes client: model -> dict (sanitize)", "ApiClient.sanitize_for_serialization", ""),
     Stage("logging (records, JSON formatting, writes)", "Logger.handle", "logging/__init__.py"),
     Stage("operator metrics (prometheus_client)", "", "prometheus_client/"),
     Stage("leader election (LeaseElector)", "LeaseElector._loop", "scalekeeper/kube/leader.py"),
+    Stage("event loop thread (kopf, daemons, to_thread hand-offs)", "BaseEventLoop.run_forever", ""),
 )
 # The event loop thread's own work: kopf's watch streams, daemon bookkeeping, to_thread hand-offs.
 KOPF_ONLY = "kopf machinery (no scalekeeper frame on the stack)"
@@ -120,7 +121,9 @@ def _in_stage(frames: list[Frame], stage: Stage) -> bool:
 
 def stages_of(frames: list[Frame]) -> set[str]:
     hit = {stage.label for stage in STAGES if _in_stage(frames, stage)}
-    if not any("/scalekeeper/" in f.file for f in frames) and any("/kopf/" in f.file for f in frames):
+    # cli.py sits at the root of every event-loop stack (it calls kopf.run): it is not the operator's work.
+    ours = any(f.file.startswith("scalekeeper/") and f.file != "scalekeeper/cli.py" for f in frames)
+    if not ours and any(f.file.startswith("kopf/") for f in frames):
         hit.add(KOPF_ONLY)
     return hit
 
