@@ -986,7 +986,9 @@ def measure_size(settings: Settings, apis: Apis, size: int, profile: bool) -> Si
         build_fleet(settings, apis, fleet)
         setup = time.monotonic() - started
         say(f"{size} policies created in {setup:.0f} s; starting the operator")
-        op = OperatorProcess(settings, str(size))
+        # Files are named by size and namespaces, so runs with other --namespaces keep theirs.
+        label = f"{size}-ns{len(fleet.namespaces)}"
+        op = OperatorProcess(settings, label)
         operators.append(op)
         first, all_once = wait_all_evaluated(op, size, timeout=max(600.0, size * 1.0))
         startup_cpu = proc_sample(op.pid).cpu_seconds
@@ -1005,7 +1007,7 @@ def measure_size(settings: Settings, apis: Apis, size: int, profile: bool) -> Si
         prof: list[str] = []
         if profile and settings.profile_seconds:
             say(f"profiling {settings.profile_seconds} s with py-spy")
-            prof = record_profile(op.pid, settings.profile_seconds, str(size))
+            prof = record_profile(op.pid, settings.profile_seconds, label)
         return SizeResult(
             policies=size,
             interval=settings.interval,
