@@ -26,6 +26,7 @@ from __future__ import annotations
 
 import argparse
 import contextlib
+import dataclasses
 import functools
 import itertools
 import json
@@ -113,6 +114,7 @@ class Settings:
     image: str
     operator_env: dict[str, str]
     command: str
+    report_from: str | None = None
 
 
 def env_file(path: Path) -> dict[str, str]:
@@ -131,6 +133,11 @@ def parse_args(argv: list[str] | None = None) -> Settings:
     parser.add_argument("--concurrency", type=int, default=8, help="object creations in flight")
     parser.add_argument(
         "--profile-seconds", type=int, default=60, help="py-spy window at the largest size (0: none)"
+    )
+    parser.add_argument(
+        "--report-from",
+        metavar="JSON",
+        help="print the report of a saved run (out/bench-scale.json) and exit",
     )
     parser.add_argument(
         "--operator-env",
@@ -159,6 +166,7 @@ def parse_args(argv: list[str] | None = None) -> Settings:
         command=shlex.join(
             ["PYTHONPATH=operator", sys.executable, "bench/scale.py", *(argv or sys.argv[1:])]
         ),
+        report_from=args.report_from,
     )
 
 
@@ -1137,16 +1145,40 @@ def breakdown_table(results: list[SizeResult]) -> list[str]:
     return out
 
 
-def projection(results: list[SizeResult], interval: int) -> list[str]:
-    """What the largest measured size's per-cycle cost means at the issue's sizes, if it stayed flat (it
-    does not where it grows with policies per namespace: see the growth table)."""
-    r = results[-1]
-    out = []
-    for n in (1000, 3000):
-        cores = r.cpu_per_policy_cycle_ms / 1000 * n / interval
+def line_through(x0: float, y0: float, x1: float, y1: float) -> tuple[float, float]:
+    """Intercept and slope of the line through two points (flat when the x are equal)."""
+    if x1 == x0:
+        return y1, 0.0
+    slope = (y1 - y0) / (x1 - x0)
+    return y0 - slope * x0, slope
+
+
+def projection(results: list[SizeResult], interval: int, sizes: tuple[int, ...] = (1000, 3000)) -> list[str]:
+    """The issue's sizes from the smallest and largest measured ones, with the same number of namespaces.
+    A cycle's CPU is taken as linear in the policies per namespace (each cycle lists its namespace's HPAs),
+    RSS as linear in policies. Two noisy points on a shared machine: an order of magnitude, not a forecast."""
+    small, large = results[0], results[-1]
+    cpu0, cpu_slope = line_through(
+        small.policies / small.namespaces,
+        small.cpu_per_policy_cycle_ms,
+        large.policies / large.namespaces,
+        large.cpu_per_policy_cycle_ms,
+    )
+    rss0, rss_slope = line_through(small.policies, small.rss_end_mb, large.policies, large.rss_end_mb)
+    out = [
+        f"- fit: CPU per cycle = {cpu0:.1f} ms + {cpu_slope:.2f} ms x policies per namespace; "
+        f"RSS = {rss0:.0f} MB + {rss_slope:.2f} MB x policies",
+        f"- the thread pool ({POOL} threads) keeps up only while a cycle takes at most {POOL} x {interval} s "
+        f"/ policies; measured at {large.policies:,}: {large.reconcile_mean_ms:.0f} ms",
+    ]
+    for n in sizes:
+        per_ns = n / large.namespaces
+        cpu_ms = cpu0 + cpu_slope * per_ns
         out.append(
-            f"- {n:,} policies every {interval} s at {r.cpu_per_policy_cycle_ms:.1f} ms CPU each: "
-            f"{cores:.2f} cores of Python (one GIL: more than 1.0 cannot keep up)"
+            f"- {n:,} policies in {large.namespaces} namespaces every {interval} s: {cpu_ms:.0f} ms CPU per "
+            f"cycle x {n / interval:.0f} cycles/s = {cpu_ms / 1000 * n / interval:.1f} cores of Python (one "
+            f"GIL: above ~1 it cannot keep up); RSS ~{rss0 + rss_slope * n:,.0f} MB; cycles must take "
+            f"<= {1000 * POOL * interval / n:.0f} ms for the pool"
         )
     return out
 
@@ -1160,7 +1192,7 @@ def print_report(results: list[SizeResult], settings: Settings, machine: str) ->
         f"policies: web (own Deployment + owned HPA) + {QUEUES} worker queues + read replicas = "
         f"{TARGETS_PER_POLICY} targets, {len(METRICS)} Prometheus series each, intervalSeconds "
         f"{settings.interval}, all Deployments at 0 replicas and every metric 0 (nothing to scale); "
-        f"steady window {settings.window_cycles} intervals after all were evaluated once + 2 intervals; "
+        f"steady window {settings.window_cycles} intervals, one interval after every policy had 3 cycles; "
         f"operator env extra: {settings.operator_env or 'none'}",
         "",
         *results_table(results, settings),
@@ -1171,7 +1203,7 @@ def print_report(results: list[SizeResult], settings: Settings, machine: str) ->
     lines += [
         *breakdown_table(results),
         "",
-        "projection from the largest size:",
+        "projection to the issue's sizes (two-point fit):",
         *projection(results, settings.interval),
     ]
     for r in results:
@@ -1205,11 +1237,14 @@ def plot(results: list[SizeResult], png: Path) -> None:
         ("time to evaluate all once (s)", lambda r: r.all_once_s),
         ("CPU per policy cycle (ms)", lambda r: r.cpu_per_policy_cycle_ms),
         ("RSS at window end (MB)", lambda r: r.rss_end_mb),
-        ("API reads per policy cycle", lambda r: r.reads_per_cycle),
+        ("cycles per second done (needed: dashed)", lambda r: r.cycles_per_s),
     )
     fig, axes = plt.subplots(2, 2, figsize=(10, 7))
     for ax, (title, get) in zip(axes.flat, panels, strict=True):
         ax.plot(sizes, [get(r) for r in results], "o-")
+        if title.startswith("cycles"):
+            ax.plot(sizes, [r.policies / r.interval for r in results], "k--")
+        ax.set_ylim(bottom=0)
         ax.set_title(title)
         ax.set_xlabel("policies")
         ax.grid(alpha=0.3)
@@ -1250,8 +1285,39 @@ def interrupt(signum: int, frame: Any) -> None:
     raise KeyboardInterrupt
 
 
+def saved_result(raw: dict[str, Any]) -> SizeResult:
+    """A SizeResult from JSON written by an older version of this script: what it lacks is unknown (nan)."""
+    defaults: dict[str, Any] = {
+        "interval": 15,
+        "problems": {},
+        "events": {},
+        "status_causes": {},
+        "profile": [],
+    }
+    known = {f.name for f in dataclasses.fields(SizeResult)}
+    missing = {name: defaults.get(name, float("nan")) for name in known - raw.keys()}
+    return SizeResult(**{k: v for k, v in raw.items() if k in known}, **missing)
+
+
+def report_saved(path: Path, settings: Settings) -> int:
+    """The report again from a run's JSON (after the report's code changed, or to compare runs)."""
+    saved = json.loads(path.read_text())
+    results = [saved_result(r) for r in saved["results"]]
+    ran = dataclasses.replace(
+        settings,
+        command=saved["command"],
+        operator_env=saved.get("operator_env", {}),
+        interval=results[0].interval,
+        window_cycles=saved.get("window_cycles", 4),
+    )
+    print_report(results, ran, saved["machine"])
+    return 0
+
+
 def main(argv: list[str] | None = None) -> int:
     settings = parse_args(argv)
+    if settings.report_from:
+        return report_saved(Path(settings.report_from), settings)
     api, apis = make_apis(settings.kubeconfig, settings.concurrency + 2)
     check_crd(api)
     machine = describe_machine(api)
@@ -1266,7 +1332,13 @@ def main(argv: list[str] | None = None) -> int:
     OUT.mkdir(exist_ok=True)
     (OUT / "bench-scale.json").write_text(
         json.dumps(
-            {"machine": machine, "command": settings.command, "results": [asdict(r) for r in results]},
+            {
+                "machine": machine,
+                "command": settings.command,
+                "operator_env": settings.operator_env,
+                "window_cycles": settings.window_cycles,
+                "results": [asdict(r) for r in results],
+            },
             indent=1,
         )
     )
