@@ -471,6 +471,8 @@ class DecisionLog:
     problems: Counter[str] = field(default_factory=Counter)
     # When a target held because its metric was absent (a failed scrape makes every series stale).
     missing_metric: list[float] = field(default_factory=list)
+    # When the operator stopped acting because it could not renew its lease (the API server unreachable).
+    leadership_lost: list[float] = field(default_factory=list)
     lines: int = 0
     _stop: threading.Event = field(default_factory=threading.Event)
     _lock: threading.Lock = field(default_factory=threading.Lock)
@@ -496,6 +498,8 @@ class DecisionLog:
 
     def _take(self, line: str) -> None:
         self.lines += 1
+        if '"message": "leadership changed", "leader": false' in line and (ts := _TIMESTAMP.search(line)):
+            self.leadership_lost.append(datetime.fromisoformat(ts["ts"]).timestamp())
         if '"limited_by": "missingMetric"' in line and (ts := _TIMESTAMP.search(line)):
             self.missing_metric.append(datetime.fromisoformat(ts["ts"]).timestamp())
         if (m := _DECISION.search(line)) and (ts := _TIMESTAMP.search(line)):
@@ -672,6 +676,7 @@ class SizeResult:
     cycles_in_flight: float
     missing_metric_decisions: int
     failed_scrapes: int
+    leadership_lost: int
     settle_s: float
     problems: dict[str, int]
     events: dict[str, int]
@@ -814,6 +819,7 @@ def summarise_window(
         # Little's law: cycles running at once on average; against the thread pool's size it tells whether
         # the policies wait for a thread rather than for the CPU or the API server.
         "missing_metric_decisions": sum(1 for t in op.log.missing_metric if a.proc.at < t <= b.proc.at),
+        "leadership_lost": sum(1 for t in op.log.leadership_lost if a.proc.at < t <= b.proc.at),
         "cycles_per_s": own["scalekeeper_reconcile_seconds_count"] / seconds,
         "cycles_in_flight": own["scalekeeper_reconcile_seconds_sum"] / seconds,
         # The cluster is shared: how busy the machine was says how much to trust the CPU figures.
@@ -1075,6 +1081,7 @@ ROWS: tuple[tuple[str, Callable[[SizeResult], str]], ...] = (
         "missed cycles (gap > 2x interval)",
         lambda r: f"{r.missed} ({r.policies_missing} policies never in window)",
     ),
+    ("  leadership lost in the window (lease not renewed)", lambda r: str(r.leadership_lost)),
     (
         "period p50 / p95 / max (s)",
         lambda r: f"{r.period_p50_s:.1f} / {r.period_p95_s:.1f} / {r.period_max_s:.1f}",
