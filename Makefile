@@ -5,7 +5,7 @@ PY := $(VENV)/bin/python
 CRD := crds/scalingpolicies.scalekeeper.dev.yaml
 CHART_CRD := manifests/chart/scalekeeper/crds/scalingpolicies.scalekeeper.dev.yaml
 
-.PHONY: bench-reaction bench-quality bench-soak demo help venv lint typecheck crd crd-check unit test cluster-up cluster-down cluster-status cluster-logs image lock
+.PHONY: bench-reaction bench-quality bench-soak bench-scale demo help venv lint typecheck crd crd-check unit test cluster-up cluster-down cluster-status cluster-logs image lock
 
 help:
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  %-16s %s\n", $$1, $$2}'
@@ -58,6 +58,13 @@ bench-soak: venv cluster-up image ## soak: 500 policies, changing load, 30 min; 
 
 bench-quality: venv ## scaling quality on a real trace (fpp3 bank_calls), in the simulator, no cluster: 4 rules, aims, out/bench-quality.png
 	$(PY) bench/quality.py
+
+# Policy counts for bench-scale (issue sizes: SIZES=100,1000,3000). Needs the cluster up and `make image`.
+SIZES ?= 100,300
+BENCH_SCALE_ARGS ?=
+bench-scale: venv ## cost at scale: one operator, SIZES policies (100,300): CPU, RSS, API reads/writes, profile
+	@test -x $(VENV)/bin/py-spy || echo "no py-spy: no profile (pip install -e '.[bench]')"
+	PYTHONPATH=$(CURDIR)/operator $(PY) bench/scale.py --sizes $(SIZES) $(BENCH_SCALE_ARGS)
 
 image: ## build the operator image and push it to the local registry
 	hack/project-image.sh
