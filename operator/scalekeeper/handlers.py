@@ -10,6 +10,7 @@ import asyncio
 import contextlib
 import copy
 import logging
+from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 
 import kopf
@@ -24,8 +25,13 @@ log = logging.getLogger("scalekeeper.handlers")
 
 
 @kopf.on.startup()
-def startup(settings: kopf.OperatorSettings, memo: kopf.Memo, **_: Any) -> None:
+async def startup(settings: kopf.OperatorSettings, memo: kopf.Memo, **_: Any) -> None:
     cfg = OperatorConfig.from_env()
+    # Cycles run in the loop's default executor (asyncio.to_thread): its size is how many run at once,
+    # and it matches the API connection pool; asyncio's default would follow the node's CPU count instead.
+    asyncio.get_running_loop().set_default_executor(
+        ThreadPoolExecutor(max_workers=cfg.max_workers, thread_name_prefix="cycle")
+    )
     # Our own Events say what happened; kopf's per-handler log Events would repeat them.
     settings.posting.enabled = False
     # The resources are known; watching CRDs would only need more RBAC. Namespace globs ("team-*") need
