@@ -185,10 +185,11 @@ def operator_process(env: dict[str, str], log_path: Path) -> Iterator[subprocess
                 proc.kill()
 
 
-def read_log(path: Path) -> tuple[dict[str, list[float]], Counter[str]]:
-    """Decision times per policy, and error lines by message."""
+def read_log(path: Path) -> tuple[dict[str, list[float]], Counter[str], Counter[str]]:
+    """Decision times per policy, and error and warning lines by message."""
     decisions: dict[str, list[float]] = {}
     errors: Counter[str] = Counter()
+    warnings: Counter[str] = Counter()
     for line in path.read_text(errors="replace").splitlines():
         try:
             entry = json.loads(line)
@@ -201,7 +202,9 @@ def read_log(path: Path) -> tuple[dict[str, list[float]], Counter[str]]:
             decisions.setdefault(entry["policy"], []).append(when)
         elif entry.get("severity") in ("error", "critical") or entry.get("message") == "cycle failed":
             errors[str(entry.get("message"))[:120]] += 1
-    return decisions, errors
+        elif entry.get("severity") == "warning":
+            warnings[str(entry.get("message"))[:120]] += 1
+    return decisions, errors, warnings
 
 
 def main() -> int:
@@ -315,6 +318,13 @@ def main() -> int:
             conflicts = metric_total(metrics_port, "scalekeeper_scale_writes_total", 'outcome="conflict"')
             write_errors = metric_total(metrics_port, "scalekeeper_scale_writes_total", 'outcome="error"')
             cycles = metric_total(metrics_port, "scalekeeper_reconcile_seconds_count")
+            status_ok = metric_total(
+                metrics_port, "scalekeeper_scale_writes_total", 'kind="status",outcome="ok"'
+            )
+            deferred = metric_total(
+                metrics_port, "scalekeeper_scale_writes_total", 'kind="status",outcome="deferred"'
+            )
+            events = metric_total(metrics_port, "scalekeeper_scale_writes_total", 'kind="Event"')
             # Release the policies while the operator still runs: it removes their finalizers.
             for i in range(args.policies):
                 objects.delete_namespaced_custom_object(
@@ -331,7 +341,7 @@ def main() -> int:
     finally:
         core.delete_namespace(ns)
 
-    decisions, errors = read_log(log_path)
+    decisions, errors, warnings = read_log(log_path)
     ran = samples[-1][0]
     steady = [(t, rss) for t, rss, _ in samples if t >= args.warmup_minutes * 60]
     gaps = {
@@ -368,8 +378,15 @@ def main() -> int:
         f"| longest gap between two decisions of one policy | {max(gaps.values(), default=math.nan):.1f} s |"
     )
     print(f"| policies with a gap over 2 x interval | {len(late)} |")
+    print(
+        "| status writes / deferred (429, 5xx) / Events posted | "
+        f"{status_ok:.0f} / {deferred:.0f} / {events:.0f} |"
+    )
     print(f"| error lines in the operator log | {sum(errors.values())} |")
     for message, count in errors.most_common(5):
+        print(f"|   {message} | {count} |")
+    print(f"| warning lines in the operator log | {sum(warnings.values())} |")
+    for message, count in warnings.most_common(5):
         print(f"|   {message} | {count} |")
     print()
     print(

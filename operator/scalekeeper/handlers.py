@@ -87,7 +87,11 @@ async def size_policy(
     memo["wake"] = wake
     memo["generation"] = body.get("metadata", {}).get("generation")
     runtime.metrics.policies.inc()
+    interval = body.spec.get("intervalSeconds") or runtime.cfg.default_interval_seconds
     try:
+        delay = runtime.first_cycle_delay(body.metadata.uid or "", float(interval))
+        if delay:
+            await stopped.wait(delay)
         while not stopped:
             if runtime.is_leader():
                 # The body is kopf's live view; a snapshot keeps one cycle consistent.

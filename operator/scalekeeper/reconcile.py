@@ -29,6 +29,9 @@ from .opmetrics import OperatorMetrics
 
 log = logging.getLogger("scalekeeper.reconcile")
 
+# Answers that say "not now" rather than "no": throttled by priority and fairness, or a server restarting.
+_TRANSIENT = frozenset({429, 500, 502, 503, 504})
+
 # Metric keys of the batched query: "<target>|<metric>", target names as the engine's.
 _SEP = "|"
 
@@ -228,6 +231,56 @@ def _iso(ts: datetime) -> str:
     return ts.astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
 
 
+class StatusPublisher:
+    """Writes a policy's status when it changed, and keeps what was written so an idle policy writes
+    nothing. A write the API server turns away for now (throttled, restarting) is retried next cycle."""
+
+    def __init__(self, metrics: OperatorMetrics, clock: Callable[[], float], refresh_seconds: float) -> None:
+        self._metrics = metrics
+        self._clock = clock
+        self._status_refresh = refresh_seconds
+
+    def publish(
+        self,
+        policy: PolicyObject,
+        status: model.ScalingPolicyStatus,
+        memory: PolicyMemory,
+        write_status: Callable[[dict[str, Any]], None],
+    ) -> bool:
+        body = status.to_patch()
+        now = self._clock()
+        if body == memory.last_status:
+            return False
+        # Metric values and reason texts move every cycle; they alone refresh the status at most once a
+        # `status_refresh_seconds`, so an idle policy costs no API writes.
+        if (
+            memory.last_status is not None
+            and _signature(body) == _signature(memory.last_status)
+            and now - memory.last_status_write < self._status_refresh
+        ):
+            return False
+        try:
+            write_status(body)
+        except ApiException as exc:
+            if exc.status not in _TRANSIENT:
+                self._metrics.write("status", "error")
+                raise
+            # Throttled (priority and fairness) or briefly unavailable: the same status goes out on the
+            # next cycle, since nothing below records it as written. A line, not a traceback.
+            self._metrics.write("status", "deferred")
+            log.warning(
+                "status write deferred to the next cycle (%s %s)",
+                exc.status,
+                exc.reason,
+                extra={"policy": f"{policy.namespace}/{policy.name}"},
+            )
+            return False
+        self._metrics.write("status", "ok")
+        memory.last_status = body
+        memory.last_status_write = now
+        return True
+
+
 class Reconciler:
     def __init__(
         self,
@@ -247,7 +300,7 @@ class Reconciler:
         self._prometheus = prometheus
         self._metrics = metrics
         self._clock = clock
-        self._status_refresh = status_refresh_seconds
+        self._status = StatusPublisher(metrics, clock, status_refresh_seconds)
         self._max_age = max_metric_age_seconds
 
     # ------------------------------------------------------------------ the cycle
@@ -300,7 +353,7 @@ class Reconciler:
             for name, d in c.decision.targets.items()
         }
         self._report(c, c.decision)
-        written = self._write_status_if_changed(status, memory, write_status)
+        written = self._status.publish(policy, status, memory, write_status)
         self._metrics.reconciled(time.perf_counter() - started)
         return CycleResult(c.decision, status.to_patch(), writes, written, c.batch, c.errors)
 
@@ -600,31 +653,6 @@ class Reconciler:
             )
             c.reporter.condition(C.READY, T, "Reconciled", mode)
 
-    # ------------------------------------------------------------------ status
-
-    def _write_status_if_changed(
-        self,
-        status: model.ScalingPolicyStatus,
-        memory: PolicyMemory,
-        write_status: Callable[[dict[str, Any]], None],
-    ) -> bool:
-        body = status.to_patch()
-        now = self._clock()
-        if body == memory.last_status:
-            return False
-        # Metric values and reason texts move every cycle; they alone refresh the status at most once a
-        # `status_refresh_seconds`, so an idle policy costs no API writes.
-        if (
-            memory.last_status is not None
-            and _signature(body) == _signature(memory.last_status)
-            and now - memory.last_status_write < self._status_refresh
-        ):
-            return False
-        write_status(body)
-        memory.last_status = body
-        memory.last_status_write = now
-        return True
-
     def _invalid_spec(
         self,
         policy: PolicyObject,
@@ -642,7 +670,7 @@ class Reconciler:
         if memory.announced.get("__spec__") != ("invalid", 0):
             emit("Warning", "InvalidSpec", message)
             memory.announced["__spec__"] = ("invalid", 0)
-        written = self._write_status_if_changed(status, memory, write_status)
+        written = self._status.publish(policy, status, memory, write_status)
         return CycleResult(None, status.to_patch(), 0, written, errors=exc.messages)
 
 

@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import hashlib
 import logging
+import time
 from collections.abc import Iterable, Mapping
 from typing import Any
 
@@ -63,6 +65,7 @@ class Runtime:
             self.metrics,
             status_refresh_seconds=cfg.status_refresh_seconds,
         )
+        self.started = time.monotonic()
         self.elector: LeaseElector | None = None
         if cfg.leader_election:
             self.elector = LeaseElector(
@@ -86,6 +89,9 @@ class Runtime:
         if self.elector is not None:
             self.elector.stop()
 
+    def first_cycle_delay(self, uid: str, interval: float) -> float:
+        return first_cycle_delay(uid, interval, time.monotonic() - self.started)
+
     def is_leader(self) -> bool:
         return self.elector is None or self.elector.is_leader()
 
@@ -98,7 +104,8 @@ class Runtime:
         policy = PolicyObject.from_body(body)
 
         def emit(type_: str, reason: str, message: str) -> None:
-            self.events.post(policy.namespace, policy.name, policy.uid, type_, reason, message)
+            posted = self.events.post(policy.namespace, policy.name, policy.uid, type_, reason, message)
+            self.metrics.write("Event", "posted" if posted else "error")
 
         def write_status(status: dict[str, Any]) -> None:
             self._objects.patch_namespaced_custom_object_status(
@@ -106,3 +113,14 @@ class Runtime:
             )
 
         return self.reconciler.run(policy, memory, emit, write_status, claimants)
+
+
+def first_cycle_delay(uid: str, interval: float, since_start: float) -> float:
+    """How long a policy's first cycle waits. At a start every existing policy's daemon begins at once;
+    each waits a fixed share of its interval (from its uid) so their cycles, and the status writes and
+    API reads they make, spread over the interval instead of landing together every interval. A policy
+    created later is sized at once."""
+    if since_start >= interval:
+        return 0.0
+    share = int.from_bytes(hashlib.blake2b(uid.encode(), digest_size=4).digest()) / 2**32
+    return max(0.0, share * interval - since_start)

@@ -19,7 +19,7 @@ class EventRecorder:
         self._core = client.CoreV1Api(api)
         self._component = component
 
-    def post(self, namespace: str, name: str, uid: str, type_: str, reason: str, message: str) -> None:
+    def post(self, namespace: str, name: str, uid: str, type_: str, reason: str, message: str) -> bool:
         now = datetime.now(UTC)
         body = {
             "apiVersion": "v1",
@@ -46,3 +46,5 @@ class EventRecorder:
             self._core.create_namespaced_event(namespace, body)
         except ApiException as exc:  # an Event is worth a log line, never a failed cycle
             log.warning("posting event %s on %s/%s failed: %s", reason, namespace, name, exc.reason)
+            return False
+        return True
