@@ -23,6 +23,7 @@ from .engine.types import LimitedBy, TargetDecision, TargetHistory
 from .kube.hpa import HpaClient, HpaState, desired_hpa, hpa_name
 from .kube.owners import OwnerRef
 from .kube.targets import ReplicaClient, ReplicaState, TargetNotFound, TargetRef, WriteConflict
+from .kube.watched import Watched, watched_keys
 from .kube.workers import WorkerDeployments
 from .metrics.prometheus import BatchResult, Missing, PrometheusReader, Sample
 from .opmetrics import OperatorMetrics
@@ -53,6 +54,30 @@ class PolicyMemory:
     conditions: dict[str, tuple[str, str]] = field(default_factory=dict)
     # The history last written to status, per target; None until read back from status after a start.
     persisted: dict[str, dict[str, Any]] | None = None
+    # Our last write per target: (resourceVersion it was made at, the state the API server answered). The
+    # watches may not have seen it yet at the next cycle; while they show the old version, this is current.
+    written: dict[str, tuple[str, ReplicaState]] = field(default_factory=dict)
+    # The same for the owned HPA: (resourceVersion before, None for a create; the HPA after).
+    hpa_written: tuple[str | None, dict[str, Any]] | None = None
+    # The spec parsed at this generation: parsed once, not every cycle.
+    spec: tuple[int, model.ScalingPolicySpec] | None = None
+
+    def seen_replicas(self, name: str, watched: ReplicaState) -> ReplicaState:
+        mine = self.written.pop(name, None)
+        if mine is not None and mine[0] == watched.resource_version:
+            self.written[name] = mine
+            return mine[1]
+        return watched
+
+    def seen_hpa(self, watched: HpaState) -> HpaState:
+        if self.hpa_written is None:
+            return watched
+        before, after = self.hpa_written
+        current = watched.owned["metadata"]["resourceVersion"] if watched.owned else None
+        if current == before:
+            return HpaState(after, watched.foreign)
+        self.hpa_written = None
+        return watched
 
 
 @dataclass(frozen=True)
@@ -216,6 +241,21 @@ def claim_keys(spec: model.ScalingPolicySpec, policy: PolicyObject) -> dict[str,
     }
 
 
+def lookups_of(body: Mapping[str, Any]) -> tuple[list[str], list[str]]:
+    """The operator's index keys one policy's cycle reads: the keys it claims workloads under, and the
+    keys of its targets and HPAs in the watched-objects indexes. An invalid spec reads none."""
+    policy = PolicyObject.from_body(body)
+    try:
+        spec = model.parse_spec(policy.spec)
+    except model.SpecError:
+        return [], []
+    refs = target_refs(spec, policy)
+    claims = [target_key(r.api_version, r.kind, r.namespace, r.name) for r in refs.values()]
+    web = spec.web.deployment if spec.web is not None else None
+    hpa = hpa_name(policy.name) if spec.web is not None else None
+    return claims, watched_keys(policy.namespace, list(refs.values()), hpa, web)
+
+
 def claims_of(body: Mapping[str, Any]) -> dict[str, PolicyId]:
     """What a ScalingPolicy claims, for the operator's index: target key -> the policy. An invalid spec
     claims nothing (it sizes nothing either)."""
@@ -312,18 +352,16 @@ class Reconciler:
         emit: EventSink,
         write_status: Callable[[dict[str, Any]], None],
         claimants: Mapping[str, Iterable[PolicyId]] | None = None,
+        watched: Watched | None = None,
     ) -> CycleResult:
         """One cycle. `claimants`: target key -> every policy naming that workload (the operator's index);
-        None when the caller knows of no other policy."""
+        None when the caller knows of no other policy. `watched`: what the operator's watches saw of the
+        policy's targets and HPAs; None to read everything from the API server."""
         started = time.perf_counter()
-        status = (
-            model.ScalingPolicyStatus.model_validate(policy.status or {})
-            if _status_ok(policy.status)
-            else model.ScalingPolicyStatus()
-        )
+        status = _read_status(policy.status)
         status.observed_generation = policy.generation
         try:
-            spec = model.parse_spec(policy.spec)
+            spec = _parse_spec(policy, memory)
         except model.SpecError as exc:
             return self._invalid_spec(policy, memory, status, exc, emit, write_status)
         status.set_condition(
@@ -333,7 +371,7 @@ class Reconciler:
             _restore_histories(status, memory)
 
         c = _Cycle(spec, policy, memory, status, emit)
-        c.observed = self._observe(spec, policy, memory, emit, claimants or {})
+        c.observed = self._observe(spec, policy, memory, emit, claimants or {}, watched or Watched())
         c.batch = self._prometheus.read(metric_queries(spec))
         self._metrics.prometheus_query(
             c.batch.seconds, c.batch.requests, sum(isinstance(r, Missing) for r in c.batch.readings.values())
@@ -366,6 +404,7 @@ class Reconciler:
         memory: PolicyMemory,
         emit: EventSink,
         claimants: Mapping[str, Iterable[PolicyId]],
+        watched: Watched,
     ) -> Observed:
         observed = Observed(refs=target_refs(spec, policy))
         for name, holder in contested(policy.id, claim_keys(spec, policy), claimants).items():
@@ -395,13 +434,21 @@ class Reconciler:
             if name in observed.missing or name in observed.contested:
                 observed.states[name] = None
                 continue
+            seen = watched.replica_state(ref)
+            if seen is not None:
+                observed.states[name] = memory.seen_replicas(name, seen)
+                continue
             try:
                 observed.states[name] = self._replicas.read(ref)
             except TargetNotFound as exc:
                 observed.states[name] = None
                 observed.missing[name] = f"{ref.describe()} not found ({exc})"
         if spec.web is not None and observed.states.get(engine.WEB) is not None:
-            observed.hpa = self._hpas.observe(policy.owner, spec.web.deployment)
+            if watched.hpas_watched:
+                state = HpaClient.state_from(watched.hpas, policy.owner, spec.web.deployment)
+                observed.hpa = memory.seen_hpa(state)
+            else:
+                observed.hpa = self._hpas.observe(policy.owner, spec.web.deployment)
         return observed
 
     # ------------------------------------------------------------------ act
@@ -426,7 +473,7 @@ class Reconciler:
                 continue
             ref = c.observed.refs[name]
             try:
-                self._replicas.write(ref, d.desired, state.resource_version)
+                after = self._replicas.write(ref, d.desired, state.resource_version)
             except WriteConflict:
                 # Someone else changed it since we read it: decide again on fresh data next cycle.
                 self._metrics.write(ref.kind, "conflict")
@@ -438,6 +485,7 @@ class Reconciler:
                 c.errors.append(f"{name}: writing replicas of {ref.describe()} failed: {exc}")
                 failed.add(name)
                 continue
+            c.memory.written[name] = (state.resource_version, after)
             writes += 1
             self._metrics.write(ref.kind, "scaled")
             c.memory.last_scale_time[name] = datetime.now(UTC).replace(microsecond=0)
@@ -455,12 +503,15 @@ class Reconciler:
                 desired["spec"]["minReplicas"], min(spec.web.max_replicas, decision.web_max_by_budget)
             )
         try:
-            done = self._hpas.apply(observed.hpa, desired)
+            done, after = self._hpas.apply(observed.hpa, desired)
         except ApiException as exc:
             outcome = "conflict" if exc.status == 409 else "error"
             self._metrics.write("HorizontalPodAutoscaler", outcome)
             c.errors.append(f"web: writing HPA {hpa_name(c.policy.name)} failed ({exc.status} {exc.reason})")
             return -1
+        if after is not None:
+            before = observed.hpa.owned["metadata"]["resourceVersion"] if observed.hpa.owned else None
+            c.memory.hpa_written = (before, after)
         if done in ("created", "updated"):
             self._metrics.write("HorizontalPodAutoscaler", done)
             current_min = (observed.hpa.owned or {}).get("spec", {}).get("minReplicas")
@@ -689,14 +740,23 @@ def _restore_histories(status: model.ScalingPolicyStatus, memory: PolicyMemory) 
         memory.persisted[t.name] = t.history
 
 
-def _status_ok(raw: dict[str, Any] | None) -> bool:
-    if not raw:
-        return False
-    try:
-        model.ScalingPolicyStatus.model_validate(raw)
-    except Exception:
-        return False
-    return True
+def _read_status(raw: dict[str, Any] | None) -> model.ScalingPolicyStatus:
+    """The status as found, or a fresh one when it is absent or unreadable (written by another version)."""
+    if raw:
+        try:
+            return model.ScalingPolicyStatus.model_validate(raw)
+        except Exception:
+            log.debug("starting from an empty status: the one found does not parse")
+    return model.ScalingPolicyStatus()
+
+
+def _parse_spec(policy: PolicyObject, memory: PolicyMemory) -> model.ScalingPolicySpec:
+    """The spec is immutable within a generation, so it is parsed once per generation."""
+    if memory.spec is not None and memory.spec[0] == policy.generation and policy.generation:
+        return memory.spec[1]
+    spec = model.parse_spec(policy.spec)
+    memory.spec = (policy.generation, spec)
+    return spec
 
 
 def _signature(body: dict[str, Any]) -> Any:

@@ -17,6 +17,7 @@ from .kube.events import EventRecorder
 from .kube.hpa import HpaClient
 from .kube.leader import LeaseElector
 from .kube.targets import ReplicaClient
+from .kube.watched import Watched
 from .kube.workers import WorkerDeployments
 from .metrics.prometheus import PrometheusReader
 from .opmetrics import OperatorMetrics
@@ -100,6 +101,7 @@ class Runtime:
         body: dict[str, Any],
         memory: PolicyMemory,
         claimants: Mapping[str, Iterable[PolicyId]] | None = None,
+        watched: Watched | None = None,
     ) -> CycleResult:
         policy = PolicyObject.from_body(body)
 
@@ -112,7 +114,7 @@ class Runtime:
                 model.GROUP, model.VERSION, policy.namespace, model.PLURAL, policy.name, {"status": status}
             )
 
-        return self.reconciler.run(policy, memory, emit, write_status, claimants)
+        return self.reconciler.run(policy, memory, emit, write_status, claimants, watched)
 
 
 def first_cycle_delay(uid: str, interval: float, since_start: float) -> float:

@@ -8,6 +8,7 @@ from kubernetes import client
 from kubernetes.client.rest import ApiException
 
 from .conftest import Cluster
+from .waiting import wait_for
 
 GROUP, VERSION, PLURAL = "scalekeeper.dev", "v1alpha1", "scalingpolicies"
 
@@ -46,6 +47,18 @@ def policy_status(cluster: Cluster, namespace: str, name: str) -> dict[str, Any]
 
 def condition(status: dict[str, Any], type_: str) -> dict[str, Any] | None:
     return next((c for c in status.get("conditions", []) if c["type"] == type_), None)
+
+
+def wait_condition(
+    cluster: Cluster, namespace: str, policy: str, type_: str, status: str, timeout: float = 120.0
+) -> dict[str, Any]:
+    """Wait until the policy's condition `type_` has `status`; returns the condition."""
+
+    def reached() -> dict[str, Any] | None:
+        found = condition(policy_status(cluster, namespace, policy), type_)
+        return found if found is not None and found["status"] == status else None
+
+    return wait_for(f"{namespace}/{policy} {type_}={status}", reached, timeout=timeout)
 
 
 def target(status: dict[str, Any], name: str) -> dict[str, Any] | None:

@@ -9,7 +9,15 @@ import pytest
 from kubernetes import client
 
 from .conftest import Cluster
-from .kube_helpers import apply_policy, condition, deployment, events_for, policy_status, target
+from .kube_helpers import (
+    apply_policy,
+    condition,
+    deployment,
+    events_for,
+    policy_status,
+    target,
+    wait_condition,
+)
 from .operator_fixture import RunningOperator
 from .test_operator_basics import load_query, prometheus_value, start_exporter
 from .waiting import wait_deleted, wait_for
@@ -51,15 +59,7 @@ def test_two_policies_on_one_workload_the_older_sizes_it_and_the_newer_reports_c
     time.sleep(1.1)  # creationTimestamp has one-second resolution
     apply_policy(cluster, namespace, "aa-newer", _replicas_spec(namespace, 50))  # would be 250/50 -> 5
 
-    conflict = wait_for(
-        "Conflict=True on the newer policy",
-        lambda: (
-            (c := condition(policy_status(cluster, namespace, "aa-newer"), "Conflict"))
-            and c["status"] == "True"
-            and c
-        ),
-        timeout=60,
-    )
+    conflict = wait_condition(cluster, namespace, "aa-newer", "Conflict", "True", timeout=60)
     assert conflict["reason"] == "TargetSizedByOlderPolicy", conflict
     assert f"{namespace}/zz-older" in conflict["message"] and "Deployment" in conflict["message"], conflict
     ready = condition(policy_status(cluster, namespace, "aa-newer"), "Ready")

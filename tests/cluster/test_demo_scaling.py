@@ -31,6 +31,7 @@ from .kube_helpers import (
     policy_status,
     replicas_of,
     target,
+    wait_condition,
 )
 from .operator_fixture import RunningOperator
 from .waiting import wait_deleted, wait_for
@@ -340,15 +341,7 @@ def test_broker_restart_holds_the_workers_blind_then_recovers(
             ),
             timeout=60,
         )
-        blind = wait_for(
-            "MetricsAvailable=False",
-            lambda: (
-                (c := condition(policy_status(cluster, ns, "demo-broker"), "MetricsAvailable"))
-                and c["status"] == "False"
-                and c
-            ),
-            timeout=60,
-        )
+        blind = wait_condition(cluster, ns, "demo-broker", "MetricsAvailable", "False", timeout=60)
         assert "worker/video" in blind["message"], blind
         # Blind is not idle: an empty reading must not pass for an empty queue. Past the scale-down window.
         for _ in range(30):

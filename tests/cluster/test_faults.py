@@ -11,7 +11,16 @@ import pytest
 from kubernetes import client
 
 from .conftest import Cluster, kubectl, release_policies
-from .kube_helpers import apply_policy, condition, deployment, events_for, policy_status, replicas_of, target
+from .kube_helpers import (
+    apply_policy,
+    condition,
+    deployment,
+    events_for,
+    policy_status,
+    replicas_of,
+    target,
+    wait_condition,
+)
 from .operator_fixture import RunningOperator
 from .test_operator_basics import load_query, prometheus_value, set_load, start_exporter
 from .waiting import wait_deleted, wait_for
@@ -66,15 +75,7 @@ def test_prometheus_outage_holds_then_recovers(
     set_prometheus_replicas(cluster, 0)
     stopped = time.monotonic()
     try:
-        down = wait_for(
-            "MetricsAvailable=False while Prometheus is gone",
-            lambda: (
-                (c := condition(policy_status(cluster, namespace, "p"), "MetricsAvailable"))
-                and c["status"] == "False"
-                and c
-            ),
-            timeout=90,
-        )
+        down = wait_condition(cluster, namespace, "p", "MetricsAvailable", "False", timeout=90)
         assert "unreachable" in down["message"] or "no series" in down["message"], down
         # Blind: the load "drops" to nothing as far as the exporter says, but nothing is scaled down.
         kubectl(cluster, "-n", namespace, "exec", "deploy/exporter", "--", "sh", "-c", "echo 0 > /load/value")
@@ -87,14 +88,7 @@ def test_prometheus_outage_holds_then_recovers(
         set_prometheus_replicas(cluster, 1)
     kubectl(cluster, "-n", "scalekeeper-system", "rollout", "status", "deploy/prometheus", "--timeout=180s")
     back = time.monotonic()
-    wait_for(
-        "MetricsAvailable=True after Prometheus returns",
-        lambda: (
-            (c := condition(policy_status(cluster, namespace, "p"), "MetricsAvailable"))
-            and c["status"] == "True"
-        ),
-        timeout=120,
-    )
+    wait_condition(cluster, namespace, "p", "MetricsAvailable", "True", timeout=120)
     # The real value (0) now applies: down to minReplicas.
     wait_for("scaled down on real data", lambda: replicas_of(cluster, namespace, "target") == 1, timeout=60)
     assert time.monotonic() - back < 120

@@ -26,6 +26,7 @@ from .kube_helpers import (
     policy_status,
     replicas_of,
     target,
+    wait_condition,
 )
 from .operator_fixture import RunningOperator
 from .waiting import wait_deleted, wait_for
@@ -120,14 +121,7 @@ def test_owned_hpa_is_created_and_garbage_collected_with_the_policy(
     assert (hpa.spec.min_replicas, hpa.spec.max_replicas) == (1, 5)
     assert hpa.spec.metrics[0].resource.target.average_utilization == 80
     assert hpa.spec.behavior.scale_down.stabilization_window_seconds == 30
-    ready = wait_for(
-        "Ready=True",
-        lambda: (
-            (c := condition(policy_status(cluster, namespace, "shop"), "Ready"))
-            and c["status"] == "True"
-            and c
-        ),
-    )
+    ready = wait_condition(cluster, namespace, "shop", "Ready", "True")
     assert ready["reason"] == "Reconciled"
 
     client.CustomObjectsApi(cluster.api).delete_namespaced_custom_object(
@@ -168,14 +162,7 @@ def test_foreign_hpa_is_a_conflict_and_nothing_is_written(
         },
     )
     apply_policy(cluster, namespace, "shop", {"intervalSeconds": 2, "web": web_spec("web")})
-    conflict = wait_for(
-        "Conflict=True",
-        lambda: (
-            (c := condition(policy_status(cluster, namespace, "shop"), "Conflict"))
-            and c["status"] == "True"
-            and c
-        ),
-    )
+    conflict = wait_condition(cluster, namespace, "shop", "Conflict", "True")
     assert "hand-made" in conflict["message"]
     assert any(
         e.reason == "ForeignHPA" and "hand-made" in e.message for e in events_for(cluster, namespace, "shop")
@@ -277,29 +264,14 @@ def test_missing_metric_holds_says_why_and_recovers(
         },
     }
     apply_policy(cluster, namespace, "p", spec)
-    metrics = wait_for(
-        "MetricsAvailable=False",
-        lambda: (
-            (c := condition(policy_status(cluster, namespace, "p"), "MetricsAvailable"))
-            and c["status"] == "False"
-            and c
-        ),
-        timeout=60,
-    )
+    metrics = wait_condition(cluster, namespace, "p", "MetricsAvailable", "False", timeout=60)
     assert load_query(namespace) in metrics["message"]
     assert any(e.reason == "MetricsUnavailable" for e in events_for(cluster, namespace, "p"))
     assert target(policy_status(cluster, namespace, "p"), "readReplicas")["limitedBy"] == "missingMetric"  # type: ignore[index]
     assert replicas_of(cluster, namespace, "worker") == 3  # held, not scaled down on no data
 
     set_load(cluster, namespace, "10")  # one replica's worth
-    wait_for(
-        "MetricsAvailable=True",
-        lambda: (
-            (c := condition(policy_status(cluster, namespace, "p"), "MetricsAvailable"))
-            and c["status"] == "True"
-        ),
-        timeout=150,
-    )
+    wait_condition(cluster, namespace, "p", "MetricsAvailable", "True", timeout=150)
     wait_for(
         "scaled down to 1 on real data", lambda: replicas_of(cluster, namespace, "worker") == 1, timeout=60
     )
@@ -309,35 +281,19 @@ def test_missing_target_is_reported_and_picked_up_when_it_appears_and_again_when
     cluster: Cluster, namespace: str, running_operator: RunningOperator
 ) -> None:
     apply_policy(cluster, namespace, "p", {"intervalSeconds": 2, "web": web_spec("late")})
-    ready = wait_for(
-        "Ready=False",
-        lambda: (
-            (c := condition(policy_status(cluster, namespace, "p"), "Ready")) and c["status"] == "False" and c
-        ),
-        timeout=60,
-    )
+    ready = wait_condition(cluster, namespace, "p", "Ready", "False", timeout=60)
     assert "late" in ready["message"]
     assert any(e.type == "Warning" and "late" in e.message for e in events_for(cluster, namespace, "p"))
     client.AppsV1Api(cluster.api).create_namespaced_deployment(
         namespace, deployment("late", 1, {"app": "late"}, cluster.operator_image)
     )
-    wait_for(
-        "Ready=True once the Deployment exists",
-        lambda: (c := condition(policy_status(cluster, namespace, "p"), "Ready")) and c["status"] == "True",
-        timeout=60,
-    )
+    wait_condition(cluster, namespace, "p", "Ready", "True", timeout=60)
     client.AutoscalingV2Api(cluster.api).read_namespaced_horizontal_pod_autoscaler("p-web", namespace)
 
     # Deleted and created again: told again, picked up again.
     warnings = sum(1 for e in events_for(cluster, namespace, "p") if e.type == "Warning")
     client.AppsV1Api(cluster.api).delete_namespaced_deployment("late", namespace)
-    gone = wait_for(
-        "Ready=False once the Deployment is deleted",
-        lambda: (
-            (c := condition(policy_status(cluster, namespace, "p"), "Ready")) and c["status"] == "False" and c
-        ),
-        timeout=60,
-    )
+    gone = wait_condition(cluster, namespace, "p", "Ready", "False", timeout=60)
     assert "late" in gone["message"], gone
     wait_for(
         "a new Warning Event",
@@ -347,11 +303,7 @@ def test_missing_target_is_reported_and_picked_up_when_it_appears_and_again_when
     client.AppsV1Api(cluster.api).create_namespaced_deployment(
         namespace, deployment("late", 1, {"app": "late"}, cluster.operator_image)
     )
-    wait_for(
-        "Ready=True once it is back",
-        lambda: (c := condition(policy_status(cluster, namespace, "p"), "Ready")) and c["status"] == "True",
-        timeout=60,
-    )
+    wait_condition(cluster, namespace, "p", "Ready", "True", timeout=60)
 
 
 @pytest.mark.parametrize(

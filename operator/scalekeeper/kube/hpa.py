@@ -7,6 +7,7 @@ Deployment is never touched: the caller reports a conflict instead.
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
 
@@ -15,6 +16,7 @@ from kubernetes.client.rest import ApiException
 
 from ..model import WebSpec
 from .owners import OwnerRef, is_owned_by
+from .watched import hpa_name_key, hpa_target_key
 
 MANAGED_BY = "scalekeeper"
 
@@ -106,20 +108,37 @@ class HpaClient:
                 foreign = obj["metadata"]["name"]
         return HpaState(owned, foreign)
 
-    def apply(self, state: HpaState, desired: dict[str, Any]) -> str:
-        """Create or update the owned HPA; returns what was done: created, updated or unchanged."""
+    @staticmethod
+    def state_from(
+        watched: Mapping[str, list[dict[str, Any]]], policy: OwnerRef, deployment: str
+    ) -> HpaState:
+        """The same answer as `observe`, from the operator's HPA index (see kube/watched.py)."""
+        owned: dict[str, Any] | None = None
+        foreign: str | None = None
+        name = hpa_name(policy.name)
+        for obj in watched.get(hpa_name_key(policy.namespace, name), []):
+            if is_owned_by(obj, policy):
+                owned = obj
+        for obj in watched.get(hpa_target_key(policy.namespace, deployment), []):
+            if obj["metadata"]["name"] != name or not is_owned_by(obj, policy):
+                foreign = obj["metadata"]["name"]
+        return HpaState(owned, foreign)
+
+    def apply(self, state: HpaState, desired: dict[str, Any]) -> tuple[str, dict[str, Any] | None]:
+        """Create or update the owned HPA. Returns what was done (created, updated, exists or unchanged)
+        and the HPA as the API server answered the write (None when nothing was written)."""
         ns, name = desired["metadata"]["namespace"], desired["metadata"]["name"]
         if state.owned is None:
             try:
-                self._api.create_namespaced_horizontal_pod_autoscaler(ns, desired)
+                made = self._api.create_namespaced_horizontal_pod_autoscaler(ns, desired)
             except ApiException as exc:
                 if exc.status != 409:
                     raise
                 # Created by a previous, interrupted cycle: take it over as ours on the next one.
-                return "exists"
-            return "created"
+                return "exists", None
+            return "created", self._raw.sanitize_for_serialization(made)
         if not _spec_differs(state.owned, desired):
-            return "unchanged"
+            return "unchanged", None
         # A full replace at the resourceVersion we read: a concurrent edit makes it fail with 409.
         body = {
             **desired,
@@ -128,5 +147,5 @@ class HpaClient:
                 "resourceVersion": state.owned["metadata"]["resourceVersion"],
             },
         }
-        self._api.replace_namespaced_horizontal_pod_autoscaler(name, ns, body)
-        return "updated"
+        replaced = self._api.replace_namespaced_horizontal_pod_autoscaler(name, ns, body)
+        return "updated", self._raw.sanitize_for_serialization(replaced)

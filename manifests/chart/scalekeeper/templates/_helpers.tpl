@@ -69,18 +69,22 @@ one Role per watched namespace. The Lease is in a separate Role in the release n
 - apiGroups: ["scalekeeper.dev"]
   resources: ["scalingpolicies/status"]
   verbs: ["patch"]
-# Worker Deployments made from a policy's template (kube/workers.py WorkerDeployments.ensure).
+# Worker Deployments made from a policy's template (kube/workers.py WorkerDeployments.ensure); kopf's
+# watches of Deployments and StatefulSets, whose replicas the cycles read (kube/watched.py).
 - apiGroups: ["apps"]
   resources: ["deployments"]
-  verbs: ["get", "create", "patch"]
+  verbs: ["get", "list", "watch", "create", "patch"]
+- apiGroups: ["apps"]
+  resources: ["statefulsets"]
+  verbs: ["list", "watch"]
 # Replica reads and writes through /scale (kube/targets.py ReplicaClient): web, workers, read replicas.
 - apiGroups: ["apps"]
   resources: ["deployments/scale", "statefulsets/scale"]
   verbs: ["get", "patch"]
-# The owned HPA of the web Deployment (kube/hpa.py HpaClient: list, create, replace).
+# The owned HPA of the web Deployment (kube/hpa.py HpaClient: create, replace; kopf's watch of HPAs).
 - apiGroups: ["autoscaling"]
   resources: ["horizontalpodautoscalers"]
-  verbs: ["list", "create", "update"]
+  verbs: ["list", "watch", "create", "update"]
 # Events on ScalingPolicies (kube/events.py EventRecorder.post).
 - apiGroups: [""]
   resources: ["events"]

@@ -1,0 +1,92 @@
+"""What the operator's watches see of the objects policies size: replica counts and HPAs.
+
+kopf keeps an index of every Deployment, StatefulSet and HPA in the served namespaces (see handlers). A
+cycle reads its targets from there instead of one GET per target and one HPA list per policy: at
+thousands of policies those reads were most of the operator's CPU and of the API server's load. The index
+is only a fast path: what it has not seen (another kind, an object that may not exist) is read as before.
+
+Entries are small tuples and trimmed dicts, not whole bodies, so the index stays small with many objects.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from typing import Any
+
+from .targets import ReplicaState, TargetRef
+
+# Kinds whose `/scale` replicas are the object's own `spec.replicas`, with the same resourceVersion.
+WATCHED_KINDS = {("apps/v1", "Deployment"), ("apps/v1", "StatefulSet")}
+
+
+def replica_key(kind: str, namespace: str, name: str) -> str:
+    return f"{kind}/{namespace}/{name}"
+
+
+def hpa_name_key(namespace: str, name: str) -> str:
+    return f"name/{namespace}/{name}"
+
+
+def hpa_target_key(namespace: str, deployment: str) -> str:
+    return f"target/{namespace}/{deployment}"
+
+
+def replica_entry(kind: str, body: Mapping[str, Any]) -> dict[str, ReplicaState]:
+    meta, spec, status = body["metadata"], body.get("spec") or {}, body.get("status") or {}
+    state = ReplicaState(
+        int(spec.get("replicas", 1)),
+        str(meta["resourceVersion"]),
+        ready=status.get("replicas"),
+    )
+    return {replica_key(kind, meta["namespace"], meta["name"]): state}
+
+
+def hpa_entry(body: Mapping[str, Any]) -> dict[str, dict[str, Any]]:
+    """One trimmed HPA under two keys: its name (to find the owned one) and the Deployment it sizes (to
+    find another's on the web Deployment)."""
+    meta, spec = body["metadata"], dict(body.get("spec") or {})
+    trimmed = {
+        "metadata": {
+            "name": meta["name"],
+            "namespace": meta["namespace"],
+            "resourceVersion": meta["resourceVersion"],
+            "ownerReferences": list(meta.get("ownerReferences") or []),
+        },
+        "spec": spec,
+    }
+    keys = {hpa_name_key(meta["namespace"], meta["name"]): trimmed}
+    ref = spec.get("scaleTargetRef") or {}
+    if ref.get("kind") == "Deployment" and ref.get("name"):
+        keys[hpa_target_key(meta["namespace"], ref["name"])] = trimmed
+    return keys
+
+
+@dataclass(frozen=True)
+class Watched:
+    """One cycle's copy of what the watches saw for one policy's objects. `None` for a key means the
+    watches have not seen it (absent, or not a watched kind): read it from the API server."""
+
+    replicas: Mapping[str, ReplicaState] = field(default_factory=dict)
+    hpas: Mapping[str, list[dict[str, Any]]] = field(default_factory=dict)
+    # False when no HPA index runs (a caller without kopf): list HPAs instead.
+    hpas_watched: bool = False
+
+    def replica_state(self, ref: TargetRef) -> ReplicaState | None:
+        if ref.replicas_path or (ref.api_version, ref.kind) not in WATCHED_KINDS:
+            return None
+        return self.replicas.get(replica_key(ref.kind, ref.namespace, ref.name))
+
+
+def watched_keys(namespace: str, refs: list[TargetRef], hpa: str | None, web: str | None) -> list[str]:
+    """The index keys one policy's cycle reads."""
+    keys = [
+        replica_key(r.kind, r.namespace, r.name)
+        for r in refs
+        if not r.replicas_path and (r.api_version, r.kind) in WATCHED_KINDS
+    ]
+    if hpa is not None:
+        keys.append(hpa_name_key(namespace, hpa))
+    if web is not None:
+        keys.append(hpa_target_key(namespace, web))
+    return keys

@@ -1,0 +1,131 @@
+"""The watched-object indexes' entries, and reading a cycle's targets and HPAs from them."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from hypothesis import given
+from hypothesis import strategies as st
+
+from scalekeeper.kube.hpa import HpaClient, HpaState, hpa_name
+from scalekeeper.kube.owners import OwnerRef
+from scalekeeper.kube.targets import ReplicaState, TargetRef
+from scalekeeper.kube.watched import Watched, hpa_entry, replica_entry, watched_keys
+from scalekeeper.reconcile import PolicyMemory
+
+POLICY = OwnerRef("shop", "web", "uid-policy")
+OTHER = OwnerRef("shop", "other", "uid-other")
+
+
+def deployment(name: str, replicas: int, rv: str, ready: int | None = None) -> dict[str, Any]:
+    body: dict[str, Any] = {
+        "metadata": {"name": name, "namespace": "shop", "resourceVersion": rv},
+        "spec": {"replicas": replicas, "template": {"spec": {"containers": [{"name": "c"}]}}},
+    }
+    if ready is not None:
+        body["status"] = {"replicas": ready}
+    return body
+
+
+def hpa(name: str, deployment: str, owner: OwnerRef | None, rv: str = "7") -> dict[str, Any]:
+    meta: dict[str, Any] = {"name": name, "namespace": "shop", "resourceVersion": rv, "uid": "x"}
+    if owner is not None:
+        meta["ownerReferences"] = [owner.reference()]
+    return {
+        "metadata": meta,
+        "spec": {"scaleTargetRef": {"kind": "Deployment", "name": deployment}, "minReplicas": 2},
+        "status": {"currentReplicas": 2},
+    }
+
+
+def index(*entries: dict[str, Any]) -> dict[str, list[Any]]:
+    """What kopf's index holds: every object's entries, grouped by key."""
+    out: dict[str, list[Any]] = {}
+    for entry in entries:
+        for key, value in entry.items():
+            out.setdefault(key, []).append(value)
+    return out
+
+
+def test_a_deployment_entry_is_its_scale() -> None:
+    (state,) = replica_entry("Deployment", deployment("api", 3, "41", ready=2)).values()
+    assert state == ReplicaState(3, "41", ready=2)
+
+
+def test_only_deployments_and_statefulsets_without_a_replicas_path_are_read_from_the_index() -> None:
+    states = {"Deployment/shop/api": ReplicaState(3, "41")}
+    watched = Watched(states)
+    assert (
+        watched.replica_state(TargetRef("apps/v1", "Deployment", "api", "shop"))
+        == states["Deployment/shop/api"]
+    )
+    assert watched.replica_state(TargetRef("apps/v1", "Deployment", "gone", "shop")) is None
+    assert watched.replica_state(TargetRef("apps/v1", "Deployment", "api", "shop", "spec.replicas")) is None
+    assert watched.replica_state(TargetRef("postgresql.cnpg.io/v1", "Cluster", "api", "shop")) is None
+    refs = [
+        TargetRef("apps/v1", "Deployment", "api", "shop"),
+        TargetRef("apps/v1", "StatefulSet", "db", "shop"),
+        TargetRef("postgresql.cnpg.io/v1", "Cluster", "pg", "shop"),
+    ]
+    assert watched_keys("shop", refs, "web-web", "api") == [
+        "Deployment/shop/api",
+        "StatefulSet/shop/db",
+        "name/shop/web-web",
+        "target/shop/api",
+    ]
+
+
+def test_the_hpa_entry_keeps_what_the_cycle_compares_and_no_status() -> None:
+    entry = hpa_entry(hpa("web-web", "api", POLICY))
+    assert set(entry) == {"name/shop/web-web", "target/shop/api"}
+    trimmed = entry["name/shop/web-web"]
+    assert "status" not in trimmed and trimmed["spec"]["minReplicas"] == 2
+    assert trimmed["metadata"]["resourceVersion"] == "7"
+
+
+# the same cases HpaClient.observe answers from a listing
+@given(
+    st.lists(
+        st.tuples(
+            st.sampled_from([hpa_name("web"), "hand-made", "other-web"]),
+            st.sampled_from(["api", "worker"]),
+            st.sampled_from([POLICY, OTHER, None]),
+        ),
+        max_size=4,
+        unique_by=lambda t: t[0],
+    )
+)
+def test_the_index_answer_matches_the_listing_answer(objects: list[tuple[str, str, OwnerRef | None]]) -> None:
+    bodies = [hpa(name, target, owner) for name, target, owner in objects]
+    owned, foreign = None, None
+    for obj in bodies:  # HpaClient.observe's rule, applied to the full list
+        refs = obj["metadata"].get("ownerReferences") or []
+        if obj["metadata"]["name"] == hpa_name("web") and any(r["uid"] == POLICY.uid for r in refs):
+            owned = obj["metadata"]["name"]
+        elif obj["spec"]["scaleTargetRef"]["name"] == "api":
+            foreign = obj["metadata"]["name"]
+    state = HpaClient.state_from(index(*(hpa_entry(b) for b in bodies)), POLICY, "api")
+    assert (state.owned["metadata"]["name"] if state.owned else None) == owned
+    assert (state.foreign is None) == (foreign is None)
+
+
+def test_our_own_write_counts_until_the_watch_shows_a_newer_version() -> None:
+    memory = PolicyMemory()
+    memory.written["worker-default"] = ("41", ReplicaState(5, "42"))
+    # the watch has not delivered our write yet: still at the version we wrote at
+    assert memory.seen_replicas("worker-default", ReplicaState(3, "41")) == ReplicaState(5, "42")
+    assert memory.seen_replicas("worker-default", ReplicaState(3, "41")) == ReplicaState(5, "42")
+    # it has (or someone wrote after us): the watch is current, and our note is dropped
+    assert memory.seen_replicas("worker-default", ReplicaState(5, "42")) == ReplicaState(5, "42")
+    assert memory.written == {}
+    assert memory.seen_replicas("worker-default", ReplicaState(3, "41")) == ReplicaState(3, "41")
+
+
+def test_a_created_hpa_counts_until_the_watch_shows_it() -> None:
+    memory = PolicyMemory()
+    made = hpa("web-web", "api", POLICY, rv="50")
+    memory.hpa_written = (None, made)
+    assert memory.seen_hpa(HpaState(None, None)).owned == made
+    seen = hpa_entry(made)["name/shop/web-web"]
+    assert memory.seen_hpa(HpaState(seen, None)).owned == seen
+    assert memory.hpa_written is None
