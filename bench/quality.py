@@ -211,23 +211,29 @@ def ratio_aim(text: str, value: float, reference: float, limit: float) -> Aim:
 
 
 def aims(by_name: dict[str, RuleMetrics]) -> list[Aim]:
-    sk, hpa, oracle = by_name["scalekeeper"], by_name["hpa-default"], by_name["oracle"]
-    return [
-        ratio_aim(
-            f"scalekeeper minutes over target <= {AIM_MINUTES_OVER_VS_HPA:.0%} of HPA's "
-            f"({sk.minutes_over_target} vs {hpa.minutes_over_target})",
-            sk.minutes_over_target,
-            hpa.minutes_over_target,
-            AIM_MINUTES_OVER_VS_HPA,
-        ),
-        ratio_aim(
-            f"scalekeeper replica-hours <= {AIM_REPLICA_HOURS_VS_ORACLE:.0%} of the oracle's "
-            f"({sk.replica_hours:.2f} vs {oracle.replica_hours:.2f})",
-            sk.replica_hours,
-            oracle.replica_hours,
-            AIM_REPLICA_HOURS_VS_ORACLE,
-        ),
-    ]
+    """The issue's two aims, for each scalekeeper rule (the policy as written, and its variants)."""
+    hpa, oracle = by_name["hpa-default"], by_name["oracle"]
+    out: list[Aim] = []
+    for name, sk in by_name.items():
+        if not name.startswith(("scalekeeper", "...")):
+            continue
+        out += [
+            ratio_aim(
+                f"{name}: minutes over target <= {AIM_MINUTES_OVER_VS_HPA:.0%} of HPA's "
+                f"({sk.minutes_over_target} vs {hpa.minutes_over_target})",
+                sk.minutes_over_target,
+                hpa.minutes_over_target,
+                AIM_MINUTES_OVER_VS_HPA,
+            ),
+            ratio_aim(
+                f"{name}: replica-hours <= {AIM_REPLICA_HOURS_VS_ORACLE:.0%} of the oracle's "
+                f"({sk.replica_hours:.2f} vs {oracle.replica_hours:.2f})",
+                sk.replica_hours,
+                oracle.replica_hours,
+                AIM_REPLICA_HOURS_VS_ORACLE,
+            ),
+        ]
+    return out
 
 
 def markdown_table(metrics: Sequence[RuleMetrics], target_wait: float) -> str:
@@ -380,10 +386,35 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument(
         "--tail", type=float, default=600.0, help="seconds simulated after the trace (default 600)"
     )
+    p.add_argument(
+        "--forecast-lead",
+        type=float,
+        default=60.0,
+        help="the forecast variants' leadSeconds, in simulated seconds (default 60: start delay + margin)",
+    )
     p.add_argument("--seed", type=int, default=1)
     p.add_argument("--png", type=Path, default=ROOT / "out" / "bench-quality.png")
     p.add_argument("--plot-days", type=int, default=5, help="business days shown in the plot (default 5)")
     return p
+
+
+def wait_target_variants(
+    worker: model.WorkerSpec, args: argparse.Namespace
+) -> list[tuple[str, model.WorkerSpec]]:
+    """The worker set for the benchmark's own target wait, as a user who knows the mean task time
+    would write it: a worker carries target-wait seconds of work (tasksPerWorker = target x concurrency
+    / mean service) and drains its backlog within the target (drainSeconds); then the same with the
+    opt-in forecast, one season a (compressed) day and one a week."""
+    per_worker = max(1, round(args.target_wait * worker.concurrency / args.service_seconds))
+    wait = worker.model_copy(
+        update={"tasks_per_worker": per_worker, "drain_seconds": max(1, round(args.target_wait))}
+    )
+    out = [(f"scalekeeper, {args.target_wait:g} s wait target", wait)]
+    lead = max(1, round(args.forecast_lead))
+    for label, season in (("day", 86400), ("week", 7 * 86400)):
+        forecast = model.Forecast(season_seconds=round(season / args.compress), lead_seconds=lead)
+        out.append((f"... + forecast (season: a {label})", wait.model_copy(update={"forecast": forecast})))
+    return out
 
 
 def reproduce_command(args: argparse.Namespace) -> str:
@@ -403,6 +434,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     calls = select_days(load_bank_calls(), args.first_day, args.days)
     scale = tasks_per_call(calls, args.compress, worker, args.service_seconds, args.peak_load)
     trace = compress(calls, args.compress, scale)
+    variants = wait_target_variants(worker, args)
     sim = simulate(
         spec,
         args.queue,
@@ -414,6 +446,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         tail_seconds=args.tail,
         initial_replicas=worker.min_replicas,
         oracle_interval=args.oracle_interval,
+        variants=variants,
     )
     metrics = [rule_metrics(r, sim.workload, worker.concurrency, args.target_wait) for r in sim.results]
     days = business_days(calls)

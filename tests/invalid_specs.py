@@ -108,6 +108,7 @@ FULL: Spec = {
                 "completionRate": 'sum(rate(celery_task_succeeded_total{queue="<queue>"}[2m]))',
             },
             "cooldownSeconds": 600,
+            "forecast": {"seasonSeconds": 604800, "leadSeconds": 600},
             "behavior": {"scaleDown": {"stabilizationWindowSeconds": 60}},
         },
         {
@@ -123,7 +124,11 @@ FULL: Spec = {
         "minReplicas": 1,
         "maxReplicas": 5,
         "floor": 2,
-        "metric": {"query": "sum(pg_stat_activity_count)", "perReplica": 80.5},
+        "metric": {
+            "query": "sum(pg_stat_activity_count)",
+            "perReplica": 80.5,
+            "forecast": {"seasonSeconds": 86400},
+        },
         "behavior": {"scaleDown": {"policies": [{"type": "Pods", "value": 1, "periodSeconds": 300}]}},
     },
     "connectionBudget": {
@@ -300,6 +305,26 @@ INVALID_CASES: list[tuple[str, Spec, str, str]] = [
     ("worker-min-negative", with_worker(minReplicas=-1), "spec.workers[0].minReplicas", "schema"),
     ("worker-tasks-zero", with_worker(tasksPerWorker=0), "spec.workers[0].tasksPerWorker", "schema"),
     ("worker-drain-zero", with_worker(drainSeconds=0), "spec.workers[0].drainSeconds", "schema"),
+    (
+        "worker-forecast-season-short",
+        with_worker(forecast={"seasonSeconds": 30}),
+        "spec.workers[0].forecast.seasonSeconds",
+        "schema",
+    ),
+    (
+        "worker-forecast-lead-not-below-season",
+        with_worker(forecast={"seasonSeconds": 600, "leadSeconds": 600}),
+        "spec.workers[0].forecast.leadSeconds",
+        "cel",
+    ),
+    (
+        "replicas-forecast-season-missing",
+        with_replicas(
+            metric={"query": "sum(rate(pg_stat_database_xact_commit[1m]))", "perReplica": 500, "forecast": {}}
+        ),
+        "spec.readReplicas.metric.forecast.seasonSeconds",
+        "schema",
+    ),
     ("worker-activation-zero", with_worker(activationTasks=0), "spec.workers[0].activationTasks", "schema"),
     ("worker-concurrency-zero", with_worker(concurrency=0), "spec.workers[0].concurrency", "schema"),
     (

@@ -62,6 +62,7 @@ DEFAULT_ARRIVAL_RATE_QUERY = 'rate(celery_queue_published_total{queue="<queue>"}
 DEFAULT_COMPLETION_RATE_QUERY = 'rate(celery_queue_completed_total{queue="<queue>"}[1m])'
 
 PERCENT_MAX_SCALE_UP = 1000
+FORECAST_MAX_SEASON_SECONDS = 28 * 86400
 PERCENT_MAX_SCALE_DOWN = 100
 
 
@@ -157,6 +158,7 @@ class LimitedBy(StrEnum):
     COOLDOWN = "cooldown"
     CONFLICT = "conflict"
     DRY_RUN = "dryRun"
+    FORECAST = "forecast"
 
 
 ScaleDirection = Literal["up", "down"]
@@ -351,6 +353,57 @@ class Behavior(_Spec):
 # ---------------------------------------------------------------------- web tier
 
 
+class Forecast(_Spec):
+    """Opt-in seasonal forecast: raise the floor ahead of a rise the metric showed a season ago."""
+
+    model_config = ConfigDict(
+        json_schema_extra=cel(
+            (
+                "self.leadSeconds < self.seasonSeconds",
+                "{path}.leadSeconds must be < {path}.seasonSeconds",
+                ".leadSeconds",
+            ),
+        )
+    )
+
+    season_seconds: StrictInt = Field(
+        ge=60,
+        le=FORECAST_MAX_SEASON_SECONDS,
+        description="How far back the same moment is: 86400 for the same time yesterday, 604800 for "
+        "the same time last week. Prometheus must keep that much history.",
+    )
+    lead_seconds: StrictInt = Field(
+        default=300,
+        ge=1,
+        le=86400,
+        description="How far ahead to look (default 300): the floor rises to the highest value the "
+        "metric had in the lead window a season ago, shaped by how the last lead window compares "
+        "with the same window then (ratio clamped to [0.5, 2]). At least the pods' start time.",
+    )
+
+    def queries(self, query: str) -> tuple[str, str, str]:
+        """PromQL for the forecast's readings of `query` (an instant vector; its series are summed):
+        the peak over the lead window a season ago, the mean over the lead window before that, and
+        the mean over the last lead window (see engine/forecast.py)."""
+        lead, season = self.lead_seconds, self.season_seconds
+        window = f"[{lead}s:{max(1, lead // 30)}s]"
+        total = f"sum({query})"
+        return (
+            f"max_over_time({total}{window} offset {season - lead}s)",
+            f"avg_over_time({total}{window} offset {season}s)",
+            f"avg_over_time({total}{window})",
+        )
+
+    @model_validator(mode="after")
+    def _rules(self) -> Forecast:
+        if self.lead_seconds >= self.season_seconds:
+            raise cross_field_error(
+                "leadSeconds",
+                f"leadSeconds ({self.lead_seconds}) must be < seasonSeconds ({self.season_seconds})",
+            )
+        return self
+
+
 class RequestRateMetric(_Spec):
     """Scale on requests per second read from Prometheus."""
 
@@ -362,6 +415,11 @@ class RequestRateMetric(_Spec):
         gt=0,
         description="Requests per second one replica should carry; desired replicas = "
         "ceil(rate / perReplica).",
+    )
+    forecast: Forecast | None = Field(
+        default=None,
+        description="Opt-in: also size for the value this metric had a season ago, just ahead (off "
+        "by default).",
     )
 
 
@@ -562,6 +620,11 @@ class WorkerSpec(_Spec):
         le=86400,
         description="Seconds the backlog must stay at zero before scaling to zero (default 300).",
     )
+    forecast: Forecast | None = Field(
+        default=None,
+        description="Opt-in: also size for the backlog (waiting + in flight) the queue had a season "
+        "ago, just ahead; can start workers from zero before a known rise (off by default).",
+    )
     behavior: Behavior = Field(
         default_factory=Behavior,
         description="Scaling speed limits for this worker Deployment; omitted fields take the HPA defaults.",
@@ -588,6 +651,11 @@ class WorkerSpec(_Spec):
             arrival_rate=fill_queue(m.arrival_rate or DEFAULT_ARRIVAL_RATE_QUERY, self.queue),
             completion_rate=fill_queue(m.completion_rate or DEFAULT_COMPLETION_RATE_QUERY, self.queue),
         )
+
+    def load_query(self) -> str:
+        """Waiting plus in-flight tasks as one series, for the forecast (no workers: no in-flight series)."""
+        q = self.queries()
+        return f"(sum({q.waiting}) + (sum({q.in_flight}) or vector(0)))"
 
     def deployment_name(self, policy_name: str) -> str:
         """The Deployment this worker scales: ``deployment``, or the one made from ``template``.
@@ -642,6 +710,11 @@ class ReplicaMetric(_Spec):
     )
     per_replica: StrictFloat = Field(
         gt=0, description="Load one replica should carry; desired = ceil(load / perReplica)."
+    )
+    forecast: Forecast | None = Field(
+        default=None,
+        description="Opt-in: also size for the value this metric had a season ago, just ahead (off "
+        "by default).",
     )
 
 

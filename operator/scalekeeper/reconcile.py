@@ -205,6 +205,18 @@ def metric_queries(spec: model.ScalingPolicySpec) -> dict[str, str]:
             queries[f"{name}{_SEP}{engine.COMPLETION_RATE}"] = q.completion_rate
     if spec.read_replicas is not None:
         queries[f"{engine.READ_REPLICAS}{_SEP}{engine.READ_LOAD}"] = spec.read_replicas.metric.query
+    forecasts: list[tuple[str, model.Forecast | None, str]] = []
+    if spec.web is not None and spec.web.request_rate is not None:
+        forecasts.append((engine.WEB, spec.web.request_rate.forecast, spec.web.request_rate.query))
+    for worker in spec.workers or []:
+        forecasts.append((engine.worker_target(worker.queue), worker.forecast, worker.load_query()))
+    if spec.read_replicas is not None:
+        metric = spec.read_replicas.metric
+        forecasts.append((engine.READ_REPLICAS, metric.forecast, metric.query))
+    for target, forecast, query in forecasts:
+        if forecast is not None:
+            for name, promql in zip(engine.FORECAST_METRICS, forecast.queries(query), strict=True):
+                queries[f"{target}{_SEP}{name}"] = promql
     return queries
 
 
@@ -619,7 +631,13 @@ class Reconciler:
         spec, observed, batch = c.spec, c.observed, c.batch
         T, F = model.ConditionStatus.TRUE, model.ConditionStatus.FALSE
         C = model.ConditionType
-        missing = {k: r for k, r in batch.readings.items() if isinstance(r, Missing)}
+        # A forecast without data (less history than a season) is told in the target's reason; it
+        # blocks nothing, so it does not make the metrics unavailable.
+        missing = {
+            k: r
+            for k, r in batch.readings.items()
+            if isinstance(r, Missing) and k.partition(_SEP)[2] not in engine.FORECAST_METRICS
+        }
         invalid = [
             f"{name}: {d.reason}"
             for name, d in decision.targets.items()

@@ -37,7 +37,15 @@ from typing import Any
 import yaml
 
 from . import model
-from .engine.decide import ARRIVAL_RATE, COMPLETION_RATE, IN_FLIGHT, WAITING, decide, worker_target
+from .engine.decide import (
+    ARRIVAL_RATE,
+    COMPLETION_RATE,
+    FORECAST_METRICS,
+    IN_FLIGHT,
+    WAITING,
+    decide,
+    worker_target,
+)
 from .engine.types import TargetHistory
 
 HPA_SYNC_SECONDS = 15.0
@@ -419,6 +427,36 @@ def _rule_result(
 # ----------------------------------------------------------------------------- rules
 
 
+class SeriesHistory:
+    """The load series as Prometheus would keep it, answering the forecast's three readings the way
+    `model.Forecast.queries` asks Prometheus for them."""
+
+    def __init__(self) -> None:
+        self.times: list[float] = []
+        self.values: list[float] = []
+
+    def add(self, when: float, value: float) -> None:
+        self.times.append(when)
+        self.values.append(value)
+
+    def _window(self, start: float, end: float) -> list[float]:
+        lo = bisect.bisect_right(self.times, start)
+        hi = bisect.bisect_right(self.times, end)
+        return self.values[lo:hi]
+
+    def forecast(self, now: float, season: float, lead: float) -> tuple[float | None, ...]:
+        if not self.times or self.times[0] > now - season:
+            return (None, None, None)  # less history than a season: Prometheus would answer nothing
+        ahead = self._window(now - season, now - season + lead)
+        before = self._window(now - season - lead, now - season)
+        recent = self._window(now - lead, now)
+        return (
+            max(ahead) if ahead else None,
+            sum(before) / len(before) if before else None,
+            sum(recent) / len(recent) if recent else None,
+        )
+
+
 def engine_decider(spec: model.ScalingPolicySpec, worker: model.WorkerSpec) -> Decider:
     """The engine deciding one worker target, with its history carried between calls."""
     only = spec.model_copy(
@@ -426,9 +464,10 @@ def engine_decider(spec: model.ScalingPolicySpec, worker: model.WorkerSpec) -> D
     )
     name = worker_target(worker.queue)
     state: dict[str, TargetHistory] = {}
+    history = SeriesHistory()
 
     def decide_now(now: float, current: int, obs: Observation) -> int:
-        samples = {
+        samples: dict[str, dict[str, tuple[float | None, float]]] = {
             name: {
                 WAITING: (float(obs.waiting), now),
                 IN_FLIGHT: (float(obs.in_flight), now),
@@ -436,6 +475,11 @@ def engine_decider(spec: model.ScalingPolicySpec, worker: model.WorkerSpec) -> D
                 COMPLETION_RATE: (obs.completion_rate, now),
             }
         }
+        history.add(now, float(obs.waiting + obs.in_flight))
+        if worker.forecast is not None:
+            readings = history.forecast(now, worker.forecast.season_seconds, worker.forecast.lead_seconds)
+            for metric, value in zip(FORECAST_METRICS, readings, strict=True):
+                samples[name][metric] = (value, now)
         d = decide(only, {name: current}, samples, {name: state.get(name)}, now).targets[name]
         state[name] = d.history
         return d.desired
@@ -667,8 +711,10 @@ def simulate(
     tail_seconds: float = 1800.0,
     initial_replicas: int | None = None,
     oracle_interval: float | None = None,
+    variants: Sequence[tuple[str, model.WorkerSpec]] = (),
 ) -> Simulation:
-    """Replay the trace under every rule; with `oracle_interval`, the oracle (`oracle_run`) too."""
+    """Replay the trace under every rule; with `oracle_interval`, the oracle (`oracle_run`) too.
+    `variants`: more scalekeeper rules, each the policy with the worker replaced (name, worker)."""
     worker = select_worker(spec, queue)
     workload = make_workload(trace, service, seed)
     horizon = trace.end + tail_seconds
@@ -678,6 +724,7 @@ def simulate(
         ("scalekeeper", engine_decider(spec, worker), float(spec.interval_seconds)),
         ("hpa-default", engine_decider(spec, default_worker), HPA_SYNC_SECONDS),
         ("keda-style", keda_decider(worker), KEDA_POLL_SECONDS),
+        *((name, engine_decider(spec, w), float(spec.interval_seconds)) for name, w in variants),
     ]
     results = tuple(
         run_rule(name, decider, interval, workload, worker, start_delay, horizon, target_wait, initial)

@@ -352,3 +352,66 @@ def test_a_hostile_value_from_a_real_exporter_holds_like_a_missing_one(
     time.sleep(4)
     assert replicas_of(cluster, namespace, "worker") == 6
     assert target(policy_status(cluster, namespace, "p"), "readReplicas")["limitedBy"] == "max"  # type: ignore[index]
+
+
+def test_a_forecast_raises_replicas_ahead_of_a_rise_seen_a_season_ago(
+    cluster: Cluster, namespace: str, running_operator: RunningOperator
+) -> None:
+    """A one-minute season on the real Prometheus: a rise, a fall, then, one season minus the lead after
+    the rise, the replicas go up again while the load is still zero, and the status says why."""
+    apps = client.AppsV1Api(cluster.api)
+    apps.create_namespaced_deployment(
+        namespace, deployment("replica", 1, {"app": "replica"}, cluster.operator_image)
+    )
+    start_exporter(cluster, namespace, "0")
+    wait_for(
+        "Prometheus to see the load", lambda: prometheus_value(cluster, load_query(namespace)), timeout=120
+    )
+    fast = {"stabilizationWindowSeconds": 0, "policies": [{"type": "Pods", "value": 4, "periodSeconds": 1}]}
+    season, lead = 60, 20
+    apply_policy(
+        cluster,
+        namespace,
+        "p",
+        {
+            "intervalSeconds": 1,
+            "readReplicas": {
+                "target": {"apiVersion": "apps/v1", "kind": "Deployment", "name": "replica"},
+                "minReplicas": 1,
+                "maxReplicas": 4,
+                "metric": {
+                    "query": load_query(namespace),
+                    "perReplica": 10,
+                    "forecast": {"seasonSeconds": season, "leadSeconds": lead},
+                },
+                "behavior": {"scaleUp": fast, "scaleDown": fast, "tolerance": 0.0},
+            },
+        },
+    )
+    wait_condition(cluster, namespace, "p", "Ready", "True", timeout=60)
+
+    def load_is(value: float) -> bool:
+        found = prometheus_value(cluster, load_query(namespace))
+        return bool(found) and float(found[0]["value"][1]) == value
+
+    set_load(cluster, namespace, "40")
+    wait_for("Prometheus to see the rise", lambda: load_is(40), timeout=30, interval=0.2)
+    rise = time.monotonic()
+    wait_for("up to 4 on the load", lambda: replicas_of(cluster, namespace, "replica") == 4, timeout=30)
+    time.sleep(max(0.0, rise + 12 - time.monotonic()))
+    set_load(cluster, namespace, "0")
+    wait_for("Prometheus to see the fall", lambda: load_is(0), timeout=30, interval=0.2)
+    wait_for("down to 1 on the load", lambda: replicas_of(cluster, namespace, "replica") == 1, timeout=30)
+    down_at = time.monotonic() - rise
+    assert down_at < season - lead - 5, f"scaled down only {down_at:.0f} s after the rise"
+
+    # One season minus the lead after the rise, the rise enters the forecast's window.
+    wait_for("up to 4 on the forecast", lambda: replicas_of(cluster, namespace, "replica") == 4, timeout=60)
+    up_at = time.monotonic() - rise
+    assert load_is(0), "the load must still be zero: the forecast, not the load, raised it"
+    assert season - lead - 3 <= up_at <= season - lead + 15, f"raised {up_at:.0f} s after the rise"
+    status = target(policy_status(cluster, namespace, "p"), "readReplicas")
+    assert status is not None and status["limitedBy"] == "forecast" and "forecast 40" in status["reason"], (
+        status
+    )
+    assert any("forecast" in e.message for e in events_for(cluster, namespace, "p") if e.reason == "Scaled")

@@ -7,5 +7,6 @@ Modules:
   types   frozen value types (Behavior, ScalingRules, TargetHistory, Proposal, TargetDecision, ...)
   rules   the HPA's behavior normalization for one target (`decide_target`)
   sizing  raw recommendations per tier from metric readings (web, workers, read replicas)
+  forecast  the opt-in seasonal forecast that can raise a recommendation ahead of a known rise
   decide  the policy-level `decide(spec, observed, samples, histories, now)`
 """

@@ -12,6 +12,7 @@ from dataclasses import dataclass, field, replace
 from typing import Any
 
 from .. import model
+from .forecast import ForecastInput, raise_to_forecast
 from .rules import decide_target
 from .sizing import Reading, SampleInput, WorkerParams, read_metric, size_by_rate, size_worker
 from .types import (
@@ -36,6 +37,11 @@ IN_FLIGHT = "in_flight"
 ARRIVAL_RATE = "arrival_rate"
 COMPLETION_RATE = "completion_rate"
 READ_LOAD = "load"
+# A target's seasonal forecast readings (see engine/forecast.py), under the same target name.
+FORECAST_PEAK = "forecast_peak"
+FORECAST_THEN = "forecast_then"
+FORECAST_RECENT = "forecast_recent"
+FORECAST_METRICS = (FORECAST_PEAK, FORECAST_THEN, FORECAST_RECENT)
 
 # Prometheus scrapes every 15-30 s; a value not refreshed for two minutes comes from a dead
 # exporter or a vanished series, and acting on it would be acting on the past.
@@ -212,6 +218,13 @@ def decide(
     def reading(target: str, metric: str, label: str) -> Reading:
         return read_metric(label, samples.get(target, {}).get(metric), now, max_metric_age_seconds)
 
+    def forecast(target: str, config: model.Forecast | None) -> ForecastInput | None:
+        if config is None:
+            return None
+        return ForecastInput(
+            *(reading(target, m, f"{m.replace('_', ' ')} for {target}") for m in FORECAST_METRICS)
+        )
+
     if spec.web is not None:
         web = spec.web
         obs = _observed(observed.get(WEB))
@@ -239,6 +252,9 @@ def decide(
                 what="request rate",
                 key=REQUEST_RATE,
             )
+            proposal = raise_to_forecast(
+                proposal, forecast(WEB, web.request_rate.forecast), web.request_rate.per_replica
+            )
             pending[WEB] = _Pending(
                 behavior, web.min_replicas, web.max_replicas, obs.replicas, proposal, history
             )
@@ -264,8 +280,12 @@ def decide(
             idle_since=history.idle_since,
         )
         history = replace(history, idle_since=sizing.idle_since)
+        params = worker_params(worker)
+        proposal = raise_to_forecast(
+            sizing.proposal, forecast(name, worker.forecast), params.effective_tasks_per_worker
+        )
         pending[name] = _Pending(
-            behavior, worker.min_replicas, worker.max_replicas, obs.replicas, sizing.proposal, history
+            behavior, worker.min_replicas, worker.max_replicas, obs.replicas, proposal, history
         )
 
     if spec.read_replicas is not None:
@@ -279,6 +299,9 @@ def decide(
             load = reading(READ_REPLICAS, READ_LOAD, "metric load for readReplicas")
             proposal = size_by_rate(
                 load, rr.metric.per_replica, obs.replicas, behavior.tolerance, what="load", key=READ_LOAD
+            )
+            proposal = raise_to_forecast(
+                proposal, forecast(READ_REPLICAS, rr.metric.forecast), rr.metric.per_replica
             )
             pending[READ_REPLICAS] = _Pending(
                 behavior,
