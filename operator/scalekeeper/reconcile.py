@@ -380,7 +380,7 @@ class Reconciler:
             model.ConditionType.SPEC_VALID, model.ConditionStatus.TRUE, "Valid", "spec is valid"
         )
         if memory.persisted is None:
-            _restore_histories(status, memory)
+            _restore_memory(status, memory)
 
         c = _Cycle(spec, policy, memory, status, emit)
         c.observed = self._observe(spec, policy, memory, emit, claimants or {}, watched or Watched())
@@ -743,10 +743,16 @@ class Reconciler:
         return CycleResult(None, status.to_patch(), 0, written, errors=exc.messages)
 
 
-def _restore_histories(status: model.ScalingPolicyStatus, memory: PolicyMemory) -> None:
-    """After a (re)start, carry on from the histories the previous process wrote: a scale step taken just
-    before a crash still counts against the rate policies."""
+def _restore_memory(status: model.ScalingPolicyStatus, memory: PolicyMemory) -> None:
+    """After a (re)start or a failover, carry on from what the previous process wrote: its histories (a
+    scale step taken just before a crash still counts against the rate policies), and what it had told
+    (a hold or a bad condition already in the status is not announced again with an Event)."""
     memory.persisted = {}
+    for cond in status.conditions:
+        memory.conditions[cond.type.value] = (cond.status.value, cond.reason)
+    for t in status.targets:
+        if t.desired_replicas is not None:
+            memory.announced[t.name] = (t.limited_by.value, t.desired_replicas)
     for t in status.targets:
         if t.history is None:
             continue

@@ -178,9 +178,21 @@ def test_operator_killed_after_a_step_does_not_double_step_after_restart(cluster
             "policies": [{"type": "Pods", "value": 1, "periodSeconds": 60}],
         }
         apply_policy(cluster, ns, "p", spec)
+        # A second policy held at its max: its Holding Event is told once, not again by the new process.
+        apps.create_namespaced_deployment(
+            ns, deployment("capped", 1, {"app": "capped"}, cluster.operator_image)
+        )
+        capped = replicas_policy(ns, "capped", 10)
+        capped["readReplicas"]["maxReplicas"] = 2
+        apply_policy(cluster, ns, "cap", capped)
+
+        def holding() -> int:
+            return sum(1 for e in events_for(cluster, ns, "cap") if e.reason == "Holding")
+
         wait_for(
             "the first step to 2", lambda: replicas_of(cluster, ns, "target") == 2, timeout=60, interval=0.5
         )
+        wait_for("cap held at its max, told once", lambda: holding() == 1, timeout=60)
         stepped = time.monotonic()
         wait_for(
             "the step recorded in status",
@@ -204,6 +216,9 @@ def test_operator_killed_after_a_step_does_not_double_step_after_restart(cluster
         )
         status = target(policy_status(cluster, ns, "p"), "readReplicas")
         assert status is not None and status["limitedBy"] == "scaleUpPolicy", status
+        # The restarted process read what was already told from the status: no second Holding Event.
+        assert holding() == 1, [e.message for e in events_for(cluster, ns, "cap")]
+        assert replicas_of(cluster, ns, "capped") == 2
     finally:
         release_policies(cluster, ns)
         stop_local(first)
