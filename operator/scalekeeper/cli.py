@@ -24,6 +24,10 @@ def _run(args: argparse.Namespace) -> int:
         quiet=cfg.log_level in ("WARNING", "ERROR"),
     )
     logging.getLogger("scalekeeper").setLevel(cfg.log_level)
+    if cfg.log_level != "DEBUG":
+        # kopf tells every handled watch event at INFO ("Handler 'spec_changed' succeeded."): one line per
+        # status write of every policy. Its warnings and errors still show; our own lines say what happened.
+        logging.getLogger("kopf.objects").setLevel(max(logging.WARNING, logging.getLevelName(cfg.log_level)))
     kopf.run(
         standalone=True,
         clusterwide=not cfg.namespaces,
