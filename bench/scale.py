@@ -537,6 +537,8 @@ class OperatorProcess:
                 filter(None, [str(ROOT / "operator"), os.environ.get("PYTHONPATH")])
             ),
             "SCALEKEEPER_NAMESPACES": f"{NAMESPACE_PREFIX}*",
+            # every cycle's decision line: the gaps and evaluations are read from them
+            "SCALEKEEPER_LOG_DECISIONS": "all",
             "SCALEKEEPER_LEASE_NAME": LEASE_NAME,
             "SCALEKEEPER_LEASE_NAMESPACE": LEASE_NAMESPACE,
             "SCALEKEEPER_METRICS_PORT": str(self.metrics_port),

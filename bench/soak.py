@@ -293,6 +293,8 @@ def main() -> int:
             "KUBECONFIG": kubeconfig,
             "SCALEKEEPER_PROMETHEUS_URL": prom,
             "SCALEKEEPER_NAMESPACES": ns,
+            # every cycle's decision line: the gaps and evaluations are read from them
+            "SCALEKEEPER_LOG_DECISIONS": "all",
             "SCALEKEEPER_LEASE_NAME": f"lease-{ns}",
             "SCALEKEEPER_LEASE_NAMESPACE": "default",
             "SCALEKEEPER_METRICS_PORT": str(metrics_port),

@@ -44,6 +44,9 @@ class OperatorConfig:
     identity: str = ""
     max_workers: int = 8
     status_refresh_seconds: int = 15
+    # "changes": a decision line at INFO when a target's (current, desired, limitedBy) changes, at DEBUG
+    # otherwise; "all": every decision at INFO (benchmarks count them).
+    log_decisions: str = "changes"
 
     @staticmethod
     def from_env(env: dict[str, str] | None = None) -> OperatorConfig:
@@ -55,6 +58,9 @@ class OperatorConfig:
         log_format = e.get("SCALEKEEPER_LOG_FORMAT", "json")
         if log_format not in ("json", "plain"):
             raise ConfigError(f"SCALEKEEPER_LOG_FORMAT={log_format!r} is not json or plain")
+        log_decisions = e.get("SCALEKEEPER_LOG_DECISIONS", "changes")
+        if log_decisions not in ("changes", "all"):
+            raise ConfigError(f"SCALEKEEPER_LOG_DECISIONS={log_decisions!r} is not changes or all")
         import socket
 
         return OperatorConfig(
@@ -79,4 +85,5 @@ class OperatorConfig:
             identity=e.get("POD_NAME") or f"{socket.gethostname()}-{os.getpid()}",
             max_workers=_int(e, "SCALEKEEPER_MAX_WORKERS", 8, 1, 256),
             status_refresh_seconds=_int(e, "SCALEKEEPER_STATUS_REFRESH_SECONDS", 15, 1, 3600),
+            log_decisions=log_decisions,
         )

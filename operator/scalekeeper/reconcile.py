@@ -59,6 +59,8 @@ class PolicyMemory:
     written: dict[str, tuple[str, ReplicaState]] = field(default_factory=dict)
     # The same for the owned HPA: (resourceVersion before, None for a create; the HPA after).
     hpa_written: tuple[str | None, dict[str, Any]] | None = None
+    # Per target, the (current, desired, limitedBy) last logged at INFO.
+    logged: dict[str, tuple[int, int, str]] = field(default_factory=dict)
     # The spec parsed at this generation: parsed once, not every cycle.
     spec: tuple[int, model.ScalingPolicySpec] | None = None
 
@@ -345,6 +347,7 @@ class Reconciler:
         clock: Callable[[], float] = time.time,
         status_refresh_seconds: float = 15.0,
         max_metric_age_seconds: float = engine.DEFAULT_MAX_METRIC_AGE_SECONDS,
+        log_every_decision: bool = False,
     ) -> None:
         self._replicas = replicas
         self._hpas = hpas
@@ -354,6 +357,7 @@ class Reconciler:
         self._clock = clock
         self._status = StatusPublisher(metrics, clock, status_refresh_seconds)
         self._max_age = max_metric_age_seconds
+        self._log_every_decision = log_every_decision
 
     # ------------------------------------------------------------------ the cycle
 
@@ -574,7 +578,13 @@ class Reconciler:
                 summary_workers.append(f"{name.removeprefix('worker/')} {cell}")
             self._announce(name, d, memory, c.emit, dry)
             self._metrics.decision(policy.namespace, policy.name, name, d.limited_by.value, d.desired)
-            log.info(
+            logged = (d.current, d.desired, d.limited_by.value)
+            level = logging.INFO
+            if memory.logged.get(name) == logged and not self._log_every_decision:
+                level = logging.DEBUG
+            memory.logged[name] = logged
+            log.log(
+                level,
                 "decision",
                 extra={
                     "policy": f"{policy.namespace}/{policy.name}",

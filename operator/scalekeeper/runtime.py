@@ -65,6 +65,7 @@ class Runtime:
             prometheus_reader(cfg),
             self.metrics,
             status_refresh_seconds=cfg.status_refresh_seconds,
+            log_every_decision=cfg.log_decisions == "all",
         )
         self.started = time.monotonic()
         self.elector: LeaseElector | None = None

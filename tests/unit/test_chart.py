@@ -72,6 +72,7 @@ VALUES_SETS: dict[str, dict[str, Any]] = {
         "extraPatchTargets": [{"apiGroup": "acid.zalan.do", "resource": "postgresqls"}],
         "leaderElection": {"enabled": True, "leaseName": "other-lease", "leaseSeconds": 30},
         "logLevel": "DEBUG",
+        "logDecisions": "all",
         "image": {"repository": "localhost:5001/scalekeeper", "tag": "dev", "pullPolicy": "Always"},
     },
 }
@@ -91,6 +92,7 @@ INVALID_VALUES: dict[str, tuple[dict[str, Any], str]] = {
     ),
     "log-level": ({"logLevel": "LOUD"}, "/logLevel"),
     "log-format": ({"logFormat": "xml"}, "/logFormat"),
+    "log-decisions": ({"logDecisions": "some"}, "/logDecisions"),
     "unknown-key": ({"replica": 2}, "'replica'"),
     "interval-zero": ({"defaultIntervalSeconds": 0}, "/defaultIntervalSeconds"),
     "port-out-of-range": ({"metrics": {"port": 70000}}, "/metrics/port"),

@@ -23,6 +23,7 @@ def test_defaults_and_overrides() -> None:
         ({"SCALEKEEPER_LOG_LEVEL": "LOUD"}, "SCALEKEEPER_LOG_LEVEL"),
         ({"SCALEKEEPER_METRICS_PORT": "70000"}, "SCALEKEEPER_METRICS_PORT"),
         ({"SCALEKEEPER_LOG_FORMAT": "xml"}, "SCALEKEEPER_LOG_FORMAT"),
+        ({"SCALEKEEPER_LOG_DECISIONS": "some"}, "SCALEKEEPER_LOG_DECISIONS"),
     ],
 )
 def test_bad_settings_name_the_variable(env: dict[str, str], named: str) -> None:
