@@ -200,6 +200,12 @@ def read_log(path: Path) -> tuple[dict[str, list[float]], Counter[str], Counter[
         if entry.get("message") == "decision":
             when = datetime.fromisoformat(entry["timestamp"]).timestamp()
             decisions.setdefault(entry["policy"], []).append(when)
+        elif (
+            str(entry.get("message", "")).startswith("Request attempt #") and "will retry" in entry["message"]
+        ):
+            # kopf's own API client retrying (a 429 when many new policies get their finalizer at once):
+            # a retry is not an error; a request that failed for good is logged as one.
+            warnings["kopf retried an API request: " + entry["message"].split(" -> ")[-1][:60]] += 1
         elif entry.get("severity") in ("error", "critical") or entry.get("message") == "cycle failed":
             errors[str(entry.get("message"))[:120]] += 1
         elif entry.get("severity") == "warning":
