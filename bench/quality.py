@@ -15,6 +15,8 @@ The simulator (`scalekeeper.simulate`) replays the same seeded arrivals and serv
                own behavior), decided every intervalSeconds;
   hpa-default  the same sizing with the HPA's default behavior, decided every 15 s;
   keda-style   every 30 s, ceil(waiting / tasksPerWorker) on waiting tasks only, 300 s cooldown;
+  variants     the same worker with tasksPerWorker set for the target wait (half of it, the rest is
+               margin), alone and with the opt-in forecast (season a compressed day, a week);
   oracle       knows the future (`simulate.oracle_run`): per --oracle-interval, the fewest ready
                replicas (in [minReplicas, maxReplicas]) such that, on the same arrivals and service
                times, the nearest-rank p95 wait of the tasks arriving in that interval (and of every
@@ -401,15 +403,13 @@ def build_parser() -> argparse.ArgumentParser:
 def wait_target_variants(
     worker: model.WorkerSpec, args: argparse.Namespace
 ) -> list[tuple[str, model.WorkerSpec]]:
-    """The worker set for the benchmark's own target wait, as a user who knows the mean task time
-    would write it: a worker carries target-wait seconds of work (tasksPerWorker = target x concurrency
-    / mean service) and drains its backlog within the target (drainSeconds); then the same with the
-    opt-in forecast, one season a (compressed) day and one a week."""
-    per_worker = max(1, round(args.target_wait * worker.concurrency / args.service_seconds))
-    wait = worker.model_copy(
-        update={"tasks_per_worker": per_worker, "drain_seconds": max(1, round(args.target_wait))}
-    )
-    out = [(f"scalekeeper, {args.target_wait:g} s wait target", wait)]
+    """The worker set for the benchmark's own target wait, as a user who knows the mean task time would
+    write it: a worker carries half the target wait of work (tasksPerWorker = target / 2 x concurrency /
+    mean service; the other half is the margin for pod start and bursts); then the same with the opt-in
+    forecast, one season a (compressed) day and one a week."""
+    per_worker = max(1, round(args.target_wait / 2 * worker.concurrency / args.service_seconds))
+    wait = worker.model_copy(update={"tasks_per_worker": per_worker, "drain_seconds": None})
+    out = [(f"scalekeeper, tasksPerWorker {per_worker} (for {args.target_wait:g} s waits)", wait)]
     lead = max(1, round(args.forecast_lead))
     for label, season in (("day", 86400), ("week", 7 * 86400)):
         forecast = model.Forecast(season_seconds=round(season / args.compress), lead_seconds=lead)
