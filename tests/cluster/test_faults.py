@@ -180,7 +180,8 @@ def test_operator_killed_after_a_step_does_not_double_step_after_restart(cluster
         apply_policy(cluster, ns, "p", spec)
         # A second policy held at its max: its Holding Event is told once, not again by the new process.
         apps.create_namespaced_deployment(
-            ns, deployment("capped", 1, {"app": "capped"}, cluster.operator_image)
+            ns,
+            deployment("capped", 2, {"app": "capped"}, cluster.operator_image),  # already at its max
         )
         capped = replicas_policy(ns, "capped", 10)
         capped["readReplicas"]["maxReplicas"] = 2
