@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import logging
+import os
 import sys
 
 
@@ -28,6 +29,8 @@ def _run(args: argparse.Namespace) -> int:
         # kopf tells every handled watch event at INFO ("Handler 'spec_changed' succeeded."): one line per
         # status write of every policy. Its warnings and errors still show; our own lines say what happened.
         logging.getLogger("kopf.objects").setLevel(max(logging.WARNING, logging.getLevelName(cfg.log_level)))
+    if os.environ.get("SCALEKEEPER_TRACEMALLOC"):
+        _trace_memory()
     kopf.run(
         standalone=True,
         clusterwide=not cfg.namespaces,
@@ -35,6 +38,27 @@ def _run(args: argparse.Namespace) -> int:
         liveness_endpoint=f"http://0.0.0.0:{cfg.health_port}/healthz" if cfg.health_port else None,
     )
     return 0
+
+
+def _trace_memory() -> None:
+    """Diagnostics (SCALEKEEPER_TRACEMALLOC=1): trace allocations; SIGUSR1 prints the 30 largest live
+    allocation sites to stderr. Costs CPU and memory: not for production."""
+    import signal
+    import tracemalloc
+
+    tracemalloc.start(8)
+
+    def dump(*_: object) -> None:
+        snapshot = tracemalloc.take_snapshot()
+        total = sum(s.size for s in snapshot.statistics("filename"))
+        print(f"tracemalloc: {total / 2**20:.1f} MiB live", file=sys.stderr)
+        for stat in snapshot.statistics("traceback")[:30]:
+            print(f"{stat.size / 2**20:8.2f} MiB {stat.count:8d} blocks", file=sys.stderr)
+            for line in stat.traceback.format()[-8:]:
+                print(f"    {line}", file=sys.stderr)
+        sys.stderr.flush()
+
+    signal.signal(signal.SIGUSR1, dump)
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -633,6 +633,9 @@ class Reconciler:
             and memory.announced.get(name) != key
             and d.limited_by
             in (LimitedBy.MAX, LimitedBy.CONNECTION_BUDGET, LimitedBy.ACTIVATION, LimitedBy.COOLDOWN)
+            # An idle queue resting at zero is the normal state, not news: activation is told only
+            # while some tasks wait below the threshold.
+            and not (d.limited_by is LimitedBy.ACTIVATION and not d.metrics.get("load"))
         ):
             emit("Normal", "Holding", f"Holding {name} at {d.current}: {d.reason}")
         memory.announced[name] = key
