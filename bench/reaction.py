@@ -192,6 +192,22 @@ def stop_operator(kubeconfig: str, ns: str, operator: subprocess.Popen[bytes] | 
     if operator is not None:
         operator.terminate()
         operator.wait(timeout=20)
+    # The lease start_operator's process took is this run's alone.
+    subprocess.run(
+        [
+            KUBECTL,
+            "--kubeconfig",
+            kubeconfig,
+            "-n",
+            "scalekeeper-system",
+            "delete",
+            "lease",
+            f"bench-{ns}",
+            "--ignore-not-found",
+        ],
+        capture_output=True,
+        check=False,
+    )
 
 
 def main() -> int:
