@@ -8,6 +8,7 @@ ceil(value / 10) with no stabilization and no rate limit, so every step is one w
 between two levels. For each: t0 = first instant Prometheus answers the new value (polled every 50 ms),
 t1 = the watch event showing the Deployment's new spec.replicas. Prints p50/p95/max of t1 - t0 and of
 t1 - (value written), and the machine. Needs `make cluster-up`; runs the operator as a local process.
+bench/reaction_peer.py reuses the pieces below to measure KEDA beside it.
 """
 
 from __future__ import annotations
@@ -25,6 +26,7 @@ import urllib.parse
 import urllib.request
 import uuid
 from pathlib import Path
+from typing import Any
 
 from kubernetes import client, config, watch
 
@@ -43,6 +45,13 @@ EXPORTER = (
     "  def log_message(self,*a): pass\n"
     "http.server.HTTPServer(('',9100),H).serve_forever()\n"
 )
+SLEEPER = ["python3", "-c", "import time; time.sleep(10**6)"]
+# No stabilization and no rate limit: every step is one write.
+FAST = {
+    "stabilizationWindowSeconds": 0,
+    "selectPolicy": "Max",
+    "policies": [{"type": "Pods", "value": 100, "periodSeconds": 1}],
+}
 
 
 def env_file(path: Path) -> dict[str, str]:
@@ -69,6 +78,138 @@ def pct(values: list[float], q: float) -> float:
     return ordered[min(len(ordered) - 1, round(q * (len(ordered) - 1)))]
 
 
+def create_deployment(
+    apps: client.AppsV1Api, ns: str, name: str, image: str, cmd: list[str], exporter: bool = False
+) -> None:
+    pod: dict[str, Any] = {
+        "containers": [{"name": "c", "image": image, "command": cmd}],
+        "terminationGracePeriodSeconds": 1,
+    }
+    annotations = {}
+    if exporter:
+        annotations = {"prometheus.io/scrape": "true", "prometheus.io/port": "9100"}
+        pod["containers"][0]["volumeMounts"] = [{"name": "load", "mountPath": "/load"}]
+        pod["volumes"] = [{"name": "load", "emptyDir": {}}]
+    apps.create_namespaced_deployment(
+        ns,
+        {
+            "metadata": {"name": name},
+            "spec": {
+                "replicas": 1,
+                "selector": {"matchLabels": {"app": name}},
+                "template": {"metadata": {"labels": {"app": name}, "annotations": annotations}, "spec": pod},
+            },
+        },
+    )
+
+
+def start_exporter(apps: client.AppsV1Api, kubeconfig: str, prom: str, ns: str, image: str) -> str:
+    """The gauge exporter, up and scraped; returns the query that reads its value."""
+    create_deployment(apps, ns, "exporter", image, ["python3", "-c", EXPORTER], exporter=True)
+    kubectl(kubeconfig, "-n", ns, "rollout", "status", "deploy/exporter", "--timeout=120s")
+    query = f'bench_load{{namespace="{ns}"}}'
+    while prometheus_value(prom, query) is None:
+        time.sleep(0.2)
+    return query
+
+
+def set_value(kubeconfig: str, ns: str, value: int) -> None:
+    kubectl(kubeconfig, "-n", ns, "exec", "deploy/exporter", "--", "sh", "-c", f"echo {value} > /load/value")
+
+
+def wait_queryable(prom: str, query: str, value: float) -> float:
+    while prometheus_value(prom, query) != value:
+        time.sleep(0.05)
+    return time.time()
+
+
+def scaling_policy(query: str, interval: int, target: str = "target") -> dict[str, Any]:
+    return {
+        "apiVersion": "scalekeeper.dev/v1alpha1",
+        "kind": "ScalingPolicy",
+        "metadata": {"name": "bench"},
+        "spec": {
+            "intervalSeconds": interval,
+            "readReplicas": {
+                "target": {"apiVersion": "apps/v1", "kind": "Deployment", "name": target},
+                "minReplicas": 1,
+                "maxReplicas": 10,
+                "metric": {"query": query, "perReplica": 10},
+                "behavior": {"scaleUp": FAST, "scaleDown": FAST, "tolerance": 0.0},
+            },
+        },
+    }
+
+
+def start_operator(kubeconfig: str, prom: str, ns: str, log_name: str) -> subprocess.Popen[bytes]:
+    """The operator as a local process, watching only `ns`, under a lease of its own."""
+    kubectl(
+        kubeconfig,
+        "apply",
+        "--server-side",
+        "-f",
+        str(ROOT / "crds" / "scalingpolicies.scalekeeper.dev.yaml"),
+    )
+    log = (ROOT / "logs").resolve()
+    log.mkdir(exist_ok=True)
+    return subprocess.Popen(
+        [sys.executable, "-m", "scalekeeper.cli", "run"],
+        env={
+            **os.environ,
+            "KUBECONFIG": kubeconfig,
+            "SCALEKEEPER_PROMETHEUS_URL": prom,
+            "SCALEKEEPER_NAMESPACES": ns,
+            "SCALEKEEPER_LEASE_NAME": f"bench-{ns}",
+            "SCALEKEEPER_LEASE_NAMESPACE": "scalekeeper-system",
+            "SCALEKEEPER_METRICS_PORT": "0",
+            "SCALEKEEPER_HEALTH_PORT": "0",
+            "SCALEKEEPER_LOG_LEVEL": "WARNING",
+            "POD_NAME": "bench",
+        },
+        stdout=(log / log_name).open("wb"),
+        stderr=subprocess.STDOUT,
+    )
+
+
+def stop_operator(kubeconfig: str, ns: str, operator: subprocess.Popen[bytes] | None) -> None:
+    # The policy goes first, while the operator can still drop its finalizer.
+    subprocess.run(
+        [
+            KUBECTL,
+            "--kubeconfig",
+            kubeconfig,
+            "-n",
+            ns,
+            "delete",
+            "scalingpolicy",
+            "bench",
+            "--ignore-not-found",
+            "--timeout=30s",
+        ],
+        capture_output=True,
+        check=False,
+    )
+    if operator is not None:
+        operator.terminate()
+        operator.wait(timeout=20)
+    # The lease start_operator's process took is this run's alone.
+    subprocess.run(
+        [
+            KUBECTL,
+            "--kubeconfig",
+            kubeconfig,
+            "-n",
+            "scalekeeper-system",
+            "delete",
+            "lease",
+            f"bench-{ns}",
+            "--ignore-not-found",
+        ],
+        capture_output=True,
+        check=False,
+    )
+
+
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--steps", type=int, default=20)
@@ -85,87 +226,10 @@ def main() -> int:
     core.create_namespace({"metadata": {"name": ns}})
     operator = None
     try:
-        sleeper = ["python3", "-c", "import time; time.sleep(10**6)"]
-        for name, cmd, annotations in (
-            (
-                "exporter",
-                ["python3", "-c", EXPORTER],
-                {"prometheus.io/scrape": "true", "prometheus.io/port": "9100"},
-            ),
-            ("target", sleeper, {}),
-        ):
-            pod = {
-                "containers": [{"name": "c", "image": image, "command": cmd}],
-                "terminationGracePeriodSeconds": 1,
-            }
-            if name == "exporter":
-                pod["containers"][0]["volumeMounts"] = [{"name": "load", "mountPath": "/load"}]
-                pod["volumes"] = [{"name": "load", "emptyDir": {}}]
-            apps.create_namespaced_deployment(
-                ns,
-                {
-                    "metadata": {"name": name},
-                    "spec": {
-                        "replicas": 1,
-                        "selector": {"matchLabels": {"app": name}},
-                        "template": {
-                            "metadata": {"labels": {"app": name}, "annotations": annotations},
-                            "spec": pod,
-                        },
-                    },
-                },
-            )
-        kubectl(kubeconfig, "-n", ns, "rollout", "status", "deploy/exporter", "--timeout=120s")
-        query = f'bench_load{{namespace="{ns}"}}'
-        while prometheus_value(prom, query) is None:
-            time.sleep(0.2)
-
-        kubectl(
-            kubeconfig,
-            "apply",
-            "--server-side",
-            "-f",
-            str(ROOT / "crds" / "scalingpolicies.scalekeeper.dev.yaml"),
-        )
-        fast = {
-            "stabilizationWindowSeconds": 0,
-            "selectPolicy": "Max",
-            "policies": [{"type": "Pods", "value": 100, "periodSeconds": 1}],
-        }
-        policy = {
-            "apiVersion": "scalekeeper.dev/v1alpha1",
-            "kind": "ScalingPolicy",
-            "metadata": {"name": "bench"},
-            "spec": {
-                "intervalSeconds": args.interval,
-                "readReplicas": {
-                    "target": {"apiVersion": "apps/v1", "kind": "Deployment", "name": "target"},
-                    "minReplicas": 1,
-                    "maxReplicas": 10,
-                    "metric": {"query": query, "perReplica": 10},
-                    "behavior": {"scaleUp": fast, "scaleDown": fast, "tolerance": 0.0},
-                },
-            },
-        }
-        log = (ROOT / "logs").resolve()
-        log.mkdir(exist_ok=True)
-        operator = subprocess.Popen(
-            [sys.executable, "-m", "scalekeeper.cli", "run"],
-            env={
-                **os.environ,
-                "KUBECONFIG": kubeconfig,
-                "SCALEKEEPER_PROMETHEUS_URL": prom,
-                "SCALEKEEPER_NAMESPACES": ns,
-                "SCALEKEEPER_LEASE_NAME": f"bench-{ns}",
-                "SCALEKEEPER_LEASE_NAMESPACE": "scalekeeper-system",
-                "SCALEKEEPER_METRICS_PORT": "0",
-                "SCALEKEEPER_HEALTH_PORT": "0",
-                "SCALEKEEPER_LOG_LEVEL": "WARNING",
-                "POD_NAME": "bench",
-            },
-            stdout=(log / "bench-reaction-operator.log").open("wb"),
-            stderr=subprocess.STDOUT,
-        )
+        query = start_exporter(apps, kubeconfig, prom, ns, image)
+        create_deployment(apps, ns, "target", image, SLEEPER)
+        operator = start_operator(kubeconfig, prom, ns, "bench-reaction-operator.log")
+        policy = scaling_policy(query, args.interval)
         kubectl(kubeconfig, "-n", ns, "apply", "-f", "-", stdin=json.dumps(policy))
 
         seen: dict[int, float] = {}
@@ -186,7 +250,7 @@ def main() -> int:
         threading.Thread(target=watch_target, daemon=True).start()
         levels = [(30, 3), (70, 7)]
         # settle at the first level
-        kubectl(kubeconfig, "-n", ns, "exec", "deploy/exporter", "--", "sh", "-c", "echo 30 > /load/value")
+        set_value(kubeconfig, ns, 30)
         deadline = time.time() + 60
         while 3 not in seen and time.time() < deadline:
             time.sleep(0.1)
@@ -195,20 +259,8 @@ def main() -> int:
             value, replicas = levels[(step + 1) % 2]
             seen.pop(replicas, None)
             written = time.time()
-            kubectl(
-                kubeconfig,
-                "-n",
-                ns,
-                "exec",
-                "deploy/exporter",
-                "--",
-                "sh",
-                "-c",
-                f"echo {value} > /load/value",
-            )
-            while prometheus_value(prom, query) != value:
-                time.sleep(0.05)
-            queryable = time.time()
+            set_value(kubeconfig, ns, value)
+            queryable = wait_queryable(prom, query, value)
             deadline = queryable + 60
             while replicas not in seen and time.time() < deadline:
                 time.sleep(0.02)
@@ -252,26 +304,7 @@ def main() -> int:
             pass
         return 0
     finally:
-        # The policy goes first, while the operator can still drop its finalizer.
-        subprocess.run(
-            [
-                KUBECTL,
-                "--kubeconfig",
-                kubeconfig,
-                "-n",
-                ns,
-                "delete",
-                "scalingpolicy",
-                "bench",
-                "--ignore-not-found",
-                "--timeout=30s",
-            ],
-            capture_output=True,
-            check=False,
-        )
-        if operator is not None:
-            operator.terminate()
-            operator.wait(timeout=20)
+        stop_operator(kubeconfig, ns, operator)
         core.delete_namespace(ns)
 
 
