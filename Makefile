@@ -55,7 +55,7 @@ bench-reaction: venv cluster-up image ## reaction time: metric queryable -> scal
 
 bench-keda: venv cluster-up image ## reaction time beside KEDA (built from its Go module, hack/keda.sh), out/reaction-peer.png
 	hack/keda.sh build install
-	PYTHONPATH=$(CURDIR)/operator $(PY) bench/reaction_peer.py --steps 20
+	PYTHONPATH=$(CURDIR)/operator $(PY) bench/reaction_peer.py --steps 20; rc=$$?; hack/keda.sh uninstall; exit $$rc
 
 bench-soak: venv cluster-up image ## soak: 500 policies, changing load, 30 min; RSS slope, CPU, decision gaps, errors
 	$(PY) bench/soak.py --policies 500 --minutes 30
