@@ -264,7 +264,7 @@ def lookups_of(body: Mapping[str, Any]) -> tuple[list[str], list[str]]:
     except model.SpecError:
         return [], []
     refs = target_refs(spec, policy)
-    claims = [target_key(r.api_version, r.kind, r.namespace, r.name) for r in refs.values()]
+    claims = list(claim_keys(spec, policy).values())
     web = spec.web.deployment if spec.web is not None else None
     hpa = hpa_name(policy.name) if spec.web is not None else None
     return claims, watched_keys(policy.namespace, list(refs.values()), hpa, web)
