@@ -15,24 +15,41 @@ from __future__ import annotations
 
 import argparse
 import json
-import os
-import platform
 import statistics
 import subprocess
 import sys
 import threading
 import time
-import urllib.parse
-import urllib.request
 import uuid
 from pathlib import Path
 from typing import Any
 
 from kubernetes import client, config, watch
 
-ROOT = Path(__file__).resolve().parents[1]
-STATE = Path(os.environ.get("SCALEKEEPER_CACHE", Path.home() / ".cache" / "scalekeeper")) / "state"
-KUBECTL = str(Path.home() / ".cache/scalekeeper/bin/current/kubectl")
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+# A sibling (bench/ is not a package). bench/reaction_peer.py imports ROOT, STATE, env_file, kubectl and
+# pct from this module: the redundant aliases keep them exported (mypy --strict, ruff).
+from common import (
+    LOGS,
+    apply_policy_crd,
+    cluster_env,
+    delete_lease,
+    describe_machine,
+    operator_env,
+    percentile,
+    prometheus_scalar,
+    run_kubectl,
+    start_operator_process,
+    stop_process,
+)
+from common import ROOT as ROOT
+from common import STATE as STATE
+from common import env_file as env_file
+from common import kubectl as kubectl
+
+pct = percentile
+
+LEASE_NAMESPACE = "scalekeeper-system"
 
 EXPORTER = (
     "import http.server,os\n"
@@ -54,28 +71,14 @@ FAST = {
 }
 
 
-def env_file(path: Path) -> dict[str, str]:
-    return dict(line.split("=", 1) for line in path.read_text().splitlines() if "=" in line)
-
-
-def kubectl(kubeconfig: str, *args: str, stdin: str | None = None) -> str:
-    out = subprocess.run(
-        [KUBECTL, "--kubeconfig", kubeconfig, *args], input=stdin, capture_output=True, text=True
-    )
-    if out.returncode:
-        raise RuntimeError(f"kubectl {' '.join(args)}: {out.stderr}")
-    return out.stdout
-
-
 def prometheus_value(url: str, query: str) -> float | None:
-    with urllib.request.urlopen(f"{url}/api/v1/query?query={urllib.parse.quote(query)}", timeout=2) as resp:
-        result = json.load(resp)["data"]["result"]
-    return float(result[0]["value"][1]) if result else None
+    # Polled every 50 ms while a step waits: a slow answer is dropped rather than waited for.
+    return prometheus_scalar(url, query, timeout=2)
 
 
-def pct(values: list[float], q: float) -> float:
-    ordered = sorted(values)
-    return ordered[min(len(ordered) - 1, round(q * (len(ordered) - 1)))]
+def lease_name(ns: str) -> str:
+    """The lease of the operator start_operator runs for `ns`: this run's alone."""
+    return f"bench-{ns}"
 
 
 def create_deployment(
@@ -143,71 +146,28 @@ def scaling_policy(query: str, interval: int, target: str = "target") -> dict[st
 
 def start_operator(kubeconfig: str, prom: str, ns: str, log_name: str) -> subprocess.Popen[bytes]:
     """The operator as a local process, watching only `ns`, under a lease of its own."""
-    kubectl(
-        kubeconfig,
-        "apply",
-        "--server-side",
-        "-f",
-        str(ROOT / "crds" / "scalingpolicies.scalekeeper.dev.yaml"),
+    apply_policy_crd(kubeconfig)
+    env = operator_env(
+        kubeconfig=kubeconfig,
+        prometheus=prom,
+        namespaces=ns,
+        lease=lease_name(ns),
+        lease_namespace=LEASE_NAMESPACE,
+        identity="bench",
+        extra={"SCALEKEEPER_LOG_LEVEL": "WARNING"},
     )
-    log = (ROOT / "logs").resolve()
-    log.mkdir(exist_ok=True)
-    return subprocess.Popen(
-        [sys.executable, "-m", "scalekeeper.cli", "run"],
-        env={
-            **os.environ,
-            "KUBECONFIG": kubeconfig,
-            "SCALEKEEPER_PROMETHEUS_URL": prom,
-            "SCALEKEEPER_NAMESPACES": ns,
-            "SCALEKEEPER_LEASE_NAME": f"bench-{ns}",
-            "SCALEKEEPER_LEASE_NAMESPACE": "scalekeeper-system",
-            "SCALEKEEPER_METRICS_PORT": "0",
-            "SCALEKEEPER_HEALTH_PORT": "0",
-            "SCALEKEEPER_LOG_LEVEL": "WARNING",
-            "POD_NAME": "bench",
-        },
-        stdout=(log / log_name).open("wb"),
-        stderr=subprocess.STDOUT,
-    )
+    return start_operator_process(env, LOGS.resolve() / log_name)
 
 
 def stop_operator(kubeconfig: str, ns: str, operator: subprocess.Popen[bytes] | None) -> None:
     # The policy goes first, while the operator can still drop its finalizer.
-    subprocess.run(
-        [
-            KUBECTL,
-            "--kubeconfig",
-            kubeconfig,
-            "-n",
-            ns,
-            "delete",
-            "scalingpolicy",
-            "bench",
-            "--ignore-not-found",
-            "--timeout=30s",
-        ],
-        capture_output=True,
-        check=False,
+    run_kubectl(
+        kubeconfig, "-n", ns, "delete", "scalingpolicy", "bench", "--ignore-not-found", "--timeout=30s"
     )
     if operator is not None:
-        operator.terminate()
-        operator.wait(timeout=20)
-    # The lease start_operator's process took is this run's alone.
-    subprocess.run(
-        [
-            KUBECTL,
-            "--kubeconfig",
-            kubeconfig,
-            "-n",
-            "scalekeeper-system",
-            "delete",
-            "lease",
-            f"bench-{ns}",
-            "--ignore-not-found",
-        ],
-        capture_output=True,
-        check=False,
-    )
+        stop_process(operator, timeout=20)
+    # Stopping the operator only releases its lease: the lease itself goes too.
+    delete_lease(kubeconfig, LEASE_NAMESPACE, lease_name(ns))
 
 
 def main() -> int:
@@ -217,7 +177,7 @@ def main() -> int:
     parser.add_argument("--png", default=str(ROOT / "out" / "reaction.png"))
     args = parser.parse_args()
 
-    env = env_file(STATE / "cluster.env")
+    env = cluster_env()
     kubeconfig, prom = env["KUBECONFIG"], env["PROMETHEUS_URL"]
     image = f"{env['SCALEKEEPER_REGISTRY']}/scalekeeper:dev"
     api = config.new_client_from_config(config_file=kubeconfig)
@@ -273,7 +233,7 @@ def main() -> int:
         react = [r[0] for r in rows]
         total = [r[1] for r in rows]
         scrape = [r[2] for r in rows]
-        print(f"machine: {platform.node()} {os.cpu_count()} cores, {platform.platform()}")
+        print(f"machine: {describe_machine(api)}")
         print(f"policy intervalSeconds={args.interval}, Prometheus scrape interval 1 s, {args.steps} steps")
         print(f"{'measure':44} {'p50':>7} {'p95':>7} {'max':>7}")
         for label, values in (

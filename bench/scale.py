@@ -31,11 +31,9 @@ import functools
 import itertools
 import json
 import os
-import platform
 import re
 import shlex
 import signal
-import socket
 import subprocess
 import sys
 import threading
@@ -55,13 +53,26 @@ from kubernetes import client, config
 from kubernetes.client.rest import ApiException
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-import profile_summary  # a sibling script (bench/ is not a package)
+import profile_summary  # siblings (bench/ is not a package)
+from common import (
+    LOGS,
+    ROOT,
+    cluster_env,
+    cpu_seconds,
+    delete_lease,
+    describe_machine,
+    free_port,
+    operator_env,
+    percentile,
+    proc_status,
+    prometheus_scalar,
+    run_kubectl,
+    start_operator_process,
+    status_mib,
+    stop_process,
+)
 
-ROOT = Path(__file__).resolve().parents[1]
-CACHE = Path(os.environ.get("SCALEKEEPER_CACHE", Path.home() / ".cache" / "scalekeeper"))
-STATE = CACHE / "state"
-KUBECTL = str(CACHE / "bin" / "current" / "kubectl")
-OUT, LOGS = ROOT / "out", ROOT / "logs"
+OUT = ROOT / "out"
 
 GROUP, VERSION, PLURAL = "scalekeeper.dev", "v1alpha1", "scalingpolicies"
 NAMESPACE_PREFIX = "bench-scale-"
@@ -117,10 +128,6 @@ class Settings:
     report_from: str | None = None
 
 
-def env_file(path: Path) -> dict[str, str]:
-    return dict(line.split("=", 1) for line in path.read_text().splitlines() if "=" in line)
-
-
 def parse_args(argv: list[str] | None = None) -> Settings:
     parser = argparse.ArgumentParser(description=(__doc__ or "").split("\n")[0])
     parser.add_argument(
@@ -150,7 +157,7 @@ def parse_args(argv: list[str] | None = None) -> Settings:
     sizes = tuple(sorted({int(s) for s in args.sizes.split(",") if s.strip()}))
     if not sizes or min(sizes) < 1 or args.window_cycles < 2 or args.namespaces < 1:
         parser.error("--sizes must be positive, --window-cycles >= 2, --namespaces >= 1")
-    cluster = env_file(STATE / "cluster.env")
+    cluster = cluster_env()
     return Settings(
         sizes=sizes,
         namespaces=args.namespaces,
@@ -167,30 +174,6 @@ def parse_args(argv: list[str] | None = None) -> Settings:
             ["PYTHONPATH=operator", sys.executable, "bench/scale.py", *(argv or sys.argv[1:])]
         ),
         report_from=args.report_from,
-    )
-
-
-def cpu_model() -> str:
-    for line in Path("/proc/cpuinfo").read_text().splitlines():
-        if line.startswith("model name"):
-            return line.split(":", 1)[1].strip()
-    return platform.processor() or "unknown"
-
-
-def memory_total_gib() -> float:
-    for line in Path("/proc/meminfo").read_text().splitlines():
-        if line.startswith("MemTotal:"):
-            return int(line.split()[1]) / 1024 / 1024
-    return 0.0
-
-
-def describe_machine(api: client.ApiClient) -> str:
-    version = client.VersionApi(api).get_code()
-    load = ", ".join(f"{x:.2f}" for x in os.getloadavg())
-    return (
-        f"{platform.node()}: {os.cpu_count()} cores ({cpu_model()}), {memory_total_gib():.1f} GiB memory, "
-        f"{platform.platform()}, Python {platform.python_version()}; kind cluster Kubernetes "
-        f"{version.git_version} on the same machine, shared (load average {load} when this started)"
     )
 
 
@@ -370,12 +353,6 @@ def start_exporter(apps: client.AppsV1Api, fleet: Fleet, image: str) -> None:
     )
 
 
-def prometheus_scalar(url: str, query: str) -> float | None:
-    with urllib.request.urlopen(f"{url}/api/v1/query?query={urllib.parse.quote(query)}", timeout=10) as resp:
-        result = json.load(resp)["data"]["result"]
-    return float(result[0]["value"][1]) if result else None
-
-
 def wait_for_series(prometheus: str, fleet: Fleet) -> None:
     expected = fleet.size * len(METRICS)
     wait_until(
@@ -431,28 +408,11 @@ class ProcSample:
 def proc_sample(pid: int) -> ProcSample:
     """utime + stime of the whole process (every thread) and its memory, from /proc."""
     at = time.time()
-    # The command name may hold spaces; the fields after its closing parenthesis are fixed.
-    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
-    ticks = os.sysconf("SC_CLK_TCK")
-    cpu = (int(fields[11]) + int(fields[12])) / ticks
+    cpu = cpu_seconds(pid)
     status = proc_status(pid)
-    return ProcSample(at, cpu, _mib(status, "VmRSS"), _mib(status, "VmHWM"), int(status.get("Threads", "0")))
-
-
-def proc_status(pid: int) -> dict[str, str]:
-    lines = Path(f"/proc/{pid}/status").read_text().splitlines()
-    return {key: value.strip() for key, _, value in (line.partition(":") for line in lines)}
-
-
-def _mib(status: dict[str, str], key: str) -> float:
-    return int(status.get(key, "0 kB").split()[0]) / 1024
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        port: int = s.getsockname()[1]
-        return port
+    return ProcSample(
+        at, cpu, status_mib(status, "VmRSS"), status_mib(status, "VmHWM"), int(status.get("Threads", "0"))
+    )
 
 
 # A cycle logs one "decision" line per target; web's stands for the policy's cycle.
@@ -530,32 +490,31 @@ class OperatorProcess:
         self.status_trace = LOGS / f"bench-scale-status-{label}.jsonl"
         self.status_trace.unlink(missing_ok=True)
         self.metrics_port = free_port()
-        env = {
-            **os.environ,
-            "KUBECONFIG": settings.kubeconfig,
-            "PYTHONPATH": os.pathsep.join(
-                filter(None, [str(ROOT / "operator"), os.environ.get("PYTHONPATH")])
-            ),
-            "SCALEKEEPER_NAMESPACES": f"{NAMESPACE_PREFIX}*",
-            # every cycle's decision line: the gaps and evaluations are read from them
-            "SCALEKEEPER_LOG_DECISIONS": "all",
-            "SCALEKEEPER_LEASE_NAME": LEASE_NAME,
-            "SCALEKEEPER_LEASE_NAMESPACE": LEASE_NAMESPACE,
-            "SCALEKEEPER_METRICS_PORT": str(self.metrics_port),
-            "SCALEKEEPER_HEALTH_PORT": "0",
-            "SCALEKEEPER_PROMETHEUS_URL": settings.prometheus,
-            "POD_NAME": "bench-scale",
-            "BENCH_STATUS_TRACE": str(self.status_trace),
-            **settings.operator_env,
-        }
+        env = operator_env(
+            kubeconfig=settings.kubeconfig,
+            prometheus=settings.prometheus,
+            namespaces=f"{NAMESPACE_PREFIX}*",
+            lease=LEASE_NAME,
+            lease_namespace=LEASE_NAMESPACE,
+            identity="bench-scale",
+            metrics_port=self.metrics_port,
+            extra={
+                "PYTHONPATH": os.pathsep.join(
+                    filter(None, [str(ROOT / "operator"), os.environ.get("PYTHONPATH")])
+                ),
+                # every cycle's decision line: the gaps and evaluations are read from them
+                "SCALEKEEPER_LOG_DECISIONS": "all",
+                "BENCH_STATUS_TRACE": str(self.status_trace),
+                **settings.operator_env,
+            },
+        )
         self.started = time.time()
         # Its own session: a Ctrl-C here must not stop it before it has removed the policies' finalizers.
-        self.process = subprocess.Popen(
-            [sys.executable, str(ROOT / "bench" / "counted_operator.py"), str(self.counts_path)],
-            env=env,
-            stdout=self.log_path.open("wb"),
-            stderr=subprocess.STDOUT,
-            start_new_session=True,
+        self.process = start_operator_process(
+            env,
+            self.log_path,
+            command=(sys.executable, str(ROOT / "bench" / "counted_operator.py"), str(self.counts_path)),
+            new_session=True,
         )
         self.log = DecisionLog(self.log_path)
         self.log.start()
@@ -596,25 +555,13 @@ class OperatorProcess:
 
     def stop(self, timeout: float = 30) -> None:
         self.log.stop()
-        if self.alive():
-            self.process.send_signal(signal.SIGTERM)
-            try:
-                self.process.wait(timeout=timeout)
-            except subprocess.TimeoutExpired:
-                self.process.kill()
-                self.process.wait()
+        stop_process(self.process, timeout)
 
 
 def apiserver_policy_requests(kubeconfig: str) -> Counter[str]:
     """apiserver_request_total for scalingpolicies by verb/subresource. Cluster-wide (the other tests'
     operators count too): a cross-check of the operator-side count, not the measure."""
-    out = subprocess.run(
-        [KUBECTL, "--kubeconfig", kubeconfig, "get", "--raw", "/metrics"],
-        capture_output=True,
-        text=True,
-        check=False,
-        timeout=60,
-    )
+    out = run_kubectl(kubeconfig, "get", "--raw", "/metrics", timeout=60)
     counts: Counter[str] = Counter()
     for line in out.stdout.splitlines():
         if line.startswith("apiserver_request_total{") and 'resource="scalingpolicies"' in line:
@@ -719,13 +666,6 @@ def cycle_gaps(evals: dict[str, list[float]], start: float, end: float) -> list[
         if last is not None:
             gaps.append(end - last)
     return gaps
-
-
-def percentile(values: list[float], q: float) -> float:
-    if not values:
-        return float("nan")
-    ordered = sorted(values)
-    return ordered[min(len(ordered) - 1, round(q * (len(ordered) - 1)))]
 
 
 def wait_all_evaluated(op: OperatorProcess, size: int, timeout: float) -> tuple[float, float]:
@@ -1288,11 +1228,6 @@ def check_crd(api: client.ApiClient) -> None:
         ) from exc
 
 
-def delete_own_lease(api: client.ApiClient) -> None:
-    with contextlib.suppress(ApiException):
-        client.CoordinationV1Api(api).delete_namespaced_lease(LEASE_NAME, LEASE_NAMESPACE)
-
-
 def interrupt(signum: int, frame: Any) -> None:
     """SIGTERM unwinds like Ctrl-C, through every cleanup."""
     raise KeyboardInterrupt
@@ -1341,7 +1276,7 @@ def main(argv: list[str] | None = None) -> int:
             results.append(measure_size(settings, apis, size, profile=size == settings.sizes[-1]))
             say(f"{size} policies: {results[-1].cpu_per_policy_cycle_ms:.2f} ms CPU per policy cycle")
     finally:
-        delete_own_lease(api)
+        delete_lease(settings.kubeconfig, LEASE_NAMESPACE, LEASE_NAME)
     OUT.mkdir(exist_ok=True)
     (OUT / "bench-scale.json").write_text(
         json.dumps(

@@ -21,9 +21,6 @@ import argparse
 import itertools
 import json
 import math
-import os
-import platform
-import socket
 import subprocess
 import sys
 import time
@@ -38,9 +35,24 @@ from typing import Any
 
 from kubernetes import client, config
 
-ROOT = Path(__file__).resolve().parents[1]
-STATE = Path(os.environ.get("SCALEKEEPER_CACHE", Path.home() / ".cache" / "scalekeeper")) / "state"
-KUBECTL = str(Path.home() / ".cache/scalekeeper/bin/current/kubectl")
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from common import (  # a sibling (bench/ is not a package)
+    LOGS,
+    apply_policy_crd,
+    cluster_env,
+    cpu_seconds,
+    describe_machine,
+    free_port,
+    kubectl,
+    operator_env,
+    proc_status,
+    start_operator_process,
+    status_mib,
+    stop_process,
+)
+
+# Outside scalekeeper-system, which the benches only read.
+LEASE_NAMESPACE = "default"
 GROUP, VERSION, KIND, PLURAL = "bench.scalekeeper.dev", "v1", "ScaleTarget", "scaletargets"
 PER_REPLICA = 10.0
 
@@ -93,36 +105,8 @@ http.server.ThreadingHTTPServer(("", 9100), H).serve_forever()
 """
 
 
-def env_file(path: Path) -> dict[str, str]:
-    return dict(line.split("=", 1) for line in path.read_text().splitlines() if "=" in line)
-
-
-def kubectl(kubeconfig: str, *args: str, stdin: str | None = None) -> str:
-    out = subprocess.run(
-        [KUBECTL, "--kubeconfig", kubeconfig, *args], input=stdin, capture_output=True, text=True, check=False
-    )
-    if out.returncode:
-        raise RuntimeError(f"kubectl {' '.join(args)}: {out.stderr}")
-    return out.stdout
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        port: int = s.getsockname()[1]
-        return port
-
-
 def rss_mb(pid: int) -> float:
-    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
-        if line.startswith("VmRSS:"):
-            return int(line.split()[1]) / 1024
-    return math.nan
-
-
-def cpu_seconds(pid: int) -> float:
-    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
-    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+    return status_mib(proc_status(pid), "VmRSS")
 
 
 def slope_per_hour(samples: list[tuple[float, float]]) -> float:
@@ -171,18 +155,11 @@ def policy(ns: str, index: int, interval: int) -> dict[str, Any]:
 
 @contextmanager
 def operator_process(env: dict[str, str], log_path: Path) -> Iterator[subprocess.Popen[bytes]]:
-    with log_path.open("wb") as out:
-        proc = subprocess.Popen(
-            [sys.executable, "-m", "scalekeeper.cli", "run"], env=env, stdout=out, stderr=subprocess.STDOUT
-        )
-        try:
-            yield proc
-        finally:
-            proc.terminate()
-            try:
-                proc.wait(30)
-            except subprocess.TimeoutExpired:
-                proc.kill()
+    proc = start_operator_process(env, log_path)
+    try:
+        yield proc
+    finally:
+        stop_process(proc, timeout=30)
 
 
 def read_log(path: Path) -> tuple[dict[str, list[float]], Counter[str], Counter[str]]:
@@ -223,23 +200,18 @@ def main() -> int:
     args = parser.parse_args()
     started = time.time()
 
-    env = env_file(STATE / "cluster.env")
+    env = cluster_env()
     kubeconfig, prom = env["KUBECONFIG"], env["PROMETHEUS_URL"]
     image = f"{env['SCALEKEEPER_REGISTRY']}/scalekeeper:dev"
     api = config.new_client_from_config(config_file=kubeconfig)
     core, apps, objects = client.CoreV1Api(api), client.AppsV1Api(api), client.CustomObjectsApi(api)
+    machine = describe_machine(api)
     ns = f"soak-{uuid.uuid4().hex[:6]}"
-    log_path = ROOT / "logs" / "bench-soak-operator.log"
-    log_path.parent.mkdir(exist_ok=True)
+    lease = f"lease-{ns}"
+    log_path = LOGS / "bench-soak-operator.log"
     kubectl(kubeconfig, "apply", "--server-side", "-f", "-", stdin=json.dumps(TARGET_CRD))
     kubectl(kubeconfig, "wait", "--for=condition=Established", f"crd/{PLURAL}.{GROUP}", "--timeout=60s")
-    kubectl(
-        kubeconfig,
-        "apply",
-        "--server-side",
-        "-f",
-        str(ROOT / "crds" / "scalingpolicies.scalekeeper.dev.yaml"),
-    )
+    apply_policy_crd(kubeconfig)
     core.create_namespace({"metadata": {"name": ns}})
     metrics_port = free_port()
     samples: list[tuple[float, float, float]] = []  # (t, rss MB, cpu s)
@@ -294,20 +266,18 @@ def main() -> int:
         kubectl(kubeconfig, "-n", ns, "rollout", "status", "deploy/exporter", "--timeout=180s")
         print(f"{args.policies} policies and targets in {ns} after {time.time() - started:.0f} s", flush=True)
 
-        operator_env = {
-            **os.environ,
-            "KUBECONFIG": kubeconfig,
-            "SCALEKEEPER_PROMETHEUS_URL": prom,
-            "SCALEKEEPER_NAMESPACES": ns,
+        soak_env = operator_env(
+            kubeconfig=kubeconfig,
+            prometheus=prom,
+            namespaces=ns,
+            lease=lease,
+            lease_namespace=LEASE_NAMESPACE,
+            identity="soak",
+            metrics_port=metrics_port,
             # every cycle's decision line: the gaps and evaluations are read from them
-            "SCALEKEEPER_LOG_DECISIONS": "all",
-            "SCALEKEEPER_LEASE_NAME": f"lease-{ns}",
-            "SCALEKEEPER_LEASE_NAMESPACE": "default",
-            "SCALEKEEPER_METRICS_PORT": str(metrics_port),
-            "SCALEKEEPER_HEALTH_PORT": "0",
-            "POD_NAME": "soak",
-        }
-        with operator_process(operator_env, log_path) as proc:
+            extra={"SCALEKEEPER_LOG_DECISIONS": "all"},
+        )
+        with operator_process(soak_env, log_path) as proc:
             t0 = time.time()
             end = t0 + args.minutes * 60
             time.sleep(5)  # past the interpreter's start, so the first RSS sample is the operator's
@@ -359,10 +329,7 @@ def main() -> int:
     late = sorted(g for g in gaps.values() if g > 2 * args.interval)
     cpu = samples[-1][2] - samples[0][2]
     print()
-    print(
-        f"machine: {os.cpu_count()} CPUs, {platform.processor() or platform.machine()}, "
-        f"Python {platform.python_version()}"
-    )
+    print(f"machine: {machine}")
     print(
         f"soak: {args.policies} policies, interval {args.interval} s, {ran / 60:.1f} min, "
         f"load period {args.period_seconds:.0f} s"

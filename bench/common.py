@@ -1,0 +1,221 @@
+"""What the cluster benches share (bench/reaction.py, bench/soak.py, bench/scale.py): where the cluster's
+state and tools are, kubectl, the ScalingPolicy CRD, an operator run as a local process and the lease it
+takes, figures from /proc, and the line that describes the machine.
+
+bench/ is not a package: a script imports this as a sibling module, after putting its own folder first on
+sys.path (`python bench/x.py` has it there already; a test that loads the script by path does not).
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import os
+import platform
+import socket
+import subprocess
+import sys
+import urllib.parse
+import urllib.request
+from collections.abc import Mapping, Sequence
+from pathlib import Path
+
+from kubernetes import client
+
+ROOT = Path(__file__).resolve().parents[1]
+# As hack/lib.sh lays it out: cluster.env and the kubeconfig in state/, the pinned tools in bin/current/.
+CACHE = Path(os.environ.get("SCALEKEEPER_CACHE", Path.home() / ".cache" / "scalekeeper"))
+STATE = CACHE / "state"
+KUBECTL = str(CACHE / "bin" / "current" / "kubectl")
+LOGS = ROOT / "logs"
+POLICY_CRD = ROOT / "crds" / "scalingpolicies.scalekeeper.dev.yaml"
+# The lease of the operator installed in the cluster (and of the tests' session operator): a bench's own
+# operator never takes it, and a bench never deletes it.
+SHARED_LEASE = "scalekeeper-leader"
+OPERATOR_COMMAND = (sys.executable, "-m", "scalekeeper.cli", "run")
+
+
+# --------------------------------------------------------------------------- the cluster
+
+
+def env_file(path: Path) -> dict[str, str]:
+    """KEY=VALUE lines, as hack/cluster.sh writes state/cluster.env."""
+    return dict(line.split("=", 1) for line in path.read_text().splitlines() if "=" in line)
+
+
+def cluster_env() -> dict[str, str]:
+    """KUBECONFIG, PROMETHEUS_URL, SCALEKEEPER_REGISTRY... of the cluster `make cluster-up` brought up."""
+    return env_file(STATE / "cluster.env")
+
+
+def run_kubectl(
+    kubeconfig: str, *args: str, stdin: str | None = None, timeout: float | None = None
+) -> subprocess.CompletedProcess[str]:
+    """kubectl from the pinned build; the caller looks at the return code."""
+    return subprocess.run(
+        [KUBECTL, "--kubeconfig", kubeconfig, *args],
+        input=stdin,
+        capture_output=True,
+        text=True,
+        check=False,
+        timeout=timeout,
+    )
+
+
+def kubectl(kubeconfig: str, *args: str, stdin: str | None = None) -> str:
+    """kubectl's output; its stderr in the error when it fails."""
+    out = run_kubectl(kubeconfig, *args, stdin=stdin)
+    if out.returncode:
+        raise RuntimeError(f"kubectl {' '.join(args)}: {out.stderr}")
+    return out.stdout
+
+
+def apply_policy_crd(kubeconfig: str) -> None:
+    kubectl(kubeconfig, "apply", "--server-side", "-f", str(POLICY_CRD))
+
+
+def prometheus_scalar(url: str, query: str, timeout: float = 10.0) -> float | None:
+    """The first sample of an instant query, None when the result is empty."""
+    with urllib.request.urlopen(
+        f"{url}/api/v1/query?query={urllib.parse.quote(query)}", timeout=timeout
+    ) as resp:
+        result = json.load(resp)["data"]["result"]
+    return float(result[0]["value"][1]) if result else None
+
+
+def percentile(values: Sequence[float], q: float) -> float:
+    """Nearest-rank percentile (q in 0..1); nan for no values."""
+    if not values:
+        return math.nan
+    ordered = sorted(values)
+    return ordered[min(len(ordered) - 1, round(q * (len(ordered) - 1)))]
+
+
+# --------------------------------------------------------------------------- the operator as a local process
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port: int = s.getsockname()[1]
+        return port
+
+
+def operator_env(
+    *,
+    kubeconfig: str,
+    prometheus: str,
+    namespaces: str,
+    lease: str,
+    lease_namespace: str,
+    identity: str,
+    metrics_port: int = 0,
+    extra: Mapping[str, str] | None = None,
+) -> dict[str, str]:
+    """The environment of `scalekeeper run` serving only `namespaces`, under a lease of its own (so it never
+    competes with the operator installed in the cluster), health server off, metrics on `metrics_port`
+    (0: off)."""
+    if lease == SHARED_LEASE:
+        raise ValueError(f"a bench's operator takes a lease of its own, not {SHARED_LEASE}")
+    return {
+        **os.environ,
+        "KUBECONFIG": kubeconfig,
+        "SCALEKEEPER_PROMETHEUS_URL": prometheus,
+        "SCALEKEEPER_NAMESPACES": namespaces,
+        "SCALEKEEPER_LEASE_NAME": lease,
+        "SCALEKEEPER_LEASE_NAMESPACE": lease_namespace,
+        "SCALEKEEPER_METRICS_PORT": str(metrics_port),
+        "SCALEKEEPER_HEALTH_PORT": "0",
+        "POD_NAME": identity,
+        **(extra or {}),
+    }
+
+
+def start_operator_process(
+    env: Mapping[str, str],
+    log_path: Path,
+    command: Sequence[str] = OPERATOR_COMMAND,
+    new_session: bool = False,
+) -> subprocess.Popen[bytes]:
+    """The operator with its stdout and stderr in `log_path` (overwritten)."""
+    log_path.parent.mkdir(parents=True, exist_ok=True)
+    # The child keeps its own copy of the file descriptor; ours can close at once.
+    with log_path.open("wb") as log:
+        return subprocess.Popen(
+            list(command),
+            env=dict(env),
+            stdout=log,
+            stderr=subprocess.STDOUT,
+            start_new_session=new_session,
+        )
+
+
+def stop_process(process: subprocess.Popen[bytes], timeout: float) -> None:
+    """SIGTERM (the operator releases its lease and stops its daemons), SIGKILL after `timeout` seconds."""
+    if process.poll() is not None:
+        return
+    process.terminate()
+    try:
+        process.wait(timeout=timeout)
+    except subprocess.TimeoutExpired:
+        process.kill()
+        process.wait()
+
+
+def delete_lease(kubeconfig: str, namespace: str, name: str) -> None:
+    """Delete the lease a bench's own operator took: stopping the operator only releases it (no holder),
+    and released leases pile up in the namespace. Best effort, at cleanup: a failure is said, not raised."""
+    if name == SHARED_LEASE:
+        raise ValueError(f"{SHARED_LEASE} belongs to the operator installed in the cluster")
+    out = run_kubectl(kubeconfig, "-n", namespace, "delete", "lease", name, "--ignore-not-found")
+    if out.returncode:
+        print(f"could not delete lease {namespace}/{name}: {out.stderr.strip()}", file=sys.stderr)
+
+
+# --------------------------------------------------------------------------- /proc
+
+
+def cpu_seconds(pid: int) -> float:
+    """utime + stime of the whole process (every thread)."""
+    # The command name may hold spaces; the fields after its closing parenthesis are fixed.
+    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
+def proc_status(pid: int) -> dict[str, str]:
+    lines = Path(f"/proc/{pid}/status").read_text().splitlines()
+    return {key: value.strip() for key, _, value in (line.partition(":") for line in lines)}
+
+
+def status_mib(status: Mapping[str, str], key: str) -> float:
+    """A `NNN kB` field of /proc/<pid>/status (VmRSS, VmHWM...) in MiB; nan when it is not there."""
+    value = status.get(key)
+    return int(value.split()[0]) / 1024 if value else math.nan
+
+
+# --------------------------------------------------------------------------- the machine
+
+
+def cpu_model() -> str:
+    for line in Path("/proc/cpuinfo").read_text().splitlines():
+        if line.startswith("model name"):
+            return line.split(":", 1)[1].strip()
+    return platform.processor() or "unknown"
+
+
+def memory_total_gib() -> float:
+    for line in Path("/proc/meminfo").read_text().splitlines():
+        if line.startswith("MemTotal:"):
+            return int(line.split()[1]) / 1024 / 1024
+    return 0.0
+
+
+def describe_machine(api: client.ApiClient) -> str:
+    """The machine and the cluster a figure was measured on, and how busy the machine was at the start."""
+    version = client.VersionApi(api).get_code()
+    load = ", ".join(f"{x:.2f}" for x in os.getloadavg())
+    return (
+        f"{platform.node()}: {os.cpu_count()} cores ({cpu_model()}), {memory_total_gib():.1f} GiB memory, "
+        f"{platform.platform()}, Python {platform.python_version()}; kind cluster Kubernetes "
+        f"{version.git_version} on the same machine, shared (load average {load} when this started)"
+    )

@@ -1,0 +1,131 @@
+"""bench/common.py, what the cluster benches share, without a cluster: env files, percentiles, the local
+operator's environment and process, /proc figures, and the guard on the in-cluster operator's lease."""
+
+from __future__ import annotations
+
+import math
+import os
+import subprocess
+import sys
+import time
+from pathlib import Path
+from types import ModuleType
+
+import pytest
+
+BENCH = Path(__file__).resolve().parents[2] / "bench"
+
+
+def load(name: str) -> ModuleType:
+    """A bench script as its siblings see it: bench/ first on sys.path (it is not a package)."""
+    if str(BENCH) not in sys.path:
+        sys.path.insert(0, str(BENCH))
+    return __import__(name)
+
+
+C = load("common")
+
+
+def test_env_file_splits_at_the_first_equals_sign(tmp_path: Path) -> None:
+    path = tmp_path / "cluster.env"
+    path.write_text("KUBECONFIG=/k/config\nPROMETHEUS_URL=http://h:1/?a=b\n\nnot a pair\n")
+    assert C.env_file(path) == {"KUBECONFIG": "/k/config", "PROMETHEUS_URL": "http://h:1/?a=b"}
+
+
+def test_percentile_is_nearest_rank_and_nan_when_empty() -> None:
+    values = [5.0, 1.0, 4.0, 2.0, 3.0]
+    assert C.percentile(values, 0.5) == 3.0
+    assert C.percentile(values, 0.95) == 5.0
+    assert C.percentile(values, 0.0) == 1.0
+    assert math.isnan(C.percentile([], 0.5))
+
+
+def test_operator_env_serves_the_namespaces_under_its_own_lease() -> None:
+    env = C.operator_env(
+        kubeconfig="/k",
+        prometheus="http://p",
+        namespaces="bench-1",
+        lease="bench-bench-1",
+        lease_namespace="scalekeeper-system",
+        identity="bench",
+        extra={"SCALEKEEPER_LOG_LEVEL": "WARNING"},
+    )
+    assert env["SCALEKEEPER_NAMESPACES"] == "bench-1"
+    assert (env["SCALEKEEPER_LEASE_NAME"], env["SCALEKEEPER_LEASE_NAMESPACE"]) == (
+        "bench-bench-1",
+        "scalekeeper-system",
+    )
+    assert env["SCALEKEEPER_METRICS_PORT"] == "0" and env["SCALEKEEPER_HEALTH_PORT"] == "0"
+    assert env["SCALEKEEPER_LOG_LEVEL"] == "WARNING" and env["POD_NAME"] == "bench"
+    assert env["PATH"] == os.environ["PATH"]
+
+
+def test_the_in_cluster_operators_lease_is_never_taken_nor_deleted(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    def no_kubectl(*args: object, **kwargs: object) -> None:
+        raise AssertionError("kubectl must not run")
+
+    monkeypatch.setattr(C, "run_kubectl", no_kubectl)
+    with pytest.raises(ValueError):
+        C.delete_lease("/k", "scalekeeper-system", "scalekeeper-leader")
+    with pytest.raises(ValueError):
+        C.operator_env(
+            kubeconfig="/k",
+            prometheus="http://p",
+            namespaces="x",
+            lease="scalekeeper-leader",
+            lease_namespace="scalekeeper-system",
+            identity="x",
+        )
+
+
+def test_delete_lease_asks_kubectl_for_that_lease_only(monkeypatch: pytest.MonkeyPatch) -> None:
+    calls: list[tuple[str, ...]] = []
+
+    def fake(kubeconfig: str, *args: str, **kwargs: object) -> subprocess.CompletedProcess[str]:
+        calls.append((kubeconfig, *args))
+        return subprocess.CompletedProcess(args, 0, "", "")
+
+    monkeypatch.setattr(C, "run_kubectl", fake)
+    C.delete_lease("/k", "default", "lease-soak-1")
+    assert calls == [("/k", "-n", "default", "delete", "lease", "lease-soak-1", "--ignore-not-found")]
+
+
+def test_an_operator_process_logs_to_its_file_and_stops(tmp_path: Path) -> None:
+    log = tmp_path / "logs" / "op.log"
+    command = (sys.executable, "-c", "import time; print('up', flush=True); time.sleep(60)")
+    proc = C.start_operator_process(dict(os.environ), log, command=command)
+    deadline = time.monotonic() + 10
+    while "up" not in log.read_text() and time.monotonic() < deadline:
+        time.sleep(0.05)
+    assert C.cpu_seconds(proc.pid) >= 0
+    assert C.status_mib(C.proc_status(proc.pid), "VmRSS") > 0
+    C.stop_process(proc, timeout=5)
+    assert proc.returncode is not None and log.read_text().strip() == "up"
+    C.stop_process(proc, timeout=5)  # already stopped: nothing to do
+
+
+def test_status_mib_is_nan_for_a_missing_field() -> None:
+    assert C.status_mib({"VmRSS": "2048 kB"}, "VmRSS") == 2.0
+    assert math.isnan(C.status_mib({}, "VmHWM"))
+
+
+def test_reaction_still_exports_what_reaction_peer_imports() -> None:
+    reaction = load("reaction")
+    for name in (
+        "ROOT",
+        "SLEEPER",
+        "STATE",
+        "create_deployment",
+        "env_file",
+        "kubectl",
+        "pct",
+        "scaling_policy",
+        "set_value",
+        "start_exporter",
+        "start_operator",
+        "stop_operator",
+        "wait_queryable",
+    ):
+        assert hasattr(reaction, name), name
