@@ -41,6 +41,7 @@ from common import (  # a sibling (bench/ is not a package)
     apply_policy_crd,
     cluster_env,
     cpu_seconds,
+    delete_lease,
     describe_machine,
     free_port,
     kubectl,
@@ -318,6 +319,8 @@ def main() -> int:
                 time.sleep(2)
     finally:
         core.delete_namespace(ns)
+        # The operator is stopped by now: it released its lease, which would stay behind.
+        delete_lease(kubeconfig, LEASE_NAMESPACE, lease)
 
     decisions, errors, warnings = read_log(log_path)
     ran = samples[-1][0]
