@@ -26,6 +26,7 @@ CRD = ROOT / "crds" / "scalingpolicies.scalekeeper.dev.yaml"
 CHART = ROOT / "manifests" / "chart" / "scalekeeper"
 LOG_DIR = ROOT / "logs"
 LEASE = "scalekeeper-leader"
+LEASE_NAMESPACE = "scalekeeper-system"
 # The session operator (local or in-cluster) serves only the tests' namespaces, so a test can run its own
 # operators in a namespace outside these (test_faults' restart test) without a second actor on its policy.
 SERVED_NAMESPACES = ("t-*", "demo-*")
@@ -75,7 +76,7 @@ def local_operator(
         "SCALEKEEPER_PROMETHEUS_URL": cluster.prometheus_url,
         "SCALEKEEPER_METRICS_PORT": "0",
         "SCALEKEEPER_HEALTH_PORT": "0",
-        "SCALEKEEPER_LEASE_NAMESPACE": "scalekeeper-system",
+        "SCALEKEEPER_LEASE_NAMESPACE": LEASE_NAMESPACE,
         "SCALEKEEPER_LEASE_SECONDS": "6",
         "POD_NAME": identity,
         "SCALEKEEPER_NAMESPACES": ",".join(SERVED_NAMESPACES),
@@ -100,6 +101,19 @@ def stop_local(op: RunningOperator) -> None:
         except subprocess.TimeoutExpired:
             op.process.kill()
             op.process.wait()
+
+
+def delete_test_lease(cluster: Cluster, name: str) -> None:
+    """Delete the lease a test's own operators took (local_operator with SCALEKEEPER_LEASE_NAME), once they
+    are stopped: stopping only releases it, and released leases would pile up in scalekeeper-system. Never
+    the session operator's."""
+    if name == LEASE:
+        raise ValueError(f"{LEASE} is the session operator's lease")
+    try:
+        client.CoordinationV1Api(cluster.api).delete_namespaced_lease(name, LEASE_NAMESPACE)
+    except client.ApiException as exc:
+        if exc.status != 404:  # never taken: the operator did not get that far
+            raise
 
 
 def _in_cluster(cluster: Cluster) -> RunningOperator:

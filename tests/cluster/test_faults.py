@@ -152,7 +152,7 @@ def test_operator_killed_after_a_step_does_not_double_step_after_restart(cluster
     import signal
     import uuid
 
-    from .operator_fixture import install_crd, local_operator, stop_local
+    from .operator_fixture import delete_test_lease, install_crd, local_operator, stop_local
 
     install_crd(cluster)
     core, apps = client.CoreV1Api(cluster.api), client.AppsV1Api(cluster.api)
@@ -225,6 +225,7 @@ def test_operator_killed_after_a_step_does_not_double_step_after_restart(cluster
         stop_local(first)
         if second is not None:
             stop_local(second)
+        delete_test_lease(cluster, env["SCALEKEEPER_LEASE_NAME"])
         core.delete_namespace(ns, propagation_policy="Background")
 
 

@@ -15,7 +15,7 @@ from kubernetes import client
 
 from .conftest import Cluster, release_policies
 from .kube_helpers import GROUP, PLURAL, VERSION, apply_policy, replicas_of
-from .operator_fixture import RunningOperator, local_operator, stop_local
+from .operator_fixture import RunningOperator, delete_test_lease, local_operator, stop_local
 from .waiting import wait_deleted, wait_for
 
 pytestmark = pytest.mark.cluster
@@ -149,3 +149,4 @@ def test_two_replicas_one_acts_and_the_other_takes_over(cluster: Cluster, ha_nam
         release_policies(cluster, ns)
         for op in ops.values():
             stop_local(op)
+        delete_test_lease(cluster, LEASE)

@@ -22,7 +22,7 @@ from scalekeeper.metrics.prometheus import Missing, PrometheusReader, Sample
 
 from .conftest import Cluster, release_policies
 from .kube_helpers import apply_policy, condition, deployment, policy_status, replicas_of
-from .operator_fixture import install_crd, local_operator, stop_local
+from .operator_fixture import delete_test_lease, install_crd, local_operator, stop_local
 from .test_faults import replicas_policy
 from .test_operator_basics import load_query, prometheus_value, start_exporter
 from .waiting import wait_for
@@ -107,12 +107,13 @@ def test_bearer_token_and_private_ca_reach_prometheus_and_each_missing_part_is_n
     client.AppsV1Api(cluster.api).create_namespaced_deployment(
         ns, deployment("target", 1, {"app": "target"}, cluster.operator_image)
     )
+    lease = f"lease-{ns}"
     operator = local_operator(
         cluster,
         f"auth-{ns}",
         {
             "SCALEKEEPER_NAMESPACES": ns,
-            "SCALEKEEPER_LEASE_NAME": f"lease-{ns}",
+            "SCALEKEEPER_LEASE_NAME": lease,
             "SCALEKEEPER_PROMETHEUS_URL": url,
             "SCALEKEEPER_PROMETHEUS_BEARER_TOKEN_FILE": str(token_file),
             "SCALEKEEPER_PROMETHEUS_CA_FILE": str(ca),
@@ -134,3 +135,4 @@ def test_bearer_token_and_private_ca_reach_prometheus_and_each_missing_part_is_n
     finally:
         release_policies(cluster, ns)
         stop_local(operator)
+        delete_test_lease(cluster, lease)
