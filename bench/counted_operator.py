@@ -131,7 +131,8 @@ def _dump_forever(path: Path, every: float) -> None:
 
 
 def main() -> int:
-    if len(sys.argv) != 2:
+    # `--help` would otherwise be taken for COUNTS.json and start the operator.
+    if len(sys.argv) != 2 or sys.argv[1] in ("-h", "--help"):
         print(__doc__, file=sys.stderr)
         return 2
     trace = os.environ.get("BENCH_STATUS_TRACE")

@@ -169,7 +169,7 @@ def render(profile: Profile, seconds: float | None = None, rate: int = 100, top:
 
 
 def main() -> int:
-    if len(sys.argv) != 2:
+    if len(sys.argv) != 2 or sys.argv[1] in ("-h", "--help"):
         print(__doc__, file=sys.stderr)
         return 2
     print("\n".join(render(summarise(Path(sys.argv[1]).read_text()))))
