@@ -17,8 +17,6 @@ import kopf
 from . import model
 from .config import OperatorConfig
 from .engine.claims import PolicyId
-from .kube.targets import ReplicaState
-from .kube.watched import Watched, hpa_entry, replica_entry
 from .reconcile import PolicyMemory, claims_of, lookups_of
 from .runtime import Runtime
 
@@ -73,40 +71,6 @@ def sized_targets(body: kopf.Body, **_: Any) -> dict[str, PolicyId]:
     return claims_of(body)
 
 
-# The objects policies size, as the watches see them: a cycle reads its targets and HPAs from here, not
-# from the API server (kube/watched.py). Only small entries are kept, not the bodies.
-@kopf.index("apps", "v1", "deployments")
-def seen_deployments(body: kopf.Body, **_: Any) -> dict[str, ReplicaState]:
-    return replica_entry("Deployment", body)
-
-
-@kopf.index("apps", "v1", "statefulsets")
-def seen_statefulsets(body: kopf.Body, **_: Any) -> dict[str, ReplicaState]:
-    return replica_entry("StatefulSet", body)
-
-
-@kopf.index("autoscaling", "v2", "horizontalpodautoscalers")
-def seen_hpas(body: kopf.Body, **_: Any) -> dict[str, dict[str, Any]]:
-    return hpa_entry(body)
-
-
-def _watched(keys: list[str], kwargs: dict[str, Any]) -> Watched:
-    """This policy's entries of the watched-object indexes, copied on the event loop that updates them."""
-    replicas: dict[str, ReplicaState] = {}
-    hpas: dict[str, list[dict[str, Any]]] = {}
-    for index_name in ("seen_deployments", "seen_statefulsets"):
-        index: kopf.Index[str, ReplicaState] = kwargs[index_name]
-        for key in keys:
-            for state in index.get(key, ()):
-                replicas[key] = state
-    hpa_index: kopf.Index[str, dict[str, Any]] = kwargs["seen_hpas"]
-    for key in keys:
-        found = list(hpa_index.get(key, ()))
-        if found:
-            hpas[key] = found
-    return Watched(replicas, hpas, hpas_watched=True)
-
-
 @kopf.daemon(model.GROUP, model.VERSION, model.PLURAL, cancellation_timeout=10.0)
 async def size_policy(
     body: kopf.Body,
@@ -117,6 +81,9 @@ async def size_policy(
     # kopf passes each index by its function's name (not in kopf's typed daemon signature).
     claims: kopf.Index[str, PolicyId] = kwargs["sized_targets"]
     runtime: Runtime = memo["runtime"]
+    # A cycle before every informer has listed would take a workload it has not seen yet for absent.
+    while not runtime.watches.ready() and not stopped:
+        await stopped.wait(0.5)
     memory = PolicyMemory()
     # (generation, claim keys, watched-object keys): recomputed only when the spec changes.
     lookups: tuple[Any, list[str], list[str]] | None = None
@@ -138,9 +105,9 @@ async def size_policy(
                 generation = snapshot.get("metadata", {}).get("generation")
                 if lookups is None or lookups[0] != generation:
                     lookups = (generation, *lookups_of(snapshot))
-                # Copied here, on the event loop that updates the indexes, not read from the worker thread.
+                # Copied here, on the event loop that updates kopf's index, not read from the worker thread.
                 claimants = {key: list(claims.get(key, ())) for key in lookups[1]}
-                watched = _watched(lookups[2], kwargs)
+                watched = runtime.watches.snapshot(lookups[2])
                 try:
                     await asyncio.to_thread(runtime.cycle, snapshot, memory, claimants, watched)
                 except Exception:

@@ -17,7 +17,7 @@ from .kube.events import EventRecorder
 from .kube.hpa import HpaClient
 from .kube.leader import LeaseElector
 from .kube.targets import ReplicaClient
-from .kube.watched import Watched
+from .kube.watched import Watched, WatchedObjects
 from .kube.workers import WorkerDeployments
 from .metrics.prometheus import PrometheusReader
 from .opmetrics import OperatorMetrics
@@ -67,6 +67,9 @@ class Runtime:
             status_refresh_seconds=cfg.status_refresh_seconds,
             log_every_decision=cfg.log_decisions == "all",
         )
+        # The informers stream on connections of their own: a long watch must not hold one of the pool the
+        # cycles' reads and writes share.
+        self.watches = WatchedObjects(client.ApiClient(self.api.configuration), cfg.namespaces)
         self.started = time.monotonic()
         self.elector: LeaseElector | None = None
         if cfg.leader_election:
@@ -80,6 +83,7 @@ class Runtime:
             )
 
     def start(self) -> None:
+        self.watches.start()
         if self.cfg.metrics_port:
             self.metrics.serve(self.cfg.metrics_port)
         if self.elector is not None:
@@ -88,6 +92,7 @@ class Runtime:
             self.metrics.leader.set(1)
 
     def stop(self) -> None:
+        self.watches.stop()
         if self.elector is not None:
             self.elector.stop()
 

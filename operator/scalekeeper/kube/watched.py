@@ -1,19 +1,24 @@
 """What the operator's watches see of the objects policies size: replica counts and HPAs.
 
-kopf keeps an index of every Deployment, StatefulSet and HPA in the served namespaces (see handlers). A
-cycle reads its targets from there instead of one GET per target and one HPA list per policy: at
-thousands of policies those reads were most of the operator's CPU and of the API server's load. The index
-is only a fast path: what it has not seen (another kind, an object that may not exist) is read as before.
+Informers (kube/informer.py) keep an index of every Deployment, StatefulSet and HPA in the served
+namespaces. A cycle reads its targets from there instead of one GET per target and one HPA list per
+policy: at thousands of policies those reads were most of the operator's CPU and of the API server's
+load. The index is only a fast path: what it has not seen (another kind, an object that may not exist) is
+read as before.
 
 Entries are small tuples and trimmed dicts, not whole bodies, so the index stays small with many objects.
 """
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+import fnmatch
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
+from kubernetes import client
+
+from .informer import EntryIndex, Informer
 from .targets import ReplicaState, TargetRef
 
 # Kinds whose `/scale` replicas are the object's own `spec.replicas`, with the same resourceVersion.
@@ -90,3 +95,87 @@ def watched_keys(namespace: str, refs: list[TargetRef], hpa: str | None, web: st
     if web is not None:
         keys.append(hpa_target_key(namespace, web))
     return keys
+
+
+class WatchedObjects:
+    """The informers of Deployments, StatefulSets and HPAs in the served namespaces, and their indexes.
+
+    No namespaces: cluster-wide. Plain names: one watch per name and kind (what namespaced RBAC allows).
+    Any glob ("team-*"): cluster-wide, filtered here (needs cluster-wide list/watch)."""
+
+    def __init__(self, api: client.ApiClient, namespaces: Sequence[str] = ()) -> None:
+        self.replicas: EntryIndex[ReplicaState] = EntryIndex()
+        self.hpas: EntryIndex[dict[str, Any]] = EntryIndex()
+        apps, autoscaling = client.AppsV1Api(api), client.AutoscalingV2Api(api)
+        EntryFn = Callable[[Mapping[str, Any]], Mapping[str, Any]]
+        kinds: list[tuple[str, Any, Any, EntryFn, EntryIndex[Any]]] = [
+            (
+                "deployments",
+                apps.list_deployment_for_all_namespaces,
+                apps.list_namespaced_deployment,
+                lambda body: replica_entry("Deployment", body),
+                self.replicas,
+            ),
+            (
+                "statefulsets",
+                apps.list_stateful_set_for_all_namespaces,
+                apps.list_namespaced_stateful_set,
+                lambda body: replica_entry("StatefulSet", body),
+                self.replicas,
+            ),
+            (
+                "horizontalpodautoscalers",
+                autoscaling.list_horizontal_pod_autoscaler_for_all_namespaces,
+                autoscaling.list_namespaced_horizontal_pod_autoscaler,
+                hpa_entry,
+                self.hpas,
+            ),
+        ]
+        globbed = any(ch in "".join(namespaces) for ch in "*?[")
+        self.informers: list[Informer[Any]] = []
+        for plural, list_all, list_in, entry_of, index in kinds:
+            if not namespaces or globbed:
+                self.informers.append(
+                    Informer(plural, list_all, entry_of, index, namespace_ok=namespace_filter(namespaces))
+                )
+            else:
+                for ns in namespaces:
+                    bound = _bind_namespace(list_in, ns)
+                    self.informers.append(Informer(f"{plural} in {ns}", bound, entry_of, index))
+
+    def start(self) -> None:
+        for informer in self.informers:
+            informer.start()
+
+    def stop(self) -> None:
+        for informer in self.informers:
+            informer.stop()
+
+    def ready(self) -> bool:
+        """Every informer has listed once: before that a cycle would see a half-known set."""
+        return all(informer.ready.is_set() for informer in self.informers)
+
+    def snapshot(self, keys: list[str]) -> Watched:
+        replicas: dict[str, ReplicaState] = {}
+        hpas: dict[str, list[dict[str, Any]]] = {}
+        for key in keys:
+            for state in self.replicas.get(key):
+                replicas[key] = state
+            found = self.hpas.get(key)
+            if found:
+                hpas[key] = found
+        return Watched(replicas, hpas, hpas_watched=True)
+
+
+def namespace_filter(namespaces: Sequence[str]) -> Callable[[str], bool]:
+    if not namespaces:
+        return lambda _: True
+    patterns = tuple(namespaces)
+    return lambda ns: any(fnmatch.fnmatchcase(ns, p) for p in patterns)
+
+
+def _bind_namespace(list_in: Callable[..., Any], namespace: str) -> Callable[..., Any]:
+    def list_fn(**kwargs: Any) -> Any:
+        return list_in(namespace, **kwargs)
+
+    return list_fn
