@@ -127,7 +127,7 @@ class Observed:
         """What the engine sizes from: replicas, except for web, whose decision is the owned HPA's floor
         (the pods actually running still count against the connection budget)."""
         out = {
-            name: (engine.ObservedTarget(s.replicas) if s is not None else None)
+            name: (engine.ObservedTarget(s.replicas, ready=s.ready) if s is not None else None)
             for name, s in self.states.items()
         }
         web = self.states.get(engine.WEB)

@@ -43,6 +43,7 @@ from .engine.decide import (
     FORECAST_METRICS,
     IN_FLIGHT,
     WAITING,
+    ObservedTarget,
     decide,
     worker_target,
 )
@@ -173,6 +174,8 @@ class Observation:
     in_flight: int
     arrival_rate: float
     completion_rate: float
+    # Pods ready to take tasks (a Deployment's readyReplicas): not starting, not terminating.
+    ready: int
 
 
 # A rule maps (now, current replicas, what the metrics show) to the desired replicas.
@@ -357,6 +360,7 @@ class QueueModel:
             in_flight=in_flight,
             arrival_rate=arrived / RATE_WINDOW_SECONDS,
             completion_rate=len(self.completions) / RATE_WINDOW_SECONDS,
+            ready=sum(1 for p in self.live if p.ready(now)),
         )
 
     def replica_seconds(self, horizon: float) -> float:
@@ -480,7 +484,8 @@ def engine_decider(spec: model.ScalingPolicySpec, worker: model.WorkerSpec) -> D
             readings = history.forecast(now, worker.forecast.season_seconds, worker.forecast.lead_seconds)
             for metric, value in zip(FORECAST_METRICS, readings, strict=True):
                 samples[name][metric] = (value, now)
-        d = decide(only, {name: current}, samples, {name: state.get(name)}, now).targets[name]
+        observed = {name: ObservedTarget(current, ready=obs.ready)}
+        d = decide(only, observed, samples, {name: state.get(name)}, now).targets[name]
         state[name] = d.history
         return d.desired
 

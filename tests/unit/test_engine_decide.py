@@ -172,6 +172,18 @@ def test_drain_metric_missing_still_allows_scale_up_from_the_queue() -> None:
     assert "metric arrival_rate for queue emails is infinite" in held.reason
 
 
+def test_the_drain_estimate_divides_by_the_ready_workers_the_operator_saw() -> None:
+    # emails: 4 replicas, 2 ready, completing 2 tasks/s while 300 wait; arrivals 0.5/s.
+    s = samples(emails=(300.0, 4.0))
+    s[worker_target("emails")][COMPLETION_RATE] = (2.0, NOW)
+    name = worker_target("emails")
+    by_ready = decide(full_spec(), {**OBSERVED, name: ObservedTarget(4, ready=2)}, s, {}, NOW).targets[name]
+    assert by_ready.metrics["per_worker_rate"] == 1.0  # 2 tasks/s over the 2 ready workers
+    # Without readyReplicas (read through /scale) the replicas stand in, as before.
+    unknown = decide(full_spec(), {**OBSERVED, name: ObservedTarget(4)}, s, {}, NOW).targets[name]
+    assert unknown.metrics["per_worker_rate"] == 0.5
+
+
 def test_connection_budget_cuts_workers_first_then_web() -> None:
     budget = {"maxConnections": 200, "webPoolSize": 10, "workerPoolSize": 5, "reserved": 20}
     load = samples(rate=800, video=(300, 4), emails=(200, 2))

@@ -260,3 +260,61 @@ def test_worker_never_below_the_workers_its_in_flight_tasks_fill(
     capacity = params.concurrency * params.prefetch_multiplier
     held = min(in_flight, current * capacity)
     assert s.proposal.replicas is not None and s.proposal.replicas >= math.ceil(held / capacity - 1e-9)
+
+
+def test_worker_drain_rate_is_per_ready_worker() -> None:
+    params = WorkerParams(
+        queue="video", concurrency=2, prefetch_multiplier=1, tasks_per_worker=100, drain_seconds=60
+    )
+    # 4 replicas, 2 of them still starting: the 2 ready ones complete 2 tasks/s, 1 each.
+    s = size_worker(
+        params,
+        4,
+        0.1,
+        NOW,
+        waiting=ok(150),
+        in_flight=ok(4),
+        arrival_rate=ok(3.0),
+        completion_rate=ok(2.0),
+        ready=2,
+    )
+    assert s.proposal.metrics["per_worker_rate"] == 1.0
+    # 3/s + 154/60 s = 5.57/s at 1/s per worker: 6 (the replica count alone would say 0.5/s and 12).
+    assert s.proposal.replicas == 6
+    assert "draining in 60s at 1 tasks/s/worker needs 6" in s.proposal.reason
+
+
+# Per-worker rates that are exact binary fractions, so completion / ready == rate exactly.
+worker_rates = st.integers(1, 64).map(lambda k: k / 16)
+
+
+@MANY
+@given(
+    st.integers(1, 600),
+    st.integers(1, 20),
+    st.integers(0, 20),
+    worker_rates,
+    st.floats(0, 50),
+    st.floats(0.5, 5000),
+)
+def test_pods_still_starting_do_not_inflate_the_drain_estimate(
+    drain_seconds: int, ready: int, starting: int, rate: float, arrival: float, waiting: float
+) -> None:
+    """The drain estimate asks for what the ready workers' speed needs, whatever number of pods is
+    still starting: dividing the completion rate by all replicas would make each look slower."""
+    # tasksPerWorker so large that the queue estimate is 1, nothing in flight: the drain estimate decides.
+    params = WorkerParams(queue="q", concurrency=2, tasks_per_worker=1e12, drain_seconds=float(drain_seconds))
+    s = size_worker(
+        params,
+        ready + starting,
+        0.0,
+        NOW,
+        waiting=ok(waiting),
+        in_flight=ok(0.0),
+        arrival_rate=ok(arrival),
+        completion_rate=ok(ready * rate),
+        ready=ready,
+    )
+    assert s.proposal.metrics["per_worker_rate"] == rate
+    need = (arrival + waiting / drain_seconds) / rate
+    assert s.proposal.replicas == max(1, ceil_replicas(need))

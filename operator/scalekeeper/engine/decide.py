@@ -58,12 +58,15 @@ class ObservedTarget:
 
     `replicas` is what the engine sizes from. For web that may be the owned HPA's current
     minReplicas (the floor the engine moves); then `running` gives the pods actually running,
-    which is what the connection budget has to count.
+    which is what the connection budget has to count. `ready`: the pods that are ready
+    (a Deployment's status.readyReplicas), when known; a worker's drain estimate divides the
+    completion rate by them, since pods still starting complete nothing.
     """
 
     replicas: int
     exists: bool = True
     running: int | None = None
+    ready: int | None = None
 
 
 @dataclass(frozen=True)
@@ -278,6 +281,7 @@ def decide(
             arrival_rate=reading(name, ARRIVAL_RATE, f"metric arrival_rate for queue {q}"),
             completion_rate=reading(name, COMPLETION_RATE, f"metric completion_rate for queue {q}"),
             idle_since=history.idle_since,
+            ready=obs.ready,
         )
         history = replace(history, idle_since=sizing.idle_since)
         params = worker_params(worker)

@@ -159,6 +159,7 @@ def size_worker(
     arrival_rate: Reading | None = None,
     completion_rate: Reading | None = None,
     idle_since: float | None = None,
+    ready: int | None = None,
 ) -> WorkerSizing:
     """Recommendation for one queue's worker Deployment.
 
@@ -167,8 +168,11 @@ def size_worker(
     inflate it. Two estimates, the larger wins, each behind the tolerance band:
       * queue: ceil(load / tasksPerWorker);
       * drain (with drainSeconds): ceil((arrival + load / drainSeconds) / per-worker rate), the
-        per-worker rate being the completion rate / replicas, measured only while tasks are
+        per-worker rate being the completion rate / ready workers, measured only while tasks are
         waiting (otherwise idle workers would look slow and the estimate would never shrink).
+        Only ready workers complete tasks: dividing by `current`, which counts pods still
+        starting, would make each worker look slower and ask for more pods right after every
+        scale-up. `ready` None (not reported) falls back to `current`.
     From zero only when load >= activationTasks; to zero only after the backlog has been
     zero for cooldownSeconds. `arrival_rate`/`completion_rate` None means "not collected";
     a Reading with a problem means "collected but unusable", which blocks scale-down.
@@ -211,15 +215,16 @@ def size_worker(
             if reading is not None and reading.problem is not None:
                 missing.append(reading.problem)
         per_worker: float | None = None
+        completing = current if ready is None else ready
         if (
             completion_rate is not None
             and completion_rate.value is not None
             and completion_rate.value > 0
-            and current > 0
+            and completing > 0
             and waiting.value is not None
             and waiting.value > 0
         ):
-            per_worker = completion_rate.value / current
+            per_worker = completion_rate.value / completing
         if arrival_rate is not None and arrival_rate.value is not None and load is not None and per_worker:
             need_rate = arrival_rate.value + load / params.drain_seconds
             replicas, held_band = ratio_replicas(need_rate, per_worker, current, tolerance)
