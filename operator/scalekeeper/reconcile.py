@@ -612,6 +612,8 @@ class Reconciler:
             return memory.persisted.get(name)
         previous = memory.persisted.get(name)
         doc = current.to_dict()
+        # Not backlogSince: it turns over whenever the queue empties, and a stale one after a restart
+        # only lets the drain estimate trust the completion rate one window early.
         keys = ("scaleUpEvents", "scaleDownEvents", "lastScaleTime", "idleSince")
         if previous is None or any(previous.get(k) != doc.get(k) for k in keys):
             memory.persisted[name] = doc

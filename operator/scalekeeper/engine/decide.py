@@ -135,6 +135,7 @@ def worker_params(worker: model.WorkerSpec) -> WorkerParams:
         activation_tasks=float(worker.activation_tasks),
         cooldown_seconds=float(worker.cooldown_seconds),
         min_replicas=worker.min_replicas,
+        rate_window_seconds=worker.completion_rate_window_seconds(),
     )
 
 
@@ -282,8 +283,9 @@ def decide(
             completion_rate=reading(name, COMPLETION_RATE, f"metric completion_rate for queue {q}"),
             idle_since=history.idle_since,
             ready=obs.ready,
+            backlog_since=history.backlog_since,
         )
-        history = replace(history, idle_since=sizing.idle_since)
+        history = replace(history, idle_since=sizing.idle_since, backlog_since=sizing.backlog_since)
         params = worker_params(worker)
         proposal = raise_to_forecast(
             sizing.proposal, forecast(name, worker.forecast), params.effective_tasks_per_worker

@@ -131,6 +131,8 @@ class WorkerParams:
     cooldown_seconds: float = 300.0
     # The to-zero cooldown only matters when zero is allowed at all.
     min_replicas: int = 0
+    # The range the completion rate is averaged over (the default query's rate(...[1m])).
+    rate_window_seconds: float = 60.0
 
     @property
     def effective_tasks_per_worker(self) -> float:
@@ -146,6 +148,7 @@ class WorkerParams:
 class WorkerSizing:
     proposal: Proposal
     idle_since: float | None
+    backlog_since: float | None = None
 
 
 def size_worker(
@@ -160,6 +163,7 @@ def size_worker(
     completion_rate: Reading | None = None,
     idle_since: float | None = None,
     ready: int | None = None,
+    backlog_since: float | None = None,
 ) -> WorkerSizing:
     """Recommendation for one queue's worker Deployment.
 
@@ -168,14 +172,18 @@ def size_worker(
     inflate it. Two estimates, the larger wins, each behind the tolerance band:
       * queue: ceil(load / tasksPerWorker);
       * drain (with drainSeconds): ceil((arrival + load / drainSeconds) / per-worker rate), the
-        per-worker rate being the completion rate / ready workers, measured only while tasks are
-        waiting (otherwise idle workers would look slow and the estimate would never shrink).
-        Only ready workers complete tasks: dividing by `current`, which counts pods still
-        starting, would make each worker look slower and ask for more pods right after every
-        scale-up. `ready` None (not reported) falls back to `current`.
+        per-worker rate being the completion rate / ready workers, measured only once tasks have
+        been waiting at every cycle for the completion rate's whole window (`backlog_since`, at
+        least rate_window_seconds ago). Workers that were not all busy over that window complete
+        fewer tasks than they can: the rate would then measure the demand, not the capacity, and
+        the estimate would ask for more workers each time it added some. Only ready workers
+        complete tasks: dividing by `current`, which counts pods still starting, would make each
+        worker look slower right after every scale-up. `ready` None (not reported) falls back to
+        `current`.
     From zero only when load >= activationTasks; to zero only after the backlog has been
-    zero for cooldownSeconds. `arrival_rate`/`completion_rate` None means "not collected";
-    a Reading with a problem means "collected but unusable", which blocks scale-down.
+    zero for cooldownSeconds. The result carries idle_since and backlog_since for the next
+    cycle. `arrival_rate`/`completion_rate` None means "not collected"; a Reading with a
+    problem means "collected but unusable", which blocks scale-down.
     """
     queue = params.queue
     missing: list[str] = [r.problem for r in (waiting, in_flight) if r.problem is not None]
@@ -194,6 +202,12 @@ def size_worker(
         new_idle = None
     else:
         new_idle = now if idle_since is None else idle_since
+    if waiting.value is None:
+        new_backlog = backlog_since
+    elif waiting.value > 0:
+        new_backlog = now if backlog_since is None else backlog_since
+    else:
+        new_backlog = None
 
     estimates: list[tuple[int, bool, str]] = []
     if load is not None:
@@ -221,8 +235,8 @@ def size_worker(
             and completion_rate.value is not None
             and completion_rate.value > 0
             and completing > 0
-            and waiting.value is not None
-            and waiting.value > 0
+            and new_backlog is not None
+            and now - new_backlog >= params.rate_window_seconds
         ):
             per_worker = completion_rate.value / completing
         if arrival_rate is not None and arrival_rate.value is not None and load is not None and per_worker:
@@ -241,7 +255,9 @@ def size_worker(
     head = f"queue {queue}"
     if not estimates:
         reason = f"{head}: " + ("; ".join(missing) if missing else "no usable metric")
-        return WorkerSizing(Proposal(None, reason, missing=tuple(missing), metrics=metrics), new_idle)
+        return WorkerSizing(
+            Proposal(None, reason, missing=tuple(missing), metrics=metrics), new_idle, new_backlog
+        )
     assert load is not None  # every estimate needs the load
 
     desired = max(e[0] for e in estimates)
@@ -266,4 +282,4 @@ def size_worker(
                 f"{head}: backlog empty for {idle_for:g}s of the {params.cooldown_seconds:g}s "
                 "cooldown; keeping 1 worker"
             )
-    return WorkerSizing(Proposal(desired, reason, limited_by, tuple(missing), metrics), new_idle)
+    return WorkerSizing(Proposal(desired, reason, limited_by, tuple(missing), metrics), new_idle, new_backlog)
