@@ -32,6 +32,8 @@ Per rule it reports:
   replica-hours        pod lifetimes (from creation, including the start delay, to the end of a warm
                        shutdown) in simulated hours;
   scale events         replica changes;
+  reversals            scale events that undo the direction of the previous one within 60 s (a
+                       scale-down followed by a scale-up, or the other way round): flapping;
   slot use             service seconds run / (replica seconds x concurrency).
 and the aims: scalekeeper's minutes over target <= 50% of the HPA's, and its replica-hours <= 110%
 of the oracle's. Writes out/bench-quality.png (load, replicas, tasks not yet running, p95 wait) for
@@ -48,6 +50,7 @@ from __future__ import annotations
 
 import argparse
 import bisect
+import itertools
 import math
 import os
 import platform
@@ -81,6 +84,7 @@ TRACE_INTERVAL_SECONDS = 300.0  # bank_calls counts calls per 5 minutes
 MINUTE = 60.0
 AIM_MINUTES_OVER_VS_HPA = 0.5
 AIM_REPLICA_HOURS_VS_ORACLE = 1.1
+REVERSAL_SECONDS = 60.0  # a change of direction sooner than this after the previous change is a flap
 
 
 # ------------------------------------------------------------------------ the trace
@@ -171,6 +175,14 @@ class RuleMetrics:
     slot_use: float  # service seconds / (replica seconds x concurrency): how busy the paid slots were
     scale_events: int
     undrained: int
+    reversals: int = 0  # scale events reversing the previous one within REVERSAL_SECONDS
+
+
+def reversals(replicas: Sequence[tuple[float, int]], within: float = REVERSAL_SECONDS) -> int:
+    """Changes in a (time, replicas) series that go the other way from the previous change, at most
+    `within` seconds after it."""
+    changes = [(t, n > before) for (_, before), (t, n) in itertools.pairwise(replicas) if n != before]
+    return sum(1 for (t0, up0), (t1, up1) in itertools.pairwise(changes) if up0 != up1 and t1 - t0 <= within)
 
 
 def rule_metrics(result: RuleResult, workload: Workload, concurrency: int, target_wait: float) -> RuleMetrics:
@@ -189,6 +201,7 @@ def rule_metrics(result: RuleResult, workload: Workload, concurrency: int, targe
         slot_use=served / paid if paid else 0.0,
         scale_events=result.scale_events,
         undrained=result.undrained,
+        reversals=reversals(result.replicas),
     )
 
 
@@ -241,13 +254,13 @@ def aims(by_name: dict[str, RuleMetrics]) -> list[Aim]:
 def markdown_table(metrics: Sequence[RuleMetrics], target_wait: float) -> str:
     lines = [
         f"| rule | minutes over {target_wait:g} s | wait p95 | replica-hours | slot use | scale events "
-        "| never started |",
-        "| --- | ---: | ---: | ---: | ---: | ---: | ---: |",
+        f"| reversals within {REVERSAL_SECONDS:g} s | never started |",
+        "| --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: |",
     ]
     for m in metrics:
         lines.append(
             f"| {m.name} | {m.minutes_over_target} of {m.minutes_with_arrivals} | {m.wait_p95:.1f} s "
-            f"| {m.replica_hours:.2f} | {m.slot_use:.0%} | {m.scale_events} | {m.undrained} |"
+            f"| {m.replica_hours:.2f} | {m.slot_use:.0%} | {m.scale_events} | {m.reversals} | {m.undrained} |"
         )
     return "\n".join(lines)
 

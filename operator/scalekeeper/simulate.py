@@ -193,6 +193,8 @@ class RuleResult:
     replicas: tuple[tuple[float, int], ...]  # (time, desired replicas) after every change
     minutes_over_target: int
     p95_by_minute: tuple[float | None, ...]
+    # (created, ended) of every pod, ended capped at the horizon: what replica_seconds adds up.
+    pods: tuple[tuple[float, float], ...] = ()
 
     @property
     def replica_hours(self) -> float:
@@ -363,8 +365,13 @@ class QueueModel:
             ready=sum(1 for p in self.live if p.ready(now)),
         )
 
+    def pod_spans(self, horizon: float) -> tuple[tuple[float, float], ...]:
+        return tuple(
+            (p.created, min(p.ended if p.ended is not None else horizon, horizon)) for p in self.pods
+        )
+
     def replica_seconds(self, horizon: float) -> float:
-        return sum(min(p.ended if p.ended is not None else horizon, horizon) - p.created for p in self.pods)
+        return sum(end - created for created, end in self.pod_spans(horizon))
 
 
 def run_rule(
@@ -425,6 +432,7 @@ def _rule_result(
         replicas=tuple(replicas),
         minutes_over_target=sum(1 for v in p95 if v is not None and v > target_wait),
         p95_by_minute=p95,
+        pods=q.pod_spans(horizon),
     )
 
 
