@@ -16,7 +16,8 @@ The simulator (`scalekeeper.simulate`) replays the same seeded arrivals and serv
   hpa-default  the same sizing with the HPA's default behavior, decided every 15 s;
   keda-style   every 30 s, ceil(waiting / tasksPerWorker) on waiting tasks only, 300 s cooldown;
   variants     the same worker with tasksPerWorker set for the target wait (half of it, the rest is
-               margin), alone and with the opt-in forecast (season a compressed day, a week);
+               margin), alone, with a 30 s scale-down window, and with the opt-in forecast (season a
+               compressed day, a week);
   oracle       knows the future (`simulate.oracle_run`): per --oracle-interval, the fewest ready
                replicas (in [minReplicas, maxReplicas]) such that, on the same arrivals and service
                times, the nearest-rank p95 wait of the tasks arriving in that interval (and of every
@@ -43,7 +44,9 @@ Reading the replica-hours aim: the oracle meets the target wait and nothing more
 wait close to the target (its slot use is near 100%); scalekeeper sizes for its own target, the
 backlog per worker (tasksPerWorker) or drain time (drainSeconds) of the policy, which for the demo's
 worker means a queue of about one service time. The gap measures both that and the reactive rule's
-lag and hysteresis; --target-wait moves the oracle, not scalekeeper.
+lag and hysteresis; --target-wait moves the oracle, not scalekeeper. The oracle decides every 15 s with
+no hysteresis at all, so it also reverses direction far more often than any rule one would run
+(reversals column). bench/quality_gap.py splits the gap by phase and by cause.
 """
 
 from __future__ import annotations
@@ -418,11 +421,16 @@ def wait_target_variants(
 ) -> list[tuple[str, model.WorkerSpec]]:
     """The worker set for the benchmark's own target wait, as a user who knows the mean task time would
     write it: a worker carries half the target wait of work (tasksPerWorker = target / 2 x concurrency /
-    mean service; the other half is the margin for pod start and bursts); then the same with the opt-in
-    forecast, one season a (compressed) day and one a week."""
+    mean service; the other half is the margin for pod start and bursts); the same with a 30 s scale-down
+    stabilization window instead of the policy's (the shortest that did not flap on the trace windows
+    tried, see bench/quality_gap.py); then with the opt-in forecast, one season a (compressed) day and
+    one a week."""
     per_worker = max(1, round(args.target_wait / 2 * worker.concurrency / args.service_seconds))
     wait = worker.model_copy(update={"tasks_per_worker": per_worker, "drain_seconds": None})
     out = [(f"scalekeeper, tasksPerWorker {per_worker} (for {args.target_wait:g} s waits)", wait)]
+    down = worker.behavior.scale_down.model_copy(update={"stabilization_window_seconds": 30})
+    quick = wait.model_copy(update={"behavior": wait.behavior.model_copy(update={"scale_down": down})})
+    out.append(("... + scale-down window 30 s", quick))
     lead = max(1, round(args.forecast_lead))
     for label, season in (("day", 86400), ("week", 7 * 86400)):
         forecast = model.Forecast(season_seconds=round(season / args.compress), lead_seconds=lead)
