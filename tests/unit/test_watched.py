@@ -139,3 +139,11 @@ def test_a_created_hpa_counts_until_the_watch_shows_it() -> None:
     seen = hpa_entry(made)["name/shop/web-web"]
     assert memory.seen_hpa(HpaState(seen, None)).owned == seen
     assert memory.hpa_written is None
+
+
+def test_the_cycle_hands_the_ready_pods_to_the_engine() -> None:
+    from scalekeeper.engine.decide import ObservedTarget
+    from scalekeeper.reconcile import Observed
+
+    observed = Observed(states={"worker/video": ReplicaState(4, "41", ready=2), "worker/mail": None})
+    assert observed.engine_current() == {"worker/video": ObservedTarget(4, ready=2), "worker/mail": None}

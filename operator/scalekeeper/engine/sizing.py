@@ -137,8 +137,12 @@ class WorkerParams:
     @property
     def effective_tasks_per_worker(self) -> float:
         # Without tasksPerWorker the queue estimate is still kept, at what one worker can hold
-        # (concurrency x prefetch): a lower bound that never fights the drain estimate, and it
-        # keeps the answer monotone when the drain estimate appears or vanishes with the backlog.
+        # (concurrency x prefetch): it is what scales up before the drain estimate trusts the
+        # completion rate (a rate window into a backlog), and it keeps the answer monotone when the
+        # drain estimate appears or vanishes with the backlog. It is not always below the drain
+        # estimate: with a small prefetch it asks for a pod per concurrency x prefetch tasks, which
+        # on bench/quality_gap.py's trace keeps a drainSeconds-only worker at ~190% of the oracle's
+        # replica-hours; a tasksPerWorker set too replaces it.
         if self.tasks_per_worker is not None:
             return self.tasks_per_worker
         return float(self.concurrency * self.prefetch_multiplier)
