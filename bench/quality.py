@@ -16,7 +16,8 @@ The simulator (`scalekeeper.simulate`) replays the same seeded arrivals and serv
   hpa-default  the same sizing with the HPA's default behavior, decided every 15 s;
   keda-style   every 30 s, ceil(waiting / tasksPerWorker) on waiting tasks only, 300 s cooldown;
   variants     the same worker with tasksPerWorker set for the target wait (half of it, the rest is
-               margin), alone and with the opt-in forecast (season a compressed day, a week);
+               margin), alone, with a 30 s scale-down window, and with the opt-in forecast (season a
+               compressed day, a week);
   oracle       knows the future (`simulate.oracle_run`): per --oracle-interval, the fewest ready
                replicas (in [minReplicas, maxReplicas]) such that, on the same arrivals and service
                times, the nearest-rank p95 wait of the tasks arriving in that interval (and of every
@@ -32,6 +33,8 @@ Per rule it reports:
   replica-hours        pod lifetimes (from creation, including the start delay, to the end of a warm
                        shutdown) in simulated hours;
   scale events         replica changes;
+  reversals            scale events that undo the direction of the previous one within 60 s (a
+                       scale-down followed by a scale-up, or the other way round): flapping;
   slot use             service seconds run / (replica seconds x concurrency).
 and the aims: scalekeeper's minutes over target <= 50% of the HPA's, and its replica-hours <= 110%
 of the oracle's. Writes out/bench-quality.png (load, replicas, tasks not yet running, p95 wait) for
@@ -41,13 +44,16 @@ Reading the replica-hours aim: the oracle meets the target wait and nothing more
 wait close to the target (its slot use is near 100%); scalekeeper sizes for its own target, the
 backlog per worker (tasksPerWorker) or drain time (drainSeconds) of the policy, which for the demo's
 worker means a queue of about one service time. The gap measures both that and the reactive rule's
-lag and hysteresis; --target-wait moves the oracle, not scalekeeper.
+lag and hysteresis; --target-wait moves the oracle, not scalekeeper. The oracle decides every 15 s with
+no hysteresis at all, so it also reverses direction far more often than any rule one would run
+(reversals column). bench/quality_gap.py splits the gap by phase and by cause.
 """
 
 from __future__ import annotations
 
 import argparse
 import bisect
+import itertools
 import math
 import os
 import platform
@@ -81,6 +87,7 @@ TRACE_INTERVAL_SECONDS = 300.0  # bank_calls counts calls per 5 minutes
 MINUTE = 60.0
 AIM_MINUTES_OVER_VS_HPA = 0.5
 AIM_REPLICA_HOURS_VS_ORACLE = 1.1
+REVERSAL_SECONDS = 60.0  # a change of direction sooner than this after the previous change is a flap
 
 
 # ------------------------------------------------------------------------ the trace
@@ -171,6 +178,14 @@ class RuleMetrics:
     slot_use: float  # service seconds / (replica seconds x concurrency): how busy the paid slots were
     scale_events: int
     undrained: int
+    reversals: int = 0  # scale events reversing the previous one within REVERSAL_SECONDS
+
+
+def reversals(replicas: Sequence[tuple[float, int]], within: float = REVERSAL_SECONDS) -> int:
+    """Changes in a (time, replicas) series that go the other way from the previous change, at most
+    `within` seconds after it."""
+    changes = [(t, n > before) for (_, before), (t, n) in itertools.pairwise(replicas) if n != before]
+    return sum(1 for (t0, up0), (t1, up1) in itertools.pairwise(changes) if up0 != up1 and t1 - t0 <= within)
 
 
 def rule_metrics(result: RuleResult, workload: Workload, concurrency: int, target_wait: float) -> RuleMetrics:
@@ -189,6 +204,7 @@ def rule_metrics(result: RuleResult, workload: Workload, concurrency: int, targe
         slot_use=served / paid if paid else 0.0,
         scale_events=result.scale_events,
         undrained=result.undrained,
+        reversals=reversals(result.replicas),
     )
 
 
@@ -241,13 +257,13 @@ def aims(by_name: dict[str, RuleMetrics]) -> list[Aim]:
 def markdown_table(metrics: Sequence[RuleMetrics], target_wait: float) -> str:
     lines = [
         f"| rule | minutes over {target_wait:g} s | wait p95 | replica-hours | slot use | scale events "
-        "| never started |",
-        "| --- | ---: | ---: | ---: | ---: | ---: | ---: |",
+        f"| reversals within {REVERSAL_SECONDS:g} s | never started |",
+        "| --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: |",
     ]
     for m in metrics:
         lines.append(
             f"| {m.name} | {m.minutes_over_target} of {m.minutes_with_arrivals} | {m.wait_p95:.1f} s "
-            f"| {m.replica_hours:.2f} | {m.slot_use:.0%} | {m.scale_events} | {m.undrained} |"
+            f"| {m.replica_hours:.2f} | {m.slot_use:.0%} | {m.scale_events} | {m.reversals} | {m.undrained} |"
         )
     return "\n".join(lines)
 
@@ -405,11 +421,16 @@ def wait_target_variants(
 ) -> list[tuple[str, model.WorkerSpec]]:
     """The worker set for the benchmark's own target wait, as a user who knows the mean task time would
     write it: a worker carries half the target wait of work (tasksPerWorker = target / 2 x concurrency /
-    mean service; the other half is the margin for pod start and bursts); then the same with the opt-in
-    forecast, one season a (compressed) day and one a week."""
+    mean service; the other half is the margin for pod start and bursts); the same with a 30 s scale-down
+    stabilization window instead of the policy's (the shortest that did not flap on the trace windows
+    tried, see bench/quality_gap.py); then with the opt-in forecast, one season a (compressed) day and
+    one a week."""
     per_worker = max(1, round(args.target_wait / 2 * worker.concurrency / args.service_seconds))
     wait = worker.model_copy(update={"tasks_per_worker": per_worker, "drain_seconds": None})
     out = [(f"scalekeeper, tasksPerWorker {per_worker} (for {args.target_wait:g} s waits)", wait)]
+    down = worker.behavior.scale_down.model_copy(update={"stabilization_window_seconds": 30})
+    quick = wait.model_copy(update={"behavior": wait.behavior.model_copy(update={"scale_down": down})})
+    out.append(("... + scale-down window 30 s", quick))
     lead = max(1, round(args.forecast_lead))
     for label, season in (("day", 86400), ("week", 7 * 86400)):
         forecast = model.Forecast(season_seconds=round(season / args.compress), lead_seconds=lead)

@@ -533,6 +533,20 @@ def fill_queue(template: str, queue: str) -> str:
 
 
 _NON_NAME = re.compile(r"[^a-z0-9-]+")
+# A PromQL range or subquery selector, `[1m]`, `[1m30s]`, `[5m:30s]`: its range, in duration units.
+_RANGE = re.compile(r"\[((?:\d+(?:ms|[smhdwy]))+)(?::[^\]]*)?\]")
+_DURATION_PART = re.compile(r"(\d+)(ms|[smhdwy])")
+_UNIT_SECONDS = {"ms": 0.001, "s": 1, "m": 60, "h": 3600, "d": 86400, "w": 604800, "y": 31536000}
+DEFAULT_RATE_WINDOW_SECONDS = 60.0  # the default queries' rate(...[1m])
+
+
+def range_seconds(query: str) -> float | None:
+    """The longest range selector of a PromQL query, in seconds (None without one)."""
+    ranges = [
+        sum(int(n) * _UNIT_SECONDS[unit] for n, unit in _DURATION_PART.findall(m.group(1)))
+        for m in _RANGE.finditer(query)
+    ]
+    return float(max(ranges)) if ranges else None
 
 
 class WorkerSpec(_Spec):
@@ -651,6 +665,10 @@ class WorkerSpec(_Spec):
             arrival_rate=fill_queue(m.arrival_rate or DEFAULT_ARRIVAL_RATE_QUERY, self.queue),
             completion_rate=fill_queue(m.completion_rate or DEFAULT_COMPLETION_RATE_QUERY, self.queue),
         )
+
+    def completion_rate_window_seconds(self) -> float:
+        """Over how long the completion rate is averaged: its query's longest range (default 60 s)."""
+        return range_seconds(self.queries().completion_rate) or DEFAULT_RATE_WINDOW_SECONDS
 
     def load_query(self) -> str:
         """Waiting plus in-flight tasks as one series, for the forecast (no workers: no in-flight series)."""

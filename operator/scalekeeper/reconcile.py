@@ -127,7 +127,7 @@ class Observed:
         """What the engine sizes from: replicas, except for web, whose decision is the owned HPA's floor
         (the pods actually running still count against the connection budget)."""
         out = {
-            name: (engine.ObservedTarget(s.replicas) if s is not None else None)
+            name: (engine.ObservedTarget(s.replicas, ready=s.ready) if s is not None else None)
             for name, s in self.states.items()
         }
         web = self.states.get(engine.WEB)
@@ -612,6 +612,8 @@ class Reconciler:
             return memory.persisted.get(name)
         previous = memory.persisted.get(name)
         doc = current.to_dict()
+        # Not backlogSince: it turns over whenever the queue empties, and a stale one after a restart
+        # only lets the drain estimate trust the completion rate one window early.
         keys = ("scaleUpEvents", "scaleDownEvents", "lastScaleTime", "idleSince")
         if previous is None or any(previous.get(k) != doc.get(k) for k in keys):
             memory.persisted[name] = doc

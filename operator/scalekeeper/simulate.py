@@ -43,6 +43,7 @@ from .engine.decide import (
     FORECAST_METRICS,
     IN_FLIGHT,
     WAITING,
+    ObservedTarget,
     decide,
     worker_target,
 )
@@ -173,6 +174,8 @@ class Observation:
     in_flight: int
     arrival_rate: float
     completion_rate: float
+    # Pods ready to take tasks (a Deployment's readyReplicas): not starting, not terminating.
+    ready: int
 
 
 # A rule maps (now, current replicas, what the metrics show) to the desired replicas.
@@ -190,6 +193,8 @@ class RuleResult:
     replicas: tuple[tuple[float, int], ...]  # (time, desired replicas) after every change
     minutes_over_target: int
     p95_by_minute: tuple[float | None, ...]
+    # (created, ended) of every pod, ended capped at the horizon: what replica_seconds adds up.
+    pods: tuple[tuple[float, float], ...] = ()
 
     @property
     def replica_hours(self) -> float:
@@ -357,10 +362,16 @@ class QueueModel:
             in_flight=in_flight,
             arrival_rate=arrived / RATE_WINDOW_SECONDS,
             completion_rate=len(self.completions) / RATE_WINDOW_SECONDS,
+            ready=sum(1 for p in self.live if p.ready(now)),
+        )
+
+    def pod_spans(self, horizon: float) -> tuple[tuple[float, float], ...]:
+        return tuple(
+            (p.created, min(p.ended if p.ended is not None else horizon, horizon)) for p in self.pods
         )
 
     def replica_seconds(self, horizon: float) -> float:
-        return sum(min(p.ended if p.ended is not None else horizon, horizon) - p.created for p in self.pods)
+        return sum(end - created for created, end in self.pod_spans(horizon))
 
 
 def run_rule(
@@ -421,6 +432,7 @@ def _rule_result(
         replicas=tuple(replicas),
         minutes_over_target=sum(1 for v in p95 if v is not None and v > target_wait),
         p95_by_minute=p95,
+        pods=q.pod_spans(horizon),
     )
 
 
@@ -480,7 +492,8 @@ def engine_decider(spec: model.ScalingPolicySpec, worker: model.WorkerSpec) -> D
             readings = history.forecast(now, worker.forecast.season_seconds, worker.forecast.lead_seconds)
             for metric, value in zip(FORECAST_METRICS, readings, strict=True):
                 samples[name][metric] = (value, now)
-        d = decide(only, {name: current}, samples, {name: state.get(name)}, now).targets[name]
+        observed = {name: ObservedTarget(current, ready=obs.ready)}
+        d = decide(only, observed, samples, {name: state.get(name)}, now).targets[name]
         state[name] = d.history
         return d.desired
 

@@ -259,8 +259,17 @@ def test_table_has_a_row_per_rule() -> None:
     table = Q.markdown_table([metrics("scalekeeper", 2, 11.0), metrics("oracle", 0, 10.0)], 30.0)
     lines = table.splitlines()
     assert lines[0].startswith("| rule | minutes over 30 s | wait p95 | replica-hours |")
-    assert lines[2] == "| scalekeeper | 2 of 100 | 1.0 s | 11.00 | 50% | 1 | 0 |"
+    assert lines[2] == "| scalekeeper | 2 of 100 | 1.0 s | 11.00 | 50% | 1 | 0 | 0 |"
     assert len(lines) == 4 and all(line.count("|") == lines[0].count("|") for line in lines)
+
+
+def test_reversals_count_quick_changes_of_direction() -> None:
+    # up, up (same direction), down 30 s later (a reversal), up 90 s later (too late to count),
+    # down 60 s later (counts: within 60 s inclusive); a repeated value is no change.
+    series = [(0.0, 1), (10.0, 3), (20.0, 4), (50.0, 2), (140.0, 3), (140.0, 3), (200.0, 1)]
+    assert Q.reversals(series) == 2
+    assert Q.reversals(series, within=20.0) == 0
+    assert Q.reversals([(0.0, 0)]) == 0
 
 
 def test_backlog_and_plot_series() -> None:

@@ -172,6 +172,24 @@ def test_drain_metric_missing_still_allows_scale_up_from_the_queue() -> None:
     assert "metric arrival_rate for queue emails is infinite" in held.reason
 
 
+def test_the_drain_estimate_divides_by_the_ready_workers_the_operator_saw() -> None:
+    # emails: 4 replicas, 2 ready, completing 2 tasks/s while 300 wait; arrivals 0.5/s.
+    s = samples(emails=(300.0, 4.0))
+    s[worker_target("emails")][COMPLETION_RATE] = (2.0, NOW)
+    name = worker_target("emails")
+    waited = {name: {"backlogSince": NOW - 60}}  # tasks waited for the completion rate's whole minute
+    by_ready = decide(full_spec(), {**OBSERVED, name: ObservedTarget(4, ready=2)}, s, waited, NOW).targets[
+        name
+    ]
+    assert by_ready.metrics["per_worker_rate"] == 1.0  # 2 tasks/s over the 2 ready workers
+    # Without readyReplicas (read through /scale) the replicas stand in, as before.
+    unknown = decide(full_spec(), {**OBSERVED, name: ObservedTarget(4)}, s, waited, NOW).targets[name]
+    assert unknown.metrics["per_worker_rate"] == 0.5
+    # The backlog clock goes on in the history the operator stores.
+    assert by_ready.history.backlog_since == NOW - 60
+    assert decide(full_spec(), OBSERVED, s, {}, NOW).targets[name].history.backlog_since == NOW
+
+
 def test_connection_budget_cuts_workers_first_then_web() -> None:
     budget = {"maxConnections": 200, "webPoolSize": 10, "workerPoolSize": 5, "reserved": 20}
     load = samples(rate=800, video=(300, 4), emails=(200, 2))
@@ -206,11 +224,13 @@ def test_connection_budget_counts_running_web_pods_not_the_floor() -> None:
     # The operator passes the HPA floor (4) as web's replicas; 12 pods actually run on cpu.
     budget = {"maxConnections": 250, "webPoolSize": 10, "workerPoolSize": 5, "reserved": 20}
     observed = {**OBSERVED, WEB: ObservedTarget(4, running=12)}
-    d = decide(full_spec(connectionBudget=budget), observed, samples(rate=800, video=(300, 4)), {}, NOW)
+    # emails' tasks have waited for the completion rate's whole minute: its drain estimate counts (2).
+    waited = {"worker/emails": {"backlogSince": NOW - 60}}
+    d = decide(full_spec(connectionBudget=budget), observed, samples(rate=800, video=(300, 4)), waited, NOW)
     # Raising the floor to 8 adds no web pods (12 run already): 120 + (8 + 2)*5 + 20 = 190.
     assert d.connections is not None and d.connections.web_pods == 12 and d.connections.total == 190
     tight = full_spec(connectionBudget={**budget, "maxConnections": 170})
-    d = decide(tight, observed, samples(rate=800, video=(300, 4)), {}, NOW)
+    d = decide(tight, observed, samples(rate=800, video=(300, 4)), waited, NOW)
     # Only the workers can give back connections here: video 8 -> 5, emails 2 -> 1 (170);
     # the web floor costs nothing and stays raised.
     assert d.targets["worker/video"].desired == 5

@@ -387,8 +387,16 @@ def test_history_from_dict_rejects_garbage() -> None:
         {"scaleUpEvents": [[1, float("nan"), False]]},
         {"version": 99},
         {"lastScaleTime": "yesterday"},
+        {"backlogSince": float("inf")},
         [],
     ):
         with pytest.raises(ValueError):
             TargetHistory.from_dict(bad)  # type: ignore[arg-type]
     assert TargetHistory.from_dict(None) == TargetHistory()
+
+
+def test_history_keeps_the_worker_clocks() -> None:
+    clocks = TargetHistory(idle_since=NOW - 30, backlog_since=NOW - 90)
+    assert TargetHistory.from_dict(clocks.to_dict()) == clocks
+    # A history stored before backlogSince existed still reads.
+    assert TargetHistory.from_dict({"idleSince": NOW}).backlog_since is None

@@ -101,6 +101,7 @@ def worker(
     completion: float | None = None,
     idle_since: float | None = None,
     now: float = NOW,
+    backlog_since: float | None = None,
 ) -> tuple[int | None, LimitedBy, str, float | None]:
     def reading(name: str, value: float | None) -> Reading:
         label = f"metric {name} for queue {params.queue}"
@@ -116,6 +117,7 @@ def worker(
         arrival_rate=None if arrival is None else reading("arrival_rate", arrival),
         completion_rate=None if completion is None else reading("completion_rate", completion),
         idle_since=idle_since,
+        backlog_since=backlog_since,
     )
     return s.proposal.replicas, s.proposal.limited_by, s.proposal.reason, s.idle_since
 
@@ -136,11 +138,33 @@ def test_worker_drain_estimate() -> None:
     params = WorkerParams(
         queue="video", concurrency=2, prefetch_multiplier=1, tasks_per_worker=100, drain_seconds=60
     )
-    # 4 workers complete 2 tasks/s while 150 wait: 0.5 tasks/s each. Need 3/s arrival plus
-    # 160/60 s of backlog = 5.67/s -> 12 workers; the queue estimate says only 2.
-    replicas, _, reason, _ = worker(params, 4, waiting=150, in_flight=10, arrival=3.0, completion=2.0)
+    # 4 workers complete 2 tasks/s while 150 wait (and tasks waited for the whole minute the rate
+    # covers): 0.5 tasks/s each. Need 3/s arrival plus 160/60 s of backlog = 5.67/s -> 12 workers;
+    # the queue estimate says only 2.
+    replicas, _, reason, _ = worker(
+        params, 4, waiting=150, in_flight=10, arrival=3.0, completion=2.0, backlog_since=NOW - 60
+    )
     assert replicas == 12
     assert "draining in 60s at 0.5 tasks/s/worker needs 12" in reason
+
+
+def test_worker_drain_rate_only_once_the_backlog_lasted_the_rate_window() -> None:
+    params = WorkerParams(
+        queue="video", concurrency=2, prefetch_multiplier=1, tasks_per_worker=100, drain_seconds=60
+    )
+    # Tasks wait only since 30 s: for half the minute the rate covers the workers may have idled,
+    # so 2 tasks/s is what was asked of them, not what they can do. The queue estimate alone.
+    replicas, _, reason, _ = worker(
+        params, 4, waiting=150, in_flight=10, arrival=3.0, completion=2.0, backlog_since=NOW - 30
+    )
+    assert replicas == 4 and "draining" not in reason
+    # A first backlog starts the clock; no waiting task stops it.
+    s = size_worker(params, 4, 0.1, NOW, waiting=ok(5), in_flight=ok(8))
+    assert s.backlog_since == NOW
+    s = size_worker(params, 4, 0.1, NOW + 5, waiting=ok(5), in_flight=ok(8), backlog_since=NOW)
+    assert s.backlog_since == NOW
+    s = size_worker(params, 4, 0.1, NOW + 10, waiting=ok(0), in_flight=ok(8), backlog_since=NOW)
+    assert s.backlog_since is None
 
 
 def test_worker_drain_rate_not_measured_on_idle_workers() -> None:
@@ -209,6 +233,7 @@ loads = st.floats(0, 5000, allow_nan=False)
     st.tuples(st.floats(0, 100), st.floats(0, 100)),
     st.floats(0, 100),
     st.one_of(st.none(), st.floats(NOW - 1000, NOW)),
+    st.one_of(st.none(), st.floats(NOW - 1000, NOW)),
 )
 def test_worker_more_load_never_fewer_replicas(
     params: WorkerParams,
@@ -219,6 +244,7 @@ def test_worker_more_load_never_fewer_replicas(
     arrival: tuple[float, float],
     completion: float,
     idle_since: float | None,
+    backlog_since: float | None,
 ) -> None:
     def size(w: float, f: float, a: float) -> int:
         s = size_worker(
@@ -231,6 +257,7 @@ def test_worker_more_load_never_fewer_replicas(
             arrival_rate=ok(a),
             completion_rate=ok(completion),
             idle_since=idle_since,
+            backlog_since=backlog_since,
         )
         assert s.proposal.replicas is not None
         return s.proposal.replicas
@@ -260,3 +287,63 @@ def test_worker_never_below_the_workers_its_in_flight_tasks_fill(
     capacity = params.concurrency * params.prefetch_multiplier
     held = min(in_flight, current * capacity)
     assert s.proposal.replicas is not None and s.proposal.replicas >= math.ceil(held / capacity - 1e-9)
+
+
+def test_worker_drain_rate_is_per_ready_worker() -> None:
+    params = WorkerParams(
+        queue="video", concurrency=2, prefetch_multiplier=1, tasks_per_worker=100, drain_seconds=60
+    )
+    # 4 replicas, 2 of them still starting: the 2 ready ones complete 2 tasks/s, 1 each.
+    s = size_worker(
+        params,
+        4,
+        0.1,
+        NOW,
+        waiting=ok(150),
+        in_flight=ok(4),
+        arrival_rate=ok(3.0),
+        completion_rate=ok(2.0),
+        ready=2,
+        backlog_since=NOW - 60,
+    )
+    assert s.proposal.metrics["per_worker_rate"] == 1.0
+    # 3/s + 154/60 s = 5.57/s at 1/s per worker: 6 (the replica count alone would say 0.5/s and 12).
+    assert s.proposal.replicas == 6
+    assert "draining in 60s at 1 tasks/s/worker needs 6" in s.proposal.reason
+
+
+# Per-worker rates that are exact binary fractions, so completion / ready == rate exactly.
+worker_rates = st.integers(1, 64).map(lambda k: k / 16)
+
+
+@MANY
+@given(
+    st.integers(1, 600),
+    st.integers(1, 20),
+    st.integers(0, 20),
+    worker_rates,
+    st.floats(0, 50),
+    st.floats(0.5, 5000),
+)
+def test_pods_still_starting_do_not_inflate_the_drain_estimate(
+    drain_seconds: int, ready: int, starting: int, rate: float, arrival: float, waiting: float
+) -> None:
+    """The drain estimate asks for what the ready workers' speed needs, whatever number of pods is
+    still starting: dividing the completion rate by all replicas would make each look slower."""
+    # tasksPerWorker so large that the queue estimate is 1, nothing in flight: the drain estimate decides.
+    params = WorkerParams(queue="q", concurrency=2, tasks_per_worker=1e12, drain_seconds=float(drain_seconds))
+    s = size_worker(
+        params,
+        ready + starting,
+        0.0,
+        NOW,
+        waiting=ok(waiting),
+        in_flight=ok(0.0),
+        arrival_rate=ok(arrival),
+        completion_rate=ok(ready * rate),
+        ready=ready,
+        backlog_since=NOW - params.rate_window_seconds,
+    )
+    assert s.proposal.metrics["per_worker_rate"] == rate
+    need = (arrival + waiting / drain_seconds) / rate
+    assert s.proposal.replicas == max(1, ceil_replicas(need))

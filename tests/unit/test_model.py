@@ -212,6 +212,19 @@ def test_worker_query_overrides_and_escaping() -> None:
     assert q.in_flight == 'celery_queue_inflight_tasks{queue="we\\"ird"}'
 
 
+def test_the_completion_rate_window_is_the_query_range() -> None:
+    def window(completion: str | None) -> float:
+        metrics = {"completionRate": completion} if completion else {}
+        data = {"queue": "v", "deployment": "vw", "maxReplicas": 1, "drainSeconds": 60, "metrics": metrics}
+        return WorkerSpec.model_validate(data).completion_rate_window_seconds()
+
+    assert window(None) == 60  # the default query's [1m]
+    assert window('sum(rate(done_total{q="<queue>"}[5m]))') == 300
+    assert window("rate(done_total[1m30s]) + rate(other[30s])") == 90  # the longest range
+    assert window("max_over_time(rate(done_total[1m])[10m:30s])") == 600  # a subquery's range
+    assert window("queue:completed:rate2m") == 60  # no range to read: the default
+
+
 def test_worker_deployment_name() -> None:
     own = WorkerSpec.model_validate({"queue": "v", "deployment": "vw", "maxReplicas": 1, "tasksPerWorker": 1})
     assert own.deployment_name("shop") == "vw"

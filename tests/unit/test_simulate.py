@@ -224,6 +224,18 @@ def test_pods_started_ahead_are_ready_at_once_and_charged_from_before() -> None:
     assert [p.created for p in early.pods] == [0.0, 0.0]
 
 
+def test_the_engine_sees_ready_pods_apart_from_starting_ones() -> None:
+    work = Workload(arrivals=(1.0,), services=(1.0,))
+    q = QueueModel(work, concurrency=1, prefetch=1, start_delay=20.0, initial_replicas=1)
+    q.scale_to(3, 0.0)
+    nxt = q.advance(5.0, 0)
+    assert (q.replicas, q.observe(5.0, nxt).ready) == (3, 1)
+    nxt = q.advance(25.0, nxt)
+    assert q.observe(25.0, nxt).ready == 3
+    q.scale_to(1, 25.0)
+    assert q.observe(25.0, nxt).ready == 1  # terminating pods take no tasks
+
+
 def test_intervals_over_target_by_arrival() -> None:
     arrivals = [1.0, 2.0, 61.0, 62.0, 200.0]
     waits = [0.0, 31.0, 5.0, 10.0, 29.0]

@@ -23,7 +23,10 @@ def deployment(name: str, replicas: int, rv: str, ready: int | None = None) -> d
         "spec": {"replicas": replicas, "template": {"spec": {"containers": [{"name": "c"}]}}},
     }
     if ready is not None:
-        body["status"] = {"replicas": ready}
+        # As the API server serves it: pods (started or not) in replicas, a zero readyReplicas omitted.
+        body["status"] = {"observedGeneration": 1, "replicas": replicas}
+        if ready:
+            body["status"]["readyReplicas"] = ready
     return body
 
 
@@ -50,6 +53,13 @@ def index(*entries: dict[str, Any]) -> dict[str, list[Any]]:
 def test_a_deployment_entry_is_its_scale() -> None:
     (state,) = replica_entry("Deployment", deployment("api", 3, "41", ready=2)).values()
     assert state == ReplicaState(3, "41", ready=2)
+
+
+def test_a_deployment_entry_counts_ready_pods_not_started_ones() -> None:
+    (none_ready,) = replica_entry("Deployment", deployment("api", 3, "41", ready=0)).values()
+    assert none_ready.ready == 0  # readyReplicas omitted: zero, not status.replicas (3 pods)
+    (unseen,) = replica_entry("Deployment", deployment("api", 3, "41")).values()
+    assert unseen.ready is None  # no status yet: unknown
 
 
 def test_only_deployments_and_statefulsets_without_a_replicas_path_are_read_from_the_index() -> None:
@@ -129,3 +139,11 @@ def test_a_created_hpa_counts_until_the_watch_shows_it() -> None:
     seen = hpa_entry(made)["name/shop/web-web"]
     assert memory.seen_hpa(HpaState(seen, None)).owned == seen
     assert memory.hpa_written is None
+
+
+def test_the_cycle_hands_the_ready_pods_to_the_engine() -> None:
+    from scalekeeper.engine.decide import ObservedTarget
+    from scalekeeper.reconcile import Observed
+
+    observed = Observed(states={"worker/video": ReplicaState(4, "41", ready=2), "worker/mail": None})
+    assert observed.engine_current() == {"worker/video": ObservedTarget(4, ready=2), "worker/mail": None}

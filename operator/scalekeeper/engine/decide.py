@@ -58,12 +58,15 @@ class ObservedTarget:
 
     `replicas` is what the engine sizes from. For web that may be the owned HPA's current
     minReplicas (the floor the engine moves); then `running` gives the pods actually running,
-    which is what the connection budget has to count.
+    which is what the connection budget has to count. `ready`: the pods that are ready
+    (a Deployment's status.readyReplicas), when known; a worker's drain estimate divides the
+    completion rate by them, since pods still starting complete nothing.
     """
 
     replicas: int
     exists: bool = True
     running: int | None = None
+    ready: int | None = None
 
 
 @dataclass(frozen=True)
@@ -132,6 +135,7 @@ def worker_params(worker: model.WorkerSpec) -> WorkerParams:
         activation_tasks=float(worker.activation_tasks),
         cooldown_seconds=float(worker.cooldown_seconds),
         min_replicas=worker.min_replicas,
+        rate_window_seconds=worker.completion_rate_window_seconds(),
     )
 
 
@@ -278,8 +282,10 @@ def decide(
             arrival_rate=reading(name, ARRIVAL_RATE, f"metric arrival_rate for queue {q}"),
             completion_rate=reading(name, COMPLETION_RATE, f"metric completion_rate for queue {q}"),
             idle_since=history.idle_since,
+            ready=obs.ready,
+            backlog_since=history.backlog_since,
         )
-        history = replace(history, idle_since=sizing.idle_since)
+        history = replace(history, idle_since=sizing.idle_since, backlog_since=sizing.backlog_since)
         params = worker_params(worker)
         proposal = raise_to_forecast(
             sizing.proposal, forecast(name, worker.forecast), params.effective_tasks_per_worker

@@ -22,6 +22,7 @@ from __future__ import annotations
 
 import math
 from collections.abc import Callable
+from dataclasses import replace
 
 from .types import (
     Behavior,
@@ -153,9 +154,9 @@ def record_scale_event(
         return history
     if new > previous:
         ups = _store_event(history.scale_up_events, behavior.scale_up, new - previous, now)
-        return TargetHistory(history.recommendations, ups, history.scale_down_events, now, history.idle_since)
+        return replace(history, scale_up_events=ups, last_scale_time=now)
     downs = _store_event(history.scale_down_events, behavior.scale_down, previous - new, now)
-    return TargetHistory(history.recommendations, history.scale_up_events, downs, now, history.idle_since)
+    return replace(history, scale_down_events=downs, last_scale_time=now)
 
 
 def apply_rate_limits(
@@ -231,13 +232,7 @@ def decide_target(
     metrics = dict(proposal.metrics)
 
     if not history.recommendations:
-        history = TargetHistory(
-            (Recommendation(current, now),),
-            history.scale_up_events,
-            history.scale_down_events,
-            history.last_scale_time,
-            history.idle_since,
-        )
+        history = replace(history, recommendations=(Recommendation(current, now),))
 
     def finish(desired: int, limited_by: LimitedBy, reason: str) -> TargetDecision:
         new_history = record_scale_event(history, behavior, current, desired, now)
@@ -281,13 +276,7 @@ def decide_target(
         )
 
     stabilized, recorded = stabilize(behavior, current, raw, history.recommendations, now)
-    history = TargetHistory(
-        recorded,
-        history.scale_up_events,
-        history.scale_down_events,
-        history.last_scale_time,
-        history.idle_since,
-    )
+    history = replace(history, recommendations=recorded)
     desired, rate_limit = apply_rate_limits(
         behavior, min_replicas, max_replicas, current, stabilized, history, now
     )

@@ -131,12 +131,18 @@ class WorkerParams:
     cooldown_seconds: float = 300.0
     # The to-zero cooldown only matters when zero is allowed at all.
     min_replicas: int = 0
+    # The range the completion rate is averaged over (the default query's rate(...[1m])).
+    rate_window_seconds: float = 60.0
 
     @property
     def effective_tasks_per_worker(self) -> float:
         # Without tasksPerWorker the queue estimate is still kept, at what one worker can hold
-        # (concurrency x prefetch): a lower bound that never fights the drain estimate, and it
-        # keeps the answer monotone when the drain estimate appears or vanishes with the backlog.
+        # (concurrency x prefetch): it is what scales up before the drain estimate trusts the
+        # completion rate (a rate window into a backlog), and it keeps the answer monotone when the
+        # drain estimate appears or vanishes with the backlog. It is not always below the drain
+        # estimate: with a small prefetch it asks for a pod per concurrency x prefetch tasks, which
+        # on bench/quality_gap.py's trace keeps a drainSeconds-only worker at ~190% of the oracle's
+        # replica-hours; a tasksPerWorker set too replaces it.
         if self.tasks_per_worker is not None:
             return self.tasks_per_worker
         return float(self.concurrency * self.prefetch_multiplier)
@@ -146,6 +152,7 @@ class WorkerParams:
 class WorkerSizing:
     proposal: Proposal
     idle_since: float | None
+    backlog_since: float | None = None
 
 
 def size_worker(
@@ -159,6 +166,8 @@ def size_worker(
     arrival_rate: Reading | None = None,
     completion_rate: Reading | None = None,
     idle_since: float | None = None,
+    ready: int | None = None,
+    backlog_since: float | None = None,
 ) -> WorkerSizing:
     """Recommendation for one queue's worker Deployment.
 
@@ -167,11 +176,18 @@ def size_worker(
     inflate it. Two estimates, the larger wins, each behind the tolerance band:
       * queue: ceil(load / tasksPerWorker);
       * drain (with drainSeconds): ceil((arrival + load / drainSeconds) / per-worker rate), the
-        per-worker rate being the completion rate / replicas, measured only while tasks are
-        waiting (otherwise idle workers would look slow and the estimate would never shrink).
+        per-worker rate being the completion rate / ready workers, measured only once tasks have
+        been waiting at every cycle for the completion rate's whole window (`backlog_since`, at
+        least rate_window_seconds ago). Workers that were not all busy over that window complete
+        fewer tasks than they can: the rate would then measure the demand, not the capacity, and
+        the estimate would ask for more workers each time it added some. Only ready workers
+        complete tasks: dividing by `current`, which counts pods still starting, would make each
+        worker look slower right after every scale-up. `ready` None (not reported) falls back to
+        `current`.
     From zero only when load >= activationTasks; to zero only after the backlog has been
-    zero for cooldownSeconds. `arrival_rate`/`completion_rate` None means "not collected";
-    a Reading with a problem means "collected but unusable", which blocks scale-down.
+    zero for cooldownSeconds. The result carries idle_since and backlog_since for the next
+    cycle. `arrival_rate`/`completion_rate` None means "not collected"; a Reading with a
+    problem means "collected but unusable", which blocks scale-down.
     """
     queue = params.queue
     missing: list[str] = [r.problem for r in (waiting, in_flight) if r.problem is not None]
@@ -190,6 +206,12 @@ def size_worker(
         new_idle = None
     else:
         new_idle = now if idle_since is None else idle_since
+    if waiting.value is None:
+        new_backlog = backlog_since
+    elif waiting.value > 0:
+        new_backlog = now if backlog_since is None else backlog_since
+    else:
+        new_backlog = None
 
     estimates: list[tuple[int, bool, str]] = []
     if load is not None:
@@ -211,15 +233,16 @@ def size_worker(
             if reading is not None and reading.problem is not None:
                 missing.append(reading.problem)
         per_worker: float | None = None
+        completing = current if ready is None else ready
         if (
             completion_rate is not None
             and completion_rate.value is not None
             and completion_rate.value > 0
-            and current > 0
-            and waiting.value is not None
-            and waiting.value > 0
+            and completing > 0
+            and new_backlog is not None
+            and now - new_backlog >= params.rate_window_seconds
         ):
-            per_worker = completion_rate.value / current
+            per_worker = completion_rate.value / completing
         if arrival_rate is not None and arrival_rate.value is not None and load is not None and per_worker:
             need_rate = arrival_rate.value + load / params.drain_seconds
             replicas, held_band = ratio_replicas(need_rate, per_worker, current, tolerance)
@@ -236,7 +259,9 @@ def size_worker(
     head = f"queue {queue}"
     if not estimates:
         reason = f"{head}: " + ("; ".join(missing) if missing else "no usable metric")
-        return WorkerSizing(Proposal(None, reason, missing=tuple(missing), metrics=metrics), new_idle)
+        return WorkerSizing(
+            Proposal(None, reason, missing=tuple(missing), metrics=metrics), new_idle, new_backlog
+        )
     assert load is not None  # every estimate needs the load
 
     desired = max(e[0] for e in estimates)
@@ -261,4 +286,4 @@ def size_worker(
                 f"{head}: backlog empty for {idle_for:g}s of the {params.cooldown_seconds:g}s "
                 "cooldown; keeping 1 worker"
             )
-    return WorkerSizing(Proposal(desired, reason, limited_by, tuple(missing), metrics), new_idle)
+    return WorkerSizing(Proposal(desired, reason, limited_by, tuple(missing), metrics), new_idle, new_backlog)

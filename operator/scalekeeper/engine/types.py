@@ -160,6 +160,9 @@ class TargetHistory:
     last_scale_time: float | None = None
     # Since when the worker backlog has been continuously zero (None while it is not).
     idle_since: float | None = None
+    # Since when tasks have been waiting at every cycle (None while none wait): the drain estimate
+    # trusts the completion rate as the workers' capacity only once they were busy for its window.
+    backlog_since: float | None = None
 
     def to_dict(self) -> dict[str, Any]:
         # Compact arrays keep the status small: a 300 s window at a 15 s interval is ~20 rows.
@@ -170,6 +173,7 @@ class TargetHistory:
             "scaleDownEvents": [[e.change, e.timestamp, e.outdated] for e in self.scale_down_events],
             "lastScaleTime": self.last_scale_time,
             "idleSince": self.idle_since,
+            "backlogSince": self.backlog_since,
         }
 
     @staticmethod
@@ -196,6 +200,7 @@ class TargetHistory:
             scale_down_events=_events(data, "scaleDownEvents"),
             last_scale_time=_optional_time(data, "lastScaleTime"),
             idle_since=_optional_time(data, "idleSince"),
+            backlog_since=_optional_time(data, "backlogSince"),
         )
 
 

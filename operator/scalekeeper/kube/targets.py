@@ -38,7 +38,9 @@ class TargetRef:
 class ReplicaState:
     replicas: int
     resource_version: str
-    # Pods the object reports ready, when it reports them (for the status only).
+    # Pods the object reports ready (a Deployment's or StatefulSet's status.readyReplicas), None when
+    # it was not read: the /scale subresource carries only status.replicas, which counts pods still
+    # starting. A worker's drain estimate divides the completion rate by it (engine ObservedTarget).
     ready: int | None = None
 
 
@@ -164,11 +166,8 @@ class ReplicaClient:
                 raise TargetNotFound(f"{ref.describe()} has no integer at {ref.replicas_path}")
             return ReplicaState(value, obj["metadata"]["resourceVersion"])
         scale = self._call("GET", base + "/scale")
-        status = scale.get("status") or {}
         return ReplicaState(
-            int((scale.get("spec") or {}).get("replicas") or 0),
-            scale["metadata"]["resourceVersion"],
-            ready=status.get("replicas"),
+            int((scale.get("spec") or {}).get("replicas") or 0), scale["metadata"]["resourceVersion"]
         )
 
     def write(self, ref: TargetRef, replicas: int, resource_version: str) -> ReplicaState:

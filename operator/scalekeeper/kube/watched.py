@@ -38,11 +38,13 @@ def hpa_target_key(namespace: str, deployment: str) -> str:
 
 
 def replica_entry(kind: str, body: Mapping[str, Any]) -> dict[str, ReplicaState]:
-    meta, spec, status = body["metadata"], body.get("spec") or {}, body.get("status") or {}
+    meta, spec, status = body["metadata"], body.get("spec") or {}, body.get("status")
     state = ReplicaState(
         int(spec.get("replicas", 1)),
         str(meta["resourceVersion"]),
-        ready=status.get("replicas"),
+        # The API server omits a zero readyReplicas; only a body without any status (not yet seen by
+        # its controller) leaves the ready pods unknown.
+        ready=None if not status else int(status.get("readyReplicas") or 0),
     )
     return {replica_key(kind, meta["namespace"], meta["name"]): state}
 
