@@ -36,13 +36,13 @@ NAMESPACED_RULES: dict[tuple[str, str, tuple[str, ...]], set[str]] = {
     # Runtime.cycle write_status, kopf's status patches
     ("scalekeeper.dev", "scalingpolicies/status", ()): {"patch"},
     # kube/workers.py WorkerDeployments.ensure: read, create, patch the template; kopf's watch (handlers.py
-    # seen_deployments, seen_statefulsets: kube/watched.py)
+    # the informers of kube/watched.py WatchedObjects)
     ("apps", "deployments", ()): {"get", "list", "watch", "create", "patch"},
     ("apps", "statefulsets", ()): {"list", "watch"},
     # kube/targets.py ReplicaClient.read/write through /scale
     ("apps", "deployments/scale", ()): {"get", "patch"},
     ("apps", "statefulsets/scale", ()): {"get", "patch"},
-    # kube/hpa.py HpaClient: list (observe), create, replace (apply); kopf's watch (handlers.py seen_hpas)
+    # kube/hpa.py HpaClient: list (observe), create, replace (apply); the informer of kube/watched.py
     ("autoscaling", "horizontalpodautoscalers", ()): {"list", "watch", "create", "update"},
     # kube/events.py EventRecorder.post
     ("", "events", ()): {"create"},

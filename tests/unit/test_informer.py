@@ -20,8 +20,8 @@ def body(ns: str, name: str, rv: str, value: int) -> dict[str, Any]:
 
 
 def entry_of(obj: Any) -> dict[str, int]:
-    meta = obj["metadata"]
-    return {f"{meta['namespace']}/{meta['name']}": obj["spec"]["v"], f"ns/{meta['namespace']}": obj["spec"]["v"]}
+    meta, value = obj["metadata"], obj["spec"]["v"]
+    return {f"{meta['namespace']}/{meta['name']}": value, f"ns/{meta['namespace']}": value}
 
 
 class Response:

@@ -69,8 +69,8 @@ one Role per watched namespace. The Lease is in a separate Role in the release n
 - apiGroups: ["scalekeeper.dev"]
   resources: ["scalingpolicies/status"]
   verbs: ["patch"]
-# Worker Deployments made from a policy's template (kube/workers.py WorkerDeployments.ensure); kopf's
-# watches of Deployments and StatefulSets, whose replicas the cycles read (kube/watched.py).
+# Worker Deployments made from a policy's template (kube/workers.py WorkerDeployments.ensure); the
+# informers of Deployments and StatefulSets, whose replicas the cycles read (kube/watched.py).
 - apiGroups: ["apps"]
   resources: ["deployments"]
   verbs: ["get", "list", "watch", "create", "patch"]
