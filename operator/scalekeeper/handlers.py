@@ -81,9 +81,6 @@ async def size_policy(
     # kopf passes each index by its function's name (not in kopf's typed daemon signature).
     claims: kopf.Index[str, PolicyId] = kwargs["sized_targets"]
     runtime: Runtime = memo["runtime"]
-    # A cycle before every informer has listed would take a workload it has not seen yet for absent.
-    while not runtime.watches.ready() and not stopped:
-        await stopped.wait(0.5)
     memory = PolicyMemory()
     # (generation, claim keys, watched-object keys): recomputed only when the spec changes.
     lookups: tuple[Any, list[str], list[str]] | None = None

@@ -173,3 +173,23 @@ def test_the_index_answers_like_a_recomputation_from_the_objects_it_holds(script
     for key in "kmn":
         assert sorted(index.get(key)) == sorted(o for o, ks in objects.items() if key in ks)
     assert len(index) == len(objects)
+
+
+def test_hpas_count_as_watched_only_once_every_hpa_informer_has_listed() -> None:
+    from kubernetes import client
+
+    from scalekeeper.kube.targets import ReplicaState
+    from scalekeeper.kube.watched import WatchedObjects, replica_key
+
+    watches = WatchedObjects(client.ApiClient(), ["shop", "tools"])  # nothing is started: no API call
+    assert len(watches.informers) == 6 and not watches.ready()
+    api, unseen = replica_key("Deployment", "shop", "api"), replica_key("Deployment", "shop", "x")
+    watches.replicas.put("shop/api", {api: ReplicaState(3, "9")})
+    seen = watches.snapshot([api, unseen])
+    # what was seen is served, what was not is left to the cycle to read; HPAs are not trusted yet
+    assert seen.replicas == {api: ReplicaState(3, "9")}
+    assert not seen.hpas_watched
+    for informer in watches.informers:
+        if informer.index is watches.hpas:
+            informer.ready.set()
+    assert watches.snapshot([]).hpas_watched and not watches.ready()

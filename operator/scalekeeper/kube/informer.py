@@ -103,7 +103,7 @@ class Informer(Generic[V]):
         self.what = what
         self._list_fn = list_fn
         self._entry_of = entry_of
-        self._index = index
+        self.index = index
         self._namespace_ok = namespace_ok
         self._page_size = page_size
         self._server_timeout = server_timeout
@@ -160,7 +160,7 @@ class Informer(Generic[V]):
                 break
         listed = set(objects)
         previous = self._listed
-        self._index.reset(objects, lambda obj: obj in previous)
+        self.index.reset(objects, lambda obj: obj in previous)
         self._listed = listed
         self.relists += 1
         self.ready.set()
@@ -195,10 +195,10 @@ class Informer(Generic[V]):
                     continue
                 obj = object_id(body)
                 if kind == "DELETED":
-                    self._index.remove(obj)
+                    self.index.remove(obj)
                     self._listed.discard(obj)
                 else:
-                    self._index.put(obj, self._entry_of(body))
+                    self.index.put(obj, self._entry_of(body))
                     self._listed.add(obj)
         finally:
             resp.close()

@@ -154,10 +154,14 @@ class WatchedObjects:
             informer.stop()
 
     def ready(self) -> bool:
-        """Every informer has listed once: before that a cycle would see a half-known set."""
+        """Every informer has listed once."""
         return all(informer.ready.is_set() for informer in self.informers)
 
     def snapshot(self, keys: list[str]) -> Watched:
+        """What the informers hold for these keys. A workload they have not seen is read from the API
+        server by the cycle, so an informer that has not listed yet (or cannot: RBAC) costs reads, never
+        a wrong answer; HPAs count as watched only once every HPA informer has listed, since a missing
+        HPA there means "none" and the cycle would create one."""
         replicas: dict[str, ReplicaState] = {}
         hpas: dict[str, list[dict[str, Any]]] = {}
         for key in keys:
@@ -166,7 +170,10 @@ class WatchedObjects:
             found = self.hpas.get(key)
             if found:
                 hpas[key] = found
-        return Watched(replicas, hpas, hpas_watched=True)
+        return Watched(replicas, hpas, hpas_watched=self._hpas_listed())
+
+    def _hpas_listed(self) -> bool:
+        return all(i.ready.is_set() for i in self.informers if i.index is self.hpas)
 
 
 def namespace_filter(namespaces: Sequence[str]) -> Callable[[str], bool]:
