@@ -105,3 +105,16 @@ def test_side_by_side_shows_real_simulated_and_difference() -> None:
     assert "35.0 / 1.5 / +33.5" in row
     assert "1.250 / 1.000 / +0.250" in row
     assert "7 / 11 / -4" in row
+
+
+def test_pods_alive_and_the_controllers_lag_on_a_scale_up() -> None:
+    pods = [
+        R.PodLife("first", created=-30.0, deleted=None),
+        R.PodLife("a", created=12.0, deleted=50.0),
+        R.PodLife("b", created=13.0, deleted=None),
+        R.PodLife("late", created=70.0, deleted=None),  # after the horizon
+    ]
+    assert R.pods_alive(pods, horizon=60.0) == [(0.0, 1), (12.0, 2), (13.0, 3), (50.0, 2)]
+    replicas = [(-20.0, 1), (10.0, 3), (40.0, 2)]
+    # a and b were created 2 and 3 s after spec.replicas went 1 -> 3; "first" predates the run.
+    assert R.creation_lags(pods[:3], replicas) == [2.0, 3.0]
