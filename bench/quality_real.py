@@ -761,7 +761,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--start-delay", type=float, default=20.0, help="the simulator's scale-up to ready, s")
     p.add_argument("--target-wait", type=float, default=30.0)
     p.add_argument("--oracle-interval", type=float, default=15.0)
-    p.add_argument("--tail", type=float, default=240.0, help="seconds run after the slice (default 240)")
+    p.add_argument("--tail", type=float, default=180.0, help="seconds run after the slice (default 180)")
     p.add_argument("--seed", type=int, default=1)
     p.add_argument("--legs", default="sk,keda,hpa", help="legs to run for real (default sk,keda,hpa)")
     p.add_argument("--demo-image", default=None, help="default: <registry>/scalekeeper-demo:dev")
@@ -948,6 +948,7 @@ def main(argv: Sequence[str] | None = None) -> int:
                 f"CPUs), {horizon / MINUTE:.1f} min from {datetime.fromtimestamp(origin):%H:%M:%S}",
                 flush=True,
             )
+            loads: list[float] = []  # the machine's 1-min load average: the legs share it with all else
             while time.time() < origin + horizon:
                 time.sleep(min(60.0, max(0.0, origin + horizon - time.time())))
                 now = time.time() - origin
@@ -957,7 +958,8 @@ def main(argv: Sequence[str] | None = None) -> int:
                     f"{r.llen(f'{leg.namespace}:demo:timings:{args.queue}')} done"
                     for leg in legs
                 )
-                print(f"  t={now:4.0f} s  {status}", flush=True)
+                loads.append(os.getloadavg()[0])
+                print(f"  t={now:4.0f} s  load {loads[-1]:.1f}  {status}", flush=True)
             for w in watches.values():
                 w.stop.set()
             # Tasks started before the horizon may still run: give them a bounded while to record.
@@ -1013,6 +1015,16 @@ def main(argv: Sequence[str] | None = None) -> int:
                 }
                 real_m[leg.key] = m
             report(args, legs, real, real_m, sim_metrics, worker, horizon)
+            others = sorted(
+                ns.metadata.name
+                for ns in c.core.list_namespace().items
+                if not ns.metadata.name.startswith(("slice-", "kube-", "default", "local-path"))
+            )
+            print(
+                f"machine load during the run (1-min load average, {os.cpu_count()} CPUs): mean "
+                f"{sum(loads) / max(1, len(loads)):.1f}, max {max(loads, default=0.0):.1f}; other namespaces "
+                f"at the end: {', '.join(others)}"
+            )
             title = (
                 f"fpp3/bank_calls {day} {args.window_start} "
                 f"+ {args.window_minutes * args.compress / 60:g} h, "
@@ -1024,6 +1036,8 @@ def main(argv: Sequence[str] | None = None) -> int:
                 json.dumps(
                     {
                         "machine": machine(),
+                        "load_average_1min": loads,
+                        "other_namespaces": others,
                         "command": reproduce_command(args),
                         "slice": {
                             "day": str(day),
