@@ -67,9 +67,9 @@ bench-quality: venv ## scaling quality on a real trace (fpp3 bank_calls), in the
 # cluster up (make cluster-up) and builds the demo image (SCALEKEEPER_DEMO_IMAGE picks its tag).
 PROMETHEUS_ADAPTER_SH ?= hack/prometheus-adapter.sh
 bench-quality-real: venv ## a 10-min trace slice for real, 3 namespaces at once: scalekeeper, KEDA, plain HPA vs the simulator
-	DEMO_IMAGE=$$(hack/demo-image.sh | tail -n 1) && hack/keda.sh build install && \
-	  $(PROMETHEUS_ADAPTER_SH) build install || exit 1; \
-	PYTHONPATH=$(CURDIR)/operator $(PY) bench/quality_real.py --demo-image "$$DEMO_IMAGE"; rc=$$?; \
+	DEMO_IMAGE=$$(hack/demo-image.sh | tail -n 1) || exit 1; \
+	hack/keda.sh build install && $(PROMETHEUS_ADAPTER_SH) build install && \
+	  PYTHONPATH=$(CURDIR)/operator $(PY) bench/quality_real.py --demo-image "$$DEMO_IMAGE"; rc=$$?; \
 	$(PROMETHEUS_ADAPTER_SH) uninstall; hack/keda.sh uninstall; exit $$rc
 
 # Policy counts for bench-scale (issue sizes: SIZES=100,1000,3000). Needs the cluster up and `make image`.
