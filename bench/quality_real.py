@@ -102,6 +102,7 @@ WORKER = "worker-video"
 EXPORTER = "queue-exporter"
 CUSTOM_METRICS_APISERVICE = "v1beta1.custom.metrics.k8s.io"
 EXTERNAL_METRICS_APISERVICE = "v1beta1.external.metrics.k8s.io"
+CREATION_SLACK = 2.0  # seconds: creationTimestamp resolution (1 s) plus the watch's delivery
 
 
 @dataclass(frozen=True)
@@ -231,13 +232,15 @@ def pods_alive(pods: Sequence[PodLife], horizon: float) -> list[tuple[float, int
 
 def creation_lags(pods: Sequence[PodLife], replicas: Sequence[tuple[float, int]]) -> list[float]:
     """For each pod created during the run, seconds since the last rise of spec.replicas before it: how
-    long the Deployment and ReplicaSet controllers took to act on a scale-up."""
+    long the Deployment and ReplicaSet controllers took to act on a scale-up. A creationTimestamp is cut
+    to the second and the rise is the watch event's arrival here, so a pod can look up to about a second
+    older than the rise that made it: rises up to CREATION_SLACK seconds after the pod count, at lag 0."""
     rises = [t for (t, n), (_, before) in zip(replicas[1:], replicas, strict=False) if n > before and t > 0]
     lags = []
     for p in pods:
-        earlier = [t for t in rises if t <= p.created]
+        earlier = [t for t in rises if t <= p.created + CREATION_SLACK]
         if p.created > 0 and earlier:
-            lags.append(p.created - earlier[-1])
+            lags.append(max(0.0, p.created - earlier[-1]))
     return sorted(lags)
 
 

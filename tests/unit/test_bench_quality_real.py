@@ -118,3 +118,6 @@ def test_pods_alive_and_the_controllers_lag_on_a_scale_up() -> None:
     replicas = [(-20.0, 1), (10.0, 3), (40.0, 2)]
     # a and b were created 2 and 3 s after spec.replicas went 1 -> 3; "first" predates the run.
     assert R.creation_lags(pods[:3], replicas) == [2.0, 3.0]
+    # creationTimestamp is cut to the second: a pod stamped 0.6 s before the watch saw the rise is its pod.
+    early = [R.PodLife("c", created=39.4, deleted=None)]
+    assert R.creation_lags(early, [(-1.0, 1), (10.0, 3), (40.0, 4)]) == [0.0]
