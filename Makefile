@@ -5,7 +5,7 @@ PY := $(VENV)/bin/python
 CRD := crds/scalingpolicies.scalekeeper.dev.yaml
 CHART_CRD := manifests/chart/scalekeeper/crds/scalingpolicies.scalekeeper.dev.yaml
 
-.PHONY: bench-reaction bench-keda bench-quality bench-soak bench-scale demo help venv lint typecheck crd crd-check unit test cluster-up cluster-down cluster-status cluster-logs image lock
+.PHONY: bench-reaction bench-keda bench-quality bench-quality-real bench-soak bench-scale demo help venv lint typecheck crd crd-check unit test cluster-up cluster-down cluster-status cluster-logs image lock
 
 help:
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  %-16s %s\n", $$1, $$2}'
@@ -62,6 +62,15 @@ bench-soak: venv cluster-up image ## soak: 500 policies, changing load, 30 min; 
 
 bench-quality: venv ## scaling quality on a real trace (fpp3 bank_calls), in the simulator, no cluster: 4 rules, aims, out/bench-quality.png
 	$(PY) bench/quality.py
+
+# bench-quality-real installs KEDA and the prometheus-adapter for its run and uninstalls them after; it needs the
+# cluster up (make cluster-up) and builds the demo image (SCALEKEEPER_DEMO_IMAGE picks its tag).
+PROMETHEUS_ADAPTER_SH ?= hack/prometheus-adapter.sh
+bench-quality-real: venv ## a 10-min trace slice for real, 3 namespaces at once: scalekeeper, KEDA, plain HPA vs the simulator
+	DEMO_IMAGE=$$(hack/demo-image.sh | tail -n 1) || exit 1; \
+	hack/keda.sh build install && $(PROMETHEUS_ADAPTER_SH) build install && \
+	  PYTHONPATH=$(CURDIR)/operator $(PY) bench/quality_real.py --demo-image "$$DEMO_IMAGE"; rc=$$?; \
+	$(PROMETHEUS_ADAPTER_SH) uninstall; hack/keda.sh uninstall; exit $$rc
 
 # Policy counts for bench-scale (issue sizes: SIZES=100,1000,3000). Needs the cluster up and `make image`.
 SIZES ?= 100,300

@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import subprocess
 import sys
+import time
 from pathlib import Path
 
 import pytest
@@ -13,10 +14,10 @@ from scalekeeper_demo import keys, trace
 from .conftest import demo_env
 
 
-def _produce(redis_url: str, *args: str) -> dict[str, object]:
+def _produce(redis_url: str, *args: str, env_extra: dict[str, str] | None = None) -> dict[str, object]:
     out = subprocess.run(
         [sys.executable, "-m", "scalekeeper_demo.produce", *args],
-        env=demo_env(redis_url),
+        env=demo_env(redis_url, **(env_extra or {})),
         capture_output=True,
         text=True,
         timeout=60,
@@ -55,3 +56,44 @@ def test_trace_schedule() -> None:
     offs = list(trace.schedule(rows, speedup=10))
     assert offs == pytest.approx([0.0, 0.5, 1.0, 3.0, 3.25, 3.5, 3.75])
     assert offs == sorted(offs)
+
+
+def test_schedule_with_timings(redis_url: str, redis_server, procs, tmp_path: Path) -> None:
+    """--schedule publishes each row at its offset with its own service time; with --record-timings the
+    worker records (enqueued, started, finished) per task, and started - enqueued is the real wait."""
+    from .conftest import wait_until
+
+    schedule = tmp_path / "tasks.csv"
+    schedule.write_text("offset_seconds,service_seconds\n0,0.2\n0.3,0\n0.6,0.4\n")
+    procs.worker("worker", redis_url, "video", concurrency=1, prefetch=1, KEY_PREFIX="t:")
+    start_at = time.time() + 1.0
+    summary = _produce(
+        redis_url,
+        "--queue",
+        "video",
+        "--schedule",
+        str(schedule),
+        "--start-at",
+        str(start_at),
+        "--record-timings",
+        "--broker-url",
+        redis_url,
+        env_extra={"KEY_PREFIX": "t:"},
+    )
+    assert summary["published"] == 3
+    r = redis_server.client()
+    wait_until(lambda: r.llen(keys.timings("video", "t:")) == 3, 20, "three timing records")
+    records = sorted(
+        (json.loads(x) for x in r.lrange(keys.timings("video", "t:"), 0, -1)), key=lambda x: x["id"]
+    )
+    offsets = [rec["enqueued"] - start_at for rec in records]
+    assert offsets == pytest.approx([0.0, 0.3, 0.6], abs=0.25)  # published on schedule
+    for rec, service in zip(records, (0.2, 0.0, 0.4), strict=True):
+        assert rec["enqueued"] <= rec["started"] <= rec["finished"]
+        assert rec["finished"] - rec["started"] == pytest.approx(service, abs=0.15)
+        assert rec["started"] - rec["enqueued"] < 5
+        assert rec["host"]
+    # Without --record-timings nothing is recorded (the demo's usual runs keep no per-task list).
+    _produce(redis_url, "--queue", "video", "--count", "2", "--seconds", "0", env_extra={"KEY_PREFIX": "t:"})
+    wait_until(lambda: int(r.get(keys.completions("video", "t:")) or 0) == 5, 20, "five completions")
+    assert r.llen(keys.timings("video", "t:")) == 3

@@ -18,6 +18,8 @@ Settings that make a scale-down lose no task and run none twice (README.md, "Exa
 
 from __future__ import annotations
 
+import json
+import socket
 import time
 from typing import Any
 
@@ -92,12 +94,18 @@ def _burn(seconds: float) -> None:
             x += i * i
 
 
-def work(self: Any, task_id: str, seconds: float, queue: str | None = None) -> str:
+def work(
+    self: Any, task_id: str, seconds: float, queue: str | None = None, enqueued: float | None = None
+) -> str:
     """Run for ``seconds`` (clamped to MAX_TASK_SECONDS), then record the completion in Redis.
 
     ``SADD demo:completed:<queue> <task_id>`` and ``INCR demo:completions:<queue>`` in one MULTI: the counter
     counts executions and the set distinct tasks, so a task that ran twice shows as counter > SCARD.
+    ``enqueued``: the producer's wall clock at publish (epoch seconds); when given, the same MULTI also
+    appends {"id", "enqueued", "started", "finished", "host"} to ``demo:timings:<queue>``, so a bench can
+    read each task's real wait (started - enqueued) afterwards.
     """
+    started_at = time.time()
     conf = self.app.conf
     delivery = self.request.delivery_info or {}
     q = queue or delivery.get("routing_key") or "unknown"
@@ -114,6 +122,15 @@ def work(self: Any, task_id: str, seconds: float, queue: str | None = None) -> s
     pipe = r.pipeline(transaction=True)
     pipe.sadd(keys.completed(q, prefix), task_id)
     pipe.incr(keys.completions(q, prefix))
+    if enqueued is not None:
+        record = {
+            "id": task_id,
+            "enqueued": float(enqueued),
+            "started": started_at,
+            "finished": time.time(),
+            "host": socket.gethostname(),
+        }
+        pipe.rpush(keys.timings(q, prefix), json.dumps(record))
     pipe.execute()
     return task_id
 

@@ -72,6 +72,13 @@ def redelivered(queue: str, prefix: str = "") -> str:
     return f"{prefix}demo:redelivered:{queue}"
 
 
+def timings(queue: str, prefix: str = "") -> str:
+    """List of JSON records, one per execution finished, of a task published with an enqueue time:
+    {"id", "enqueued", "started", "finished" (wall-clock epoch seconds), "host"}; benches read per-task
+    waits (started - enqueued) from it."""
+    return f"{prefix}demo:timings:{queue}"
+
+
 def item(n: int) -> str:
     """Items the web app reads from the read tier (no prefix: they live in the demo's own db-primary)."""
     return f"demo:item:{n}"

@@ -1,0 +1,123 @@
+"""bench/quality_real.py's pure parts: the figures from recorded task times, pod lifetimes and replica
+samples, counted as the simulator counts them; the slice of the trace; the side-by-side table."""
+
+from __future__ import annotations
+
+import importlib.util
+import sys
+from datetime import datetime
+from pathlib import Path
+from types import ModuleType
+
+import pytest
+
+
+def load_bench() -> ModuleType:
+    path = Path(__file__).resolve().parents[2] / "bench" / "quality_real.py"
+    spec = importlib.util.spec_from_file_location("bench_quality_real", path)
+    assert spec is not None and spec.loader is not None
+    module = importlib.util.module_from_spec(spec)
+    sys.modules[spec.name] = module  # dataclasses look their module up by name
+    spec.loader.exec_module(module)
+    return module
+
+
+R = load_bench()
+
+
+def timing(index: int, enqueued: float, started: float, finished: float, host: str = "p") -> object:
+    return R.TaskTiming(index, enqueued, started, finished, host)
+
+
+def test_waits_use_the_real_publish_time_and_the_horizon_for_tasks_not_started() -> None:
+    scheduled = [0.0, 10.0, 20.0, 30.0]
+    timings = [
+        timing(0, 0.1, 1.1, 3.0),
+        timing(1, 10.2, 50.2, 51.0),
+        timing(3, 30.0, 99.0, 100.0),  # started after the horizon: not started for the figures
+    ]
+    arrivals, waits, starts = R.task_waits(scheduled, timings, horizon=60.0)
+    assert arrivals == [0.1, 10.2, 20.0, 30.0]  # task 2 never recorded: its schedule offset
+    assert waits == pytest.approx([1.0, 40.0, 40.0, 30.0])
+    assert starts == [1.1, 50.2, None, None]
+
+
+def test_a_task_run_twice_keeps_its_first_start() -> None:
+    timings = [timing(0, 0.0, 9.0, 10.0), timing(0, 0.0, 2.0, 3.0)]
+    _, waits, _ = R.task_waits([0.0], timings, horizon=60.0)
+    assert waits == [2.0]
+
+
+def test_replica_seconds_clip_pods_to_the_run() -> None:
+    pods = [
+        R.PodLife("before", created=-30.0, deleted=None),  # there before the start: from 0
+        R.PodLife("short", created=10.0, deleted=40.0),
+        R.PodLife("late", created=50.0, deleted=None),  # still there: until the horizon
+        R.PodLife("after", created=70.0, deleted=80.0),  # after the horizon: nothing
+    ]
+    assert R.replica_seconds(pods, horizon=60.0) == pytest.approx(60 + 30 + 10)
+
+
+def test_scale_events_count_changes_within_the_run_only() -> None:
+    samples = [(-20.0, 1), (-5.0, 2), (3.0, 4), (9.0, 4), (30.0, 2), (61.0, 1)]
+    # -5 s: before the start (the initial value); 3 s: 2 -> 4; 30 s: 4 -> 2; 61 s: after the horizon.
+    assert R.scale_events(samples, horizon=60.0) == 2
+    assert R.scale_events([], horizon=60.0) == 0
+
+
+def test_real_metrics_over_target_minutes_p95_and_slot_use() -> None:
+    # Minute 0: 20 tasks waiting 1 s; minute 1: 20 tasks, one waits 100 s (p95 of 20 by nearest rank is
+    # the 19th: still 1 s), minute 2: 20 tasks, two wait 100 s (the 19th is 100 s: over).
+    scheduled = [m * 60.0 + i for m in range(3) for i in range(20)]
+    timings = []
+    for k, a in enumerate(scheduled):
+        late = (k == 20) or k in (40, 41)
+        wait = 100.0 if late else 1.0
+        timings.append(timing(k, a, a + wait, a + wait + 0.5))
+    pods = [R.PodLife("a", -10.0, None)]
+    m = R.real_metrics("x", scheduled, timings, pods, [(-1.0, 1)], 300.0, 2, 30.0)
+    assert m.minutes_over_target == 1
+    assert m.minutes_with_arrivals == 3
+    assert m.wait_p95 == 1.0  # 3 of 60 late: the 57th of 60 waits is 1 s
+    assert m.replica_hours == pytest.approx(300 / 3600)
+    assert m.slot_use == pytest.approx(60 * 0.5 / (300 * 2))
+    assert m.scale_events == 0
+    assert m.undrained == 0
+
+
+def test_window_of_a_business_day() -> None:
+    calls = [R.CallCount(datetime(2003, 3, 3, h, m), 1.0) for h in range(7, 21) for m in range(0, 60, 5)]
+    calls += [R.CallCount(datetime(2003, 3, 4, 8, 0), 5.0)]
+    window = R.select_window(calls, 0, "08:00", 2 * 3600)
+    assert window[0].start == datetime(2003, 3, 3, 8, 0)
+    assert window[-1].start == datetime(2003, 3, 3, 9, 55)
+    assert len(window) == 24
+    with pytest.raises(ValueError):
+        R.select_window(calls, 5, "08:00", 3600)
+
+
+def test_side_by_side_shows_real_simulated_and_difference() -> None:
+    real = R.RuleMetrics("real", 2, 10, 35.0, 1.25, 0.5, 7, 0)
+    sim = R.RuleMetrics("scalekeeper", 0, 10, 1.5, 1.0, 0.6, 11, 0)
+    table = R.side_by_side([("scalekeeper vs scalekeeper", real, sim)], None, 30.0)
+    row = table.splitlines()[2]
+    assert "2 / 0 / +2 of 10" in row
+    assert "35.0 / 1.5 / +33.5" in row
+    assert "1.250 / 1.000 / +0.250" in row
+    assert "7 / 11 / -4" in row
+
+
+def test_pods_alive_and_the_controllers_lag_on_a_scale_up() -> None:
+    pods = [
+        R.PodLife("first", created=-30.0, deleted=None),
+        R.PodLife("a", created=12.0, deleted=50.0),
+        R.PodLife("b", created=13.0, deleted=None),
+        R.PodLife("late", created=70.0, deleted=None),  # after the horizon
+    ]
+    assert R.pods_alive(pods, horizon=60.0) == [(0.0, 1), (12.0, 2), (13.0, 3), (50.0, 2)]
+    replicas = [(-20.0, 1), (10.0, 3), (40.0, 2)]
+    # a and b were created 2 and 3 s after spec.replicas went 1 -> 3; "first" predates the run.
+    assert R.creation_lags(pods[:3], replicas) == [2.0, 3.0]
+    # creationTimestamp is cut to the second: a pod stamped 0.6 s before the watch saw the rise is its pod.
+    early = [R.PodLife("c", created=39.4, deleted=None)]
+    assert R.creation_lags(early, [(-1.0, 1), (10.0, 3), (40.0, 4)]) == [0.0]
