@@ -66,6 +66,7 @@ from kubernetes import client, config, watch
 from kubernetes.client.rest import ApiException
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
+from common import KUBECTL, STATE, env_file, kubectl
 from quality import (  # a sibling script (bench/ is not a package)
     DEMO_POLICY,
     MINUTE,
@@ -80,7 +81,6 @@ from quality import (  # a sibling script (bench/ is not a package)
     rule_metrics,
     tasks_per_call,
 )
-from reaction import KUBECTL, STATE, env_file, kubectl
 
 from scalekeeper import model
 from scalekeeper.simulate import (
