@@ -98,6 +98,7 @@ PER_REPLICA = 10
 MAX_REPLICAS = 10
 DEMO_DIR = ROOT / "manifests" / "examples" / "demo"
 QUEUE = "video"  # one of the demo's queues (its producer refuses others)
+EXPORTER = "queue-exporter"  # the demo's exporter (manifests/examples/demo/k8s/40-exporter.yaml)
 POOL = 100  # messages published once; the highest step (LADDER's 100) uses them all
 SIGNALS = ("prometheus", "redis-list")
 
@@ -515,20 +516,29 @@ def setup_redis_list(kubeconfig: str, prom: str, redis_url: str, ns: str, env: d
     prefix = f"{ns}:"
     images = {"DEMO_IMAGE": env["DEMO_IMAGE"], "REDIS_IMAGE": env["REDIS_IMAGE"]}
     # Only the settings and the exporter: no worker may consume the list.
-    exporter = [
-        obj
-        for obj in render.render(images, key_prefix=prefix)
-        if obj["metadata"]["name"] in ("demo-config", "queue-exporter")
-    ]
-    apply(kubeconfig, ns, {"apiVersion": "v1", "kind": "List", "items": exporter})
-    kubectl(kubeconfig, "-n", ns, "rollout", "status", "deploy/queue-exporter", "--timeout=180s")
+    objects = {
+        (obj["kind"], obj["metadata"]["name"]): obj for obj in render.render(images, key_prefix=prefix)
+    }
+    deployment = objects[("Deployment", EXPORTER)]
+    # The exporter runs as a bare Pod of the rendered Deployment's template: on a cluster busy with
+    # thousands of Deployments (make bench-scale) the deployment controller can be minutes behind, while
+    # the scheduler and the kubelet are not.
+    pod = {
+        "apiVersion": "v1",
+        "kind": "Pod",
+        "metadata": {"name": EXPORTER, **deployment["spec"]["template"]["metadata"]},
+        "spec": deployment["spec"]["template"]["spec"],
+    }
+    rendered = [objects[("ConfigMap", "demo-config")], objects[("Service", EXPORTER)], pod]
+    apply(kubeconfig, ns, {"apiVersion": "v1", "kind": "List", "items": rendered})
+    kubectl(kubeconfig, "-n", ns, "wait", "--for=condition=Ready", f"pod/{EXPORTER}", "--timeout=300s")
     # Real Celery messages, published by the demo's own producer (kombu's LPUSH) in the exporter's pod.
     kubectl(
         kubeconfig,
         "-n",
         ns,
         "exec",
-        "deploy/queue-exporter",
+        f"pod/{EXPORTER}",
         "--",
         "python",
         "-m",
