@@ -53,9 +53,15 @@ demo: ## kind cluster + chart + demo app + its ScalingPolicy, load, and the tier
 bench-reaction: venv cluster-up image ## reaction time: metric queryable -> scale write visible (20 steps)
 	$(PY) bench/reaction.py --steps 20 --interval 1
 
-bench-keda: venv cluster-up image ## reaction time beside KEDA (built from its Go module, hack/keda.sh), out/reaction-peer.png
+# The signals bench-keda steps, one run (own namespace, < 20 min) each: a Prometheus gauge, a Celery queue's Redis list.
+KEDA_SIGNALS ?= prometheus redis-list
+
+bench-keda: venv cluster-up image ## reaction time beside KEDA (built from its Go module, hack/keda.sh) per KEDA_SIGNALS, out/reaction-peer*.png
+	hack/demo-image.sh >/dev/null
 	hack/keda.sh build install
-	PYTHONPATH=$(CURDIR)/operator $(PY) bench/reaction_peer.py --steps 20; rc=$$?; hack/keda.sh uninstall; exit $$rc
+	rc=0; for signal in $(KEDA_SIGNALS); do \
+	  PYTHONPATH=$(CURDIR)/operator $(PY) bench/reaction_peer.py --signal $$signal --steps 20 || rc=$$?; \
+	done; hack/keda.sh uninstall; exit $$rc
 
 bench-soak: venv cluster-up image ## soak: 500 policies, changing load, 30 min; RSS slope, CPU, decision gaps, errors
 	$(PY) bench/soak.py --policies 500 --minutes 30
