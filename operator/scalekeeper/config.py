@@ -47,6 +47,8 @@ class OperatorConfig:
     # "changes": a decision line at INFO when a target's (current, desired, limitedBy) changes, at DEBUG
     # otherwise; "all": every decision at INFO (benchmarks count them).
     log_decisions: str = "changes"
+    # How often freed heap is given back to the system (glibc malloc_trim); 0: never. See heap.py.
+    heap_trim_seconds: int = 60
 
     @staticmethod
     def from_env(env: dict[str, str] | None = None) -> OperatorConfig:
@@ -86,4 +88,5 @@ class OperatorConfig:
             max_workers=_int(e, "SCALEKEEPER_MAX_WORKERS", 8, 1, 256),
             status_refresh_seconds=_int(e, "SCALEKEEPER_STATUS_REFRESH_SECONDS", 15, 1, 3600),
             log_decisions=log_decisions,
+            heap_trim_seconds=_int(e, "SCALEKEEPER_HEAP_TRIM_SECONDS", 60, 0, 86400),
         )

@@ -13,6 +13,7 @@ from kubernetes import client, config
 from . import model
 from .config import OperatorConfig
 from .engine.claims import PolicyId
+from .heap import HeapTrimmer
 from .kube.events import EventRecorder
 from .kube.hpa import HpaClient
 from .kube.leader import LeaseElector
@@ -70,6 +71,7 @@ class Runtime:
         # The informers stream on connections of their own: a long watch must not hold one of the pool the
         # cycles' reads and writes share.
         self.watches = WatchedObjects(client.ApiClient(self.api.configuration), cfg.namespaces)
+        self.heap = HeapTrimmer(cfg.heap_trim_seconds)
         self.started = time.monotonic()
         self.elector: LeaseElector | None = None
         if cfg.leader_election:
@@ -84,6 +86,7 @@ class Runtime:
 
     def start(self) -> None:
         self.watches.start()
+        self.heap.start()
         if self.cfg.metrics_port:
             self.metrics.serve(self.cfg.metrics_port)
         if self.elector is not None:
@@ -93,6 +96,7 @@ class Runtime:
 
     def stop(self) -> None:
         self.watches.stop()
+        self.heap.stop()
         if self.elector is not None:
             self.elector.stop()
 
