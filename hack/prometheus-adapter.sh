@@ -449,14 +449,15 @@ spec:
 YAML
   local t_hpa=$SECONDS replicas=1 seen row
   log "HPA created (target $CHECK_TARGET tasks per replica): expecting worker-video at ceil($CHECK_TASKS/$CHECK_TARGET) = $expected replicas"
-  printf '%6s %14s %12s %10s %7s\n' t_s hpa_metric hpa_desired replicas ready >&2
+  # hpa_per_replica: the metric over the current replicas, as the HPA reports it for an AverageValue target
+  printf '%6s %16s %12s %10s %7s\n' t_s hpa_per_replica hpa_desired replicas ready >&2
   deadline=$((SECONDS + 180))
   while :; do
     row=$(kubectl -n "$CHECK_NAMESPACE" get hpa worker-video -o json \
-      | jq -r '[(.status.currentMetrics[0].object.current.value // "-"), (.status.desiredReplicas // "-")] | @tsv')
+      | jq -r '[(.status.currentMetrics[0].object.current.averageValue // "-"), (.status.desiredReplicas // "-")] | @tsv')
     seen=$(kubectl -n "$CHECK_NAMESPACE" get deploy worker-video -o jsonpath='{.spec.replicas} {.status.readyReplicas}')
     replicas=${seen%% *}
-    printf '%6d %14s %12s %10s %7s\n' $((SECONDS - t_hpa)) "${row%%$'\t'*}" "${row##*$'\t'}" "$replicas" "${seen#* }" >&2
+    printf '%6d %16s %12s %10s %7s\n' $((SECONDS - t_hpa)) "${row%%$'\t'*}" "${row##*$'\t'}" "$replicas" "${seen#* }" >&2
     [ "$replicas" != "$expected" ] || break
     if [ $SECONDS -ge $deadline ]; then
       kubectl -n "$CHECK_NAMESPACE" describe hpa worker-video >&2
