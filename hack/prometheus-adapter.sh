@@ -20,8 +20,9 @@
 # Metrics (Object metrics on the exporter's Deployment; label `app` -> deployments.apps, `namespace` -> namespace):
 #   celery_queue_backlog_tasks   waiting + in-flight messages (what scalekeeper sizes on)
 #   celery_queue_waiting_tasks   waiting messages only
-# A metric selector on `queue` (labelSelector=queue=video, or an HPA's metric.selector) narrows to that queue;
-# without one the value is the sum over every queue the exporter reports.
+# A metric selector on `queue` (an HPA's metric.selector, or ?metricLabelSelector=queue%3Dvideo on the raw API;
+# not labelSelector, which selects objects and is ignored here) narrows to that queue; without one the value is
+# the sum over every queue the exporter reports.
 . "$(dirname "$0")/lib.sh"
 need_go; need_pkg jq jq
 export GOTOOLCHAIN=local CGO_ENABLED=0 GOFLAGS=
@@ -305,9 +306,11 @@ CHECK_PREFIX=$CHECK_NAMESPACE:
 CUSTOM_METRICS=/apis/custom.metrics.k8s.io
 
 # Prints the value of one Object metric on deployments.apps/queue-exporter (a plain number), or nothing when the
-# adapter has none (404 until Prometheus holds the exporter's series).
-object_metric() { # api-version metric label-selector
-  local q='' out; [ -z "$3" ] || q="?labelSelector=$(jq -rn --arg s "$3" '$s | @uri')"
+# adapter has none (404 until Prometheus holds the exporter's series). The metric's own labels are selected by
+# metricLabelSelector, what the HPA sends for metric.selector; labelSelector would select objects, and for one
+# named object the adapter ignores it (the queue would not be filtered).
+object_metric() { # api-version metric metric-label-selector
+  local q='' out; [ -z "$3" ] || q="?metricLabelSelector=$(jq -rn --arg s "$3" '$s | @uri')"
   out=$(kubectl get --raw "$CUSTOM_METRICS/$1/namespaces/$CHECK_NAMESPACE/deployments.apps/queue-exporter/$2$q" \
     2>/dev/null) || return 0
   jq -r '.items[0].value // empty' <<<"$out" | quantity
