@@ -5,7 +5,7 @@ PY := $(VENV)/bin/python
 CRD := crds/scalingpolicies.scalekeeper.dev.yaml
 CHART_CRD := manifests/chart/scalekeeper/crds/scalingpolicies.scalekeeper.dev.yaml
 
-.PHONY: bench-reaction bench-keda bench-quality bench-quality-real bench-soak bench-scale demo help venv lint typecheck crd crd-check unit test cluster-up cluster-down cluster-status cluster-logs image lock
+.PHONY: bench-reaction bench-keda prometheus-adapter bench-quality bench-quality-real bench-soak bench-scale demo help venv lint typecheck crd crd-check unit test cluster-up cluster-down cluster-status cluster-logs image lock
 
 help:
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  %-16s %s\n", $$1, $$2}'
@@ -62,6 +62,9 @@ bench-keda: venv cluster-up image ## reaction time beside KEDA (built from its G
 	rc=0; for signal in $(KEDA_SIGNALS); do \
 	  PYTHONPATH=$(CURDIR)/operator $(PY) bench/reaction_peer.py --signal $$signal --steps 20 || rc=$$?; \
 	done; hack/keda.sh uninstall; exit $$rc
+
+prometheus-adapter: venv cluster-up ## custom-metrics API for a plain HPA on queue depth (hack/prometheus-adapter.sh, built from its Go module): install, check end to end, leave installed
+	hack/prometheus-adapter.sh build install check
 
 bench-soak: venv cluster-up image ## soak: 500 policies, changing load, 30 min; RSS slope, CPU, decision gaps, errors
 	$(PY) bench/soak.py --policies 500 --minutes 30
