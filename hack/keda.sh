@@ -26,21 +26,11 @@ module_dir() {
   jq -er .Dir "$KEDA_CACHE/module.json"
 }
 
-# Stop when KEDA asks for a newer Go than the local toolchain (GOTOOLCHAIN=local: no toolchain download).
-check_go() { # module-dir
-  local want have
-  want=$(awk '$1 == "toolchain" {sub(/^go/, "", $2); print $2; exit}' "$1/go.mod")
-  [ -n "$want" ] || want=$(awk '$1 == "go" {print $2; exit}' "$1/go.mod")
-  have=$(go env GOVERSION); have=${have#go}
-  [ "$(printf '%s\n%s\n' "$want" "$have" | sort -V | head -n 1)" = "$want" ] \
-    || die "KEDA $KEDA_VERSION needs Go $want, this machine has Go $have (GOTOOLCHAIN=local): not building"
-}
-
 binaries() {
   local out=$KEDA_CACHE/bin
   [ -x "$out/keda" ] && [ -x "$out/keda-adapter" ] && return 0
   local dir; dir=$(module_dir)
-  check_go "$dir"
+  check_go_for "KEDA $KEDA_VERSION" "$dir"
   mkdir -p "$out"
   # KEDA's Makefile sets these two; the module proxy carries no commit hash, so GitCommit names the source.
   local v=$KEDA_MODULE/version

@@ -51,6 +51,16 @@ need_go() {
   command -v go >/dev/null 2>&1 || die "prerequisite 'go' is missing: install Go >= 1.24 (https://go.dev/dl)"
 }
 
+# Stop when a module asks for a newer Go than the local toolchain (GOTOOLCHAIN=local: no toolchain download).
+check_go_for() { # what module-dir
+  local want have
+  want=$(awk '$1 == "toolchain" {sub(/^go/, "", $2); print $2; exit}' "$2/go.mod")
+  [ -n "$want" ] || want=$(awk '$1 == "go" {print $2; exit}' "$2/go.mod")
+  have=$(go env GOVERSION); have=${have#go}
+  [ "$(printf '%s\n%s\n' "$want" "$have" | sort -V | head -n 1)" = "$want" ] \
+    || die "$1 needs Go $want, this machine has Go $have (GOTOOLCHAIN=local): not building"
+}
+
 # Fail when a loopback port is taken by something that is not ours.
 port_free_or_ours() { # port owner-description
   if (exec 3<>"/dev/tcp/127.0.0.1/$1") 2>/dev/null; then return 1; fi

@@ -55,21 +55,11 @@ module_dir() {
   jq -er .Dir "$ADAPTER_CACHE/module.json"
 }
 
-# Stop when the module asks for a newer Go than the local toolchain (GOTOOLCHAIN=local: no toolchain download).
-check_go() { # module-dir
-  local want have
-  want=$(awk '$1 == "toolchain" {sub(/^go/, "", $2); print $2; exit}' "$1/go.mod")
-  [ -n "$want" ] || want=$(awk '$1 == "go" {print $2; exit}' "$1/go.mod")
-  have=$(go env GOVERSION); have=${have#go}
-  [ "$(printf '%s\n%s\n' "$want" "$have" | sort -V | head -n 1)" = "$want" ] \
-    || die "prometheus-adapter $PROMETHEUS_ADAPTER_VERSION needs Go $want, this machine has Go $have (GOTOOLCHAIN=local)"
-}
-
 binary() {
   local out=$ADAPTER_CACHE/bin
   [ -x "$out/adapter" ] && return 0
   local dir; dir=$(module_dir)
-  check_go "$dir"
+  check_go_for "prometheus-adapter $PROMETHEUS_ADAPTER_VERSION" "$dir"
   mkdir -p "$out"
   log "go build prometheus-adapter $PROMETHEUS_ADAPTER_VERSION (Go $(go env GOVERSION)); cold, this takes a while"
   local t0=$SECONDS before; before=$(du -sm "$(go env GOCACHE)" 2>/dev/null | cut -f1 || echo 0)
