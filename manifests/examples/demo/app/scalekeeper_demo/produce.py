@@ -18,7 +18,6 @@ finished) in ``demo:timings:<queue>`` when it finishes (keys.timings).
 from __future__ import annotations
 
 import argparse
-import csv
 import itertools
 import json
 import sys
@@ -81,21 +80,11 @@ def task_ids(queue: str, run_id: str) -> Iterator[str]:
 def read_schedule(path: str) -> list[tuple[float, float]]:
     """Rows ``offset_seconds,service_seconds`` of a --schedule file, in offset order (a header is
     skipped)."""
-    rows: list[tuple[float, float]] = []
-    with open(path, newline="") as f:
-        for rec in csv.reader(f):
-            if not rec or rec[0].strip().startswith("#"):
-                continue
-            try:
-                offset, seconds = float(rec[0]), float(rec[1])
-            except (ValueError, IndexError):
-                if not rows:
-                    continue
-                raise ValueError(f"{path}: bad row {rec!r} (want offset_seconds,service_seconds)") from None
-            if offset < 0 or seconds < 0:
-                raise ValueError(f"{path}: negative value in row {rec!r}")
-            rows.append((offset, seconds))
-    return sorted(rows)
+    rows = trace.read_pairs(path, "offset_seconds,service_seconds")
+    for offset, seconds in rows:
+        if offset < 0 or seconds < 0:
+            raise ValueError(f"{path}: negative value in row {[offset, seconds]!r}")
+    return rows
 
 
 def parse_priorities(spec: str | None) -> Iterator[int | None]:

@@ -12,22 +12,30 @@ from collections.abc import Callable, Iterator
 from pathlib import Path
 
 
-def read_trace(path: str | Path) -> list[tuple[float, float]]:
+def read_pairs(path: str | Path, want: str) -> list[tuple[float, float]]:
+    """Rows of two numbers from a CSV file, sorted; a header line and ``#`` comments are skipped. `want`
+    names the columns in the error for a bad row."""
     rows: list[tuple[float, float]] = []
     with open(path, newline="") as f:
         for rec in csv.reader(f):
             if not rec or rec[0].strip().startswith("#"):
                 continue
             try:
-                t, n = float(rec[0]), float(rec[1])
+                a, b = float(rec[0]), float(rec[1])
             except (ValueError, IndexError):
                 if not rows:  # a header line
                     continue
-                raise ValueError(f"{path}: bad row {rec!r} (want t_seconds,arrivals)") from None
-            if n < 0:
-                raise ValueError(f"{path}: negative arrivals in row {rec!r}")
-            rows.append((t, n))
+                raise ValueError(f"{path}: bad row {rec!r} (want {want})") from None
+            rows.append((a, b))
     rows.sort()
+    return rows
+
+
+def read_trace(path: str | Path) -> list[tuple[float, float]]:
+    rows = read_pairs(path, "t_seconds,arrivals")
+    for t, n in rows:
+        if n < 0:
+            raise ValueError(f"{path}: negative arrivals in row {[t, n]!r}")
     if not rows:
         raise ValueError(f"{path}: no rows")
     return rows
