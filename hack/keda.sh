@@ -46,26 +46,13 @@ binaries() {
   log "built in $((SECONDS - t0)) s; binaries $(du -sh "$out" | cut -f1), Go build cache grew by $((after - before)) MB"
 }
 
-# One image FROM scratch: the binary, the host's CA bundle (as distroless/static would carry), KEDA's user.
-image() { # tag binary args-json
-  local ctx=$KEDA_CACHE/image-$2
-  if docker image inspect "$1" >/dev/null 2>&1 && [ ! "$KEDA_CACHE/bin/$2" -nt "$ctx/Dockerfile" ]; then
-    return 0
-  fi
-  rm -rf "$ctx"; mkdir -p "$ctx"
-  ln "$KEDA_CACHE/bin/$2" "$ctx/$2" 2>/dev/null || cp "$KEDA_CACHE/bin/$2" "$ctx/$2"
-  cp /etc/ssl/certs/ca-certificates.crt "$ctx/ca-certificates.crt"
-  printf 'FROM scratch\nCOPY ca-certificates.crt /etc/ssl/certs/ca-certificates.crt\nCOPY %s /%s\nUSER 65532:65532\nENTRYPOINT ["/%s", %s]\n' \
-    "$2" "$2" "$2" "$3" >"$ctx/Dockerfile.tmp"
-  log "docker build $1"
-  run_logged "image-$2" docker build -t "$1" -f "$ctx/Dockerfile.tmp" "$ctx" || die "docker build $1 failed"
-  mv "$ctx/Dockerfile.tmp" "$ctx/Dockerfile"
-}
-
 build() {
   binaries
-  image "$OPERATOR_IMAGE" keda '"--zap-log-level=info", "--zap-encoder=console"'
-  image "$ADAPTER_IMAGE" keda-adapter '"--secure-port=6443", "--zap-log-level=info", "--zap-encoder=console"'
+  # KEDA's own user, as its images run
+  go_binary_image "$OPERATOR_IMAGE" "$KEDA_CACHE/bin/keda" "$KEDA_CACHE/image-keda" 65532:65532 \
+    '"/keda", "--zap-log-level=info", "--zap-encoder=console"'
+  go_binary_image "$ADAPTER_IMAGE" "$KEDA_CACHE/bin/keda-adapter" "$KEDA_CACHE/image-keda-adapter" 65532:65532 \
+    '"/keda-adapter", "--secure-port=6443", "--zap-log-level=info", "--zap-encoder=console"'
   # Pushing what the registry already holds only compares digests.
   run_logged push-keda docker push "$OPERATOR_IMAGE" || die "docker push $OPERATOR_IMAGE failed"
   run_logged push-keda-adapter docker push "$ADAPTER_IMAGE" || die "docker push $ADAPTER_IMAGE failed"

@@ -61,6 +61,24 @@ check_go_for() { # what module-dir
     || die "$1 needs Go $want, this machine has Go $have (GOTOOLCHAIN=local): not building"
 }
 
+# An image FROM scratch for a static Go binary: the binary, the host's CA bundle (as distroless/static would
+# carry), a non-root user. Built again only when the binary is newer than the last build.
+go_binary_image() { # tag binary context-dir user entrypoint (JSON array items, e.g. '"/keda", "--flag"')
+  local tag=$1 bin=$2 ctx=$3 name
+  name=$(basename "$bin")
+  if docker image inspect "$tag" >/dev/null 2>&1 && [ ! "$bin" -nt "$ctx/Dockerfile" ]; then
+    return 0
+  fi
+  rm -rf "$ctx"; mkdir -p "$ctx"
+  ln "$bin" "$ctx/$name" 2>/dev/null || cp "$bin" "$ctx/$name"
+  cp /etc/ssl/certs/ca-certificates.crt "$ctx/ca-certificates.crt"
+  printf 'FROM scratch\nCOPY ca-certificates.crt /etc/ssl/certs/ca-certificates.crt\nCOPY %s /%s\nUSER %s\nENTRYPOINT [%s]\n' \
+    "$name" "$name" "$4" "$5" >"$ctx/Dockerfile.tmp"
+  log "docker build $tag"
+  run_logged "image-$name" docker build -t "$tag" -f "$ctx/Dockerfile.tmp" "$ctx" || die "docker build $tag failed"
+  mv "$ctx/Dockerfile.tmp" "$ctx/Dockerfile"
+}
+
 # Fail when a loopback port is taken by something that is not ours.
 port_free_or_ours() { # port owner-description
   if (exec 3<>"/dev/tcp/127.0.0.1/$1") 2>/dev/null; then return 1; fi

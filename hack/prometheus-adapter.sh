@@ -72,23 +72,6 @@ binary() {
   log "built in $((SECONDS - t0)) s; binary $(du -sh "$out/adapter" | cut -f1), Go build cache grew by $((after - before)) MB"
 }
 
-# Upstream's image is distroless/static with /adapter, user 65534; FROM scratch plus the host's CA bundle (as
-# distroless/static carries one) is the same thing without pulling a base.
-built_image() { # tag
-  local ctx=$ADAPTER_CACHE/image
-  if docker image inspect "$1" >/dev/null 2>&1 && [ ! "$ADAPTER_CACHE/bin/adapter" -nt "$ctx/Dockerfile" ]; then
-    return 0
-  fi
-  rm -rf "$ctx"; mkdir -p "$ctx"
-  ln "$ADAPTER_CACHE/bin/adapter" "$ctx/adapter" 2>/dev/null || cp "$ADAPTER_CACHE/bin/adapter" "$ctx/adapter"
-  cp /etc/ssl/certs/ca-certificates.crt "$ctx/ca-certificates.crt"
-  printf 'FROM scratch\nCOPY ca-certificates.crt /etc/ssl/certs/ca-certificates.crt\nCOPY adapter /adapter\nUSER 65534\nENTRYPOINT ["/adapter"]\n' \
-    >"$ctx/Dockerfile.tmp"
-  log "docker build $1"
-  run_logged image-prometheus-adapter docker build -t "$1" -f "$ctx/Dockerfile.tmp" "$ctx" \
-    || die "docker build $1 failed"
-  mv "$ctx/Dockerfile.tmp" "$ctx/Dockerfile"
-}
 
 build() {
   local img; img=$(adapter_image)
@@ -99,7 +82,8 @@ build() {
     }
   else
     binary
-    built_image "$img"
+    # Upstream's image is distroless/static with /adapter, user 65534: the same thing without pulling a base.
+    go_binary_image "$img" "$ADAPTER_CACHE/bin/adapter" "$ADAPTER_CACHE/image" 65534 '"/adapter"'
   fi
   # Pushing what the registry already holds only compares digests.
   run_logged push-prometheus-adapter docker push "$img" || die "docker push $img failed"
