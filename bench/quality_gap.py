@@ -20,14 +20,15 @@ by cause   counterfactual runs of one rule with one mechanism taken away at a ti
 
 from __future__ import annotations
 
-import importlib.util
 import sys
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from datetime import date
 from pathlib import Path
-from types import ModuleType
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+import quality as Q  # a sibling script (bench/ is not a package)
 
 from scalekeeper import model
 from scalekeeper.simulate import (
@@ -45,19 +46,6 @@ from scalekeeper.simulate import (
 PHASES = ("rise", "plateau", "fall", "closed")
 PLATEAU_SHARE = 0.75  # of the day's smoothed peak
 SMOOTHING_INTERVALS = 7  # centred moving average over 35 min of real time
-
-
-def load_quality() -> ModuleType:
-    path = Path(__file__).resolve().parent / "quality.py"
-    spec = importlib.util.spec_from_file_location("bench_quality", path)
-    assert spec is not None and spec.loader is not None
-    module = importlib.util.module_from_spec(spec)
-    sys.modules[spec.name] = module  # dataclasses look their module up by name
-    spec.loader.exec_module(module)
-    return module
-
-
-Q = load_quality()
 
 
 @dataclass(frozen=True)

@@ -3,13 +3,9 @@ against (simulate.oracle_run), the metrics and the aims."""
 
 from __future__ import annotations
 
-import importlib.util
 import math
 import random
-import sys
 from datetime import datetime
-from pathlib import Path
-from types import ModuleType
 from typing import Any
 
 import pandas as pd
@@ -23,19 +19,9 @@ from scalekeeper.simulate import (
     oracle_run,
     replay_schedule,
 )
+from tests.unit.scripts import BENCH, load_script
 
-
-def load_bench() -> ModuleType:
-    path = Path(__file__).resolve().parents[2] / "bench" / "quality.py"
-    spec = importlib.util.spec_from_file_location("bench_quality", path)
-    assert spec is not None and spec.loader is not None
-    module = importlib.util.module_from_spec(spec)
-    sys.modules[spec.name] = module  # dataclasses look their module up by name
-    spec.loader.exec_module(module)
-    return module
-
-
-Q = load_bench()
+Q = load_script("bench_quality", BENCH / "quality.py")
 
 
 def worker(max_replicas: int = 6, concurrency: int = 1, min_replicas: int = 0) -> model.WorkerSpec:

@@ -3,26 +3,13 @@ samples, counted as the simulator counts them; the slice of the trace; the side-
 
 from __future__ import annotations
 
-import importlib.util
-import sys
 from datetime import datetime
-from pathlib import Path
-from types import ModuleType
 
 import pytest
 
+from tests.unit.scripts import BENCH, load_script
 
-def load_bench() -> ModuleType:
-    path = Path(__file__).resolve().parents[2] / "bench" / "quality_real.py"
-    spec = importlib.util.spec_from_file_location("bench_quality_real", path)
-    assert spec is not None and spec.loader is not None
-    module = importlib.util.module_from_spec(spec)
-    sys.modules[spec.name] = module  # dataclasses look their module up by name
-    spec.loader.exec_module(module)
-    return module
-
-
-R = load_bench()
+R = load_script("bench_quality_real", BENCH / "quality_real.py")
 
 
 def timing(index: int, enqueued: float, started: float, finished: float, host: str = "p") -> object:

@@ -3,11 +3,8 @@ parses, the live table and the plot. The cluster half is exercised by running `m
 
 from __future__ import annotations
 
-import importlib.util
 import re
-import sys
 from pathlib import Path
-from types import ModuleType
 from typing import Any
 
 import pytest
@@ -15,21 +12,13 @@ import yaml
 
 from scalekeeper import model, reconcile
 from scalekeeper.engine.types import LimitedBy, TargetDecision, TargetHistory
+from tests.unit.scripts import load_script
 
 ROOT = Path(__file__).resolve().parents[2]
 
 
-def _load(name: str, path: Path) -> ModuleType:
-    spec = importlib.util.spec_from_file_location(name, path)
-    assert spec and spec.loader
-    module = importlib.util.module_from_spec(spec)
-    sys.modules[name] = module  # dataclasses resolve their annotations through sys.modules
-    spec.loader.exec_module(module)
-    return module
-
-
-dw = _load("demo_watch", ROOT / "hack" / "demo_watch.py")
-demo_trace = _load(
+dw = load_script("demo_watch", ROOT / "hack" / "demo_watch.py")
+demo_trace = load_script(
     "demo_trace", ROOT / "manifests" / "examples" / "demo" / "app" / "scalekeeper_demo" / "trace.py"
 )
 EXAMPLE = yaml.safe_load((ROOT / "manifests" / "examples" / "scalingpolicy-demo.yaml").read_text())
@@ -148,7 +137,7 @@ def test_phase_names_what_the_load_program_does() -> None:
 
 def test_the_demo_app_is_the_rendered_one_with_only_the_workers_cpu_requests_trimmed() -> None:
     images = {"DEMO_IMAGE": "localhost:5001/scalekeeper-demo@sha256:" + "0" * 64, "REDIS_IMAGE": "redis:7.0"}
-    render = _load("demo_render", ROOT / "manifests" / "examples" / "demo" / "render.py").render
+    render = load_script("demo_render", ROOT / "manifests" / "examples" / "demo" / "render.py").render
     rendered = render(images, key_prefix="demo:")
     docs, notes = dw.demo_app(images, "demo:")
     assert [(d["kind"], d["metadata"]["name"]) for d in docs] == [

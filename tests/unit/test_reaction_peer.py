@@ -3,30 +3,14 @@ signal's moves (on a fake list), and the table of reactions from each origin."""
 
 from __future__ import annotations
 
-import importlib.util
-import sys
-from pathlib import Path
-from types import ModuleType
 from typing import Any
 
 import pytest
 
 from scalekeeper import model
+from tests.unit.scripts import BENCH, load_script
 
-BENCH = Path(__file__).resolve().parents[2] / "bench"
-
-
-def load_bench() -> ModuleType:
-    sys.path.insert(0, str(BENCH))  # reaction_peer imports its sibling reaction.py
-    spec = importlib.util.spec_from_file_location("bench_reaction_peer", BENCH / "reaction_peer.py")
-    assert spec is not None and spec.loader is not None
-    module = importlib.util.module_from_spec(spec)
-    sys.modules[spec.name] = module  # dataclasses look their module up by name
-    spec.loader.exec_module(module)
-    return module
-
-
-rp = load_bench()
+rp = load_script("bench_reaction_peer", BENCH / "reaction_peer.py", siblings=True)
 
 
 class FakeList:
