@@ -411,7 +411,7 @@ class Reconciler:
             name: (memory.histories.get(name, TargetHistory()) if name in failed else d.history)
             for name, d in c.decision.targets.items()
         }
-        self._report(c, c.decision)
+        self._report(c, c.decision, failed)
         written = self._status.publish(policy, status, memory, write_status)
         self._metrics.reconciled(time.perf_counter() - started)
         return CycleResult(c.decision, status.to_patch(), writes, written, c.batch, c.errors)
@@ -494,11 +494,11 @@ class Reconciler:
                 continue
             ref = c.observed.refs[name]
             try:
-                after = self._replicas.write(ref, d.desired, state.resource_version)
-            except WriteConflict:
-                # Someone else changed it since we read it: decide again on fresh data next cycle.
+                after = self._replicas.write_unless_resized(ref, d.desired, state)
+            except WriteConflict as exc:
+                # Someone else resized it since we read it: decide again on fresh data next cycle.
                 self._metrics.write(ref.kind, "conflict")
-                c.errors.append(f"{name}: {ref.describe()} changed while deciding; will decide again")
+                c.errors.append(f"{name}: {exc}; will decide again")
                 failed.add(name)
                 continue
             except (ApiException, TargetNotFound) as exc:
@@ -543,7 +543,7 @@ class Reconciler:
 
     # ------------------------------------------------------------------ report
 
-    def _report(self, c: _Cycle, decision: engine.PolicyDecision) -> None:
+    def _report(self, c: _Cycle, decision: engine.PolicyDecision, failed: set[str]) -> None:
         spec, policy, observed, status, memory = c.spec, c.policy, c.observed, c.status, c.memory
         dry = spec.mode is model.Mode.DRY_RUN
         targets: list[model.TargetStatus] = []
@@ -581,7 +581,9 @@ class Reconciler:
                 status.read_replicas = cell
             else:
                 summary_workers.append(f"{name.removeprefix('worker/')} {cell}")
-            self._announce(name, d, memory, c.emit, dry)
+            if name not in failed:
+                # A write that failed is told by the errors (condition and Warning), not as "Scaled".
+                self._announce(name, d, memory, c.emit, dry)
             self._metrics.decision(policy.namespace, policy.name, name, d.limited_by.value, d.desired)
             logged = (d.current, d.desired, d.limited_by.value)
             level = logging.INFO

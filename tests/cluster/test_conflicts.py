@@ -7,6 +7,10 @@ from typing import Any
 
 import pytest
 from kubernetes import client
+from kubernetes.client.rest import ApiException
+
+from scalekeeper.kube.hpa import HpaClient, HpaState
+from scalekeeper.kube.targets import ReplicaClient, TargetRef, WriteConflict
 
 from .conftest import Cluster
 from .kube_helpers import (
@@ -15,6 +19,7 @@ from .kube_helpers import (
     deployment,
     events_for,
     policy_status,
+    replicas_of,
     target,
     wait_condition,
 )
@@ -106,3 +111,73 @@ def test_two_policies_on_one_workload_the_older_sizes_it_and_the_newer_reports_c
 
 def _replicas(apps: client.AppsV1Api, namespace: str) -> int:
     return int(apps.read_namespaced_deployment_scale("replica", namespace).spec.replicas)
+
+
+def test_a_write_from_a_stale_watch_lands_unless_the_count_changed(cluster: Cluster, namespace: str) -> None:
+    """The replica write carries the resourceVersion the decision saw. The watches can be a little behind
+    the API server; a status or metadata change since is not a reason to drop the write, a resize is."""
+    apps = client.AppsV1Api(cluster.api)
+    body = deployment("target", 1, {"app": "target"}, cluster.operator_image)
+    apps.create_namespaced_deployment(namespace, body)
+    replicas = ReplicaClient(cluster.api)
+    ref = TargetRef("apps/v1", "Deployment", "target", namespace)
+    seen = replicas.read(ref)
+
+    # Another party touches the object but not its size (a label here; a pod turning ready does the same).
+    apps.patch_namespaced_deployment("target", namespace, {"metadata": {"labels": {"touched": "yes"}}})
+    with pytest.raises(WriteConflict):
+        replicas.write(ref, 2, seen.resource_version)  # the precondition holds: a stale version is refused
+    after = replicas.write_unless_resized(ref, 2, seen)
+    assert after.replicas == 2
+    assert replicas_of(cluster, namespace, "target") == 2
+
+    # Another writer resizes it: the write made on the old count is refused, and nothing is overwritten.
+    seen = replicas.read(ref)
+    apps.patch_namespaced_deployment_scale("target", namespace, {"spec": {"replicas": 4}})
+    with pytest.raises(WriteConflict, match="resized to 4"):
+        replicas.write_unless_resized(ref, 1, seen)
+    assert replicas_of(cluster, namespace, "target") == 4
+
+
+def test_an_hpa_update_from_a_stale_watch_lands_unless_its_spec_was_edited(
+    cluster: Cluster, namespace: str
+) -> None:
+    hpas = client.AutoscalingV2Api(cluster.api)
+
+    def hpa(min_replicas: int) -> dict[str, Any]:
+        return {
+            "apiVersion": "autoscaling/v2",
+            "kind": "HorizontalPodAutoscaler",
+            "metadata": {"name": "p-web", "namespace": namespace},
+            "spec": {
+                "scaleTargetRef": {"apiVersion": "apps/v1", "kind": "Deployment", "name": "web"},
+                "minReplicas": min_replicas,
+                "maxReplicas": 5,
+                "metrics": [
+                    {
+                        "type": "Resource",
+                        "resource": {
+                            "name": "cpu",
+                            "target": {"type": "Utilization", "averageUtilization": 80},
+                        },
+                    }
+                ],
+            },
+        }
+
+    writer = HpaClient(cluster.api)
+    done, made = writer.apply(HpaState(None, None), hpa(1))
+    assert done == "created" and made is not None
+    # A label changes the version, as the HPA controller's status writes do: the floor still lands.
+    hpas.patch_namespaced_horizontal_pod_autoscaler("p-web", namespace, {"metadata": {"labels": {"t": "1"}}})
+    done, after = writer.apply(HpaState(made, None), hpa(2))
+    assert done == "updated" and after is not None
+    assert hpas.read_namespaced_horizontal_pod_autoscaler("p-web", namespace).spec.min_replicas == 2
+
+    # Someone edits the spec: the write made on the old spec is refused and their edit stays.
+    hpas.patch_namespaced_horizontal_pod_autoscaler("p-web", namespace, {"spec": {"maxReplicas": 7}})
+    with pytest.raises(ApiException) as refused:
+        writer.apply(HpaState(after, None), hpa(3))
+    assert refused.value.status == 409
+    kept = hpas.read_namespaced_horizontal_pod_autoscaler("p-web", namespace).spec
+    assert (kept.min_replicas, kept.max_replicas) == (2, 7)

@@ -236,8 +236,17 @@ def test_read_replicas_follow_a_live_metric_and_dry_run_writes_nothing(
         lambda: apps.read_namespaced_stateful_set_scale("replica", namespace).spec.replicas == 2,
         timeout=150,
     )
-    status = policy_status(cluster, namespace, "db")
-    assert target(status, "readReplicas")["limitedBy"] == "floor"  # type: ignore[index]
+    # The status is written after the scale (observe, decide, act, report): wait for the cycle's report.
+    lowered = wait_for(
+        "the status to report the decision of 2",
+        lambda: (
+            (t := target(policy_status(cluster, namespace, "db"), "readReplicas"))
+            and t.get("desiredReplicas") == 2
+            and t
+        ),
+        timeout=30,
+    )
+    assert lowered["limitedBy"] == "floor", lowered
 
 
 def test_missing_metric_holds_says_why_and_recovers(

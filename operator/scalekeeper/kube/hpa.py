@@ -140,12 +140,23 @@ class HpaClient:
         if not _spec_differs(state.owned, desired):
             return "unchanged", None
         # A full replace at the resourceVersion we read: a concurrent edit makes it fail with 409.
-        body = {
-            **desired,
-            "metadata": {
-                **desired["metadata"],
-                "resourceVersion": state.owned["metadata"]["resourceVersion"],
-            },
-        }
-        replaced = self._api.replace_namespaced_horizontal_pod_autoscaler(name, ns, body)
+        seen = state.owned
+        try:
+            replaced = self._replace_at(desired, seen["metadata"]["resourceVersion"])
+        except ApiException as exc:
+            if exc.status != 409:
+                raise
+            # The HPA controller rewrites the status at every sync, so a version from the watches is
+            # often one status behind. Only a change of the spec is another writer's edit: then fail.
+            fresh = self._raw.sanitize_for_serialization(
+                self._api.read_namespaced_horizontal_pod_autoscaler(name, ns)
+            )
+            if _spec_differs(fresh, seen):
+                raise
+            replaced = self._replace_at(desired, fresh["metadata"]["resourceVersion"])
         return "updated", self._raw.sanitize_for_serialization(replaced)
+
+    def _replace_at(self, desired: dict[str, Any], resource_version: str) -> Any:
+        meta = desired["metadata"]
+        body = {**desired, "metadata": {**meta, "resourceVersion": resource_version}}
+        return self._api.replace_namespaced_horizontal_pod_autoscaler(meta["name"], meta["namespace"], body)

@@ -129,6 +129,10 @@ def _nested(path: str, value: Any) -> dict[str, Any]:
 
 
 class ReplicaClient:
+    # Status writes can follow each other faster than a GET and a PATCH (a Deployment just created or
+    # scaled): re-read this many times before the last try.
+    STATUS_RETRIES = 3
+
     def __init__(self, api: client.ApiClient, resolver: ResourceResolver | None = None) -> None:
         self._api = api
         self._objects = client.CustomObjectsApi(api)
@@ -169,6 +173,27 @@ class ReplicaClient:
         return ReplicaState(
             int((scale.get("spec") or {}).get("replicas") or 0), scale["metadata"]["resourceVersion"]
         )
+
+    def write_unless_resized(self, ref: TargetRef, replicas: int, seen: ReplicaState) -> ReplicaState:
+        """Set replicas if nobody changed the replica count since `seen`; WriteConflict if someone did.
+
+        `seen` may come from a watch a little behind the API server. A Deployment's controller bumps the
+        resourceVersion at every status change (each pod that becomes ready), so a 409 from such a stale
+        version is usually not another writer: re-read once, and write at the fresh version when the
+        count is still the one the decision was made on."""
+        version = seen.resource_version
+        for _ in range(self.STATUS_RETRIES):
+            try:
+                return self.write(ref, replicas, version)
+            except WriteConflict:
+                fresh = self.read(ref)
+            if fresh.replicas != seen.replicas:
+                raise WriteConflict(
+                    f"{ref.describe()} was resized to {fresh.replicas} by another writer "
+                    f"(the decision saw {seen.replicas})"
+                )
+            version = fresh.resource_version
+        return self.write(ref, replicas, version)
 
     def write(self, ref: TargetRef, replicas: int, resource_version: str) -> ReplicaState:
         """Set replicas if the object is still at `resource_version`; WriteConflict otherwise."""
