@@ -25,6 +25,7 @@ from .engine.types import LimitedBy, TargetDecision, TargetHistory
 from .kube.hpa import HpaClient, HpaState, desired_hpa, hpa_name
 from .kube.owners import OwnerRef
 from .kube.targets import ReplicaClient, ReplicaState, TargetNotFound, TargetRef, WriteConflict
+from .kube.versions import is_older
 from .kube.watched import Watched, watched_keys
 from .kube.workers import WorkerDeployments
 from .metrics.prometheus import BatchResult, Missing, PrometheusReader, Sample
@@ -43,6 +44,12 @@ class EventSink(Protocol):
     def __call__(self, type_: str, reason: str, message: str) -> None: ...
 
 
+# Watches deliver a write within milliseconds, seconds when the API server is loaded. A note of our own
+# write that the watch has still not shown after this long is not lag: the object was deleted or
+# replaced meanwhile, and the watch is believed again.
+WATCH_LAG_LIMIT_SECONDS = 30.0
+
+
 @dataclass
 class PolicyMemory:
     """What one policy carries between cycles inside the operator process."""
@@ -58,29 +65,42 @@ class PolicyMemory:
     conditions: dict[str, tuple[str, str]] = field(default_factory=dict)
     # The history last written to status, per target; None until read back from status after a start.
     persisted: dict[str, dict[str, Any]] | None = None
-    # Our last write per target: (resourceVersion it was made at, the state the API server answered). The
-    # watches may not have seen it yet at the next cycle; while they show the old version, this is current.
-    written: dict[str, tuple[str, ReplicaState]] = field(default_factory=dict)
-    # The same for the owned HPA: (resourceVersion before, None for a create; the HPA after).
-    hpa_written: tuple[str | None, dict[str, Any]] | None = None
+    # Our last write per target: (resourceVersion it was made at, the state the API server answered, when
+    # on the monotonic clock). The watches may not have seen it yet at the next cycle; while they show
+    # an older version, this is current.
+    written: dict[str, tuple[str, ReplicaState, float]] = field(default_factory=dict)
+    # The same for the owned HPA: (resourceVersion before, None for a create; the HPA after; when).
+    hpa_written: tuple[str | None, dict[str, Any], float] | None = None
     # Per target, the (current, desired, limitedBy) last logged at INFO.
     logged: dict[str, tuple[int, int, str]] = field(default_factory=dict)
     # The spec parsed at this generation: parsed once, not every cycle.
     spec: tuple[int, model.ScalingPolicySpec] | None = None
 
-    def seen_replicas(self, name: str, watched: ReplicaState) -> ReplicaState:
-        mine = self.written.pop(name, None)
-        if mine is not None and mine[0] == watched.resource_version:
-            self.written[name] = mine
-            return mine[1]
+    def seen_replicas(self, name: str, watched: ReplicaState, now: float) -> ReplicaState:
+        """The watch's state, unless it is older than our last write to the target."""
+        mine = self.written.get(name)
+        if mine is None:
+            return watched
+        before, after, at = mine
+        # Older, not just "at the version we wrote at": a write retried past status changes
+        # (ReplicaClient.write_unless_resized) leaves versions between the two that hold the old count.
+        if now - at < WATCH_LAG_LIMIT_SECONDS and is_older(
+            watched.resource_version, after.resource_version, frozenset({before})
+        ):
+            return after
+        del self.written[name]
         return watched
 
-    def seen_hpa(self, watched: HpaState) -> HpaState:
+    def seen_hpa(self, watched: HpaState, now: float) -> HpaState:
         if self.hpa_written is None:
             return watched
-        before, after = self.hpa_written
+        before, after, at = self.hpa_written
         current = watched.owned["metadata"]["resourceVersion"] if watched.owned else None
-        if current == before:
+        written = after["metadata"]["resourceVersion"]
+        if now - at < WATCH_LAG_LIMIT_SECONDS and (
+            (current is None and before is None)
+            or (current is not None and is_older(current, written, frozenset({before} if before else ())))
+        ):
             return HpaState(after, watched.foreign)
         self.hpa_written = None
         return watched
@@ -457,7 +477,7 @@ class Reconciler:
                 continue
             seen = watched.replica_state(ref)
             if seen is not None:
-                observed.states[name] = memory.seen_replicas(name, seen)
+                observed.states[name] = memory.seen_replicas(name, seen, time.monotonic())
                 continue
             try:
                 observed.states[name] = self._replicas.read(ref)
@@ -467,7 +487,7 @@ class Reconciler:
         if spec.web is not None and observed.states.get(engine.WEB) is not None:
             if watched.hpas_watched:
                 state = HpaClient.state_from(watched.hpas, policy.owner, spec.web.deployment)
-                observed.hpa = memory.seen_hpa(state)
+                observed.hpa = memory.seen_hpa(state, time.monotonic())
             else:
                 observed.hpa = self._hpas.observe(policy.owner, spec.web.deployment)
         return observed
@@ -506,7 +526,7 @@ class Reconciler:
                 c.errors.append(f"{name}: writing replicas of {ref.describe()} failed: {exc}")
                 failed.add(name)
                 continue
-            c.memory.written[name] = (state.resource_version, after)
+            c.memory.written[name] = (state.resource_version, after, time.monotonic())
             writes += 1
             self._metrics.write(ref.kind, "scaled")
             c.memory.last_scale_time[name] = datetime.now(UTC).replace(microsecond=0)
@@ -532,7 +552,7 @@ class Reconciler:
             return -1
         if after is not None:
             before = observed.hpa.owned["metadata"]["resourceVersion"] if observed.hpa.owned else None
-            c.memory.hpa_written = (before, after)
+            c.memory.hpa_written = (before, after, time.monotonic())
         if done in ("created", "updated"):
             self._metrics.write("HorizontalPodAutoscaler", done)
             current_min = (observed.hpa.owned or {}).get("spec", {}).get("minReplicas")

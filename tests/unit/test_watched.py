@@ -10,8 +10,9 @@ from hypothesis import strategies as st
 from scalekeeper.kube.hpa import HpaClient, HpaState, hpa_name
 from scalekeeper.kube.owners import OwnerRef
 from scalekeeper.kube.targets import ReplicaState, TargetRef
+from scalekeeper.kube.versions import compare_versions, is_older
 from scalekeeper.kube.watched import Watched, hpa_entry, replica_entry, watched_keys
-from scalekeeper.reconcile import PolicyMemory
+from scalekeeper.reconcile import WATCH_LAG_LIMIT_SECONDS, PolicyMemory
 
 POLICY = OwnerRef("shop", "web", "uid-policy")
 OTHER = OwnerRef("shop", "other", "uid-other")
@@ -121,24 +122,71 @@ def test_the_index_answer_matches_the_listing_answer(objects: list[tuple[str, st
 
 def test_our_own_write_counts_until_the_watch_shows_a_newer_version() -> None:
     memory = PolicyMemory()
-    memory.written["worker-default"] = ("41", ReplicaState(5, "42"))
-    # the watch has not delivered our write yet: still at the version we wrote at
-    assert memory.seen_replicas("worker-default", ReplicaState(3, "41")) == ReplicaState(5, "42")
-    assert memory.seen_replicas("worker-default", ReplicaState(3, "41")) == ReplicaState(5, "42")
+    memory.written["worker-default"] = ("41", ReplicaState(5, "44"), 100.0)
+    # the watch has not delivered our write yet: at the version we wrote at, or one between (a status
+    # change our retried write went past)
+    assert memory.seen_replicas("worker-default", ReplicaState(3, "41"), 101.0) == ReplicaState(5, "44")
+    assert memory.seen_replicas("worker-default", ReplicaState(3, "43"), 102.0) == ReplicaState(5, "44")
     # it has (or someone wrote after us): the watch is current, and our note is dropped
-    assert memory.seen_replicas("worker-default", ReplicaState(5, "42")) == ReplicaState(5, "42")
+    assert memory.seen_replicas("worker-default", ReplicaState(5, "44"), 103.0) == ReplicaState(5, "44")
     assert memory.written == {}
-    assert memory.seen_replicas("worker-default", ReplicaState(3, "41")) == ReplicaState(3, "41")
+    assert memory.seen_replicas("worker-default", ReplicaState(3, "41"), 104.0) == ReplicaState(3, "41")
+
+
+def test_a_newer_version_from_another_writer_wins_over_our_note() -> None:
+    memory = PolicyMemory()
+    memory.written["w"] = ("41", ReplicaState(5, "44"), 100.0)
+    # "100" is newer than "44" as a number, not as a string
+    assert memory.seen_replicas("w", ReplicaState(7, "100"), 101.0) == ReplicaState(7, "100")
+    assert memory.written == {}
+
+
+def test_versions_that_cannot_be_ordered_fall_back_to_equality() -> None:
+    memory = PolicyMemory()
+    memory.written["w"] = ("abc", ReplicaState(5, "abd"), 100.0)
+    assert memory.seen_replicas("w", ReplicaState(3, "abc"), 101.0) == ReplicaState(5, "abd")
+    assert memory.seen_replicas("w", ReplicaState(3, "abz"), 102.0) == ReplicaState(3, "abz")
+
+
+def test_a_note_the_watch_never_confirms_expires() -> None:
+    memory = PolicyMemory()
+    memory.written["w"] = ("41", ReplicaState(5, "44"), 100.0)
+    late = 100.0 + WATCH_LAG_LIMIT_SECONDS
+    assert memory.seen_replicas("w", ReplicaState(3, "41"), late) == ReplicaState(3, "41")
+    assert memory.written == {}
 
 
 def test_a_created_hpa_counts_until_the_watch_shows_it() -> None:
     memory = PolicyMemory()
     made = hpa("web-web", "api", POLICY, rv="50")
-    memory.hpa_written = (None, made)
-    assert memory.seen_hpa(HpaState(None, None)).owned == made
+    memory.hpa_written = (None, made, 100.0)
+    assert memory.seen_hpa(HpaState(None, None), 101.0).owned == made
     seen = hpa_entry(made)["name/shop/web-web"]
-    assert memory.seen_hpa(HpaState(seen, None)).owned == seen
+    assert memory.seen_hpa(HpaState(seen, None), 102.0).owned == seen
     assert memory.hpa_written is None
+
+
+def test_an_updated_hpa_deleted_since_is_seen_deleted() -> None:
+    memory = PolicyMemory()
+    memory.hpa_written = ("49", hpa("web-web", "api", POLICY, rv="50"), 100.0)
+    older = hpa_entry(hpa("web-web", "api", POLICY, rv="48"))["name/shop/web-web"]
+    kept = memory.seen_hpa(HpaState(older, None), 101.0).owned
+    assert kept is not None and kept["metadata"]["resourceVersion"] == "50"
+    # gone (someone deleted it): the next cycle creates it again
+    assert memory.seen_hpa(HpaState(None, None), 102.0).owned is None
+
+
+@given(st.integers(min_value=0, max_value=10**40), st.integers(min_value=0, max_value=10**40))
+def test_versions_compare_as_the_integers_they_are(a: int, b: int) -> None:
+    assert compare_versions(str(a), str(b)) == (a > b) - (a < b)
+    assert is_older(str(a), str(b)) == (a < b)
+
+
+@given(st.text(max_size=6), st.integers(min_value=0, max_value=10**6))
+def test_malformed_versions_are_not_ordered(text: str, number: int) -> None:
+    well_formed = text.isascii() and text.isdigit() and (text == "0" or not text.startswith("0"))
+    order = compare_versions(text, str(number))
+    assert (order is None) == (not well_formed)
 
 
 def test_the_cycle_hands_the_ready_pods_to_the_engine() -> None:
