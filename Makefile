@@ -23,8 +23,8 @@ lint: venv ## ruff (lint + format check), hadolint on the Dockerfiles
 	$(VENV)/bin/ruff format --check operator tests bench
 	hack/lint-dockerfile.sh
 
-typecheck: venv ## mypy --strict on the package
-	$(VENV)/bin/mypy operator/scalekeeper
+typecheck: venv ## mypy --strict on the package and the benchmarks
+	$(VENV)/bin/mypy operator/scalekeeper bench/*.py
 
 crd: venv ## regenerate the CRD from the pydantic model
 	$(PY) -m scalekeeper.crdgen --write $(CRD)

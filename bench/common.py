@@ -15,9 +15,10 @@ import platform
 import socket
 import subprocess
 import sys
+import time
 import urllib.parse
 import urllib.request
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
 
 from kubernetes import client
@@ -219,3 +220,13 @@ def describe_machine(api: client.ApiClient) -> str:
         f"{platform.platform()}, Python {platform.python_version()}; kind cluster Kubernetes "
         f"{version.git_version} on the same machine, shared (load average {load} when this started)"
     )
+
+
+def wait_for(what: str, check: Callable[[], object], timeout: float, every: float = 0.5) -> None:
+    """Poll `check` until it answers something true; RuntimeError naming `what` after `timeout` s."""
+    end = time.time() + timeout
+    while time.time() < end:
+        if check():
+            return
+        time.sleep(every)
+    raise RuntimeError(f"{what}: not within {timeout:.0f} s")

@@ -53,9 +53,10 @@ import sys
 import tempfile
 import threading
 import time
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Iterator, Sequence
 from dataclasses import asdict, dataclass, field
 from datetime import datetime, timedelta
+from functools import partial
 from importlib import metadata
 from pathlib import Path
 from statistics import median
@@ -66,7 +67,7 @@ from kubernetes import client, config, watch
 from kubernetes.client.rest import ApiException
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from common import KUBECTL, STATE, env_file, kubectl
+from common import KUBECTL, STATE, env_file, kubectl, wait_for
 from quality import (  # a sibling script (bench/ is not a package)
     DEMO_POLICY,
     MINUTE,
@@ -176,9 +177,9 @@ def task_waits(
     waits: list[float] = []
     starts: list[float | None] = []
     for i, offset in enumerate(scheduled):
-        t = by_index.get(i)
-        arrival = t.enqueued if t is not None else offset
-        start = t.started if t is not None and t.started <= horizon else None
+        timing = by_index.get(i)
+        arrival = timing.enqueued if timing is not None else offset
+        start = timing.started if timing is not None and timing.started <= horizon else None
         arrivals.append(arrival)
         starts.append(start)
         waits.append((horizon if start is None else start) - arrival)
@@ -400,7 +401,7 @@ class LegWatch:
 def render_demo(image: str, redis_image: str, ns: str) -> list[dict[str, Any]]:
     """The demo objects one leg needs: its ConfigMap, worker-video (1 replica to start), the exporter."""
     sys.path.insert(0, str(DEMO_DIR))
-    from render import render  # manifests/examples/demo/render.py
+    from render import render  # type: ignore[import-not-found]  # manifests/examples/demo/render.py
 
     keep = {
         ("ConfigMap", "demo-config"),
@@ -526,13 +527,8 @@ def apiservice_available(kubeconfig: str, name: str) -> bool:
     return out.strip() == "True"
 
 
-def wait_for(what: str, check: Callable[[], bool], timeout: float, every: float = 1.0) -> None:
-    end = time.time() + timeout
-    while time.time() < end:
-        if check():
-            return
-        time.sleep(every)
-    raise RuntimeError(f"{what}: not within {timeout:.0f} s")
+def worker_logged_ready(kubeconfig: str, namespace: str) -> bool:
+    return " ready." in kubectl(kubeconfig, "-n", namespace, "logs", f"deploy/{WORKER}")
 
 
 def prometheus_has(prom: str, query: str) -> bool:
@@ -916,19 +912,16 @@ def main(argv: Sequence[str] | None = None) -> int:
                     kubectl(
                         kubeconfig, "-n", leg.namespace, "rollout", "status", f"deploy/{d}", "--timeout=180s"
                     )
+                ns = leg.namespace
                 wait_for(
-                    f"{leg.namespace}'s worker ready",
-                    lambda ns=leg.namespace: (
-                        " ready." in kubectl(kubeconfig, "-n", ns, "logs", f"deploy/{WORKER}")
-                    ),
+                    f"{ns}'s worker ready",
+                    partial(worker_logged_ready, kubeconfig, ns),
                     120,
+                    every=1.0,
                 )
+                series = f'celery_queue_waiting_tasks{{namespace="{ns}",queue="{args.queue}"}}'
                 wait_for(
-                    f"{leg.namespace}'s queue series in Prometheus",
-                    lambda ns=leg.namespace: prometheus_has(
-                        prom, f'celery_queue_waiting_tasks{{namespace="{ns}",queue="{args.queue}"}}'
-                    ),
-                    120,
+                    f"{ns}'s queue series in Prometheus", partial(prometheus_has, prom, series), 120, 1.0
                 )
             for leg in legs:
                 if leg.key == "sk":
@@ -994,7 +987,7 @@ def main(argv: Sequence[str] | None = None) -> int:
                 )
                 arrivals, waits, _ = task_waits(workload.arrivals, timings, horizon)
                 publish_lags = sorted(a - s for a, s in zip(arrivals, workload.arrivals, strict=True))
-                first_task = {}
+                first_task: dict[str, float] = {}
                 for t in timings:
                     first_task[t.host] = min(first_task.get(t.host, math.inf), t.started)
                 delays = sorted(

@@ -64,6 +64,7 @@ from kubernetes import client, config, watch
 from kubernetes.client.rest import ApiException
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
+from common import wait_for
 from reaction import (  # a sibling script (bench/ is not a package)
     ROOT,
     SLEEPER,
@@ -434,15 +435,6 @@ class Bench:
         for t in (SK, KEDA):
             if self.watcher.wait(t, replicas, end) is None:
                 raise RuntimeError(f"{t} did not reach {replicas} replicas within {timeout:.0f} s")
-
-
-def wait_for(what: str, check: Any, timeout: float) -> None:
-    end = time.time() + timeout
-    while time.time() < end:
-        if check():
-            return
-        time.sleep(0.5)
-    raise RuntimeError(f"{what}: not within {timeout:.0f} s")
 
 
 def keda_ready(kubeconfig: str) -> str:
