@@ -53,15 +53,21 @@ demo: ## kind cluster + chart + demo app + its ScalingPolicy, load, and the tier
 bench-reaction: venv cluster-up image ## reaction time: metric queryable -> scale write visible (20 steps)
 	$(PY) bench/reaction.py --steps 20 --interval 1
 
-# The signals bench-keda steps, one run (own namespace, < 20 min) each: a Prometheus gauge, a Celery queue's Redis list.
+# The signals bench-keda steps: a Prometheus gauge, a Celery queue's Redis list. Each is a run of its own (own
+# namespace, own operator process and lease, ~17 min); they run side by side, so the whole target stays under
+# 20 min. Each run's output goes to out/reaction-peer-<signal>.log, printed at the end.
 KEDA_SIGNALS ?= prometheus redis-list
 
 bench-keda: venv cluster-up image ## reaction time beside KEDA (built from its Go module, hack/keda.sh) per KEDA_SIGNALS, out/reaction-peer*.png
 	hack/demo-image.sh >/dev/null
 	hack/keda.sh build install
-	rc=0; for signal in $(KEDA_SIGNALS); do \
-	  PYTHONPATH=$(CURDIR)/operator $(PY) bench/reaction_peer.py --signal $$signal --steps 20 || rc=$$?; \
-	done; hack/keda.sh uninstall; exit $$rc
+	mkdir -p out; pids=""; for signal in $(KEDA_SIGNALS); do \
+	  PYTHONPATH=$(CURDIR)/operator $(PY) bench/reaction_peer.py --signal $$signal --steps 20 \
+	    > out/reaction-peer-$$signal.log 2>&1 & pids="$$pids $$!"; \
+	done; rc=0; for pid in $$pids; do wait $$pid || rc=$$?; done; \
+	for signal in $(KEDA_SIGNALS); do echo "===== $$signal (out/reaction-peer-$$signal.log)"; \
+	  cat out/reaction-peer-$$signal.log; done; \
+	hack/keda.sh uninstall; exit $$rc
 
 prometheus-adapter: venv cluster-up ## custom-metrics API for a plain HPA on queue depth (hack/prometheus-adapter.sh, built from its Go module): install, check end to end, leave installed
 	hack/prometheus-adapter.sh build install check
