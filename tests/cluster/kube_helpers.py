@@ -61,6 +61,20 @@ def wait_condition(
     return wait_for(f"{namespace}/{policy} {type_}={status}", reached, timeout=timeout)
 
 
+def wait_decision(
+    cluster: Cluster, namespace: str, policy: str, target_name: str, desired: int, timeout: float = 60.0
+) -> dict[str, Any]:
+    """Wait until the policy's status reports `desired` replicas for a target; returns the target's status.
+    The status is written after the scale (observe, decide, act, report): a test that saw the scale waits
+    here for the cycle's report."""
+
+    def reached() -> dict[str, Any] | None:
+        found = target(policy_status(cluster, namespace, policy), target_name)
+        return found if found is not None and found.get("desiredReplicas") == desired else None
+
+    return wait_for(f"{namespace}/{policy} {target_name} decided at {desired}", reached, timeout=timeout)
+
+
 def target(status: dict[str, Any], name: str) -> dict[str, Any] | None:
     return next((t for t in status.get("targets", []) if t["name"] == name), None)
 

@@ -20,6 +20,7 @@ from .kube_helpers import (
     replicas_of,
     target,
     wait_condition,
+    wait_decision,
 )
 from .operator_fixture import RunningOperator
 from .test_operator_basics import load_query, prometheus_value, set_load, start_exporter
@@ -63,14 +64,7 @@ def test_prometheus_outage_holds_then_recovers(
         "Prometheus to see the load", lambda: prometheus_value(cluster, load_query(namespace)), timeout=120
     )
     apply_policy(cluster, namespace, "p", replicas_policy(namespace, "target", 10))
-    wait_for(
-        "a first decision at 4",
-        lambda: (
-            (t := target(policy_status(cluster, namespace, "p"), "readReplicas"))
-            and t.get("desiredReplicas") == 4
-        ),
-        timeout=60,
-    )
+    wait_decision(cluster, namespace, "p", "readReplicas", 4)
 
     set_prometheus_replicas(cluster, 0)
     stopped = time.monotonic()

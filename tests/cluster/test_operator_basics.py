@@ -27,6 +27,7 @@ from .kube_helpers import (
     replicas_of,
     target,
     wait_condition,
+    wait_decision,
 )
 from .operator_fixture import RunningOperator
 from .waiting import wait_deleted, wait_for
@@ -207,15 +208,7 @@ def test_read_replicas_follow_a_live_metric_and_dry_run_writes_nothing(
         },
     }
     apply_policy(cluster, namespace, "db", spec)
-    decided = wait_for(
-        "a DryRun decision of 3 read replicas",
-        lambda: (
-            (t := target(policy_status(cluster, namespace, "db"), "readReplicas"))
-            and t.get("desiredReplicas") == 3
-            and t
-        ),
-        timeout=60,
-    )
+    decided = wait_decision(cluster, namespace, "db", "readReplicas", 3)
     assert decided["currentReplicas"] == 1
     assert decided["reason"].startswith("DryRun: would scale 1 -> 3")
     assert apps.read_namespaced_stateful_set_scale("replica", namespace).spec.replicas == 1
@@ -236,16 +229,7 @@ def test_read_replicas_follow_a_live_metric_and_dry_run_writes_nothing(
         lambda: apps.read_namespaced_stateful_set_scale("replica", namespace).spec.replicas == 2,
         timeout=150,
     )
-    # The status is written after the scale (observe, decide, act, report): wait for the cycle's report.
-    lowered = wait_for(
-        "the status to report the decision of 2",
-        lambda: (
-            (t := target(policy_status(cluster, namespace, "db"), "readReplicas"))
-            and t.get("desiredReplicas") == 2
-            and t
-        ),
-        timeout=30,
-    )
+    lowered = wait_decision(cluster, namespace, "db", "readReplicas", 2, timeout=30)
     assert lowered["limitedBy"] == "floor", lowered
 
 
