@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import math
 
+import pytest
+
 from scalekeeper.metrics.prometheus import (
     KEY_LABEL,
     PART_LABEL,
@@ -11,6 +13,7 @@ from scalekeeper.metrics.prometheus import (
     Sample,
     batch_expression,
     readings_from_result,
+    session_for,
 )
 
 
@@ -82,3 +85,18 @@ def test_failures_no_query_can_survive_are_told_once_for_the_whole_batch() -> No
         _whole_batch_failure(url, PrometheusApiClientException("HTTP Status Code 400 (b'parse error')"))
         is None
     )
+
+
+def test_the_session_takes_proxies_and_ca_from_the_environment_once(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("HTTPS_PROXY", "http://proxy.corp:3128")
+    monkeypatch.setenv("NO_PROXY", "prometheus.monitoring.svc")
+    monkeypatch.setenv("REQUESTS_CA_BUNDLE", "/etc/ssl/corp.pem")
+    behind = session_for("https://prometheus.example.com", verify=True)
+    assert behind.proxies.get("https") == "http://proxy.corp:3128"
+    assert behind.verify == "/etc/ssl/corp.pem"
+    assert behind.trust_env is False  # nothing re-read per request
+    local = session_for("https://prometheus.monitoring.svc:9090", verify="/var/run/ca.crt")
+    assert "https" not in local.proxies  # NO_PROXY holds
+    assert local.verify == "/var/run/ca.crt"  # an explicit CA wins over the environment's
+    monkeypatch.delenv("HTTPS_PROXY")
+    assert behind.proxies.get("https") == "http://proxy.corp:3128"  # as it was at the start
