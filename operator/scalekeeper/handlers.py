@@ -1,7 +1,9 @@
-"""kopf registration only: every ScalingPolicy gets a daemon that runs its cycle on its interval.
+"""kopf registration only: kopf watches the ScalingPolicies, the scheduler runs their cycles.
 
-A daemon (rather than a timer) lets each policy keep its own `intervalSeconds`, and wakes early when the
-spec's generation changes. Nothing here decides or writes: see `runtime` and `reconcile`.
+Each policy's watch event goes to `PolicyScheduler.observe`, which keeps the policy's compact body and its
+place in the timetable; one scheduler task runs every due cycle (see `scheduler`). No handler here needs a
+finalizer, so kopf puts none on a policy and removes the one older versions put there. Nothing here
+decides or writes: see `scheduler`, `runtime` and `reconcile`.
 """
 
 from __future__ import annotations
@@ -17,8 +19,9 @@ import kopf
 from . import model
 from .config import OperatorConfig
 from .engine.claims import PolicyId
-from .reconcile import PolicyMemory, claims_of, lookups_of
+from .reconcile import claims_of
 from .runtime import Runtime
+from .scheduler import PolicyScheduler
 
 log = logging.getLogger("scalekeeper.handlers")
 
@@ -38,10 +41,14 @@ async def startup(settings: kopf.OperatorSettings, memo: kopf.Memo, **_: Any) ->
     settings.scanning.disabled = not any(ch in "".join(cfg.namespaces) for ch in "*?[")
     settings.watching.server_timeout = 300
     settings.watching.client_timeout = 330
+    # The finalizer older versions used (for their daemons): kopf removes it, as nothing needs it now.
     settings.persistence.finalizer = f"{model.GROUP}/daemon"
     runtime = Runtime(cfg)
     runtime.start()
+    scheduler = PolicyScheduler(runtime)
     memo["runtime"] = runtime
+    memo["scheduler"] = scheduler
+    memo["scheduler_task"] = asyncio.create_task(scheduler.run(), name="scheduler")
     log.info(
         "scalekeeper started",
         extra={"prometheus": cfg.prometheus_url, "namespaces": list(cfg.namespaces) or "all"},
@@ -49,71 +56,28 @@ async def startup(settings: kopf.OperatorSettings, memo: kopf.Memo, **_: Any) ->
 
 
 @kopf.on.cleanup()
-def cleanup(memo: kopf.Memo, **_: Any) -> None:
+async def cleanup(memo: kopf.Memo, **_: Any) -> None:
+    task: asyncio.Task[None] | None = memo.get("scheduler_task")
+    if task is not None:
+        task.cancel()
+        with contextlib.suppress(asyncio.CancelledError):
+            await task
     runtime: Runtime | None = memo.get("runtime")
     if runtime is not None:
         runtime.stop()
 
 
-@kopf.on.event(model.GROUP, model.VERSION, model.PLURAL)
-def spec_changed(body: kopf.Body, memo: kopf.Memo, **_: Any) -> None:
-    generation = body.get("metadata", {}).get("generation")
-    wake: asyncio.Event | None = memo.get("wake")
-    if wake is not None and memo.get("generation") != generation:
-        memo["generation"] = generation
-        wake.set()
-
-
 @kopf.index(model.GROUP, model.VERSION, model.PLURAL)
 def sized_targets(body: kopf.Body, **_: Any) -> dict[str, PolicyId]:
     """Every policy's targets, so a policy sees which others name the same workload. kopf fills the
-    index from the initial listing before any daemon starts: a restart never acts on a half-known set."""
+    index from the initial listing before any handler below runs: a restart never acts on a half-known
+    set."""
     return claims_of(body)
 
 
-@kopf.daemon(model.GROUP, model.VERSION, model.PLURAL, cancellation_timeout=10.0)
-async def size_policy(
-    body: kopf.Body,
-    memo: kopf.Memo,
-    stopped: kopf.DaemonStopped,
-    **kwargs: Any,
-) -> None:
-    # kopf passes each index by its function's name (not in kopf's typed daemon signature).
-    claims: kopf.Index[str, PolicyId] = kwargs["sized_targets"]
-    runtime: Runtime = memo["runtime"]
-    memory = PolicyMemory()
-    # (generation, claim keys, watched-object keys): recomputed only when the spec changes.
-    lookups: tuple[Any, list[str], list[str]] | None = None
-    wake = asyncio.Event()
-    memo["wake"] = wake
-    memo["generation"] = body.get("metadata", {}).get("generation")
-    runtime.metrics.policies.inc()
-    interval = body.spec.get("intervalSeconds") or runtime.cfg.default_interval_seconds
-    try:
-        delay = runtime.first_cycle_delay(body.metadata.uid or "", float(interval))
-        if delay:
-            await stopped.wait(delay)
-        while not stopped:
-            if runtime.is_leader():
-                # The body is kopf's live view: kopf swaps in each watch event's freshly parsed dict and
-                # never edits one in place, so the current top-level dict is a consistent snapshot for
-                # the cycle (a deep copy was 15-20% of the operator's CPU at 300 policies).
-                snapshot = dict(body)
-                generation = snapshot.get("metadata", {}).get("generation")
-                if lookups is None or lookups[0] != generation:
-                    lookups = (generation, *lookups_of(snapshot))
-                # Copied here, on the event loop that updates kopf's index, not read from the worker thread.
-                claimants = {key: list(claims.get(key, ())) for key in lookups[1]}
-                watched = runtime.watches.snapshot(lookups[2])
-                try:
-                    await asyncio.to_thread(runtime.cycle, snapshot, memory, claimants, watched)
-                except Exception:
-                    log.exception(
-                        "cycle failed", extra={"policy": f"{body.metadata.namespace}/{body.metadata.name}"}
-                    )
-            interval = body.spec.get("intervalSeconds") or runtime.cfg.default_interval_seconds
-            with contextlib.suppress(TimeoutError):
-                await asyncio.wait_for(wake.wait(), timeout=float(interval))
-            wake.clear()
-    finally:
-        runtime.metrics.policies.dec()
+@kopf.on.event(model.GROUP, model.VERSION, model.PLURAL)
+def policy_event(event: kopf.RawEvent, memo: kopf.Memo, **kwargs: Any) -> None:
+    scheduler: PolicyScheduler = memo["scheduler"]
+    # kopf passes each index by its function's name (not in kopf's typed handler signature).
+    scheduler.claims = kwargs["sized_targets"]
+    scheduler.observe(event.get("type"), event["object"])

@@ -341,6 +341,14 @@ class StatusPublisher:
         try:
             write_status(body)
         except ApiException as exc:
+            if exc.status == 404:
+                # Deleted while its cycle ran (the scheduler forgets it at the watch event): nothing
+                # is left to report on, and nothing failed.
+                self._metrics.write("status", "gone")
+                log.info(
+                    "policy deleted during its cycle", extra={"policy": f"{policy.namespace}/{policy.name}"}
+                )
+                return False
             if exc.status not in _TRANSIENT:
                 self._metrics.write("status", "error")
                 raise

@@ -60,13 +60,20 @@ def test_a_throttled_status_write_is_sent_again_next_cycle(
     assert len(writer.written) == 1
 
 
-@pytest.mark.parametrize("code", [400, 403, 404, 422])
+@pytest.mark.parametrize("code", [400, 403, 422])
 def test_a_refused_status_write_is_raised(code: int) -> None:
     metrics, memory = OperatorMetrics(), PolicyMemory()
     publisher = StatusPublisher(metrics, lambda: 100.0, refresh_seconds=15.0)
     with pytest.raises(ApiException):
         publisher.publish(POLICY, status(3), memory, Writer([code]))
     assert memory.last_status is None and writes(metrics, "error") == 1
+
+
+def test_the_status_of_a_policy_deleted_during_its_cycle_is_dropped_not_an_error() -> None:
+    metrics, memory = OperatorMetrics(), PolicyMemory()
+    publisher = StatusPublisher(metrics, lambda: 100.0, refresh_seconds=15.0)
+    assert publisher.publish(POLICY, status(3), memory, Writer([404])) is False
+    assert writes(metrics, "gone") == 1 and writes(metrics, "error") == 0
 
 
 def test_a_changed_status_is_written_and_an_unchanged_one_only_after_the_refresh() -> None:

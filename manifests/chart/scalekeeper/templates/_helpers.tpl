@@ -61,7 +61,7 @@ chart README's RBAC table for which code makes each). Used by the ClusterRole (a
 one Role per watched namespace. The Lease is in a separate Role in the release namespace.
 */}}
 {{- define "scalekeeper.rules" -}}
-# kopf lists and watches the policies, and patches them (its finalizer) and their status.
+# kopf lists and watches the policies, and patches them (removing older versions' finalizer) and their status.
 - apiGroups: ["scalekeeper.dev"]
   resources: ["scalingpolicies"]
   verbs: ["list", "watch", "patch"]
