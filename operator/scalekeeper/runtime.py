@@ -128,7 +128,7 @@ class Runtime:
 
 
 def first_cycle_delay(uid: str, interval: float, since_start: float) -> float:
-    """How long a policy's first cycle waits. At a start every existing policy's daemon begins at once;
+    """How long a policy's first cycle waits. At a start every existing policy comes due at once;
     each waits a fixed share of its interval (from its uid) so their cycles, and the status writes and
     API reads they make, spread over the interval instead of landing together every interval. A policy
     created later is sized at once."""
