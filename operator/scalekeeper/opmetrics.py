@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import contextlib
+
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, start_http_server
 
 
@@ -47,10 +49,21 @@ class OperatorMetrics:
         )
         self.leader = Gauge("scalekeeper_leader", "1 when this replica holds the leader lease.", registry=r)
         self.policies = Gauge("scalekeeper_policies", "ScalingPolicies this replica is sizing.", registry=r)
+        # The label sets each policy's series were made with, so a deleted policy's series go with it.
+        self._series: dict[tuple[str, str], set[tuple[str, ...]]] = {}
 
     def decision(self, namespace: str, policy: str, target: str, limited_by: str, desired: int) -> None:
         self.decisions.labels(namespace, policy, target, limited_by).inc()
         self.desired.labels(namespace, policy, target).set(desired)
+        self._series.setdefault((namespace, policy), set()).add((target, limited_by))
+
+    def forget_policy(self, namespace: str, policy: str) -> None:
+        """Drop a deleted policy's series: not exported forever, not kept in memory."""
+        for target, limited_by in self._series.pop((namespace, policy), ()):
+            with contextlib.suppress(KeyError):
+                self.decisions.remove(namespace, policy, target, limited_by)
+            with contextlib.suppress(KeyError):
+                self.desired.remove(namespace, policy, target)
 
     def write(self, kind: str, outcome: str) -> None:
         self.writes.labels(kind, outcome).inc()

@@ -154,7 +154,9 @@ class PolicyScheduler:
         if event_type == "DELETED" or (body.get("metadata") or {}).get("deletionTimestamp"):
             if self._policies.pop(uid, None) is not None:
                 self._schedule.remove(uid)
+                meta = body["metadata"]
                 self._runtime.metrics.policies.dec()
+                self._runtime.metrics.forget_policy(meta.get("namespace", ""), meta.get("name", ""))
             return
         compact = compact_body(body)
         interval = self._interval(compact)

@@ -11,6 +11,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from scalekeeper.config import OperatorConfig
+from scalekeeper.opmetrics import OperatorMetrics
 from scalekeeper.scheduler import PolicyScheduler, Schedule, compact_body
 
 
@@ -152,25 +153,11 @@ class RecordingRuntime:
     cycles: list[tuple[str, int]] = field(default_factory=list)
     lock: threading.Lock = field(default_factory=threading.Lock)
 
-    class _Gauge:
-        def __init__(self) -> None:
-            self.value = 0
-
-        def inc(self) -> None:
-            self.value += 1
-
-        def dec(self) -> None:
-            self.value -= 1
-
-    class _Metrics:
-        def __init__(self) -> None:
-            self.policies = RecordingRuntime._Gauge()
-
     class _Watches:
         def snapshot(self, keys: list[str]) -> Any:
             return None
 
-    metrics: Any = field(default_factory=lambda: RecordingRuntime._Metrics())
+    metrics: OperatorMetrics = field(default_factory=OperatorMetrics)
     watches: Any = field(default_factory=lambda: RecordingRuntime._Watches())
 
     def first_cycle_delay(self, uid: str, interval: float) -> float:
@@ -180,8 +167,13 @@ class RecordingRuntime:
         return True
 
     def cycle(self, body: dict[str, Any], memory: Any, claimants: Any, watched: Any) -> None:
+        meta = body["metadata"]
         with self.lock:
-            self.cycles.append((body["metadata"]["name"], body["metadata"]["generation"]))
+            self.cycles.append((meta["name"], meta["generation"]))
+        self.metrics.decision(meta["namespace"], meta["name"], "readReplicas", "none", 1)
+
+    def sample(self, name: str, **labels: str) -> float | None:
+        return self.metrics.registry.get_sample_value(name, labels)
 
 
 def policy(name: str, generation: int = 1, interval: int = 1) -> dict[str, Any]:
@@ -201,14 +193,18 @@ def test_the_loop_runs_watched_policies_wakes_on_a_new_generation_and_forgets_de
         scheduler.observe("ADDED", policy("b", interval=60))
         await asyncio.sleep(0.3)
         assert sorted(runtime.cycles) == [("a", 1), ("b", 1)]  # each at once, then not for 60 s
-        assert runtime.metrics.policies.value == 2
+        assert runtime.sample("scalekeeper_policies") == 2
         scheduler.observe("MODIFIED", policy("a", generation=2, interval=60))  # a spec change
         await asyncio.sleep(0.3)
         assert runtime.cycles.count(("a", 2)) == 1
         scheduler.observe("MODIFIED", policy("b", interval=60))  # a status write: same generation
         scheduler.observe("DELETED", policy("a", generation=2, interval=60))
         await asyncio.sleep(0.3)
-        assert len(runtime.cycles) == 3 and runtime.metrics.policies.value == 1
+        assert len(runtime.cycles) == 3 and runtime.sample("scalekeeper_policies") == 1
+        # the deleted policy's series went with it, the other's stay
+        a, b = ({"namespace": "ns", "policy": p, "target": "readReplicas"} for p in "ab")
+        assert runtime.sample("scalekeeper_desired_replicas", **a) is None
+        assert runtime.sample("scalekeeper_desired_replicas", **b) == 1
         task.cancel()
 
     asyncio.run(scenario())
