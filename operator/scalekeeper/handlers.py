@@ -11,6 +11,8 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import os
+import signal
 from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 
@@ -48,11 +50,22 @@ async def startup(settings: kopf.OperatorSettings, memo: kopf.Memo, **_: Any) ->
     scheduler = PolicyScheduler(runtime)
     memo["runtime"] = runtime
     memo["scheduler"] = scheduler
-    memo["scheduler_task"] = asyncio.create_task(scheduler.run(), name="scheduler")
+    task = asyncio.create_task(scheduler.run(), name="scheduler")
+    task.add_done_callback(_scheduler_ended)
+    memo["scheduler_task"] = task
     log.info(
         "scalekeeper started",
         extra={"prometheus": cfg.prometheus_url, "namespaces": list(cfg.namespaces) or "all"},
     )
+
+
+def _scheduler_ended(task: asyncio.Task[None]) -> None:
+    """Without its scheduler the operator would watch and size nothing, looking healthy: stop it instead
+    (SIGTERM, as kopf exits on it), so that it is restarted."""
+    if task.cancelled():
+        return
+    log.critical("the scheduler stopped; stopping the operator", exc_info=task.exception())
+    os.kill(os.getpid(), signal.SIGTERM)
 
 
 @kopf.on.cleanup()
