@@ -161,7 +161,7 @@ reset_demo() {
   if kubectl -n "$NS" get scalingpolicy "$POLICY" >/dev/null 2>&1; then
     log "a previous run's policy is there: deleting it and resetting the tiers to 1"
     kubectl -n "$NS" delete scalingpolicy "$POLICY" --wait=true --timeout=60s >/dev/null \
-      || die "deleting the previous policy $NS/$POLICY did not finish in 60 s: its finalizer is the operator's to remove (kubectl -n $RELEASE_NS logs deploy/$RELEASE)"
+      || die "deleting the previous policy $NS/$POLICY did not finish in 60 s (kubectl -n $NS get scalingpolicy $POLICY -o yaml: a finalizer left by an earlier build is the operator's to remove)"
   fi
   kubectl -n "$NS" wait --for=delete "hpa/$POLICY-web" --timeout=60s >/dev/null 2>&1 || true
   kubectl -n "$NS" scale deploy/web deploy/worker-video deploy/worker-emails deploy/worker-reports --replicas=1 >/dev/null
@@ -173,9 +173,9 @@ reset_demo() {
   done
 }
 
-# The demo's operator must hold its Lease and renew it: it also removes the finalizer of a policy being
-# deleted (reset_demo). One that stopped renewing (seen after the node restarted under it: no log line,
-# no renewal) is restarted once; it is the demo's own release.
+# The demo's operator must hold its Lease and renew it, or the demo's policy is not sized. One that stopped
+# renewing (seen after the node restarted under it: no log line, no renewal) is restarted once; it is the
+# demo's own release.
 lease_fresh() {
   local holder renew age
   holder=$(kubectl -n "$RELEASE_NS" get lease scalekeeper-leader -o jsonpath='{.spec.holderIdentity}' 2>/dev/null) || return 1
@@ -225,7 +225,7 @@ ${B}Done in $(( $(date +%s) - T0 )) s.${N} The cluster and the demo keep running
   kubectl -n $NS get scalingpolicy $POLICY; kubectl -n $NS describe scalingpolicy $POLICY
   kubectl -n $RELEASE_NS logs deploy/$RELEASE            (KUBECONFIG=$KUBECONFIG)
   hack/demo.sh again replays it; DEMO_SKIP_SETUP=1 skips building and installing.
-To remove them (the namespace first, while the operator still runs to release its finalizer):
+To remove them:
   kubectl delete ns $NS
   helm -n $RELEASE_NS uninstall $RELEASE && kubectl delete ns $RELEASE_NS
   make cluster-down                                   (the whole cluster)
