@@ -97,8 +97,8 @@ def namespace(cluster: Cluster) -> Iterator[str]:
 
 
 def release_policies(cluster: Cluster, namespace: str, timeout: float = 30.0) -> None:
-    """Delete a namespace's ScalingPolicies while the operator still runs to drop its finalizer from them;
-    otherwise a namespace deleted at the end of a session stays Terminating until an operator returns."""
+    """Delete a namespace's ScalingPolicies and wait until they are gone. They carry no finalizer, but one
+    left by an earlier build would hold a namespace deleted at the end of a session in Terminating."""
     objects = client.CustomObjectsApi(cluster.api)
     group, version, plural = "scalekeeper.dev", "v1alpha1", "scalingpolicies"
     try:

@@ -78,7 +78,7 @@ def demo(cluster: Cluster, demo_image: str) -> Iterator[str]:
     try:
         yield ns
     finally:
-        release_policies(cluster, ns)  # while the operator runs, so their finalizers go
+        release_policies(cluster, ns)
         core.delete_namespace(ns, propagation_policy="Background")
 
 

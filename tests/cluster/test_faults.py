@@ -255,7 +255,7 @@ def test_policy_deleted_mid_scale_up_removes_what_it_owns_and_leaves_the_targets
 
     objects.delete_namespaced_custom_object("scalekeeper.dev", "v1alpha1", namespace, "scalingpolicies", "p")
     wait_deleted(
-        "the policy (its finalizer released by the operator)",
+        "the policy (no finalizer holds it)",
         lambda: objects.get_namespaced_custom_object(
             "scalekeeper.dev", "v1alpha1", namespace, "scalingpolicies", "p"
         ),
