@@ -9,6 +9,7 @@ import json
 import time
 import urllib.parse
 import urllib.request
+from functools import partial
 from typing import Any
 
 import pytest
@@ -135,6 +136,44 @@ def test_owned_hpa_is_created_and_garbage_collected_with_the_policy(
     )
     # What the policy only scaled stays, at its size.
     assert replicas_of(cluster, namespace, "web") == 2
+
+
+def test_a_policy_carries_no_finalizer_and_the_one_of_an_earlier_build_is_removed(
+    cluster: Cluster, namespace: str, running_operator: RunningOperator
+) -> None:
+    objects = client.CustomObjectsApi(cluster.api)
+    apps = client.AppsV1Api(cluster.api)
+    for name in ("web", "web2"):
+        apps.create_namespaced_deployment(
+            namespace, deployment(name, 1, {"app": name}, cluster.operator_image)
+        )
+    fresh = apply_policy(cluster, namespace, "fresh", {"intervalSeconds": 2, "web": web_spec("web")})
+    # As an operator running a daemon per policy left it: its finalizer on the policy.
+    old = objects.create_namespaced_custom_object(
+        GROUP,
+        VERSION,
+        namespace,
+        PLURAL,
+        {
+            "apiVersion": f"{GROUP}/{VERSION}",
+            "kind": "ScalingPolicy",
+            "metadata": {"name": "old", "finalizers": [f"{GROUP}/daemon"]},
+            "spec": {"intervalSeconds": 2, "web": web_spec("web2")},
+        },
+    )
+    assert old["metadata"]["finalizers"] == [f"{GROUP}/daemon"]
+
+    def finalizers(name: str) -> list[str]:
+        found = objects.get_namespaced_custom_object(GROUP, VERSION, namespace, PLURAL, name)
+        return list(found["metadata"].get("finalizers") or [])
+
+    wait_for("the earlier build's finalizer removed", lambda: finalizers("old") == [], timeout=30)
+    wait_condition(cluster, namespace, "fresh", "Ready", "True", timeout=60)
+    assert finalizers("fresh") == [] and "finalizers" not in (fresh["metadata"] or {})
+    for name in ("fresh", "old"):
+        objects.delete_namespaced_custom_object(GROUP, VERSION, namespace, PLURAL, name)
+        read = partial(objects.get_namespaced_custom_object, GROUP, VERSION, namespace, PLURAL, name)
+        wait_deleted(f"policy {name}", read, timeout=10)
 
 
 def test_foreign_hpa_is_a_conflict_and_nothing_is_written(
