@@ -114,33 +114,27 @@ def test_a_removed_policy_never_comes_due() -> None:
 
 
 def test_the_compact_body_keeps_what_a_cycle_reads_and_drops_managed_fields() -> None:
+    identity = {
+        "name": "shop",
+        "namespace": "prod",
+        "uid": "u-1",
+        "generation": 3,
+        "creationTimestamp": "2026-11-26T10:00:00Z",
+    }
+    spec, status = {"intervalSeconds": 5}, {"observedGeneration": 3}
     body = {
         "apiVersion": "scalekeeper.dev/v1alpha1",
         "kind": "ScalingPolicy",
         "metadata": {
-            "name": "shop",
-            "namespace": "prod",
-            "uid": "u-1",
-            "generation": 3,
-            "creationTimestamp": "2026-11-26T10:00:00Z",
+            **identity,
             "resourceVersion": "77",
             "managedFields": [{"manager": "kubectl", "fieldsV1": {"f:spec": {}}}],
             "annotations": {"kubectl.kubernetes.io/last-applied-configuration": "{...}"},
         },
-        "spec": {"intervalSeconds": 5},
-        "status": {"observedGeneration": 3},
+        "spec": spec,
+        "status": status,
     }
-    assert compact_body(body) == {
-        "metadata": {
-            "name": "shop",
-            "namespace": "prod",
-            "uid": "u-1",
-            "generation": 3,
-            "creationTimestamp": "2026-11-26T10:00:00Z",
-        },
-        "spec": {"intervalSeconds": 5},
-        "status": {"observedGeneration": 3},
-    }
+    assert compact_body(body) == {"metadata": identity, "spec": spec, "status": status}
 
 
 @dataclass
