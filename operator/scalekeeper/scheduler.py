@@ -53,9 +53,6 @@ class Schedule:
     def __contains__(self, uid: str) -> bool:
         return uid in self._slots
 
-    def __len__(self) -> int:
-        return len(self._slots)
-
     def add(self, uid: str, interval: float, due: float) -> None:
         if uid in self._slots:
             self._slots[uid].interval = interval

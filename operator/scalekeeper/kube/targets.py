@@ -179,8 +179,8 @@ class ReplicaClient:
 
         `seen` may come from a watch a little behind the API server. A Deployment's controller bumps the
         resourceVersion at every status change (each pod that becomes ready), so a 409 from such a stale
-        version is usually not another writer: re-read once, and write at the fresh version when the
-        count is still the one the decision was made on."""
+        version is usually not another writer: re-read (up to STATUS_RETRIES times) and write at the fresh
+        version while the count is still the one the decision was made on."""
         version = seen.resource_version
         for _ in range(self.STATUS_RETRIES):
             try:
