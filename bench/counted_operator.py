@@ -105,7 +105,7 @@ CYCLES = "cycles"
 
 def _wrap_reconciler() -> None:
     """Cycles are counted in the same file as requests, so a ratio of the two never straddles a snapshot."""
-    from scalekeeper.reconcile import Reconciler
+    from scalekeeper.cycle import Reconciler
 
     original: Callable[..., Any] = Reconciler.run
 

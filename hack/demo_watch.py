@@ -138,6 +138,7 @@ def shorten_policy(doc: Mapping[str, Any], namespace: str, factor: float = DEFAU
     operator's own model.
     """
     from scalekeeper import model
+    from scalekeeper.tiers.workers import worker_queries
 
     out = copy.deepcopy(dict(doc))
     spec_doc = out["spec"]
@@ -169,7 +170,7 @@ def shorten_policy(doc: Mapping[str, Any], namespace: str, factor: float = DEFAU
             w_doc["cooldownSeconds"] = _shorter(old, factor, 1)
             changes.append((f"{path}.cooldownSeconds", old, w_doc["cooldownSeconds"]))
             result.cooldowns[f"worker/{w.queue}"] = (old, w_doc["cooldownSeconds"])
-        q = w.queries()
+        q = worker_queries(w)
         w_doc["metrics"] = {
             "waiting": scoped(f"{path}.metrics.waiting", q.waiting),
             "inFlight": scoped(f"{path}.metrics.inFlight", q.in_flight),

@@ -28,7 +28,6 @@ class OperatorConfig:
     prometheus_url: str = "http://prometheus.scalekeeper-system.svc:9090"
     # Empty: every namespace.
     namespaces: tuple[str, ...] = field(default_factory=tuple)
-    default_interval_seconds: int = 5
     metrics_port: int = 8080
     health_port: int = 8081
     log_level: str = "INFO"
@@ -68,7 +67,6 @@ class OperatorConfig:
         return OperatorConfig(
             prometheus_url=e.get("SCALEKEEPER_PROMETHEUS_URL", OperatorConfig.prometheus_url).rstrip("/"),
             namespaces=namespaces,
-            default_interval_seconds=_int(e, "SCALEKEEPER_DEFAULT_INTERVAL_SECONDS", 5, 1, 3600),
             metrics_port=_int(e, "SCALEKEEPER_METRICS_PORT", 8080, 0, 65535),
             health_port=_int(e, "SCALEKEEPER_HEALTH_PORT", 8081, 0, 65535),
             log_level=level,

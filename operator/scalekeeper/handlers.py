@@ -3,7 +3,7 @@
 Each policy's watch event goes to `PolicyScheduler.observe`, which keeps the policy's compact body and its
 place in the timetable; one scheduler task runs every due cycle (see `scheduler`). No handler here needs a
 finalizer, so kopf puts none on a policy and removes the one older versions put there. Nothing here
-decides or writes: see `scheduler`, `runtime` and `reconcile`.
+decides or writes: see `scheduler`, `runtime` and `cycle`.
 """
 
 from __future__ import annotations
@@ -21,7 +21,7 @@ import kopf
 from . import model
 from .config import OperatorConfig
 from .engine.claims import PolicyId
-from .reconcile import claims_of
+from .policy import claims_of
 from .runtime import Runtime
 from .scheduler import PolicyScheduler
 

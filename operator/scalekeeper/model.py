@@ -33,6 +33,13 @@ from pydantic import (
 from pydantic.alias_generators import to_camel
 from pydantic_core import PydanticCustomError
 
+from .metrics.promql import (
+    DEFAULT_ARRIVAL_RATE_QUERY,
+    DEFAULT_COMPLETION_RATE_QUERY,
+    DEFAULT_IN_FLIGHT_QUERY,
+    DEFAULT_WAITING_QUERY,
+)
+
 GROUP = "scalekeeper.dev"
 VERSION = "v1alpha1"
 API_VERSION = f"{GROUP}/{VERSION}"
@@ -54,12 +61,6 @@ MAX_QUERY_LENGTH = 4096
 # A DNS-1123 subdomain, the rule for Deployment and most object names.
 DNS_SUBDOMAIN_PATTERN = r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?(\.[a-z0-9]([-a-z0-9]*[a-z0-9])?)*$"
 REPLICAS_PATH_PATTERN = r"^[A-Za-z0-9_-]+(\.[A-Za-z0-9_-]+)*$"
-
-QUEUE_PLACEHOLDER = "<queue>"
-DEFAULT_WAITING_QUERY = 'celery_queue_waiting_tasks{queue="<queue>"}'
-DEFAULT_IN_FLIGHT_QUERY = 'celery_queue_inflight_tasks{queue="<queue>"}'
-DEFAULT_ARRIVAL_RATE_QUERY = 'rate(celery_queue_published_total{queue="<queue>"}[1m])'
-DEFAULT_COMPLETION_RATE_QUERY = 'rate(celery_queue_completed_total{queue="<queue>"}[1m])'
 
 PERCENT_MAX_SCALE_UP = 1000
 FORECAST_MAX_SEASON_SECONDS = 28 * 86400
@@ -381,19 +382,6 @@ class Forecast(_Spec):
         "with the same window then (ratio clamped to [0.5, 2]). At least the pods' start time.",
     )
 
-    def queries(self, query: str) -> tuple[str, str, str]:
-        """PromQL for the forecast's readings of `query` (an instant vector; its series are summed):
-        the peak over the lead window a season ago, the mean over the lead window before that, and
-        the mean over the last lead window (see engine/forecast.py)."""
-        lead, season = self.lead_seconds, self.season_seconds
-        window = f"[{lead}s:{max(1, lead // 30)}s]"
-        total = f"sum({query})"
-        return (
-            f"max_over_time({total}{window} offset {season - lead}s)",
-            f"avg_over_time({total}{window} offset {season}s)",
-            f"avg_over_time({total}{window})",
-        )
-
     @model_validator(mode="after")
     def _rules(self) -> Forecast:
         if self.lead_seconds >= self.season_seconds:
@@ -482,9 +470,6 @@ class WebSpec(_Spec):
             )
         return self
 
-    def effective_behavior(self) -> Behavior:
-        return self.behavior
-
 
 # ---------------------------------------------------------------------- workers
 
@@ -512,41 +497,7 @@ class WorkerMetrics(_Spec):
     )
 
 
-class WorkerQueries(BaseModel):
-    """The resolved PromQL of one queue (overrides or the defaults, queue name filled in)."""
-
-    model_config = ConfigDict(frozen=True)
-
-    waiting: str
-    in_flight: str
-    arrival_rate: str
-    completion_rate: str
-
-
-def promql_string_escape(value: str) -> str:
-    """Escape text for use inside a double-quoted PromQL string."""
-    return value.replace("\\", "\\\\").replace('"', '\\"').replace("\n", "\\n")
-
-
-def fill_queue(template: str, queue: str) -> str:
-    return template.replace(QUEUE_PLACEHOLDER, promql_string_escape(queue))
-
-
 _NON_NAME = re.compile(r"[^a-z0-9-]+")
-# A PromQL range or subquery selector, `[1m]`, `[1m30s]`, `[5m:30s]`: its range, in duration units.
-_RANGE = re.compile(r"\[((?:\d+(?:ms|[smhdwy]))+)(?::[^\]]*)?\]")
-_DURATION_PART = re.compile(r"(\d+)(ms|[smhdwy])")
-_UNIT_SECONDS = {"ms": 0.001, "s": 1, "m": 60, "h": 3600, "d": 86400, "w": 604800, "y": 31536000}
-DEFAULT_RATE_WINDOW_SECONDS = 60.0  # the default queries' rate(...[1m])
-
-
-def range_seconds(query: str) -> float | None:
-    """The longest range selector of a PromQL query, in seconds (None without one)."""
-    ranges = [
-        sum(int(n) * _UNIT_SECONDS[unit] for n, unit in _DURATION_PART.findall(m.group(1)))
-        for m in _RANGE.finditer(query)
-    ]
-    return float(max(ranges)) if ranges else None
 
 
 class WorkerSpec(_Spec):
@@ -657,24 +608,6 @@ class WorkerSpec(_Spec):
             raise cross_field_error("tasksPerWorker", "must set at least one of tasksPerWorker, drainSeconds")
         return self
 
-    def queries(self) -> WorkerQueries:
-        m = self.metrics or WorkerMetrics()
-        return WorkerQueries(
-            waiting=fill_queue(m.waiting or DEFAULT_WAITING_QUERY, self.queue),
-            in_flight=fill_queue(m.in_flight or DEFAULT_IN_FLIGHT_QUERY, self.queue),
-            arrival_rate=fill_queue(m.arrival_rate or DEFAULT_ARRIVAL_RATE_QUERY, self.queue),
-            completion_rate=fill_queue(m.completion_rate or DEFAULT_COMPLETION_RATE_QUERY, self.queue),
-        )
-
-    def completion_rate_window_seconds(self) -> float:
-        """Over how long the completion rate is averaged: its query's longest range (default 60 s)."""
-        return range_seconds(self.queries().completion_rate) or DEFAULT_RATE_WINDOW_SECONDS
-
-    def load_query(self) -> str:
-        """Waiting plus in-flight tasks as one series, for the forecast (no workers: no in-flight series)."""
-        q = self.queries()
-        return f"(sum({q.waiting}) + (sum({q.in_flight}) or vector(0)))"
-
     def deployment_name(self, policy_name: str) -> str:
         """The Deployment this worker scales: ``deployment``, or the one made from ``template``.
 
@@ -690,9 +623,6 @@ class WorkerSpec(_Spec):
     def slots_per_pod(self) -> int:
         """Tasks one pod can hold at once (running plus prefetched)."""
         return self.concurrency * self.prefetch_multiplier
-
-    def effective_behavior(self) -> Behavior:
-        return self.behavior
 
 
 # ---------------------------------------------------------------- read replicas
@@ -794,9 +724,6 @@ class ReadReplicasSpec(_Spec):
     @property
     def effective_floor(self) -> int:
         return self.min_replicas if self.floor is None else self.floor
-
-    def effective_behavior(self) -> Behavior:
-        return self.behavior
 
 
 # ------------------------------------------------------------ connection budget
@@ -1101,7 +1028,6 @@ __all__ = [
     "TargetStatus",
     "WebSpec",
     "WorkerMetrics",
-    "WorkerQueries",
     "WorkerSpec",
     "error_messages",
     "error_paths",

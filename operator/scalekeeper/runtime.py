@@ -12,6 +12,7 @@ from kubernetes import client, config
 
 from . import model
 from .config import OperatorConfig
+from .cycle import CycleResult, Reconciler
 from .engine.claims import PolicyId
 from .heap import HeapTrimmer
 from .kube.events import EventRecorder
@@ -20,9 +21,10 @@ from .kube.leader import LeaseElector
 from .kube.targets import ReplicaClient
 from .kube.watched import Watched, WatchedObjects
 from .kube.workers import WorkerDeployments
+from .memory import PolicyMemory
 from .metrics.prometheus import PrometheusReader
 from .opmetrics import OperatorMetrics
-from .reconcile import CycleResult, PolicyMemory, PolicyObject, Reconciler
+from .policy import PolicyObject
 
 log = logging.getLogger("scalekeeper.runtime")
 

@@ -22,7 +22,8 @@ from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
 from .engine.claims import PolicyId
-from .reconcile import PolicyMemory, lookups_of
+from .memory import PolicyMemory
+from .policy import interval_of, lookups_of
 
 if TYPE_CHECKING:
     from .runtime import Runtime
@@ -139,10 +140,6 @@ class PolicyScheduler:
         # kopf's index of every policy's claimed workloads (handlers.sized_targets), live.
         self.claims: Mapping[str, Iterable[PolicyId]] = {}
 
-    def _interval(self, body: Mapping[str, Any]) -> float:
-        spec = body.get("spec") or {}
-        return float(spec.get("intervalSeconds") or self._runtime.cfg.default_interval_seconds)
-
     def observe(self, event_type: str | None, body: Mapping[str, Any]) -> None:
         """A watch event of a policy (kopf's on.event, on the event loop)."""
         uid = (body.get("metadata") or {}).get("uid")
@@ -156,18 +153,18 @@ class PolicyScheduler:
                 self._runtime.metrics.forget_policy(meta.get("namespace", ""), meta.get("name", ""))
             return
         compact = compact_body(body)
-        interval = self._interval(compact)
         now = self._clock()
         known = self._policies.get(uid)
         if known is None:
-            self._policies[uid] = _Policy(compact)
+            known = self._policies[uid] = _Policy(compact)
+            interval = interval_of(compact, known.memory)
             delay = self._runtime.first_cycle_delay(uid, interval)
             self._schedule.add(uid, interval, now + delay)
             self._runtime.metrics.policies.inc()
         else:
             changed = known.body["metadata"].get("generation") != compact["metadata"].get("generation")
             known.body = compact
-            self._schedule.set_interval(uid, interval)
+            self._schedule.set_interval(uid, interval_of(compact, known.memory))
             if changed:
                 self._schedule.wake(uid, now)
         if self._changed is not None:

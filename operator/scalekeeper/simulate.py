@@ -37,17 +37,10 @@ from typing import Any
 import yaml
 
 from . import model
-from .engine.decide import (
-    ARRIVAL_RATE,
-    COMPLETION_RATE,
-    FORECAST_METRICS,
-    IN_FLIGHT,
-    WAITING,
-    ObservedTarget,
-    decide,
-    worker_target,
-)
-from .engine.types import TargetHistory
+from .decision import decide
+from .engine.forecast import FORECAST_METRICS
+from .engine.types import ObservedTarget, TargetHistory
+from .tiers.workers import ARRIVAL_RATE, COMPLETION_RATE, IN_FLIGHT, WAITING, worker_target
 
 HPA_SYNC_SECONDS = 15.0
 KEDA_POLL_SECONDS = 30.0

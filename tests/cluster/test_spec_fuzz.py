@@ -26,7 +26,10 @@ from kubernetes import client
 from kubernetes.client.rest import ApiException
 
 from scalekeeper import model
-from scalekeeper.engine.decide import READ_REPLICAS, WEB, decide, worker_target
+from scalekeeper.decision import decide
+from scalekeeper.tiers.read_replicas import READ_REPLICAS
+from scalekeeper.tiers.web import WEB
+from scalekeeper.tiers.workers import worker_target
 from tests.invalid_specs import VALID_SPECS
 
 from .conftest import ROOT, Cluster

@@ -94,7 +94,6 @@ INVALID_VALUES: dict[str, tuple[dict[str, Any], str]] = {
     "log-format": ({"logFormat": "xml"}, "/logFormat"),
     "log-decisions": ({"logDecisions": "some"}, "/logDecisions"),
     "unknown-key": ({"replica": 2}, "'replica'"),
-    "interval-zero": ({"defaultIntervalSeconds": 0}, "/defaultIntervalSeconds"),
     "port-out-of-range": ({"metrics": {"port": 70000}}, "/metrics/port"),
     "extra-target-no-resource": ({"extraScaleTargets": [{"apiGroup": "x.io"}]}, "/extraScaleTargets/0"),
     "replicas-without-election": (

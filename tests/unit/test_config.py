@@ -11,15 +11,14 @@ def test_defaults_and_overrides() -> None:
     )
     assert cfg.namespaces == ("a", "b")
     assert cfg.prometheus_url == "http://p:9090"
-    assert cfg.default_interval_seconds == 5
     assert OperatorConfig.from_env({}).namespaces == ()
 
 
 @pytest.mark.parametrize(
     ("env", "named"),
     [
-        ({"SCALEKEEPER_DEFAULT_INTERVAL_SECONDS": "0"}, "SCALEKEEPER_DEFAULT_INTERVAL_SECONDS"),
-        ({"SCALEKEEPER_DEFAULT_INTERVAL_SECONDS": "soon"}, "SCALEKEEPER_DEFAULT_INTERVAL_SECONDS"),
+        ({"SCALEKEEPER_MAX_WORKERS": "0"}, "SCALEKEEPER_MAX_WORKERS"),
+        ({"SCALEKEEPER_MAX_WORKERS": "soon"}, "SCALEKEEPER_MAX_WORKERS"),
         ({"SCALEKEEPER_LOG_LEVEL": "LOUD"}, "SCALEKEEPER_LOG_LEVEL"),
         ({"SCALEKEEPER_METRICS_PORT": "70000"}, "SCALEKEEPER_METRICS_PORT"),
         ({"SCALEKEEPER_LOG_FORMAT": "xml"}, "SCALEKEEPER_LOG_FORMAT"),

@@ -10,8 +10,12 @@ from typing import Any
 import pytest
 import yaml
 
-from scalekeeper import model, reconcile
+from scalekeeper import model, report
 from scalekeeper.engine.types import LimitedBy, TargetDecision, TargetHistory
+from scalekeeper.kube.owners import OwnerRef
+from scalekeeper.memory import PolicyMemory
+from scalekeeper.tiers import tiers_of
+from scalekeeper.tiers.workers import worker_queries
 from tests.unit.scripts import load_script
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -95,12 +99,12 @@ def test_the_demo_policy_is_the_example_with_every_window_divided_and_every_quer
 
     queries = [spec.web.request_rate.query if spec.web.request_rate else "", spec.read_replicas.metric.query]
     for w in workers.values():
-        queries += list(w.queries().model_dump().values())
+        queries += list(vars(worker_queries(w)).values())
     assert len(queries) == 2 + 4 * len(workers)
     for q in queries:
         assert re.search(r'namespace="demo"', q), q
         assert "<queue>" not in q
-    assert 'queue="video",namespace="demo"' in video.queries().waiting
+    assert 'queue="video",namespace="demo"' in worker_queries(video).waiting
 
 
 def test_the_terminal_says_what_was_shortened_next_to_the_examples_numbers() -> None:
@@ -160,12 +164,14 @@ def test_the_demo_app_is_the_rendered_one_with_only_the_workers_cpu_requests_tri
 
 
 def _announced(name: str, current: int, desired: int, limited: LimitedBy) -> str:
-    """The message the operator itself writes for this decision (reconcile.Reconciler._announce)."""
+    """The message the operator itself writes for this decision (report._announce)."""
     out: list[tuple[str, str, str]] = []
     d = TargetDecision(
         current=current, desired=desired, limited_by=limited, reason="because", history=TargetHistory()
     )
-    reconcile.Reconciler._announce(None, name, d, reconcile.PolicyMemory(), lambda *a: out.append(a), False)  # type: ignore[arg-type]
+    spec = model.parse_spec(EXAMPLE["spec"])
+    tier = next(t for t in tiers_of(spec, OwnerRef("demo", "demo", "uid")) if t.name == name)
+    report._announce(tier, d, PolicyMemory(), lambda *a: out.append(a), False)
     assert len(out) == 1
     return out[0][2]
 

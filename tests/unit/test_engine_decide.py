@@ -1,4 +1,4 @@
-"""The policy-level decision (engine.decide) on full ScalingPolicy specs."""
+"""The policy-level decision (decision.decide) on full ScalingPolicy specs."""
 
 from __future__ import annotations
 
@@ -10,20 +10,11 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from scalekeeper import model
-from scalekeeper.engine.decide import (
-    ARRIVAL_RATE,
-    COMPLETION_RATE,
-    IN_FLIGHT,
-    READ_LOAD,
-    READ_REPLICAS,
-    REQUEST_RATE,
-    WAITING,
-    WEB,
-    ObservedTarget,
-    decide,
-    worker_target,
-)
-from scalekeeper.engine.types import LimitedBy, TargetHistory
+from scalekeeper.decision import decide
+from scalekeeper.engine.types import LimitedBy, ObservedTarget, TargetHistory
+from scalekeeper.tiers.read_replicas import READ_LOAD, READ_REPLICAS
+from scalekeeper.tiers.web import REQUEST_RATE, WEB
+from scalekeeper.tiers.workers import ARRIVAL_RATE, COMPLETION_RATE, IN_FLIGHT, WAITING, worker_target
 
 MANY = settings(max_examples=2000, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 NOW = 1_700_000_000.0

@@ -8,11 +8,19 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 from scalekeeper import model
-from scalekeeper.engine.decide import FORECAST_METRICS, IN_FLIGHT, WAITING, decide, worker_target
-from scalekeeper.engine.forecast import RATIO_BOUNDS, ForecastInput, forecast_value, raise_to_forecast
+from scalekeeper.decision import decide
+from scalekeeper.engine.forecast import (
+    FORECAST_METRICS,
+    RATIO_BOUNDS,
+    ForecastInput,
+    forecast_value,
+    raise_to_forecast,
+)
 from scalekeeper.engine.sizing import Reading
 from scalekeeper.engine.types import LimitedBy, Proposal
+from scalekeeper.metrics.promql import forecast_windows
 from scalekeeper.simulate import SeriesHistory
+from scalekeeper.tiers.workers import IN_FLIGHT, WAITING, worker_target
 
 values = st.one_of(st.none(), st.floats(min_value=0, max_value=1e6, allow_nan=False))
 
@@ -58,7 +66,8 @@ def test_a_forecast_raises_never_lowers_and_never_replaces_a_missing_answer(
     if value is None:
         assert out.replicas == replicas
     else:
-        assert out.replicas == max(replicas, math.ceil(value / per_replica - 1e-9))
+        need = value / per_replica  # float noise is ignored relative to the need, as ceil_replicas does
+        assert out.replicas == max(replicas, math.ceil(need - 1e-9 * max(1.0, need)))
         assert (out.limited_by is LimitedBy.FORECAST) == (out.replicas > replicas)
 
 
@@ -113,7 +122,7 @@ def test_a_forecast_starts_workers_from_zero_ahead_of_a_known_rise() -> None:
 
 
 def test_the_forecast_queries_look_one_season_back() -> None:
-    peak, then, recent = model.Forecast(season_seconds=604800, lead_seconds=600).queries("rate(x[1m])")
+    peak, then, recent = forecast_windows("rate(x[1m])", lead_seconds=600, season_seconds=604800)
     assert peak == "max_over_time(sum(rate(x[1m]))[600s:20s] offset 604200s)"
     assert then == "avg_over_time(sum(rate(x[1m]))[600s:20s] offset 604800s)"
     assert recent == "avg_over_time(sum(rate(x[1m]))[600s:20s])"

@@ -5,8 +5,10 @@ from __future__ import annotations
 from typing import Any
 
 from scalekeeper import model
-from scalekeeper.engine.decide import IN_FLIGHT, REQUEST_RATE, WAITING, WEB, decide, worker_target
+from scalekeeper.decision import decide
 from scalekeeper.engine.types import LimitedBy, TargetHistory
+from scalekeeper.tiers.web import REQUEST_RATE, WEB
+from scalekeeper.tiers.workers import IN_FLIGHT, WAITING, worker_target
 
 SEED_BEHAVIOR = {
     "scaleUp": {

@@ -22,7 +22,8 @@ from dataclasses import dataclass
 from typing import Any
 
 from scalekeeper import model
-from scalekeeper.engine.decide import REQUEST_RATE, WEB, decide
+from scalekeeper.decision import decide
+from scalekeeper.tiers.web import REQUEST_RATE, WEB
 from tests.unit.hpa_reference import ReferenceHPA
 
 SEQUENCES = 10_000

@@ -32,6 +32,7 @@ from scalekeeper.model import (
     error_paths,
     parse_spec,
 )
+from scalekeeper.tiers.workers import worker_params, worker_queries
 
 # The shared table lives beside the test packages so the cluster tests can use it too.
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
@@ -189,7 +190,7 @@ def test_worker_defaults_and_queries() -> None:
     assert (w.min_replicas, w.activation_tasks, w.concurrency, w.prefetch_multiplier) == (0, 1, 1, 4)
     assert w.cooldown_seconds == 300
     assert w.slots_per_pod == 4
-    q = w.queries()
+    q = worker_queries(w)
     assert q.waiting == 'celery_queue_waiting_tasks{queue="video"}'
     assert q.in_flight == 'celery_queue_inflight_tasks{queue="video"}'
     assert q.arrival_rate == 'rate(celery_queue_published_total{queue="video"}[1m])'
@@ -207,7 +208,7 @@ def test_worker_query_overrides_and_escaping() -> None:
             "metrics": {"waiting": 'sum(my_backlog{q="<queue>"})'},
         }
     )
-    q = w.queries()
+    q = worker_queries(w)
     assert q.waiting == 'sum(my_backlog{q="we\\"ird"})'
     assert q.in_flight == 'celery_queue_inflight_tasks{queue="we\\"ird"}'
 
@@ -216,7 +217,8 @@ def test_the_completion_rate_window_is_the_query_range() -> None:
     def window(completion: str | None) -> float:
         metrics = {"completionRate": completion} if completion else {}
         data = {"queue": "v", "deployment": "vw", "maxReplicas": 1, "drainSeconds": 60, "metrics": metrics}
-        return WorkerSpec.model_validate(data).completion_rate_window_seconds()
+        worker = WorkerSpec.model_validate(data)
+        return worker_params(worker, worker_queries(worker)).rate_window_seconds
 
     assert window(None) == 60  # the default query's [1m]
     assert window('sum(rate(done_total{q="<queue>"}[5m]))') == 300

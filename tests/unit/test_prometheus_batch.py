@@ -6,15 +6,9 @@ import math
 
 import pytest
 
-from scalekeeper.metrics.prometheus import (
-    KEY_LABEL,
-    PART_LABEL,
-    Missing,
-    Sample,
-    batch_expression,
-    readings_from_result,
-    session_for,
-)
+from scalekeeper.metrics.prometheus import MetricKey, Missing, Sample, readings_from_result, session_for
+from scalekeeper.metrics.promql import KEY_LABEL, PART_LABEL
+from scalekeeper.metrics.promql import batch as batch_expression
 
 
 def test_batch_expression_tags_each_query_and_its_timestamp() -> None:
@@ -28,7 +22,14 @@ def test_batch_expression_tags_each_query_and_its_timestamp() -> None:
 
 
 def test_keys_with_quotes_are_escaped() -> None:
-    assert 'worker/a\\"b|waiting' in batch_expression({'worker/a"b|waiting': "up"})
+    assert 'worker/a\\"b waiting' in batch_expression({MetricKey('worker/a"b', "waiting"): "up"})
+
+
+def test_typed_keys_come_back_as_they_were_given() -> None:
+    key = MetricKey("worker/video", "waiting")
+    labels = {KEY_LABEL: "worker/video waiting"}
+    readings = readings_from_result({key: "q"}, [{"metric": labels, "value": [1.0, "3"]}], 1.0)
+    assert readings == {key: Sample(3.0, 1.0)}
 
 
 def series(key: str, value: str, ts: bool = False) -> dict[str, object]:

@@ -8,6 +8,7 @@ from typing import Any
 import pytest
 
 from scalekeeper import model
+from scalekeeper.tiers.workers import worker_queries
 from tests.unit.scripts import BENCH, load_script
 
 rp = load_script("bench_reaction_peer", BENCH / "reaction_peer.py", siblings=True)
@@ -73,7 +74,7 @@ def test_worker_policy_is_valid_and_reads_only_its_namespace() -> None:
     worker = (spec.workers or [])[0]
     assert (worker.deployment, worker.min_replicas, worker.max_replicas) == ("target", 1, 10)
     assert worker.tasks_per_worker == 10
-    queries = worker.queries()
+    queries = worker_queries(worker)
     assert queries.waiting == 'celery_queue_waiting_tasks{namespace="rlist-abc",queue="video"}'
     assert queries.in_flight == 'celery_queue_inflight_tasks{namespace="rlist-abc",queue="video"}'
     assert spec.interval_seconds == 1

@@ -141,9 +141,7 @@ def test_the_compact_body_keeps_what_a_cycle_reads_and_drops_managed_fields() ->
 class RecordingRuntime:
     """The scheduler's side of the runtime: config, leadership, watches, and a cycle that records."""
 
-    cfg: OperatorConfig = field(
-        default_factory=lambda: OperatorConfig(max_workers=2, default_interval_seconds=1)
-    )
+    cfg: OperatorConfig = field(default_factory=lambda: OperatorConfig(max_workers=2))
     cycles: list[tuple[str, int]] = field(default_factory=list)
     lock: threading.Lock = field(default_factory=threading.Lock)
 
@@ -173,7 +171,14 @@ class RecordingRuntime:
 def policy(name: str, generation: int = 1, interval: int = 1) -> dict[str, Any]:
     return {
         "metadata": {"name": name, "namespace": "ns", "uid": f"uid-{name}", "generation": generation},
-        "spec": {"intervalSeconds": interval},
+        "spec": {
+            "intervalSeconds": interval,
+            "readReplicas": {
+                "target": {"apiVersion": "apps/v1", "kind": "StatefulSet", "name": "db"},
+                "maxReplicas": 1,
+                "metric": {"query": "load", "perReplica": 1.0},
+            },
+        },
     }
 
 

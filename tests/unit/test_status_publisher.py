@@ -8,8 +8,10 @@ import pytest
 from kubernetes.client.rest import ApiException
 
 from scalekeeper import model
+from scalekeeper.memory import PolicyMemory
 from scalekeeper.opmetrics import OperatorMetrics
-from scalekeeper.reconcile import PolicyMemory, PolicyObject, StatusPublisher
+from scalekeeper.policy import PolicyObject
+from scalekeeper.publish import StatusPublisher
 
 POLICY = PolicyObject("ns", "web", "uid-1", 1, {}, {})
 

@@ -7,12 +7,16 @@ from typing import Any
 from hypothesis import given
 from hypothesis import strategies as st
 
+from scalekeeper import model
+from scalekeeper.engine.types import ObservedTarget
 from scalekeeper.kube.hpa import HpaClient, HpaState, hpa_name
 from scalekeeper.kube.owners import OwnerRef
 from scalekeeper.kube.targets import ReplicaState, TargetRef
 from scalekeeper.kube.versions import compare_versions, is_older
-from scalekeeper.kube.watched import Watched, hpa_entry, replica_entry, watched_keys
-from scalekeeper.reconcile import WATCH_LAG_LIMIT_SECONDS, PolicyMemory
+from scalekeeper.kube.watched import Watched, hpa_entry, replica_entry
+from scalekeeper.memory import WATCH_LAG_LIMIT_SECONDS, OwnWrite, PolicyMemory
+from scalekeeper.tiers import tiers_of
+from scalekeeper.tiers.base import Observation
 
 POLICY = OwnerRef("shop", "web", "uid-policy")
 OTHER = OwnerRef("shop", "other", "uid-other")
@@ -73,17 +77,20 @@ def test_only_deployments_and_statefulsets_without_a_replicas_path_are_read_from
     assert watched.replica_state(TargetRef("apps/v1", "Deployment", "gone", "shop")) is None
     assert watched.replica_state(TargetRef("apps/v1", "Deployment", "api", "shop", "spec.replicas")) is None
     assert watched.replica_state(TargetRef("postgresql.cnpg.io/v1", "Cluster", "api", "shop")) is None
-    refs = [
-        TargetRef("apps/v1", "Deployment", "api", "shop"),
-        TargetRef("apps/v1", "StatefulSet", "db", "shop"),
-        TargetRef("postgresql.cnpg.io/v1", "Cluster", "pg", "shop"),
-    ]
-    assert watched_keys("shop", refs, "web-web", "api") == [
-        "Deployment/shop/api",
-        "StatefulSet/shop/db",
-        "name/shop/web-web",
-        "target/shop/api",
-    ]
+    spec = model.parse_spec(
+        {
+            "web": {"deployment": "api", "maxReplicas": 3, "cpuUtilization": 80},
+            "workers": [{"queue": "q", "deployment": "w", "maxReplicas": 2, "tasksPerWorker": 1}],
+            "readReplicas": {
+                "target": {"apiVersion": "postgresql.cnpg.io/v1", "kind": "Cluster", "name": "pg"},
+                "maxReplicas": 3,
+                "metric": {"query": "load", "perReplica": 1.0},
+            },
+        }
+    )
+    keys = [key for tier in tiers_of(spec, POLICY) for key in tier.watched_keys()]
+    # web: its Deployment and HPAs (ours by name, others by target); the worker; a Cluster is not watched
+    assert keys == ["Deployment/shop/api", "name/shop/web-web", "target/shop/api", "Deployment/shop/w"]
 
 
 def test_the_hpa_entry_keeps_what_the_cycle_compares_and_no_status() -> None:
@@ -120,60 +127,73 @@ def test_the_index_answer_matches_the_listing_answer(objects: list[tuple[str, st
     assert (state.foreign is None) == (foreign is None)
 
 
+def seen_replicas(memory: PolicyMemory, name: str, watched: ReplicaState, now: float) -> ReplicaState:
+    """What a tier's observe takes as the target's state (tiers/base.py)."""
+    mine = memory.believed((name, "replicas"), watched.resource_version, now)
+    return mine if isinstance(mine, ReplicaState) else watched
+
+
+def seen_hpa(memory: PolicyMemory, watched: HpaState, now: float) -> HpaState:
+    """What the web tier's observe takes as the owned HPA (tiers/web.py)."""
+    version = watched.owned["metadata"]["resourceVersion"] if watched.owned else None
+    mine = memory.believed(("web", "hpa"), version, now)
+    return HpaState(mine, watched.foreign) if mine is not None else watched
+
+
 def test_our_own_write_counts_until_the_watch_shows_a_newer_version() -> None:
     memory = PolicyMemory()
-    memory.written["worker-default"] = ("41", ReplicaState(5, "44"), 100.0)
+    memory.wrote(("worker-default", "replicas"), OwnWrite("41", ReplicaState(5, "44"), "44", 100.0))
     # the watch has not delivered our write yet: at the version we wrote at, or one between (a status
     # change our retried write went past)
-    assert memory.seen_replicas("worker-default", ReplicaState(3, "41"), 101.0) == ReplicaState(5, "44")
-    assert memory.seen_replicas("worker-default", ReplicaState(3, "43"), 102.0) == ReplicaState(5, "44")
+    assert seen_replicas(memory, "worker-default", ReplicaState(3, "41"), 101.0) == ReplicaState(5, "44")
+    assert seen_replicas(memory, "worker-default", ReplicaState(3, "43"), 102.0) == ReplicaState(5, "44")
     # it has (or someone wrote after us): the watch is current, and our note is dropped
-    assert memory.seen_replicas("worker-default", ReplicaState(5, "44"), 103.0) == ReplicaState(5, "44")
-    assert memory.written == {}
-    assert memory.seen_replicas("worker-default", ReplicaState(3, "41"), 104.0) == ReplicaState(3, "41")
+    assert seen_replicas(memory, "worker-default", ReplicaState(5, "44"), 103.0) == ReplicaState(5, "44")
+    assert memory.own_writes == {}
+    assert seen_replicas(memory, "worker-default", ReplicaState(3, "41"), 104.0) == ReplicaState(3, "41")
 
 
 def test_a_newer_version_from_another_writer_wins_over_our_note() -> None:
     memory = PolicyMemory()
-    memory.written["w"] = ("41", ReplicaState(5, "44"), 100.0)
+    memory.wrote(("w", "replicas"), OwnWrite("41", ReplicaState(5, "44"), "44", 100.0))
     # "100" is newer than "44" as a number, not as a string
-    assert memory.seen_replicas("w", ReplicaState(7, "100"), 101.0) == ReplicaState(7, "100")
-    assert memory.written == {}
+    assert seen_replicas(memory, "w", ReplicaState(7, "100"), 101.0) == ReplicaState(7, "100")
+    assert memory.own_writes == {}
 
 
 def test_versions_that_cannot_be_ordered_fall_back_to_equality() -> None:
     memory = PolicyMemory()
-    memory.written["w"] = ("abc", ReplicaState(5, "abd"), 100.0)
-    assert memory.seen_replicas("w", ReplicaState(3, "abc"), 101.0) == ReplicaState(5, "abd")
-    assert memory.seen_replicas("w", ReplicaState(3, "abz"), 102.0) == ReplicaState(3, "abz")
+    memory.wrote(("w", "replicas"), OwnWrite("abc", ReplicaState(5, "abd"), "abd", 100.0))
+    assert seen_replicas(memory, "w", ReplicaState(3, "abc"), 101.0) == ReplicaState(5, "abd")
+    assert seen_replicas(memory, "w", ReplicaState(3, "abz"), 102.0) == ReplicaState(3, "abz")
 
 
 def test_a_note_the_watch_never_confirms_expires() -> None:
     memory = PolicyMemory()
-    memory.written["w"] = ("41", ReplicaState(5, "44"), 100.0)
+    memory.wrote(("w", "replicas"), OwnWrite("41", ReplicaState(5, "44"), "44", 100.0))
     late = 100.0 + WATCH_LAG_LIMIT_SECONDS
-    assert memory.seen_replicas("w", ReplicaState(3, "41"), late) == ReplicaState(3, "41")
-    assert memory.written == {}
+    assert seen_replicas(memory, "w", ReplicaState(3, "41"), late) == ReplicaState(3, "41")
+    assert memory.own_writes == {}
 
 
 def test_a_created_hpa_counts_until_the_watch_shows_it() -> None:
     memory = PolicyMemory()
     made = hpa("web-web", "api", POLICY, rv="50")
-    memory.hpa_written = (None, made, 100.0)
-    assert memory.seen_hpa(HpaState(None, None), 101.0).owned == made
+    memory.wrote(("web", "hpa"), OwnWrite(None, made, "50", 100.0))
+    assert seen_hpa(memory, HpaState(None, None), 101.0).owned == made
     seen = hpa_entry(made)["name/shop/web-web"]
-    assert memory.seen_hpa(HpaState(seen, None), 102.0).owned == seen
-    assert memory.hpa_written is None
+    assert seen_hpa(memory, HpaState(seen, None), 102.0).owned == seen
+    assert memory.own_writes == {}
 
 
 def test_an_updated_hpa_deleted_since_is_seen_deleted() -> None:
     memory = PolicyMemory()
-    memory.hpa_written = ("49", hpa("web-web", "api", POLICY, rv="50"), 100.0)
+    memory.wrote(("web", "hpa"), OwnWrite("49", hpa("web-web", "api", POLICY, rv="50"), "50", 100.0))
     older = hpa_entry(hpa("web-web", "api", POLICY, rv="48"))["name/shop/web-web"]
-    kept = memory.seen_hpa(HpaState(older, None), 101.0).owned
+    kept = seen_hpa(memory, HpaState(older, None), 101.0).owned
     assert kept is not None and kept["metadata"]["resourceVersion"] == "50"
     # gone (someone deleted it): the next cycle creates it again
-    assert memory.seen_hpa(HpaState(None, None), 102.0).owned is None
+    assert seen_hpa(memory, HpaState(None, None), 102.0).owned is None
 
 
 @given(st.integers(min_value=0, max_value=10**40), st.integers(min_value=0, max_value=10**40))
@@ -190,8 +210,5 @@ def test_malformed_versions_are_not_ordered(text: str, number: int) -> None:
 
 
 def test_the_cycle_hands_the_ready_pods_to_the_engine() -> None:
-    from scalekeeper.engine.decide import ObservedTarget
-    from scalekeeper.reconcile import Observed
-
-    observed = Observed(states={"worker/video": ReplicaState(4, "41", ready=2), "worker/mail": None})
-    assert observed.engine_current() == {"worker/video": ObservedTarget(4, ready=2), "worker/mail": None}
+    assert Observation(ReplicaState(4, "41", ready=2)).engine_view() == ObservedTarget(4, ready=2)
+    assert Observation(missing="not found").engine_view() is None

@@ -19,6 +19,12 @@ from .types import LimitedBy, Proposal
 
 RATIO_BOUNDS = (0.5, 2.0)
 
+# The forecast's three readings of a target's metric, under these metric names beside the target's own.
+FORECAST_PEAK = "forecast_peak"
+FORECAST_THEN = "forecast_then"
+FORECAST_RECENT = "forecast_recent"
+FORECAST_METRICS = (FORECAST_PEAK, FORECAST_THEN, FORECAST_RECENT)
+
 
 @dataclass(frozen=True)
 class ForecastInput:

@@ -35,6 +35,7 @@ from .types import (
     SelectPolicy,
     TargetDecision,
     TargetHistory,
+    TargetPlan,
 )
 
 # The controller seeds its policy fold with the int32 extremes; keeping them (rather than
@@ -336,3 +337,19 @@ def decide_target(
         # Scaling up on the metrics that worked, as the HPA does; say what was left out.
         reason = f"{reason}; ignored: {'; '.join(proposal.missing)}"
     return finish(desired, limited_by, reason)
+
+
+def decide_plan(plan: TargetPlan, now: float, cap: int | None = None, cap_reason: str = "") -> TargetDecision:
+    """`decide_target` on a whole plan (see TargetPlan)."""
+    return decide_target(
+        plan.behavior,
+        plan.min_replicas,
+        plan.max_replicas,
+        plan.current,
+        plan.proposal,
+        plan.history,
+        now,
+        floor=plan.floor,
+        cap=cap,
+        cap_reason=cap_reason,
+    )

@@ -78,10 +78,6 @@ class Behavior:
     # Minimum time between two replica changes, in either direction.
     cooldown_seconds: float | None = None
 
-    @staticmethod
-    def hpa_default() -> Behavior:
-        return Behavior()
-
 
 @dataclass(frozen=True)
 class Recommendation:
@@ -238,3 +234,63 @@ class TargetDecision:
     @property
     def changes(self) -> bool:
         return self.desired != self.current
+
+
+@dataclass(frozen=True)
+class ObservedTarget:
+    """The scaled object as seen this cycle.
+
+    `replicas` is what the engine sizes from. For web that may be the owned HPA's current
+    minReplicas (the floor the engine moves); then `running` gives the pods actually running,
+    which is what the connection budget has to count. `ready`: the pods that are ready
+    (a Deployment's status.readyReplicas), when known; a worker's drain estimate divides the
+    completion rate by them, since pods still starting complete nothing.
+    """
+
+    replicas: int
+    exists: bool = True
+    running: int | None = None
+    ready: int | None = None
+
+
+@dataclass(frozen=True)
+class TargetPlan:
+    """One target's inputs to the rules: its limits, its current size, the sizing stage's proposal and
+    its history. Kept whole so the connection budget can run the rules again with a cap."""
+
+    behavior: Behavior
+    min_replicas: int
+    max_replicas: int
+    current: int
+    proposal: Proposal
+    history: TargetHistory
+    floor: int | None = None
+
+
+@dataclass(frozen=True)
+class ConnectionUsage:
+    """Database connections the decided sizes would open (web: max(running pods, floor))."""
+
+    web_pods: int
+    worker_pods: int
+    total: int
+    max_connections: int
+
+    @property
+    def fits(self) -> bool:
+        return self.total <= self.max_connections
+
+
+@dataclass(frozen=True)
+class PolicyDecision:
+    mode: str
+    targets: Mapping[str, TargetDecision]
+    connections: ConnectionUsage | None = None
+    # Largest web size the connection budget leaves room for next to the decided workers;
+    # the operator can cap the owned HPA's maxReplicas with it.
+    web_max_by_budget: int | None = None
+    notes: tuple[str, ...] = field(default_factory=tuple)
+
+    def histories(self) -> dict[str, dict[str, Any]]:
+        """What to persist for the next cycle, per target name."""
+        return {name: d.history.to_dict() for name, d in self.targets.items()}

@@ -80,23 +80,14 @@ class Watched:
     hpas_watched: bool = False
 
     def replica_state(self, ref: TargetRef) -> ReplicaState | None:
-        if ref.replicas_path or (ref.api_version, ref.kind) not in WATCHED_KINDS:
+        if not watches_kind(ref):
             return None
         return self.replicas.get(replica_key(ref.kind, ref.namespace, ref.name))
 
 
-def watched_keys(namespace: str, refs: list[TargetRef], hpa: str | None, web: str | None) -> list[str]:
-    """The index keys one policy's cycle reads."""
-    keys = [
-        replica_key(r.kind, r.namespace, r.name)
-        for r in refs
-        if not r.replicas_path and (r.api_version, r.kind) in WATCHED_KINDS
-    ]
-    if hpa is not None:
-        keys.append(hpa_name_key(namespace, hpa))
-    if web is not None:
-        keys.append(hpa_target_key(namespace, web))
-    return keys
+def watches_kind(ref: TargetRef) -> bool:
+    """Whether the watches index this target's replicas (its own spec.replicas, not a replicasPath)."""
+    return not ref.replicas_path and (ref.api_version, ref.kind) in WATCHED_KINDS
 
 
 class WatchedObjects:

@@ -14,16 +14,17 @@ from __future__ import annotations
 import math
 import os
 import time
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Hashable, Mapping
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, Generic, NamedTuple, TypeVar
 
 import requests
 from prometheus_api_client import PrometheusConnect
 from prometheus_api_client.exceptions import PrometheusApiClientException
 
-KEY_LABEL = "sk_key"
-PART_LABEL = "sk_part"
+from .promql import KEY_LABEL, PART_LABEL, batch
+
+K = TypeVar("K", bound=Hashable)
 
 
 @dataclass(frozen=True)
@@ -45,27 +46,21 @@ class Missing:
 Reading = Sample | Missing
 
 
+class MetricKey(NamedTuple):
+    """One metric of one target: the key of a query in a policy's batch."""
+
+    target: str
+    metric: str
+
+    def __str__(self) -> str:
+        return f"{self.target} {self.metric}"
+
+
 @dataclass(frozen=True)
-class BatchResult:
-    readings: dict[str, Reading]
+class BatchResult(Generic[K]):
+    readings: dict[K, Reading]
     requests: int
     seconds: float
-
-
-def _quote(value: str) -> str:
-    return value.replace("\\", "\\\\").replace('"', '\\"')
-
-
-def batch_expression(queries: Mapping[str, str]) -> str:
-    parts = []
-    for key, query in queries.items():
-        k = _quote(key)
-        parts.append(f'label_replace(sum({query}), "{KEY_LABEL}", "{k}", "", "")')
-        parts.append(
-            f'label_replace(label_replace(max(timestamp({query})), "{KEY_LABEL}", "{k}", "", ""), '
-            f'"{PART_LABEL}", "ts", "", "")'
-        )
-    return " or ".join(parts)
 
 
 def _parse_value(raw: str) -> float:
@@ -74,21 +69,22 @@ def _parse_value(raw: str) -> float:
 
 
 def readings_from_result(
-    queries: Mapping[str, str], result: list[dict[str, Any]], evaluated_at: float
-) -> dict[str, Reading]:
-    values: dict[str, float] = {}
-    stamps: dict[str, float] = {}
+    queries: Mapping[K, str], result: list[dict[str, Any]], evaluated_at: float
+) -> dict[K, Reading]:
+    keys = {str(key): key for key in queries}
+    values: dict[K, float] = {}
+    stamps: dict[K, float] = {}
     for series in result:
         labels = series.get("metric", {})
-        key = labels.get(KEY_LABEL)
-        if key not in queries:
+        key = keys.get(labels.get(KEY_LABEL, ""))
+        if key is None:
             continue
         raw = _parse_value(series["value"][1])
         if labels.get(PART_LABEL) == "ts":
             stamps[key] = raw
         else:
             values[key] = raw
-    readings: dict[str, Reading] = {}
+    readings: dict[K, Reading] = {}
     for key, query in queries.items():
         if key not in values:
             readings[key] = Missing(query, "the query returned no series")
@@ -141,27 +137,27 @@ class PrometheusReader:
         result: list[dict[str, Any]] = self._client.custom_query(expression, params={"time": f"{at:.3f}"})
         return result
 
-    def read(self, queries: Mapping[str, str]) -> BatchResult:
+    def read(self, queries: Mapping[K, str]) -> BatchResult[K]:
         started = time.perf_counter()
         if not queries:
             return BatchResult({}, 0, 0.0)
         at = self._clock()
         try:
-            result = self._query(batch_expression(queries), at)
+            result = self._query(batch(queries), at)
         except (PrometheusApiClientException, requests.RequestException, ValueError, KeyError) as exc:
             reason = _whole_batch_failure(self.url, exc)
             if reason is not None:
                 # Asking part by part would fail the same way, slower.
-                readings: dict[str, Reading] = {k: Missing(q, reason) for k, q in queries.items()}
+                readings: dict[K, Reading] = {k: Missing(q, reason) for k, q in queries.items()}
                 return BatchResult(readings, 1, time.perf_counter() - started)
             return self._read_one_by_one(queries, at, started)
         return BatchResult(readings_from_result(queries, result, at), 1, time.perf_counter() - started)
 
-    def _read_one_by_one(self, queries: Mapping[str, str], at: float, started: float) -> BatchResult:
-        readings: dict[str, Reading] = {}
+    def _read_one_by_one(self, queries: Mapping[K, str], at: float, started: float) -> BatchResult[K]:
+        readings: dict[K, Reading] = {}
         for key, query in queries.items():
             try:
-                result = self._query(batch_expression({key: query}), at)
+                result = self._query(batch({key: query}), at)
             except (PrometheusApiClientException, requests.RequestException, ValueError, KeyError) as exc:
                 readings[key] = Missing(query, f"Prometheus rejected the query: {exc}")
             else:

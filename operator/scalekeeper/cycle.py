@@ -1,0 +1,179 @@
+"""One cycle of one ScalingPolicy: observe (reads only), decide (pure), act (writes only), report.
+
+Every tier goes through the same stages (see tiers/): the cycle never looks at which tier it holds.
+Observation and action go through the adapters in `kube/` and `metrics/`; what carries over between
+cycles lives in the `PolicyMemory` the caller keeps per policy; both clocks are injected.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable, Iterable, Mapping
+from dataclasses import dataclass, field
+from typing import Any
+
+from . import model
+from .decision import DEFAULT_MAX_METRIC_AGE_SECONDS, decide_tiers
+from .engine.claims import PolicyId, contested
+from .engine.sizing import SampleInput
+from .engine.types import PolicyDecision, TargetHistory
+from .kube.hpa import HpaClient
+from .kube.targets import ReplicaClient
+from .kube.watched import Watched
+from .kube.workers import WorkerDeployments
+from .memory import PolicyMemory, read_status, restore_memory
+from .metrics.prometheus import BatchResult, MetricKey, Missing, PrometheusReader, Sample
+from .opmetrics import OperatorMetrics
+from .policy import PolicyObject, claim_keys, parsed
+from .publish import StatusPublisher
+from .report import Cycle, Reporter
+from .tiers.base import ActContext, EventSink, Observation, ObserveContext, Outcome
+
+
+@dataclass
+class CycleResult:
+    decision: PolicyDecision | None
+    status: dict[str, Any]
+    writes: int
+    status_written: bool
+    metrics: BatchResult[MetricKey] | None = None
+    errors: list[str] = field(default_factory=list)
+
+
+def samples_of(batch: BatchResult[MetricKey]) -> dict[str, dict[str, SampleInput]]:
+    """The batch's values per target and metric, as the engine takes them: (value, sample time)."""
+    out: dict[str, dict[str, SampleInput]] = {}
+    for key, reading in batch.readings.items():
+        if isinstance(reading, Sample):
+            out.setdefault(key.target, {})[key.metric] = (reading.value, reading.timestamp)
+    return out
+
+
+class Reconciler:
+    def __init__(
+        self,
+        replicas: ReplicaClient,
+        hpas: HpaClient,
+        workers: WorkerDeployments,
+        prometheus: PrometheusReader,
+        metrics: OperatorMetrics,
+        *,
+        clock: Callable[[], float] = time.time,
+        monotonic: Callable[[], float] = time.monotonic,
+        status_refresh_seconds: float = 15.0,
+        max_metric_age_seconds: float = DEFAULT_MAX_METRIC_AGE_SECONDS,
+        log_every_decision: bool = False,
+    ) -> None:
+        self._replicas = replicas
+        self._hpas = hpas
+        self._workers = workers
+        self._prometheus = prometheus
+        self._metrics = metrics
+        self._clock = clock
+        self._monotonic = monotonic
+        self._status = StatusPublisher(metrics, clock, status_refresh_seconds)
+        self._reporter = Reporter(metrics, log_every_decision)
+        self._max_age = max_metric_age_seconds
+
+    def run(
+        self,
+        policy: PolicyObject,
+        memory: PolicyMemory,
+        emit: EventSink,
+        write_status: Callable[[dict[str, Any]], None],
+        claimants: Mapping[str, Iterable[PolicyId]] | None = None,
+        watched: Watched | None = None,
+    ) -> CycleResult:
+        """One cycle. `claimants`: target key -> every policy naming that workload (the operator's index);
+        None when the caller knows of no other policy. `watched`: what the operator's watches saw of the
+        policy's targets and HPAs; None to read everything from the API server."""
+        started = self._monotonic()
+        status = read_status(policy.status)
+        status.observed_generation = policy.generation
+        try:
+            found = parsed(policy, memory)
+        except model.SpecError as exc:
+            self._reporter.invalid_spec(status, memory, emit, exc)
+            written = self._status.publish(policy, status, memory, write_status)
+            return CycleResult(None, status.to_patch(), 0, written, errors=exc.messages)
+        status.set_condition(
+            model.ConditionType.SPEC_VALID, model.ConditionStatus.TRUE, "Valid", "spec is valid"
+        )
+        if memory.persisted is None:
+            restore_memory(status, memory)
+
+        c = Cycle(found.spec, policy, memory, status, emit, found.tiers)
+        c.observed = self._observe(c, claimants or {}, watched or Watched())
+        c.batch = self._prometheus.read(found.queries)
+        missing = sum(isinstance(r, Missing) for r in c.batch.readings.values())
+        self._metrics.prometheus_query(c.batch.seconds, c.batch.requests, missing)
+        c.decision = decide_tiers(
+            c.spec,
+            c.tiers,
+            {name: seen.engine_view() for name, seen in c.observed.items()},
+            samples_of(c.batch),
+            memory.histories,
+            self._clock(),
+            max_metric_age_seconds=self._max_age,
+        )
+        writes = self._act(c) if c.spec.mode is model.Mode.ENFORCE else 0
+        # A write that did not happen must not count against the rate limits: keep the old history there.
+        memory.histories = {
+            name: (memory.histories.get(name, TargetHistory()) if name in c.failed else d.history)
+            for name, d in c.decision.targets.items()
+        }
+        self._reporter.report(c)
+        written = self._status.publish(policy, status, memory, write_status)
+        self._metrics.reconciled(self._monotonic() - started)
+        return CycleResult(c.decision, status.to_patch(), writes, written, c.batch, c.errors)
+
+    def _observe(
+        self, c: Cycle, claimants: Mapping[str, Iterable[PolicyId]], watched: Watched
+    ) -> dict[str, Observation]:
+        """Reads only: each tier's workload, except those an older policy sizes."""
+        holders = contested(c.policy.id, claim_keys(c.tiers), claimants)
+        ctx = ObserveContext(
+            watched,
+            self._replicas,
+            self._hpas,
+            c.memory,
+            self._monotonic(),
+            c.spec.mode is model.Mode.ENFORCE,
+        )
+        observed: dict[str, Observation] = {}
+        for tier in c.tiers:
+            holder = holders.get(tier.name)
+            if holder is None:
+                observed[tier.name] = tier.observe(ctx)
+                continue
+            observed[tier.name] = Observation(
+                contested=f"{tier.target().describe()} is also named by ScalingPolicy {holder.describe()}, "
+                "created earlier, which sizes it; this policy writes nothing to it"
+            )
+        return observed
+
+    def _act(self, c: Cycle) -> int:
+        """Writes only: each tier writes its decision; returns how many targets were written."""
+        assert c.decision is not None
+        ctx = ActContext(
+            self._replicas,
+            self._hpas,
+            self._workers,
+            c.memory,
+            self._metrics,
+            c.emit,
+            c.decision,
+            self._monotonic(),
+            self._clock(),
+        )
+        writes = 0
+        for tier in c.tiers:
+            seen = c.observed[tier.name]
+            if seen.contested is not None:
+                continue
+            outcome = tier.act(ctx, c.decision.targets[tier.name], seen)
+            if outcome is Outcome.FAILED:
+                c.failed.add(tier.name)
+            writes += outcome is Outcome.WRITTEN
+        c.errors, c.unavailable = ctx.errors, ctx.unavailable
+        return writes

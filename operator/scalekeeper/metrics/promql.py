@@ -1,0 +1,75 @@
+"""Every piece of PromQL the operator writes: escaping, a queue's default queries, forecast windows and
+the batch that folds a policy's queries into one request. No I/O; the model and the tiers call it."""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Mapping
+from typing import Any
+
+QUEUE_PLACEHOLDER = "<queue>"
+DEFAULT_WAITING_QUERY = 'celery_queue_waiting_tasks{queue="<queue>"}'
+DEFAULT_IN_FLIGHT_QUERY = 'celery_queue_inflight_tasks{queue="<queue>"}'
+DEFAULT_ARRIVAL_RATE_QUERY = 'rate(celery_queue_published_total{queue="<queue>"}[1m])'
+DEFAULT_COMPLETION_RATE_QUERY = 'rate(celery_queue_completed_total{queue="<queue>"}[1m])'
+DEFAULT_RATE_WINDOW_SECONDS = 60.0  # the default queries' rate(...[1m])
+
+# Labels the batch tags each part with, so one answer can be taken apart again.
+KEY_LABEL = "sk_key"
+PART_LABEL = "sk_part"
+
+# A PromQL range or subquery selector, `[1m]`, `[1m30s]`, `[5m:30s]`: its range, in duration units.
+_RANGE = re.compile(r"\[((?:\d+(?:ms|[smhdwy]))+)(?::[^\]]*)?\]")
+_DURATION_PART = re.compile(r"(\d+)(ms|[smhdwy])")
+_UNIT_SECONDS = {"ms": 0.001, "s": 1, "m": 60, "h": 3600, "d": 86400, "w": 604800, "y": 31536000}
+
+
+def string_escape(value: str) -> str:
+    """Text for use inside a double-quoted PromQL string."""
+    return value.replace("\\", "\\\\").replace('"', '\\"').replace("\n", "\\n")
+
+
+def fill_queue(template: str, queue: str) -> str:
+    """A query template with `<queue>` replaced by the queue's name, escaped for a PromQL string."""
+    return template.replace(QUEUE_PLACEHOLDER, string_escape(queue))
+
+
+def range_seconds(query: str) -> float | None:
+    """The longest range selector of a PromQL query, in seconds (None without one)."""
+    ranges = [
+        sum(int(n) * _UNIT_SECONDS[unit] for n, unit in _DURATION_PART.findall(m.group(1)))
+        for m in _RANGE.finditer(query)
+    ]
+    return float(max(ranges)) if ranges else None
+
+
+def backlog(waiting: str, in_flight: str) -> str:
+    """Waiting plus in-flight tasks as one series (no workers running: no in-flight series, counted 0)."""
+    return f"(sum({waiting}) + (sum({in_flight}) or vector(0)))"
+
+
+def forecast_windows(query: str, lead_seconds: int, season_seconds: int) -> tuple[str, str, str]:
+    """The forecast's readings of `query` (an instant vector; its series are summed): the peak over the
+    lead window a season ago, the mean over the lead window before that, and the mean over the last
+    lead window (see engine/forecast.py)."""
+    window = f"[{lead_seconds}s:{max(1, lead_seconds // 30)}s]"
+    total = f"sum({query})"
+    return (
+        f"max_over_time({total}{window} offset {season_seconds - lead_seconds}s)",
+        f"avg_over_time({total}{window} offset {season_seconds}s)",
+        f"avg_over_time({total}{window})",
+    )
+
+
+def batch(queries: Mapping[Any, str]) -> str:
+    """Every query summed to one series tagged with its key (`str(key)`), beside the time of its newest
+    raw sample, joined with `or` (which keeps them all, as their labels differ)."""
+    parts = []
+    for key, query in queries.items():
+        k = string_escape(str(key))
+        parts.append(f'label_replace(sum({query}), "{KEY_LABEL}", "{k}", "", "")')
+        parts.append(
+            f'label_replace(label_replace(max(timestamp({query})), "{KEY_LABEL}", "{k}", "", ""), '
+            f'"{PART_LABEL}", "ts", "", "")'
+        )
+    return " or ".join(parts)

@@ -1,0 +1,269 @@
+"""What a cycle tells: the policy's status (per target and conditions), Events when something changes or
+turns bad, and a log line per decision. Reads what the cycle gathered; writes only through `emit`."""
+
+from __future__ import annotations
+
+import logging
+from dataclasses import dataclass, field
+
+from . import model
+from .engine.forecast import FORECAST_METRICS
+from .engine.types import LimitedBy, PolicyDecision, TargetDecision
+from .memory import PolicyMemory
+from .metrics.prometheus import BatchResult, MetricKey, Missing
+from .opmetrics import OperatorMetrics
+from .policy import PolicyObject
+from .tiers.base import EventSink, Observation, Tier
+
+log = logging.getLogger("scalekeeper.reconcile")
+
+# Holds told with a Normal Event (once per (limitedBy, desired)): news a user acts on.
+_TOLD_HOLDS = (LimitedBy.MAX, LimitedBy.CONNECTION_BUDGET, LimitedBy.ACTIVATION, LimitedBy.COOLDOWN)
+# Limits that make ScalingLimited true.
+_LIMITS = (
+    LimitedBy.MAX,
+    LimitedBy.MIN,
+    LimitedBy.FLOOR,
+    LimitedBy.SCALE_UP_POLICY,
+    LimitedBy.SCALE_DOWN_POLICY,
+    LimitedBy.CONNECTION_BUDGET,
+    LimitedBy.STABILIZATION,
+)
+
+
+@dataclass
+class Cycle:
+    """What one cycle of one policy gathered, handed from stage to stage (observe, decide, act, report)."""
+
+    spec: model.ScalingPolicySpec
+    policy: PolicyObject
+    memory: PolicyMemory
+    status: model.ScalingPolicyStatus
+    emit: EventSink
+    tiers: list[Tier]
+    observed: dict[str, Observation] = field(default_factory=dict)
+    batch: BatchResult[MetricKey] = field(default_factory=lambda: BatchResult({}, 0, 0.0))
+    decision: PolicyDecision | None = None
+    errors: list[str] = field(default_factory=list)
+    # Targets whose workload is unusable (not found, cannot be created), with why.
+    unavailable: dict[str, str] = field(default_factory=dict)
+    failed: set[str] = field(default_factory=set)
+
+    @property
+    def contested(self) -> dict[str, str]:
+        return {name: o.contested for name, o in self.observed.items() if o.contested is not None}
+
+    @property
+    def unusable(self) -> dict[str, str]:
+        """Targets that could not be sized: not found when observed, or not created when acting."""
+        found = {name: o.missing for name, o in self.observed.items() if o.missing is not None}
+        return {**found, **self.unavailable}
+
+
+@dataclass
+class Conditions:
+    """Sets conditions on the status and tells, with an Event, when one turns bad or recovers."""
+
+    status: model.ScalingPolicyStatus
+    memory: PolicyMemory
+    emit: EventSink
+
+    def set(
+        self, type_: model.ConditionType, value: model.ConditionStatus, reason: str, message: str
+    ) -> None:
+        self.status.set_condition(type_, value, reason, message)
+        before = self.memory.conditions.get(type_.value)
+        now = (value.value, reason)
+        self.memory.conditions[type_.value] = now
+        if type_ is model.ConditionType.SCALING_LIMITED or before == now:
+            return
+        bad = value is (
+            model.ConditionStatus.TRUE
+            if type_ is model.ConditionType.CONFLICT
+            else model.ConditionStatus.FALSE
+        )
+        # Told once when a condition turns bad, and once when it recovers; a good first state is quiet.
+        if bad or before is not None:
+            self.emit("Warning" if bad else "Normal", reason, f"{type_.value}={value.value}: {message}")
+
+
+class Reporter:
+    def __init__(self, metrics: OperatorMetrics, log_every_decision: bool) -> None:
+        self._metrics = metrics
+        self._log_every_decision = log_every_decision
+
+    def report(self, c: Cycle) -> None:
+        assert c.decision is not None
+        dry = c.spec.mode is model.Mode.DRY_RUN
+        contested, unusable = c.contested, c.unusable
+        cells: dict[str, list[str]] = {}
+        targets: list[model.TargetStatus] = []
+        for tier in c.tiers:
+            name, d, seen = tier.name, c.decision.targets[tier.name], c.observed[tier.name]
+            ref = tier.target()
+            current = seen.shown_current(d)
+            reason = d.reason if d.exists else contested.get(name) or unusable.get(name, d.reason)
+            if dry and d.changes:
+                reason = f"DryRun: would scale {d.current} -> {d.desired}: {reason}"
+            targets.append(
+                model.TargetStatus(
+                    name=name,
+                    kind=ref.kind,
+                    target_ref=ref.name,
+                    current_replicas=current,
+                    desired_replicas=d.desired,
+                    limited_by=LimitedBy.CONFLICT if name in contested else d.limited_by,
+                    reason=reason,
+                    metrics={k: round(v, 4) for k, v in d.metrics.items()},
+                    last_scale_time=c.memory.last_scale_time.get(name),
+                    history=_history_to_persist(name, c.memory),
+                )
+            )
+            label = tier.cell_label()
+            cell = f"{current}/{d.desired}"
+            cells.setdefault(tier.summary, []).append(cell if label is None else f"{label} {cell}")
+            if name not in c.failed:
+                # A write that failed is told by the errors (condition and Warning), not as "Scaled".
+                _announce(tier, d, c.memory, c.emit, dry)
+            self._metrics.decision(c.policy.namespace, c.policy.name, name, d.limited_by.value, d.desired)
+            self._log(c, name, d, reason)
+        c.status.targets = targets
+        c.status.web = ", ".join(cells.get("web", [])) or None
+        c.status.workers = ", ".join(cells.get("workers", [])) or None
+        c.status.read_replicas = ", ".join(cells.get("readReplicas", [])) or None
+        self._conditions(c)
+
+    def _log(self, c: Cycle, name: str, d: TargetDecision, reason: str) -> None:
+        logged = (d.current, d.desired, d.limited_by.value)
+        level = logging.INFO
+        if c.memory.logged.get(name) == logged and not self._log_every_decision:
+            level = logging.DEBUG
+        c.memory.logged[name] = logged
+        log.log(
+            level,
+            "decision",
+            extra={
+                "policy": f"{c.policy.namespace}/{c.policy.name}",
+                "target": name,
+                "current": d.current,
+                "desired": d.desired,
+                "raw": d.raw,
+                "limited_by": d.limited_by.value,
+                "reason": reason,
+                "metrics": dict(d.metrics),
+                "mode": c.spec.mode.value,
+            },
+        )
+
+    def _conditions(self, c: Cycle) -> None:
+        assert c.decision is not None
+        T, F = model.ConditionStatus.TRUE, model.ConditionStatus.FALSE
+        C = model.ConditionType
+        conditions = Conditions(c.status, c.memory, c.emit)
+        # A forecast without data (less history than a season) is told in the target's reason; it
+        # blocks nothing, so it does not make the metrics unavailable.
+        missing = {
+            k: r
+            for k, r in c.batch.readings.items()
+            if isinstance(r, Missing) and k.metric not in FORECAST_METRICS
+        }
+        invalid = [
+            f"{name}: {d.reason}"
+            for name, d in c.decision.targets.items()
+            if d.limited_by is LimitedBy.MISSING_METRIC
+        ]
+        if missing or invalid:
+            parts = [f"{k}: {r.reason} (query: {r.query})" for k, r in missing.items()]
+            parts += [p for p in invalid if not any(p.startswith(k.target) for k in missing)]
+            conditions.set(C.METRICS_AVAILABLE, F, "MetricsUnavailable", "; ".join(parts))
+        else:
+            conditions.set(C.METRICS_AVAILABLE, T, "MetricsRead", f"{len(c.batch.readings)} metrics read")
+
+        contested = c.contested
+        foreign = [o.conflict for o in c.observed.values() if o.conflict is not None]
+        if contested:
+            message = "; ".join(f"{name}: {why}" for name, why in contested.items())
+            conditions.set(C.CONFLICT, T, "TargetSizedByOlderPolicy", message)
+        elif foreign:
+            conditions.set(C.CONFLICT, T, foreign[0].reason, "; ".join(f.message for f in foreign))
+        else:
+            conditions.set(C.CONFLICT, F, "NoConflict", "no other autoscaler targets these workloads")
+
+        limited = [
+            f"{name}: {d.limited_by.value}"
+            for name, d in c.decision.targets.items()
+            if d.limited_by in _LIMITS
+        ]
+        if limited:
+            conditions.set(C.SCALING_LIMITED, T, "Limited", "; ".join(limited))
+        else:
+            conditions.set(C.SCALING_LIMITED, F, "Unlimited", "every target is at its recommendation")
+
+        unavailable = c.unusable
+        problems = [f"{name}: {why}" for name, why in unavailable.items()] + c.errors
+        problems += [f.problem for f in foreign]
+        problems += [f"{name}: sized by another policy" for name in contested]
+        if problems:
+            reason = "Degraded"
+            if unavailable:
+                reason = "TargetsUnavailable"
+            elif contested or foreign:
+                reason = "Conflict"
+            conditions.set(C.READY, F, reason, "; ".join(problems))
+        else:
+            mode = (
+                "DryRun: decisions recorded, nothing written"
+                if c.spec.mode is model.Mode.DRY_RUN
+                else "sizing every target"
+            )
+            conditions.set(C.READY, T, "Reconciled", mode)
+
+    @staticmethod
+    def invalid_spec(
+        status: model.ScalingPolicyStatus, memory: PolicyMemory, emit: EventSink, exc: model.SpecError
+    ) -> None:
+        message = "; ".join(exc.messages)
+        F = model.ConditionStatus.FALSE
+        conditions = Conditions(status, memory, emit)
+        conditions.set(model.ConditionType.SPEC_VALID, F, "InvalidSpec", message)
+        conditions.set(model.ConditionType.READY, F, "InvalidSpec", f"nothing is scaled: {message}")
+        if memory.announced.get("__spec__") != ("invalid", 0):
+            emit("Warning", "InvalidSpec", message)
+            memory.announced["__spec__"] = ("invalid", 0)
+
+
+def _history_to_persist(name: str, memory: PolicyMemory) -> dict[str, object] | None:
+    """The history as of the last scale event: rewritten only when the events change (a write is due then
+    anyway), so idle cycles still cost no status write."""
+    assert memory.persisted is not None
+    current = memory.histories.get(name)
+    if current is None:
+        return memory.persisted.get(name)
+    previous = memory.persisted.get(name)
+    doc = current.to_dict()
+    # Not backlogSince: it turns over whenever the queue empties, and a stale one after a restart
+    # only lets the drain estimate trust the completion rate one window early.
+    keys = ("scaleUpEvents", "scaleDownEvents", "lastScaleTime", "idleSince")
+    if previous is None or any(previous.get(k) != doc.get(k) for k in keys):
+        memory.persisted[name] = doc
+    return memory.persisted[name]
+
+
+def _announce(tier: Tier, d: TargetDecision, memory: PolicyMemory, emit: EventSink, dry: bool) -> None:
+    name = tier.name
+    key = (d.limited_by.value, d.desired)
+    if d.changes:
+        verb = "WouldScale" if dry else "Scaled"
+        prefix = "DryRun: would scale" if dry else "Scaled"
+        emit("Normal", verb, f"{prefix} {tier.subject()} {d.current} -> {d.desired}: {d.reason}")
+    elif d.limited_by is LimitedBy.MISSING_METRIC and memory.announced.get(name) != key:
+        emit("Warning", "Holding", f"Holding {name} at {d.current}: {d.reason}")
+    elif (
+        d.limited_by in _TOLD_HOLDS
+        and memory.announced.get(name) != key
+        # An idle queue resting at zero is the normal state, not news: activation is told only
+        # while some tasks wait below the threshold.
+        and not (d.limited_by is LimitedBy.ACTIVATION and not d.metrics.get("load"))
+    ):
+        emit("Normal", "Holding", f"Holding {name} at {d.current}: {d.reason}")
+    memory.announced[name] = key

@@ -1,0 +1,197 @@
+"""What a tier is: one workload of a policy, sized by its own rules, behind one small interface.
+
+A tier module (web.py, workers.py, read_replicas.py) owns everything particular to its kind of workload:
+the object it sizes, the PromQL it needs, how samples become a proposal (calling the pure engine), how it
+is observed and how the decision is written. The cycle (cycle.py) only loops over tiers: observe, decide,
+act, report. Adding a signal is one module like these plus a line in `tiers/__init__.py`.
+"""
+
+from __future__ import annotations
+
+from abc import ABC, abstractmethod
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from enum import Enum
+from typing import ClassVar, Literal, Protocol
+
+from kubernetes.client.rest import ApiException
+
+from ..engine.sizing import Reading, SampleInput, read_metric
+from ..engine.types import ObservedTarget, PolicyDecision, TargetDecision, TargetHistory, TargetPlan
+from ..kube.hpa import HpaClient
+from ..kube.owners import OwnerRef
+from ..kube.targets import ReplicaClient, ReplicaState, TargetNotFound, TargetRef, WriteConflict
+from ..kube.watched import Watched, replica_key, watches_kind
+from ..kube.workers import WorkerDeployments
+from ..memory import OwnWrite, PolicyMemory
+from ..opmetrics import OperatorMetrics
+
+# Which connection pool a tier's pods open connections from (see engine/budget.py).
+Pool = Literal["web", "worker"]
+# The status field that summarizes a tier ("3/4"; workers: "video 3/4, reports 0/0").
+Summary = Literal["web", "workers", "readReplicas"]
+
+
+class EventSink(Protocol):
+    def __call__(self, type_: str, reason: str, message: str) -> None: ...
+
+
+@dataclass(frozen=True)
+class Conflict:
+    """Another autoscaler on the workload: told in the Conflict condition; nothing is written to it."""
+
+    reason: str
+    message: str
+    problem: str
+
+
+@dataclass(frozen=True)
+class Observation:
+    """What observe found of one tier's workload. `state` None: not read (see `missing`, `contested`)."""
+
+    state: ReplicaState | None = None
+    # Why the workload cannot be sized (not found, cannot be created): Ready=False, TargetsUnavailable.
+    missing: str | None = None
+    # An older policy names the same workload and sizes it: this one writes nothing to it.
+    contested: str | None = None
+    conflict: Conflict | None = None
+
+    def engine_view(self) -> ObservedTarget | None:
+        """What the engine sizes from; None when the workload is absent."""
+        if self.state is None:
+            return None
+        return ObservedTarget(self.state.replicas, ready=self.state.ready)
+
+    def shown_current(self, decided: TargetDecision) -> int:
+        """The current size the status shows."""
+        return decided.current
+
+
+@dataclass(frozen=True)
+class ObserveContext:
+    """What observing reads from: the watches first, the API server for what they have not seen."""
+
+    watched: Watched
+    replicas: ReplicaClient
+    hpas: HpaClient
+    memory: PolicyMemory
+    monotonic: float
+    enforce: bool
+
+
+@dataclass
+class ActContext:
+    """What acting writes with, and where it tells what happened."""
+
+    replicas: ReplicaClient
+    hpas: HpaClient
+    workers: WorkerDeployments
+    memory: PolicyMemory
+    metrics: OperatorMetrics
+    emit: EventSink
+    decision: PolicyDecision
+    monotonic: float
+    wall: float
+    errors: list[str] = field(default_factory=list)
+    # Workloads found unusable while acting (a worker Deployment that cannot be created), by target name.
+    unavailable: dict[str, str] = field(default_factory=dict)
+
+    def scaled(self, name: str) -> None:
+        self.memory.last_scale_time[name] = datetime.fromtimestamp(self.wall, UTC).replace(microsecond=0)
+
+
+class Outcome(Enum):
+    UNCHANGED = "unchanged"
+    WRITTEN = "written"
+    FAILED = "failed"
+
+
+class Tier(ABC):
+    """One workload of a policy. `name` is its name in the status, Events and metrics."""
+
+    name: str
+    summary: ClassVar[Summary]
+    pool: ClassVar[Pool | None] = None
+
+    def __init__(self, owner: OwnerRef) -> None:
+        self.owner = owner
+
+    @abstractmethod
+    def target(self) -> TargetRef:
+        """The object whose replicas this tier sizes."""
+
+    @abstractmethod
+    def absent(self) -> str:
+        """How a decision names the workload when it is not found."""
+
+    @abstractmethod
+    def queries(self) -> dict[str, str]:
+        """PromQL per metric name; the cycle reads them all in one batch with the other tiers'."""
+
+    @abstractmethod
+    def plan(
+        self,
+        observed: ObservedTarget,
+        samples: Mapping[str, SampleInput],
+        history: TargetHistory,
+        now: float,
+        max_age: float | None,
+    ) -> TargetPlan | TargetDecision:
+        """Pure: the proposal from this cycle's samples, as a plan for the engine's rules, or a decision
+        when there is nothing to size."""
+
+    def watched_keys(self) -> list[str]:
+        """The keys of the operator's watch indexes this tier's observe reads."""
+        ref = self.target()
+        return [replica_key(ref.kind, ref.namespace, ref.name)] if watches_kind(ref) else []
+
+    def observe(self, ctx: ObserveContext) -> Observation:
+        """Reads only: the workload's replicas from the watches, or from the API server."""
+        ref = self.target()
+        seen = ctx.watched.replica_state(ref)
+        if seen is not None:
+            mine = ctx.memory.believed((self.name, "replicas"), seen.resource_version, ctx.monotonic)
+            return Observation(mine if isinstance(mine, ReplicaState) else seen)
+        try:
+            return Observation(ctx.replicas.read(ref))
+        except TargetNotFound as exc:
+            return Observation(missing=f"{ref.describe()} not found ({exc})")
+
+    def act(self, ctx: ActContext, decided: TargetDecision, observed: Observation) -> Outcome:
+        """Write the decision: the replicas, at the version observed, unless another writer resized."""
+        state = observed.state
+        if not decided.exists or state is None or decided.desired == state.replicas:
+            return Outcome.UNCHANGED
+        ref = self.target()
+        try:
+            after = ctx.replicas.write_unless_resized(ref, decided.desired, state)
+        except WriteConflict as exc:
+            # Someone else resized it since we read it: decide again on fresh data next cycle.
+            ctx.metrics.write(ref.kind, "conflict")
+            ctx.errors.append(f"{self.name}: {exc}; will decide again")
+            return Outcome.FAILED
+        except (ApiException, TargetNotFound) as exc:
+            ctx.metrics.write(ref.kind, "error")
+            ctx.errors.append(f"{self.name}: writing replicas of {ref.describe()} failed: {exc}")
+            return Outcome.FAILED
+        write = OwnWrite(state.resource_version, after, after.resource_version, ctx.monotonic)
+        ctx.memory.wrote((self.name, "replicas"), write)
+        ctx.metrics.write(ref.kind, "scaled")
+        ctx.scaled(self.name)
+        return Outcome.WRITTEN
+
+    def subject(self) -> str:
+        """What a Scaled Event says was scaled."""
+        return self.name
+
+    def cell_label(self) -> str | None:
+        """The label before this tier's cell in its summary field (None: the cell alone)."""
+        return None
+
+
+def reading(
+    samples: Mapping[str, SampleInput], metric: str, label: str, now: float, max_age: float | None
+) -> Reading:
+    """A metric of this cycle's samples, validated (present, finite, fresh)."""
+    return read_metric(label, samples.get(metric), now, max_age)

@@ -1,0 +1,180 @@
+"""The worker tier: one Celery queue's worker Deployment, sized from the tasks waiting and in flight.
+
+The queue's metrics come from Prometheus (the spec's queries or the defaults, `<queue>` filled in); the
+sizing is the engine's (`size_worker`). A worker given as a pod template gets a Deployment the operator
+makes and owns; its replicas are then written through /scale like any other target's.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass, replace
+from typing import ClassVar
+
+from kubernetes.client.rest import ApiException
+
+from .. import model
+from ..engine.forecast import FORECAST_METRICS, ForecastInput, raise_to_forecast
+from ..engine.sizing import SampleInput, WorkerParams, size_worker
+from ..engine.types import ObservedTarget, TargetDecision, TargetHistory, TargetPlan
+from ..kube.owners import OwnerRef
+from ..kube.targets import TargetRef
+from ..metrics.promql import (
+    DEFAULT_ARRIVAL_RATE_QUERY,
+    DEFAULT_COMPLETION_RATE_QUERY,
+    DEFAULT_IN_FLIGHT_QUERY,
+    DEFAULT_RATE_WINDOW_SECONDS,
+    DEFAULT_WAITING_QUERY,
+    backlog,
+    fill_queue,
+    forecast_windows,
+    range_seconds,
+)
+from .base import ActContext, Observation, ObserveContext, Outcome, Pool, Summary, Tier, reading
+from .convert import behavior_of
+
+WAITING = "waiting"
+IN_FLIGHT = "in_flight"
+ARRIVAL_RATE = "arrival_rate"
+COMPLETION_RATE = "completion_rate"
+
+
+def worker_target(queue: str) -> str:
+    return f"worker/{queue}"
+
+
+@dataclass(frozen=True)
+class WorkerQueries:
+    """The resolved PromQL of one queue (overrides or the defaults, queue name filled in)."""
+
+    waiting: str
+    in_flight: str
+    arrival_rate: str
+    completion_rate: str
+
+
+def worker_queries(worker: model.WorkerSpec) -> WorkerQueries:
+    m = worker.metrics or model.WorkerMetrics()
+    return WorkerQueries(
+        waiting=fill_queue(m.waiting or DEFAULT_WAITING_QUERY, worker.queue),
+        in_flight=fill_queue(m.in_flight or DEFAULT_IN_FLIGHT_QUERY, worker.queue),
+        arrival_rate=fill_queue(m.arrival_rate or DEFAULT_ARRIVAL_RATE_QUERY, worker.queue),
+        completion_rate=fill_queue(m.completion_rate or DEFAULT_COMPLETION_RATE_QUERY, worker.queue),
+    )
+
+
+def worker_params(worker: model.WorkerSpec, queries: WorkerQueries) -> WorkerParams:
+    return WorkerParams(
+        queue=worker.queue,
+        concurrency=worker.concurrency,
+        prefetch_multiplier=worker.prefetch_multiplier,
+        tasks_per_worker=None if worker.tasks_per_worker is None else float(worker.tasks_per_worker),
+        drain_seconds=None if worker.drain_seconds is None else float(worker.drain_seconds),
+        activation_tasks=float(worker.activation_tasks),
+        cooldown_seconds=float(worker.cooldown_seconds),
+        min_replicas=worker.min_replicas,
+        # The completion rate is averaged over its query's longest range.
+        rate_window_seconds=range_seconds(queries.completion_rate) or DEFAULT_RATE_WINDOW_SECONDS,
+    )
+
+
+class WorkerTier(Tier):
+    summary: ClassVar[Summary] = "workers"
+    pool: ClassVar[Pool | None] = "worker"
+
+    def __init__(self, owner: OwnerRef, spec: model.WorkerSpec) -> None:
+        super().__init__(owner)
+        self.spec = spec
+        self.name = worker_target(spec.queue)
+        self.behavior = behavior_of(spec.behavior)
+        self.resolved = worker_queries(spec)
+        self.params = worker_params(spec, self.resolved)
+
+    def target(self) -> TargetRef:
+        return TargetRef(
+            "apps/v1", "Deployment", self.spec.deployment_name(self.owner.name), self.owner.namespace
+        )
+
+    def absent(self) -> str:
+        return f"worker Deployment for queue {self.spec.queue}"
+
+    def queries(self) -> dict[str, str]:
+        q = self.resolved
+        queries = {WAITING: q.waiting, IN_FLIGHT: q.in_flight}
+        if self.spec.drain_seconds is not None:
+            queries[ARRIVAL_RATE] = q.arrival_rate
+            queries[COMPLETION_RATE] = q.completion_rate
+        forecast = self.spec.forecast
+        if forecast is not None:
+            load = backlog(q.waiting, q.in_flight)
+            windows = forecast_windows(load, forecast.lead_seconds, forecast.season_seconds)
+            queries.update(zip(FORECAST_METRICS, windows, strict=True))
+        return queries
+
+    def plan(
+        self,
+        observed: ObservedTarget,
+        samples: Mapping[str, SampleInput],
+        history: TargetHistory,
+        now: float,
+        max_age: float | None,
+    ) -> TargetPlan | TargetDecision:
+        q = self.spec.queue
+        sizing = size_worker(
+            self.params,
+            observed.replicas,
+            self.behavior.tolerance,
+            now,
+            waiting=reading(samples, WAITING, f"metric waiting for queue {q}", now, max_age),
+            in_flight=reading(samples, IN_FLIGHT, f"metric in_flight for queue {q}", now, max_age),
+            arrival_rate=reading(samples, ARRIVAL_RATE, f"metric arrival_rate for queue {q}", now, max_age),
+            completion_rate=reading(
+                samples, COMPLETION_RATE, f"metric completion_rate for queue {q}", now, max_age
+            ),
+            idle_since=history.idle_since,
+            ready=observed.ready,
+            backlog_since=history.backlog_since,
+        )
+        history = replace(history, idle_since=sizing.idle_since, backlog_since=sizing.backlog_since)
+        proposal = sizing.proposal
+        if self.spec.forecast is not None:
+            forecast = ForecastInput(
+                *(
+                    reading(samples, m, f"{m.replace('_', ' ')} for {self.name}", now, max_age)
+                    for m in FORECAST_METRICS
+                )
+            )
+            proposal = raise_to_forecast(proposal, forecast, self.params.effective_tasks_per_worker)
+        return TargetPlan(
+            self.behavior,
+            self.spec.min_replicas,
+            self.spec.max_replicas,
+            observed.replicas,
+            proposal,
+            history,
+        )
+
+    def observe(self, ctx: ObserveContext) -> Observation:
+        seen = super().observe(ctx)
+        if seen.state is None and self.spec.template is not None and ctx.enforce:
+            # Made by act, from the template: absent until then is expected, not a fault.
+            return Observation()
+        return seen
+
+    def act(self, ctx: ActContext, decided: TargetDecision, observed: Observation) -> Outcome:
+        """A templated worker's Deployment first (created, or its template brought in line), then the
+        replicas as any target's."""
+        if self.spec.template is not None:
+            try:
+                done = ctx.workers.ensure(self.spec, self.owner, self.spec.min_replicas)
+            except ApiException as exc:
+                ctx.unavailable[self.name] = f"cannot create its Deployment: {exc.reason}"
+                return Outcome.FAILED
+            if done == "created":
+                made = self.spec.deployment_name(self.owner.name)
+                ctx.emit("Normal", "Created", f"Created worker Deployment {made} for queue {self.spec.queue}")
+                ctx.metrics.write("Deployment", "created")
+        return super().act(ctx, decided, observed)
+
+    def cell_label(self) -> str:
+        return self.spec.queue
