@@ -18,7 +18,7 @@ from .heap import HeapTrimmer
 from .kube.events import EventRecorder
 from .kube.hpa import HpaClient
 from .kube.leader import LeaseElector
-from .kube.targets import ReplicaClient
+from .kube.targets import ReplicaClient, transport_for
 from .kube.watched import Watched, WatchedObjects
 from .kube.workers import WorkerDeployments
 from .memory import PolicyMemory
@@ -62,7 +62,7 @@ class Runtime:
         self.events = EventRecorder(self.api)
         self._objects = client.CustomObjectsApi(self.api)
         self.reconciler = Reconciler(
-            ReplicaClient(self.api),
+            ReplicaClient(transport_for(self.api)),
             HpaClient(self.api),
             WorkerDeployments(self.api),
             prometheus_reader(cfg),

@@ -10,7 +10,7 @@ from kubernetes import client
 from kubernetes.client.rest import ApiException
 
 from scalekeeper.kube.hpa import HpaClient, HpaState
-from scalekeeper.kube.targets import ReplicaClient, TargetRef, WriteConflict
+from scalekeeper.kube.targets import ReplicaClient, TargetRef, WriteConflict, transport_for
 
 from .conftest import Cluster
 from .kube_helpers import (
@@ -119,7 +119,7 @@ def test_a_write_from_a_stale_watch_lands_unless_the_count_changed(cluster: Clus
     apps = client.AppsV1Api(cluster.api)
     body = deployment("target", 1, {"app": "target"}, cluster.operator_image)
     apps.create_namespaced_deployment(namespace, body)
-    replicas = ReplicaClient(cluster.api)
+    replicas = ReplicaClient(transport_for(cluster.api))
     ref = TargetRef("apps/v1", "Deployment", "target", namespace)
     seen = replicas.read(ref)
 

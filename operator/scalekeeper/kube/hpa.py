@@ -91,8 +91,9 @@ def _normalise_behavior(behavior: dict[str, Any] | None) -> dict[str, Any]:
 
 
 class HpaClient:
-    def __init__(self, api: client.ApiClient) -> None:
-        self._api = client.AutoscalingV2Api(api)
+    def __init__(self, api: client.ApiClient, autoscaling: Any = None) -> None:
+        # `autoscaling`: the AutoscalingV2Api to call (a fake API server's in unit tests).
+        self._api = autoscaling or client.AutoscalingV2Api(api)
         self._raw = api
 
     def observe(self, policy: OwnerRef, deployment: str) -> HpaState:

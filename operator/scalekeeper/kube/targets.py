@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import json
 import threading
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
@@ -58,11 +59,23 @@ class _Resource:
     has_scale: bool
 
 
+# One request to an API path: (method, path, body, content type) -> the answer's JSON; ApiException on
+# an answer outside 2xx. `raw_call` bound to an ApiClient in production, a fake API server in unit tests.
+Transport = Callable[[str, str, Any, str | None], dict[str, Any]]
+
+
+def transport_for(api: client.ApiClient) -> Transport:
+    def call(method: str, path: str, body: Any = None, content_type: str | None = None) -> dict[str, Any]:
+        return raw_call(api, method, path, body, content_type)
+
+    return call
+
+
 class ResourceResolver:
     """Maps apiVersion + kind to the resource's plural name and whether it has /scale (API discovery)."""
 
-    def __init__(self, api: client.ApiClient) -> None:
-        self._api = api
+    def __init__(self, transport: Transport) -> None:
+        self._transport = transport
         self._cache: dict[str, dict[str, _Resource]] = {}
         self._lock = threading.Lock()
 
@@ -78,7 +91,7 @@ class ResourceResolver:
     def _discover(self, api_version: str) -> dict[str, _Resource]:
         path = f"/api/{api_version}" if "/" not in api_version else f"/apis/{api_version}"
         try:
-            data = raw_call(self._api, "GET", path)
+            data = self._transport("GET", path, None, None)
         except ApiException as exc:
             if exc.status == 404:
                 raise TargetNotFound(f"the API server does not serve {api_version}") from exc
@@ -133,10 +146,9 @@ class ReplicaClient:
     # scaled): re-read this many times before the last try.
     STATUS_RETRIES = 3
 
-    def __init__(self, api: client.ApiClient, resolver: ResourceResolver | None = None) -> None:
-        self._api = api
-        self._objects = client.CustomObjectsApi(api)
-        self._resolver = resolver or ResourceResolver(api)
+    def __init__(self, transport: Transport) -> None:
+        self._transport = transport
+        self._resolver = ResourceResolver(transport)
 
     def _base_path(self, ref: TargetRef) -> str:
         resource = self._resolver.resolve(ref.api_version, ref.kind)
@@ -147,7 +159,7 @@ class ReplicaClient:
         self, method: str, path: str, body: Any = None, content_type: str | None = None
     ) -> dict[str, Any]:
         try:
-            result = raw_call(self._api, method, path, body, content_type)
+            result = self._transport(method, path, body, content_type)
         except ApiException as exc:
             if exc.status == 404:
                 raise TargetNotFound(f"{path} not found") from exc

@@ -39,8 +39,9 @@ def desired_worker_deployment(worker: WorkerSpec, policy: OwnerRef, replicas: in
 
 
 class WorkerDeployments:
-    def __init__(self, api: client.ApiClient) -> None:
-        self._apps = client.AppsV1Api(api)
+    def __init__(self, api: client.ApiClient, apps: Any = None) -> None:
+        # `apps`: the AppsV1Api to call (a fake API server's in unit tests).
+        self._apps = apps or client.AppsV1Api(api)
         self._raw = api
 
     def ensure(self, worker: WorkerSpec, policy: OwnerRef, initial_replicas: int) -> str:

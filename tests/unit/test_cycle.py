@@ -1,0 +1,141 @@
+"""The cycle (observe, decide, act, report) on a fake API server with a fake clock: the shared scenario
+table (tests/cycle_scenarios.py, also run on kind), then what only a fake can inject."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+
+import pytest
+
+from tests.cycle_scenarios import SCENARIOS, World, condition, reasons, replicas_spec
+from tests.unit.fake_cluster import FakeWorld
+
+
+@pytest.mark.parametrize("scenario", SCENARIOS.values(), ids=SCENARIOS.keys())
+def test_scenario(scenario: Callable[[World], None]) -> None:
+    scenario(FakeWorld())
+
+
+def test_a_failed_write_is_told_as_degraded_never_as_scaled_and_costs_no_rate_limit() -> None:
+    w = FakeWorld()
+    w.target(1)
+    w.policy("p", replicas_spec())
+    w.load(35)
+    w.api.faults[("PATCH", "Deployment")] = [500]
+    result = w.cycle("p")
+    assert w.replicas() == 1 and result.writes == 0
+    assert "Scaled" not in reasons(w)
+    ready = condition(w.status("p"), "Ready")
+    assert (ready["status"], ready["reason"]) == ("False", "Degraded")
+    assert "writing replicas of Deployment shop/db failed" in ready["message"]
+    w.cycle("p")  # the same step again: the failed one was not recorded against the scale-up policies
+    assert w.replicas() == 4 and reasons(w).count("Scaled") == 1
+    assert condition(w.status("p"), "Ready")["status"] == "True"
+
+
+def test_a_throttled_status_write_goes_out_on_the_next_cycle() -> None:
+    w = FakeWorld()
+    w.target(1)
+    w.policy("p", replicas_spec())
+    w.load(35)
+    w.api.faults[("PATCH", "ScalingPolicy")] = [429]
+    first = w.cycle("p")
+    assert not first.status_written and w.status("p") == {} and w.replicas() == 4
+    assert w.metrics.registry.get_sample_value(
+        "scalekeeper_scale_writes_total", {"kind": "status", "outcome": "deferred"}
+    )
+    second = w.cycle("p")
+    assert second.status_written and w.status("p")["targets"][0]["desiredReplicas"] == 4
+
+
+def test_scale_down_waits_its_window_on_the_injected_clock() -> None:
+    w = FakeWorld()
+    w.target(4)
+    w.policy("p", replicas_spec())
+    w.load(40)
+    w.cycle("p")
+    w.load(10)
+    for _ in range(10):  # 50 s of the 300 s window
+        w.cycle("p")
+    assert w.replicas() == 4 and w.status("p")["targets"][0]["limitedBy"] == "stabilization"
+    w.clock.now += 300
+    w.cycle("p")
+    assert w.replicas() == 1
+
+
+def test_an_hpa_behind_one_status_write_is_updated_and_an_edited_one_is_not() -> None:
+    w = FakeWorld()
+    w.target(1)
+    spec = {"web": {"deployment": "db", "maxReplicas": 8, "requestRate": {"query": "r", "perReplica": 10.0}}}
+    w.policy("p", spec)
+    w.load(35)
+    w.cycle("p")
+    w.snapshot()
+    w.api._bump(w.api.objects["hpas"]["p-web"])  # the HPA controller's status write
+    w.clock.now += 60
+    w.load(55)
+    w.cycle("p")
+    assert w.api.objects["hpas"]["p-web"]["spec"]["minReplicas"] == 6
+    w.snapshot()
+    edited = w.api.objects["hpas"]["p-web"]
+    edited["spec"]["maxReplicas"] = 7  # someone edits the spec under us
+    w.api._bump(edited)
+    w.clock.now += 60
+    w.load(75)
+    result = w.cycle("p")
+    assert edited["spec"]["minReplicas"] == 6 and edited["spec"]["maxReplicas"] == 7
+    assert any("writing HPA p-web failed (409" in e for e in result.errors)
+
+
+def test_a_templated_worker_is_created_by_act_and_sized_from_the_next_cycle() -> None:
+    w = FakeWorld()
+    template = {"spec": {"containers": [{"name": "worker", "image": "app"}]}}
+    spec = {"workers": [{"queue": "video", "template": template, "maxReplicas": 5, "tasksPerWorker": 10}]}
+    w.policy("p", spec)
+    w.load(20)
+    w.cycle("p")
+    made = w.api.objects["deployments"]["p-worker-video"]
+    assert made["spec"]["replicas"] == 0 and made["metadata"]["ownerReferences"][0]["name"] == "p"
+    assert reasons(w) == ["Created"]
+    assert condition(w.status("p"), "Ready")["status"] == "True"  # expected absence, not a fault
+    w.cycle("p")
+    # 20 waiting at 10 a worker (in flight counts only up to what running workers can hold: none yet)
+    assert made["spec"]["replicas"] == 2
+
+
+def test_dry_run_creates_no_worker_deployment() -> None:
+    w = FakeWorld()
+    template = {"spec": {"containers": [{"name": "worker", "image": "app"}]}}
+    spec = {
+        "mode": "DryRun",
+        "workers": [{"queue": "video", "template": template, "maxReplicas": 5, "tasksPerWorker": 10}],
+    }
+    w.policy("p", spec)
+    w.load(20)
+    w.cycle("p")
+    assert "deployments" not in w.api.objects
+    ready = condition(w.status("p"), "Ready")
+    assert (ready["status"], ready["reason"]) == ("False", "TargetsUnavailable")
+
+
+def test_nothing_but_act_writes_to_a_workload() -> None:
+    w = FakeWorld()
+    w.target(1)
+    spec = replicas_spec(
+        web={"deployment": "db", "maxReplicas": 8, "requestRate": {"query": "r", "perReplica": 1.0}}
+    )
+    spec["readReplicas"]["target"]["name"] = "other"
+    w.api.put("deployments", {"metadata": {"name": "other"}, "spec": {"replicas": 1}, "status": {}})
+    w.policy("p", spec)
+    w.load(35)
+    before = {
+        plural: {n: dict(b["metadata"]) for n, b in objs.items()} for plural, objs in w.api.objects.items()
+    }
+    w.reconciler._act = lambda c: 0  # type: ignore[method-assign]
+    w.cycle("p")
+    after = {
+        plural: {n: dict(b["metadata"]) for n, b in objs.items()} for plural, objs in w.api.objects.items()
+    }
+    assert {k: v for k, v in after.items() if k != "policies"} == {
+        k: v for k, v in before.items() if k != "policies"
+    }
