@@ -3,7 +3,9 @@ table (tests/cycle_scenarios.py, also run on kind), then what only a fake can in
 
 from __future__ import annotations
 
+import json
 from collections.abc import Callable
+from pathlib import Path
 
 import pytest
 
@@ -139,3 +141,21 @@ def test_nothing_but_act_writes_to_a_workload() -> None:
     assert {k: v for k, v in after.items() if k != "policies"} == {
         k: v for k, v in before.items() if k != "policies"
     }
+
+
+def test_a_status_written_by_the_previous_release_is_carried_on() -> None:
+    # Written by the release at 679f96c: its own cycle scaled 1 -> 4 at t0, then held on a missing metric.
+    found = json.loads((Path(__file__).parent / "data" / "status-679f96c.json").read_text())
+    w = FakeWorld()  # a new process: empty memory
+    w.target(4)
+    w.policy("p", found["spec"])
+    w.api.objects["policies"]["p"]["status"] = found["status"]
+    w.clock.now = 1_699_999_999.0  # its cycles here run 4 and 9 s after that release's scale step
+    w.load(None)
+    w.cycle("p")
+    assert reasons(w) == []  # the hold and the bad condition were told already, by that release
+    w.load(80)
+    w.cycle("p")
+    # its step 1 -> 4 still counts: within 15 s of it, the scale-up policies allow max(2 x 1, 1 + 4)
+    assert w.replicas() == 5
+    assert w.status("p")["targets"][0]["limitedBy"] == "scaleUpPolicy"
