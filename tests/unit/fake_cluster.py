@@ -20,7 +20,7 @@ from scalekeeper.kube.targets import ReplicaClient
 from scalekeeper.kube.watched import Watched, hpa_entry, replica_entry
 from scalekeeper.kube.workers import WorkerDeployments
 from scalekeeper.memory import PolicyMemory
-from scalekeeper.metrics.prometheus import BatchResult, Missing, Reading, Sample
+from scalekeeper.metrics.prometheus import BatchResult, Missing, QueryResult, Sample
 from scalekeeper.opmetrics import OperatorMetrics
 from scalekeeper.policy import PolicyObject, claims_of
 
@@ -183,7 +183,7 @@ class FakePrometheus:
     value: float | None = None
 
     def read(self, queries: Any) -> BatchResult[Any]:
-        readings: dict[Any, Reading] = {}
+        readings: dict[Any, QueryResult] = {}
         for key, query in queries.items():
             if self.value is None:
                 readings[key] = Missing(query, "the query returned no series")

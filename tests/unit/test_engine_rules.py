@@ -16,13 +16,13 @@ from hypothesis import strategies as st
 from scalekeeper.engine.rules import decide_target, stabilize
 from scalekeeper.engine.sizing import Reading, size_by_rate
 from scalekeeper.engine.types import (
-    Behavior,
+    EffectiveBehavior,
     LimitedBy,
     PolicyType,
     Proposal,
+    RateLimit,
     Recommendation,
     ScaleEvent,
-    ScalingPolicy,
     ScalingRules,
     SelectPolicy,
     TargetHistory,
@@ -39,13 +39,13 @@ windows = st.sampled_from(_WINDOWS)
 periods = st.sampled_from(_PERIODS)
 
 
-def _policy(kind: int, value: int, period: int, up: bool) -> ScalingPolicy:
+def _policy(kind: int, value: int, period: int, up: bool) -> RateLimit:
     if kind == 0:
-        return ScalingPolicy(PolicyType.PODS, 1 + value % 20, period)
-    return ScalingPolicy(PolicyType.PERCENT, 1 + value % (500 if up else 100), period)
+        return RateLimit(PolicyType.PODS, 1 + value % 20, period)
+    return RateLimit(PolicyType.PERCENT, 1 + value % (500 if up else 100), period)
 
 
-def policies(up: bool, period: st.SearchStrategy[int] = periods) -> st.SearchStrategy[ScalingPolicy]:
+def policies(up: bool, period: st.SearchStrategy[int] = periods) -> st.SearchStrategy[RateLimit]:
     return st.tuples(st.integers(0, 1), st.integers(0, 499), period).map(
         lambda t: _policy(t[0], t[1], t[2], up)
     )
@@ -69,7 +69,7 @@ def rules(up: bool) -> st.SearchStrategy[ScalingRules]:
     ).map(lambda packed: _rules(up, packed))
 
 
-behaviors = st.builds(Behavior, rules(True), rules(False), st.sampled_from(_TOLERANCES))
+behaviors = st.builds(EffectiveBehavior, rules(True), rules(False), st.sampled_from(_TOLERANCES))
 
 
 def random_history(seed: int, now: float = NOW) -> TargetHistory:
@@ -118,7 +118,7 @@ raws = st.one_of(st.none(), st.integers(0, 200))
 @MANY
 @given(behaviors, bounds(), raws, histories(), st.one_of(st.none(), st.integers(0, 60)))
 def test_within_bounds_deterministic_and_serialisable(
-    behavior: Behavior,
+    behavior: EffectiveBehavior,
     b: tuple[int, int, int],
     raw: int | None,
     history: TargetHistory,
@@ -155,7 +155,11 @@ def test_within_bounds_deterministic_and_serialisable(
     st.floats(-1, 1, allow_nan=False),
 )
 def test_no_change_inside_tolerance_band(
-    behavior: Behavior, b: tuple[int, int, int], history: TargetHistory, per_replica: int, position: float
+    behavior: EffectiveBehavior,
+    b: tuple[int, int, int],
+    history: TargetHistory,
+    per_replica: int,
+    position: float,
 ) -> None:
     lo, hi, current = b
     # A load whose usage ratio is within [1 - tolerance, 1 + tolerance] (nudged inward so the
@@ -172,7 +176,12 @@ def test_no_change_inside_tolerance_band(
 @MANY
 @given(behaviors, bounds(), histories(), st.integers(0, 150), st.integers(0, 150), st.integers(1, 50))
 def test_more_load_never_fewer_replicas(
-    behavior: Behavior, b: tuple[int, int, int], history: TargetHistory, l1: int, l2: int, per_replica: int
+    behavior: EffectiveBehavior,
+    b: tuple[int, int, int],
+    history: TargetHistory,
+    l1: int,
+    l2: int,
+    per_replica: int,
 ) -> None:
     lo, hi, current = b
     small, large = sorted((l1, l2))
@@ -191,7 +200,7 @@ def test_more_load_never_fewer_replicas(
     behaviors, bounds(inside=True), histories(), st.sampled_from(["absent", "NaN", "negative", "stale"]), raws
 )
 def test_missing_metric_never_scales_down(
-    behavior: Behavior, b: tuple[int, int, int], history: TargetHistory, why: str, valid: int | None
+    behavior: EffectiveBehavior, b: tuple[int, int, int], history: TargetHistory, why: str, valid: int | None
 ) -> None:
     lo, hi, current = b
     problem = f"metric request_rate for web is {why}"
@@ -210,20 +219,20 @@ def test_missing_metric_never_scales_down(
 @MANY
 @given(behaviors, st.integers(0, 80), st.integers(0, 200), histories())
 def test_stabilization_holds_window_extremes(
-    behavior: Behavior, current: int, raw: int, history: TargetHistory
+    behavior: EffectiveBehavior, current: int, raw: int, history: TargetHistory
 ) -> None:
     # With rate limits out of the way the decision is exactly the stabilized value:
     # current, clamped to [lowest recommendation in the up window, highest in the down window].
-    free = Behavior(
+    free = EffectiveBehavior(
         ScalingRules(
             behavior.scale_up.stabilization_window_seconds,
             SelectPolicy.MAX,
-            (ScalingPolicy(PolicyType.PODS, 10**6, 1),),
+            (RateLimit(PolicyType.PODS, 10**6, 1),),
         ),
         ScalingRules(
             behavior.scale_down.stabilization_window_seconds,
             SelectPolicy.MAX,
-            (ScalingPolicy(PolicyType.PERCENT, 100, 1),),
+            (RateLimit(PolicyType.PERCENT, 100, 1),),
         ),
     )
     h = TargetHistory(history.recommendations)
@@ -246,7 +255,7 @@ def test_stabilization_holds_window_extremes(
 
 
 @st.composite
-def rate_cases(draw: st.DrawFn) -> tuple[Behavior, int, int, int, int, list[tuple[int, int]]]:
+def rate_cases(draw: st.DrawFn) -> tuple[EffectiveBehavior, int, int, int, int, list[tuple[int, int]]]:
     # Both directions share their longest period L. Otherwise the HPA (and we, since we copy
     # it) may overwrite a scale event that the other direction's longer period still counts,
     # and the window sums below would not hold: a controller quirk, kept on purpose.
@@ -257,7 +266,7 @@ def rate_cases(draw: st.DrawFn) -> tuple[Behavior, int, int, int, int, list[tupl
         extra = draw(st.lists(policies(up, st.integers(1, longest)), max_size=2))
         return ScalingRules(draw(windows), draw(st.sampled_from(SelectPolicy)), (anchor, *extra))
 
-    behavior = Behavior(rules_with(True), rules_with(False), draw(st.sampled_from([0.0, 0.1])))
+    behavior = EffectiveBehavior(rules_with(True), rules_with(False), draw(st.sampled_from([0.0, 0.1])))
     lo = draw(st.integers(0, 5))
     hi = draw(st.integers(max(lo, 1), 80))
     start = draw(st.integers(lo, hi))
@@ -283,7 +292,7 @@ def _allowed(rules: ScalingRules, starts: list[int], up: bool) -> int:
 @MANY
 @given(rate_cases())
 def test_change_per_period_never_exceeds_policies(
-    case: tuple[Behavior, int, int, int, int, list[tuple[int, int]]],
+    case: tuple[EffectiveBehavior, int, int, int, int, list[tuple[int, int]]],
 ) -> None:
     behavior, lo, hi, replicas, per_replica, steps = case
     history = TargetHistory()
@@ -317,7 +326,7 @@ def test_change_per_period_never_exceeds_policies(
 
 
 def test_out_of_range_goes_straight_to_bound() -> None:
-    b = Behavior()
+    b = EffectiveBehavior()
     high = decide_target(b, 2, 10, 14, 3, TargetHistory(), NOW)
     assert (high.desired, high.limited_by) == (10, LimitedBy.MAX)
     low = decide_target(b, 2, 10, 1, 30, TargetHistory(), NOW)
@@ -330,7 +339,7 @@ def test_out_of_range_goes_straight_to_bound() -> None:
 def test_initial_recommendation_seeds_the_down_window() -> None:
     # Like the HPA, the first sight of a target records its size: no scale-down below it
     # for a whole down window after the operator starts.
-    b = Behavior()
+    b = EffectiveBehavior()
     d = decide_target(b, 1, 10, 8, 2, TargetHistory(), NOW)
     assert d.desired == 8
     assert d.limited_by is LimitedBy.STABILIZATION
@@ -338,7 +347,7 @@ def test_initial_recommendation_seeds_the_down_window() -> None:
 
 
 def test_stabilize_replaces_the_last_stale_sample() -> None:
-    b = Behavior(ScalingRules(0, SelectPolicy.MAX, ()), ScalingRules(60, SelectPolicy.MAX, ()))
+    b = EffectiveBehavior(ScalingRules(0, SelectPolicy.MAX, ()), ScalingRules(60, SelectPolicy.MAX, ()))
     recs = (Recommendation(5, NOW - 500), Recommendation(6, NOW - 10), Recommendation(7, NOW - 400))
     value, recorded = stabilize(b, 8, 3, recs, NOW)
     assert value == 6  # current 8 clamped to [3, highest in the 60 s down window]
@@ -346,9 +355,9 @@ def test_stabilize_replaces_the_last_stale_sample() -> None:
 
 
 def test_scale_down_delay_and_cooldown() -> None:
-    b = Behavior(scale_down_delay_seconds=120, cooldown_seconds=30)
-    free = Behavior(
-        scale_down=ScalingRules(0, SelectPolicy.MAX, (ScalingPolicy(PolicyType.PERCENT, 100, 15),)),
+    b = EffectiveBehavior(scale_down_delay_seconds=120, cooldown_seconds=30)
+    free = EffectiveBehavior(
+        scale_down=ScalingRules(0, SelectPolicy.MAX, (RateLimit(PolicyType.PERCENT, 100, 15),)),
         scale_down_delay_seconds=120,
         cooldown_seconds=30,
     )
@@ -365,7 +374,7 @@ def test_scale_down_delay_and_cooldown() -> None:
 
 
 def test_cap_limits_only_scale_ups() -> None:
-    b = Behavior()
+    b = EffectiveBehavior()
     d = decide_target(b, 1, 50, 4, 12, TargetHistory(), NOW, cap=6, cap_reason="budget")
     assert (d.desired, d.limited_by, d.history.scale_up_events[0].change) == (
         6,

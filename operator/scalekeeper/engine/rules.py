@@ -25,7 +25,7 @@ from collections.abc import Callable
 from dataclasses import replace
 
 from .types import (
-    Behavior,
+    EffectiveBehavior,
     LimitedBy,
     PolicyType,
     Proposal,
@@ -100,7 +100,7 @@ def scale_down_limit(current: int, rules: ScalingRules, history: TargetHistory, 
 
 
 def stabilize(
-    behavior: Behavior,
+    behavior: EffectiveBehavior,
     current: int,
     desired: int,
     recommendations: tuple[Recommendation, ...],
@@ -148,7 +148,7 @@ def _store_event(
 
 
 def record_scale_event(
-    history: TargetHistory, behavior: Behavior, previous: int, new: int, now: float
+    history: TargetHistory, behavior: EffectiveBehavior, previous: int, new: int, now: float
 ) -> TargetHistory:
     """History after the target was resized from `previous` to `new` at `now`."""
     if new == previous:
@@ -161,7 +161,7 @@ def record_scale_event(
 
 
 def apply_rate_limits(
-    behavior: Behavior,
+    behavior: EffectiveBehavior,
     min_replicas: int,
     max_replicas: int,
     current: int,
@@ -202,7 +202,7 @@ def _move(current: int, desired: int) -> str:
 
 
 def decide_target(
-    behavior: Behavior,
+    behavior: EffectiveBehavior,
     min_replicas: int,
     max_replicas: int,
     current: int,

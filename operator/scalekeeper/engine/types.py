@@ -20,7 +20,7 @@ HISTORY_FORMAT_VERSION = 1
 
 
 @dataclass(frozen=True)
-class ScalingPolicy:
+class RateLimit:
     """One rate limit: at most `value` pods (or percent) of change per `period_seconds`."""
 
     type: PolicyType
@@ -34,7 +34,7 @@ class ScalingRules:
 
     stabilization_window_seconds: int
     select_policy: SelectPolicy = SelectPolicy.MAX
-    policies: tuple[ScalingPolicy, ...] = ()
+    policies: tuple[RateLimit, ...] = ()
 
     @property
     def longest_period_seconds(self) -> int:
@@ -47,8 +47,8 @@ class ScalingRules:
             stabilization_window_seconds=0,
             select_policy=SelectPolicy.MAX,
             policies=(
-                ScalingPolicy(PolicyType.PERCENT, 100, 15),
-                ScalingPolicy(PolicyType.PODS, 4, 15),
+                RateLimit(PolicyType.PERCENT, 100, 15),
+                RateLimit(PolicyType.PODS, 4, 15),
             ),
         )
 
@@ -57,12 +57,12 @@ class ScalingRules:
         return ScalingRules(
             stabilization_window_seconds=300,
             select_policy=SelectPolicy.MAX,
-            policies=(ScalingPolicy(PolicyType.PERCENT, 100, 15),),
+            policies=(RateLimit(PolicyType.PERCENT, 100, 15),),
         )
 
 
 @dataclass(frozen=True)
-class Behavior:
+class EffectiveBehavior:
     """Effective behavior of one target.
 
     `scale_up`/`scale_down`/`tolerance` are exactly the HPA's. The two optional delays are
@@ -258,7 +258,7 @@ class TargetPlan:
     """One target's inputs to the rules: its limits, its current size, the sizing stage's proposal and
     its history. Kept whole so the connection budget can run the rules again with a cap."""
 
-    behavior: Behavior
+    behavior: EffectiveBehavior
     min_replicas: int
     max_replicas: int
     current: int

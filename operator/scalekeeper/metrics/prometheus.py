@@ -43,7 +43,7 @@ class Missing:
     reason: str
 
 
-Reading = Sample | Missing
+QueryResult = Sample | Missing
 
 
 class MetricKey(NamedTuple):
@@ -58,7 +58,7 @@ class MetricKey(NamedTuple):
 
 @dataclass(frozen=True)
 class BatchResult(Generic[K]):
-    readings: dict[K, Reading]
+    readings: dict[K, QueryResult]
     requests: int
     seconds: float
 
@@ -70,7 +70,7 @@ def _parse_value(raw: str) -> float:
 
 def readings_from_result(
     queries: Mapping[K, str], result: list[dict[str, Any]], evaluated_at: float
-) -> dict[K, Reading]:
+) -> dict[K, QueryResult]:
     keys = {str(key): key for key in queries}
     values: dict[K, float] = {}
     stamps: dict[K, float] = {}
@@ -84,7 +84,7 @@ def readings_from_result(
             stamps[key] = raw
         else:
             values[key] = raw
-    readings: dict[K, Reading] = {}
+    readings: dict[K, QueryResult] = {}
     for key, query in queries.items():
         if key not in values:
             readings[key] = Missing(query, "the query returned no series")
@@ -148,13 +148,13 @@ class PrometheusReader:
             reason = _whole_batch_failure(self.url, exc)
             if reason is not None:
                 # Asking part by part would fail the same way, slower.
-                readings: dict[K, Reading] = {k: Missing(q, reason) for k, q in queries.items()}
+                readings: dict[K, QueryResult] = {k: Missing(q, reason) for k, q in queries.items()}
                 return BatchResult(readings, 1, time.perf_counter() - started)
             return self._read_one_by_one(queries, at, started)
         return BatchResult(readings_from_result(queries, result, at), 1, time.perf_counter() - started)
 
     def _read_one_by_one(self, queries: Mapping[K, str], at: float, started: float) -> BatchResult[K]:
-        readings: dict[K, Reading] = {}
+        readings: dict[K, QueryResult] = {}
         for key, query in queries.items():
             try:
                 result = self._query(batch({key: query}), at)

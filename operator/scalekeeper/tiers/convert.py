@@ -3,20 +3,20 @@
 from __future__ import annotations
 
 from .. import model
-from ..engine.types import Behavior, ScalingPolicy, ScalingRules
+from ..engine.types import EffectiveBehavior, RateLimit, ScalingRules
 
 
 def _rules(rules: model.HPAScalingRules) -> ScalingRules:
     return ScalingRules(
         stabilization_window_seconds=rules.stabilization_window_seconds,
         select_policy=rules.select_policy,
-        policies=tuple(ScalingPolicy(p.type, p.value, p.period_seconds) for p in rules.policies),
+        policies=tuple(RateLimit(p.type, p.value, p.period_seconds) for p in rules.policies),
     )
 
 
-def behavior_of(behavior: model.Behavior) -> Behavior:
+def behavior_of(behavior: model.Behavior) -> EffectiveBehavior:
     """The engine's behavior of one target (every HPA default already resolved by the model)."""
-    return Behavior(
+    return EffectiveBehavior(
         scale_up=_rules(behavior.scale_up),
         scale_down=_rules(behavior.scale_down),
         tolerance=behavior.tolerance,
