@@ -1,13 +1,11 @@
-"""What the cluster benches share (bench/reaction.py, bench/soak.py, bench/scale.py): where the cluster's
-state and tools are, kubectl, the ScalingPolicy CRD, an operator run as a local process and the lease it
-takes, figures from /proc, and the line that describes the machine.
-
-bench/ is not a package: a script imports this as a sibling module, after putting its own folder first on
-sys.path (`python bench/x.py` has it there already; a test that loads the script by path does not).
+"""What the cluster benches share (bench.reaction, bench.soak, bench.scale...): where the cluster's
+state and tools are, kubectl, the ScalingPolicy CRD, the demo app's renderer, an operator run as a local
+process and the lease it takes, figures from /proc, and the line that describes the machine.
 """
 
 from __future__ import annotations
 
+import importlib.util
 import json
 import math
 import os
@@ -20,6 +18,7 @@ import urllib.parse
 import urllib.request
 from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
+from types import ModuleType
 
 from kubernetes import client
 
@@ -30,6 +29,7 @@ STATE = CACHE / "state"
 KUBECTL = str(CACHE / "bin" / "current" / "kubectl")
 LOGS = ROOT / "logs"
 POLICY_CRD = ROOT / "crds" / "scalingpolicies.scalekeeper.dev.yaml"
+DEMO_DIR = ROOT / "manifests" / "examples" / "demo"
 # The lease of the operator installed in the cluster (and of the tests' session operator): a bench's own
 # operator never takes it, and a bench never deletes it.
 SHARED_LEASE = "scalekeeper-leader"
@@ -73,6 +73,16 @@ def kubectl(kubeconfig: str, *args: str, stdin: str | None = None) -> str:
 
 def apply_policy_crd(kubeconfig: str) -> None:
     kubectl(kubeconfig, "apply", "--server-side", "-f", str(POLICY_CRD))
+
+
+def demo_render() -> ModuleType:
+    """The demo app's renderer, manifests/examples/demo/render.py, loaded by path as its README says (its
+    folder is not a package)."""
+    spec = importlib.util.spec_from_file_location("demo_render", DEMO_DIR / "render.py")
+    assert spec is not None and spec.loader is not None
+    render = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(render)
+    return render
 
 
 def prometheus_scalar(url: str, query: str, timeout: float = 10.0) -> float | None:

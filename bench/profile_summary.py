@@ -1,6 +1,6 @@
 """Where the operator's time goes, from a `py-spy record --format raw` file (collapsed stacks).
 
-    python bench/profile_summary.py out/bench-scale-profile-300.txt
+    python -m bench.profile_summary out/bench-scale-profile-300.txt
 
 Recorded with `--gil`: each sample is the thread holding the GIL, so the shares below are shares of the
 operator's Python CPU (threads blocked on a socket or a lock are not sampled; py-spy's own idle detection

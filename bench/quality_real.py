@@ -1,12 +1,12 @@
 """Scaling quality on a 10-minute slice of the real trace, run for real three ways at once (issue 8, part 3).
 
     make bench-quality-real
-    PYTHONPATH=operator .venv/bin/python bench/quality_real.py [--day 0] [--window-start 08:00] ...
+    PYTHONPATH=operator .venv/bin/python -m bench.quality_real [--day 0] [--window-start 08:00] ...
 
-The slice: --window-minutes (10) of bench/quality.py's time-compressed fpp3/bank_calls trace (--compress 60:
+The slice: --window-minutes (10) of bench.quality's time-compressed fpp3/bank_calls trace (--compress 60:
 5 min of calls -> 5 s), from --window-start on business day --day; by default 08:00-18:00 of 2003-03-03, the
 morning rise (about 2,400 calls an hour at 08:00 to 4,500 at 10:00) and the evening fall (1,600 at 18:00).
-Its counts are scaled as bench/quality.py does (the busiest 5-min interval asks for --peak-load of the
+Its counts are scaled as bench.quality does (the busiest 5-min interval asks for --peak-load of the
 worker's capacity at maxReplicas), and `scalekeeper.simulate.make_workload` draws the arrivals (Poisson
 within each interval) and service times (--service-distribution, mean --service-seconds; the tasks sleep,
 they burn no CPU) with --seed: one list of tasks.
@@ -29,7 +29,7 @@ minReplicas 1 everywhere (a plain HPA cannot go below 1 without the HPAScaleToZe
 The simulator replays the same tasks with the same worker, start delay and horizon under its rules
 scalekeeper, keda-style and hpa-default (and the oracle, for reference).
 
-Figures per rule, real and simulated side by side, as bench/quality.py counts them: minutes over the
+Figures per rule, real and simulated side by side, as bench.quality counts them: minutes over the
 target wait (by arrival minute, nearest-rank p95), task wait p95 (a task not started by the horizon counts
 its wait until then), replica-hours (worker pods from creation to deletion, watched, clipped to [start,
 horizon]), scale events (changes of the Deployment's spec.replicas), and the difference real - simulated.
@@ -66,15 +66,14 @@ import yaml
 from kubernetes import client, config, watch
 from kubernetes.client.rest import ApiException
 
-sys.path.insert(0, str(Path(__file__).resolve().parent))
-from common import KUBECTL, STATE, env_file, kubectl, wait_for
-from quality import (  # a sibling script (bench/ is not a package)
+from bench.common import DEMO_DIR, KUBECTL, ROOT, STATE, demo_render, env_file, kubectl, wait_for
+from bench.quality import (
     DEMO_POLICY,
     MINUTE,
-    ROOT,
     TRACE_INTERVAL_SECONDS,
     CallCount,
     RuleMetrics,
+    arrival_rate_steps,
     business_days,
     compress,
     load_bank_calls,
@@ -82,7 +81,7 @@ from quality import (  # a sibling script (bench/ is not a package)
     rule_metrics,
     tasks_per_call,
 )
-
+from bench.reaction import prometheus_value
 from scalekeeper import model
 from scalekeeper.simulate import (
     ServiceTime,
@@ -97,7 +96,6 @@ from scalekeeper.simulate import (
     simulate,
 )
 
-DEMO_DIR = ROOT / "manifests" / "examples" / "demo"
 REDIS_IN_CLUSTER = "redis.scalekeeper-system.svc.cluster.local:6379"
 WORKER = "worker-video"
 EXPORTER = "queue-exporter"
@@ -400,9 +398,6 @@ class LegWatch:
 
 def render_demo(image: str, redis_image: str, ns: str) -> list[dict[str, Any]]:
     """The demo objects one leg needs: its ConfigMap, worker-video (1 replica to start), the exporter."""
-    sys.path.insert(0, str(DEMO_DIR))
-    from render import render  # type: ignore[import-not-found]  # manifests/examples/demo/render.py
-
     keep = {
         ("ConfigMap", "demo-config"),
         ("Deployment", WORKER),
@@ -411,7 +406,7 @@ def render_demo(image: str, redis_image: str, ns: str) -> list[dict[str, Any]]:
     }
     docs = [
         d
-        for d in render({"DEMO_IMAGE": image, "REDIS_IMAGE": redis_image}, key_prefix=f"{ns}:")
+        for d in demo_render().render({"DEMO_IMAGE": image, "REDIS_IMAGE": redis_image}, key_prefix=f"{ns}:")
         if (d["kind"], d["metadata"]["name"]) in keep
     ]
     for d in docs:
@@ -532,8 +527,6 @@ def worker_logged_ready(kubeconfig: str, namespace: str) -> bool:
 
 
 def prometheus_has(prom: str, query: str) -> bool:
-    from reaction import prometheus_value
-
     try:
         return prometheus_value(prom, query) is not None
     except OSError:
@@ -666,7 +659,6 @@ def plot(
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
-    from quality import arrival_rate_steps
 
     fig, axes = plt.subplots(3, 1, figsize=(12, 10), sharex=True)
     ax_load, ax_rep, ax_wait = axes
@@ -776,7 +768,7 @@ def reproduce_command(args: argparse.Namespace) -> str:
             continue
         shown = value.relative_to(ROOT) if isinstance(value, Path) and value.is_relative_to(ROOT) else value
         options += [f"--{name.replace('_', '-')}", str(shown)]
-    return "PYTHONPATH=operator .venv/bin/python bench/quality_real.py " + shlex.join(options)
+    return "PYTHONPATH=operator .venv/bin/python -m bench.quality_real " + shlex.join(options)
 
 
 @dataclass

@@ -1,14 +1,14 @@
 """Reaction time on the kind cluster: from a new metric value being queryable in Prometheus to the scale
 write being visible through a watch on the target.
 
-    .venv/bin/python bench/reaction.py [--steps 20] [--interval 1] [--png out/reaction.png]
+    .venv/bin/python -m bench.reaction [--steps 20] [--interval 1] [--png out/reaction.png]
 
 A gauge exporter pod serves a value the script sets (kubectl exec); a ScalingPolicy sizes a Deployment as
 ceil(value / 10) with no stabilization and no rate limit, so every step is one write. Each step alternates
 between two levels. For each: t0 = first instant Prometheus answers the new value (polled every 50 ms),
 t1 = the watch event showing the Deployment's new spec.replicas. Prints p50/p95/max of t1 - t0 and of
 t1 - (value written), and the machine. Needs `make cluster-up`; runs the operator as a local process.
-bench/reaction_peer.py reuses the pieces below to measure KEDA beside it.
+bench.reaction_peer reuses the pieces below to measure KEDA beside it.
 """
 
 from __future__ import annotations
@@ -26,15 +26,14 @@ from typing import Any
 
 from kubernetes import client, config, watch
 
-sys.path.insert(0, str(Path(__file__).resolve().parent))
-# A sibling (bench/ is not a package). bench/reaction_peer.py imports ROOT, STATE, env_file, kubectl and
-# pct from this module: the redundant aliases keep them exported (mypy --strict, ruff).
-from common import (
+from bench.common import (
     LOGS,
+    ROOT,
     apply_policy_crd,
     cluster_env,
     delete_lease,
     describe_machine,
+    kubectl,
     operator_env,
     percentile,
     prometheus_scalar,
@@ -42,10 +41,6 @@ from common import (
     start_operator_process,
     stop_process,
 )
-from common import ROOT as ROOT
-from common import STATE as STATE
-from common import env_file as env_file
-from common import kubectl as kubectl
 
 pct = percentile
 

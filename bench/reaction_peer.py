@@ -1,6 +1,6 @@
 """Reaction time beside a peer: scalekeeper and KEDA sizing two Deployments from one signal, same steps.
 
-    PYTHONPATH=operator .venv/bin/python bench/reaction_peer.py [--signal prometheus|redis-list] [--steps 20]
+    PYTHONPATH=operator .venv/bin/python -m bench.reaction_peer [--signal prometheus|redis-list] [--steps 20]
 
 Needs `make cluster-up`, `make image` and KEDA installed (`hack/keda.sh build install`); `--signal redis-list`
 also the demo image (`hack/demo-image.sh`). In one namespace <--namespace-prefix><random>: a signal and two
@@ -8,7 +8,7 @@ Deployments. `target` is sized by a ScalingPolicy (intervalSeconds 1, no stabili
 operator runs as a local process), `target-keda` by a KEDA ScaledObject; both size as ceil(value / 10),
 min 1, max 10. The signal (--signal):
 
-  prometheus   bench/reaction.py's gauge exporter (value set with kubectl exec). The policy's readReplicas
+  prometheus   bench.reaction's gauge exporter (value set with kubectl exec). The policy's readReplicas
                metric and KEDA's prometheus trigger (threshold 10, AverageValue) run the same query.
   redis-list   the length of a real Celery queue list in the cluster's Redis (the demo's broker), under a
                key prefix unique to the run. The demo's producer publishes 100 demo.work tasks to queue
@@ -27,7 +27,7 @@ Two KEDA settings, one after the other; scalekeeper is measured on every step of
      step), then on one scale-down step 100 -> 30, reported on its own.
   2. KEDA at its fastest: pollingInterval 1 and horizontalPodAutoscalerConfig.behavior with
      stabilizationWindowSeconds 0 and a 100 %/1 s policy both ways, plus a 100 pods/1 s policy (selectPolicy
-     Max): 100 % alone caps 3 -> 7 at 6 per HPA sync. --steps steps alternating 30/70 as bench/reaction.py.
+     Max): 100 % alone caps 3 -> 7 at 6 per HPA sync. --steps steps alternating 30/70 as bench.reaction.
 
 For each step: written = the instant the write returned (kubectl exec, or the Redis command), queryable =
 the first instant Prometheus answers the new value (polled every 50 ms), seen = the watch event showing the
@@ -44,7 +44,6 @@ run stays under 20 minutes (--budget).
 from __future__ import annotations
 
 import argparse
-import importlib.util
 import json
 import math
 import os
@@ -63,15 +62,10 @@ from typing import Any, Protocol
 from kubernetes import client, config, watch
 from kubernetes.client.rest import ApiException
 
-sys.path.insert(0, str(Path(__file__).resolve().parent))
-from common import wait_for
-from reaction import (  # a sibling script (bench/ is not a package)
-    ROOT,
+from bench.common import ROOT, STATE, demo_render, env_file, kubectl, wait_for
+from bench.reaction import (
     SLEEPER,
-    STATE,
     create_deployment,
-    env_file,
-    kubectl,
     pct,
     prometheus_value,
     scaling_policy,
@@ -97,7 +91,6 @@ FASTEST = {
 LADDER = [40, 50, 60, 70, 80, 90, 100]
 PER_REPLICA = 10
 MAX_REPLICAS = 10
-DEMO_DIR = ROOT / "manifests" / "examples" / "demo"
 QUEUE = "video"  # one of the demo's queues (its producer refuses others)
 EXPORTER = "queue-exporter"  # the demo's exporter (manifests/examples/demo/k8s/40-exporter.yaml)
 POOL = 100  # messages published once; the highest step (LADDER's 100) uses them all
@@ -187,7 +180,7 @@ def scaled_object(trigger: dict[str, Any], fastest: bool) -> dict[str, Any]:
 
 def worker_policy(ns: str, queue: str) -> dict[str, Any]:
     """A ScalingPolicy sizing `target` as a worker of `queue`, reading the demo exporter of `ns` only
-    (other namespaces run the demo with the same queue names), behavior as bench/reaction.py's policy."""
+    (other namespaces run the demo with the same queue names), behavior as bench.reaction's policy."""
     selector = f'namespace="{ns}",queue="<queue>"'
     fast = scaling_policy("unused", 1)["spec"]["readReplicas"]["behavior"]
     return {
@@ -228,7 +221,7 @@ class Signal(Protocol):
 
 @dataclass
 class GaugeSignal:
-    """bench/reaction.py's gauge exporter: a file in its pod, set with kubectl exec."""
+    """bench.reaction's gauge exporter: a file in its pod, set with kubectl exec."""
 
     kubeconfig: str
     ns: str
@@ -500,10 +493,7 @@ def setup_redis_list(kubeconfig: str, prom: str, redis_url: str, ns: str, env: d
     """The demo's queue exporter in `ns` with key prefix "<ns>:", and POOL real tasks in its `video` list."""
     import redis
 
-    spec = importlib.util.spec_from_file_location("demo_render", DEMO_DIR / "render.py")
-    assert spec is not None and spec.loader is not None
-    render = importlib.util.module_from_spec(spec)  # the demo's renderer, loaded by path as its README says
-    spec.loader.exec_module(render)
+    render = demo_render()
 
     prefix = f"{ns}:"
     images = {"DEMO_IMAGE": env["DEMO_IMAGE"], "REDIS_IMAGE": env["REDIS_IMAGE"]}

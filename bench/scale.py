@@ -1,6 +1,6 @@
 """Cost at scale: one operator process sizing N ScalingPolicies on the kind cluster, nothing changing.
 
-    PYTHONPATH=operator .venv/bin/python bench/scale.py [--sizes 100,300] [--namespaces 5] [--interval 15]
+    PYTHONPATH=operator .venv/bin/python -m bench.scale [--sizes 100,300] [--namespaces 5] [--interval 15]
 
 For each size: N policies spread over `--namespaces` namespaces `bench-scale-<run>-<k>`, each with a web
 tier (its own Deployment, sized through the operator's HPA), three worker queues (existing Deployments,
@@ -9,7 +9,7 @@ every metric says 0, so nothing scales and no pod but the exporter's runs: what 
 looking. The metrics are real series (`bench_load{run,policy,metric}` = 0, one per policy and metric)
 served by one exporter pod and scraped by the cluster's Prometheus; each policy's queries select its own.
 
-Then ONE operator process (local, unchanged, its API requests counted by bench/counted_operator.py) is
+Then ONE operator process (local, unchanged, its API requests counted by bench.counted_operator) is
 started and measured: time until every policy was evaluated once (its "decision" log line for web); then
 over a steady window of `--window-cycles` intervals: CPU seconds per policy cycle (/proc utime+stime, all
 threads), RSS, API reads per cycle, writes per minute, Prometheus requests per cycle, and missed cycles (a
@@ -52,9 +52,8 @@ from typing import Any
 from kubernetes import client, config
 from kubernetes.client.rest import ApiException
 
-sys.path.insert(0, str(Path(__file__).resolve().parent))
-import profile_summary  # siblings (bench/ is not a package)
-from common import (
+from bench import profile_summary
+from bench.common import (
     LOGS,
     ROOT,
     cluster_env,
@@ -171,7 +170,7 @@ def parse_args(argv: list[str] | None = None) -> Settings:
         image=f"{cluster.get('SCALEKEEPER_REGISTRY', 'localhost:5001')}/scalekeeper:dev",
         operator_env=dict(kv.split("=", 1) for kv in args.operator_env),
         command=shlex.join(
-            ["PYTHONPATH=operator", sys.executable, "bench/scale.py", *(argv or sys.argv[1:])]
+            ["PYTHONPATH=operator", sys.executable, "-m", "bench.scale", *(argv or sys.argv[1:])]
         ),
         report_from=args.report_from,
     )
@@ -499,8 +498,9 @@ class OperatorProcess:
             identity="bench-scale",
             metrics_port=self.metrics_port,
             extra={
+                # the operator's package, and the project root for `-m bench.counted_operator`
                 "PYTHONPATH": os.pathsep.join(
-                    filter(None, [str(ROOT / "operator"), os.environ.get("PYTHONPATH")])
+                    filter(None, [str(ROOT / "operator"), str(ROOT), os.environ.get("PYTHONPATH")])
                 ),
                 # every cycle's decision line: the gaps and evaluations are read from them
                 "SCALEKEEPER_LOG_DECISIONS": "all",
@@ -513,7 +513,7 @@ class OperatorProcess:
         self.process = start_operator_process(
             env,
             self.log_path,
-            command=(sys.executable, str(ROOT / "bench" / "counted_operator.py"), str(self.counts_path)),
+            command=(sys.executable, "-m", "bench.counted_operator", str(self.counts_path)),
             new_session=True,
         )
         self.log = DecisionLog(self.log_path)

@@ -1,4 +1,4 @@
-"""bench/common.py, what the cluster benches share, without a cluster: env files, percentiles, the local
+"""bench.common, what the cluster benches share, without a cluster: env files, percentiles, the local
 operator's environment and process, /proc figures, and the guard on the in-cluster operator's lease."""
 
 from __future__ import annotations
@@ -9,21 +9,10 @@ import subprocess
 import sys
 import time
 from pathlib import Path
-from types import ModuleType
 
 import pytest
 
-BENCH = Path(__file__).resolve().parents[2] / "bench"
-
-
-def load(name: str) -> ModuleType:
-    """A bench script as its siblings see it: bench/ first on sys.path (it is not a package)."""
-    if str(BENCH) not in sys.path:
-        sys.path.insert(0, str(BENCH))
-    return __import__(name)
-
-
-C = load("common")
+from bench import common as C
 
 
 def test_env_file_splits_at_the_first_equals_sign(tmp_path: Path) -> None:
@@ -109,23 +98,3 @@ def test_an_operator_process_logs_to_its_file_and_stops(tmp_path: Path) -> None:
 def test_status_mib_is_nan_for_a_missing_field() -> None:
     assert C.status_mib({"VmRSS": "2048 kB"}, "VmRSS") == 2.0
     assert math.isnan(C.status_mib({}, "VmHWM"))
-
-
-def test_reaction_still_exports_what_reaction_peer_imports() -> None:
-    reaction = load("reaction")
-    for name in (
-        "ROOT",
-        "SLEEPER",
-        "STATE",
-        "create_deployment",
-        "env_file",
-        "kubectl",
-        "pct",
-        "scaling_policy",
-        "set_value",
-        "start_exporter",
-        "start_operator",
-        "stop_operator",
-        "wait_queryable",
-    ):
-        assert hasattr(reaction, name), name

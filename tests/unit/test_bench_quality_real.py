@@ -1,4 +1,4 @@
-"""bench/quality_real.py's pure parts: the figures from recorded task times, pod lifetimes and replica
+"""bench.quality_real's pure parts: the figures from recorded task times, pod lifetimes and replica
 samples, counted as the simulator counts them; the slice of the trace; the side-by-side table."""
 
 from __future__ import annotations
@@ -7,9 +7,7 @@ from datetime import datetime
 
 import pytest
 
-from tests.unit.scripts import BENCH, load_script
-
-R = load_script("bench_quality_real", BENCH / "quality_real.py")
+from bench import quality_real as R
 
 
 def timing(index: int, enqueued: float, started: float, finished: float, host: str = "p") -> object:

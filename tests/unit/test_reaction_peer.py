@@ -1,4 +1,4 @@
-"""bench/reaction_peer.py's pure parts: the KEDA triggers and the policy it compares with, the Redis list
+"""bench.reaction_peer's pure parts: the KEDA triggers and the policy it compares with, the Redis list
 signal's moves (on a fake list), and the table of reactions from each origin."""
 
 from __future__ import annotations
@@ -7,10 +7,8 @@ from typing import Any
 
 import pytest
 
+from bench import reaction_peer as rp
 from scalekeeper import model
-from tests.unit.scripts import BENCH, load_script
-
-rp = load_script("bench_reaction_peer", BENCH / "reaction_peer.py", siblings=True)
 
 
 class FakeList:
