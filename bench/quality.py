@@ -55,9 +55,6 @@ import argparse
 import bisect
 import itertools
 import math
-import os
-import platform
-import shlex
 import sys
 import time
 from collections.abc import Sequence
@@ -67,6 +64,7 @@ from importlib import metadata
 from pathlib import Path
 from typing import Any
 
+from bench.common import ROOT, machine, reproduce_command
 from scalekeeper import model
 from scalekeeper.simulate import (
     RuleResult,
@@ -81,7 +79,6 @@ from scalekeeper.simulate import (
     simulate,
 )
 
-ROOT = Path(__file__).resolve().parents[1]
 DEMO_POLICY = ROOT / "manifests" / "examples" / "scalingpolicy-demo.yaml"
 TRACE_INTERVAL_SECONDS = 300.0  # bank_calls counts calls per 5 minutes
 MINUTE = 60.0
@@ -362,21 +359,6 @@ def plot(sim: Simulation, target_wait: float, title: str, path: Path, until: flo
 # -------------------------------------------------------------------------- the run
 
 
-def machine() -> str:
-    cpu = "unknown CPU"
-    try:
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name"):
-                cpu = line.split(":", 1)[1].strip()
-                break
-    except OSError:
-        pass
-    return (
-        f"{len(os.sched_getaffinity(0))} CPUs (nproc), {cpu}, Python {platform.python_version()}, "
-        f"{platform.system()} {platform.release()}"
-    )
-
-
 def build_parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     p.add_argument("--days", type=int, default=20, help="business days of the trace (default 20, 4 weeks)")
@@ -436,15 +418,6 @@ def wait_target_variants(
         forecast = model.Forecast(season_seconds=round(season / args.compress), lead_seconds=lead)
         out.append((f"... + forecast (season: a {label})", wait.model_copy(update={"forecast": forecast})))
     return out
-
-
-def reproduce_command(args: argparse.Namespace, module: str = "bench.quality") -> str:
-    """The command with every option spelled out, so a changed default cannot change the run."""
-    options: list[str] = []
-    for name, value in vars(args).items():
-        shown = value.relative_to(ROOT) if isinstance(value, Path) and value.is_relative_to(ROOT) else value
-        options += [f"--{name.replace('_', '-')}", str(shown)]
-    return f"PYTHONPATH=operator .venv/bin/python -m {module} " + shlex.join(options)
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -514,7 +487,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     plot(sim, args.target_wait, title, args.png, until)
     print()
     print(f"plot: {args.png}")
-    print(f"reproduce: {reproduce_command(args)}")
+    print(f"reproduce: {reproduce_command('bench.quality', args)}")
     print(f"wall time: {time.monotonic() - began:.1f} s")
     return 0
 

@@ -27,6 +27,7 @@ from dataclasses import dataclass
 from datetime import date
 
 from bench import quality as Q
+from bench.common import reproduce_command
 from scalekeeper import model
 from scalekeeper.simulate import (
     RuleResult,
@@ -242,7 +243,7 @@ def main(argv: Sequence[str] | None = None) -> int:
             f"| {r.name} | {m.minutes_over_target} | {hours} | {m.scale_events} | {m.reversals} | {cells} |"
         )
     print()
-    print(f"reproduce: {Q.reproduce_command(args, 'bench.quality_gap')}")
+    print(f"reproduce: {reproduce_command('bench.quality_gap', args)}")
     print(f"wall time: {time.monotonic() - began:.1f} s")
     return 0
 

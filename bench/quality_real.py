@@ -46,14 +46,12 @@ import contextlib
 import json
 import math
 import os
-import shlex
-import signal
 import subprocess
 import sys
 import tempfile
 import threading
 import time
-from collections.abc import Iterator, Sequence
+from collections.abc import Sequence
 from dataclasses import asdict, dataclass, field
 from datetime import datetime, timedelta
 from functools import partial
@@ -66,7 +64,28 @@ import yaml
 from kubernetes import client, config, watch
 from kubernetes.client.rest import ApiException
 
-from bench.common import DEMO_DIR, KUBECTL, ROOT, STATE, demo_render, env_file, kubectl, wait_for
+from bench.common import (
+    DEMO_DIR,
+    LOGS,
+    ROOT,
+    apiservice_available,
+    apply_object,
+    cluster_env,
+    delete_prefixed,
+    demo_render,
+    images_env,
+    kubectl,
+    machine,
+    prometheus_value,
+    redis_client,
+    reproduce_command,
+    sigterm_as_interrupt,
+    start_local_operator,
+    start_process,
+    stop_process,
+    wait_for,
+    wait_namespace_gone,
+)
 from bench.quality import (
     DEMO_POLICY,
     MINUTE,
@@ -77,11 +96,9 @@ from bench.quality import (
     business_days,
     compress,
     load_bank_calls,
-    machine,
     rule_metrics,
     tasks_per_call,
 )
-from bench.reaction import prometheus_value
 from scalekeeper import model
 from scalekeeper.simulate import (
     ServiceTime,
@@ -503,25 +520,6 @@ def plain_hpa(worker: model.WorkerSpec) -> dict[str, Any]:
     }
 
 
-def apply(kubeconfig: str, ns: str, obj: dict[str, Any]) -> None:
-    kubectl(kubeconfig, "-n", ns, "apply", "-f", "-", stdin=json.dumps(obj))
-
-
-def apiservice_available(kubeconfig: str, name: str) -> bool:
-    try:
-        out = kubectl(
-            kubeconfig,
-            "get",
-            "apiservice",
-            name,
-            "-o",
-            "jsonpath={.status.conditions[?(@.type=='Available')].status}",
-        )
-    except RuntimeError:
-        return False
-    return out.strip() == "True"
-
-
 def worker_logged_ready(kubeconfig: str, namespace: str) -> bool:
     return " ready." in kubectl(kubeconfig, "-n", namespace, "logs", f"deploy/{WORKER}")
 
@@ -535,46 +533,23 @@ def prometheus_has(prom: str, query: str) -> bool:
 
 def start_operator(kubeconfig: str, prom: str, ns: str) -> subprocess.Popen[bytes]:
     """The operator as a local process watching only `ns`, its lease in `ns` (not in scalekeeper-system)."""
-    if subprocess.run(
-        [KUBECTL, "--kubeconfig", kubeconfig, "get", "crd", "scalingpolicies.scalekeeper.dev"],
-        capture_output=True,
-        check=False,
-    ).returncode:
-        kubectl(
-            kubeconfig,
-            "apply",
-            "--server-side",
-            "-f",
-            str(ROOT / "crds" / "scalingpolicies.scalekeeper.dev.yaml"),
-        )
-    log = ROOT / "logs"
-    log.mkdir(exist_ok=True)
-    return subprocess.Popen(
-        [sys.executable, "-m", "scalekeeper.cli", "run"],
-        env={
-            **os.environ,
-            "KUBECONFIG": kubeconfig,
-            "SCALEKEEPER_PROMETHEUS_URL": prom,
-            "SCALEKEEPER_NAMESPACES": ns,
-            "SCALEKEEPER_LEASE_NAME": "bench-quality-real",
-            "SCALEKEEPER_LEASE_NAMESPACE": ns,
-            "SCALEKEEPER_METRICS_PORT": "0",
-            "SCALEKEEPER_HEALTH_PORT": "0",
-            "SCALEKEEPER_LOG_LEVEL": "INFO",
-            "SCALEKEEPER_LOG_FORMAT": "plain",
-            "POD_NAME": "bench-quality-real",
-        },
-        stdout=(log / "bench-quality-real-operator.log").open("wb"),
-        stderr=subprocess.STDOUT,
+    return start_local_operator(
+        kubeconfig,
+        prom,
+        ns,
+        lease="bench-quality-real",
+        lease_namespace=ns,
+        identity="bench-quality-real",
+        log_name="bench-quality-real-operator.log",
+        extra={"SCALEKEEPER_LOG_LEVEL": "INFO", "SCALEKEEPER_LOG_FORMAT": "plain"},
+        crd_if_missing=True,
     )
 
 
 def start_producer(
     redis_url: str, ns: str, queue: str, schedule: Path, start_at: float, run_id: str
 ) -> subprocess.Popen[bytes]:
-    log = ROOT / "logs"
-    log.mkdir(exist_ok=True)
-    return subprocess.Popen(
+    return start_process(
         [
             sys.executable,
             "-m",
@@ -591,28 +566,9 @@ def start_producer(
             "--broker-url",
             redis_url,
         ],
-        env={
-            **os.environ,
-            "PYTHONPATH": str(DEMO_DIR / "app"),
-            "KEY_PREFIX": f"{ns}:",
-            "PYTHONUNBUFFERED": "1",
-        },
-        stdout=(log / f"bench-quality-real-producer-{ns}.log").open("wb"),
-        stderr=subprocess.STDOUT,
+        {**os.environ, "PYTHONPATH": str(DEMO_DIR / "app"), "KEY_PREFIX": f"{ns}:", "PYTHONUNBUFFERED": "1"},
+        LOGS / f"bench-quality-real-producer-{ns}.log",
     )
-
-
-def redis_client(redis_url: str) -> Any:
-    import redis  # the demo's dependency, in the dev environment
-
-    return redis.Redis.from_url(redis_url, socket_timeout=10)
-
-
-def delete_prefixed(r: Any, prefix: str) -> int:
-    keys = list(r.scan_iter(match=f"{prefix}*", count=1000))
-    for i in range(0, len(keys), 500):
-        r.delete(*keys[i : i + 500])
-    return len(keys)
 
 
 def read_timings(r: Any, ns: str, queue: str, run_id: str, origin: float) -> list[TaskTiming]:
@@ -761,16 +717,6 @@ def build_parser() -> argparse.ArgumentParser:
     return p
 
 
-def reproduce_command(args: argparse.Namespace) -> str:
-    options: list[str] = []
-    for name, value in vars(args).items():
-        if value is None:
-            continue
-        shown = value.relative_to(ROOT) if isinstance(value, Path) and value.is_relative_to(ROOT) else value
-        options += [f"--{name.replace('_', '-')}", str(shown)]
-    return "PYTHONPATH=operator .venv/bin/python -m bench.quality_real " + shlex.join(options)
-
-
 @dataclass
 class Cluster:
     kubeconfig: str
@@ -788,29 +734,8 @@ def delete_namespace(c: Cluster, ns: str, timeout: float = 180) -> None:
             kubectl(c.kubeconfig, "-n", ns, "delete", kind, "--all", "--ignore-not-found", "--timeout=60s")
     with contextlib.suppress(ApiException):
         c.core.delete_namespace(ns)
-    end = time.time() + timeout
-    while time.time() < end:
-        try:
-            c.core.read_namespace(ns)
-        except ApiException as err:
-            if err.status == 404:
-                return
-        time.sleep(1)
-    print(f"namespace {ns} still terminating after {timeout:.0f} s", file=sys.stderr)
-
-
-@contextlib.contextmanager
-def terminate_as_interrupt() -> Iterator[None]:
-    """SIGTERM ends the run like Ctrl-C does, through the cleanup."""
-
-    def raise_interrupt(signum: int, frame: Any) -> None:
-        raise KeyboardInterrupt
-
-    previous = signal.signal(signal.SIGTERM, raise_interrupt)
-    try:
-        yield
-    finally:
-        signal.signal(signal.SIGTERM, previous)
+    if not wait_namespace_gone(c.core, ns, timeout):
+        print(f"namespace {ns} still terminating after {timeout:.0f} s", file=sys.stderr)
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -849,8 +774,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         r.name: rule_metrics(r, workload, worker.concurrency, args.target_wait) for r in sim.results
     }
 
-    env = env_file(STATE / "cluster.env")
-    images = env_file(STATE / "images.env")
+    env = cluster_env()
+    images = images_env()
     kubeconfig, prom = env["KUBECONFIG"], env["PROMETHEUS_URL"]
     demo_image = args.demo_image or f"{env['SCALEKEEPER_REGISTRY']}/scalekeeper-demo:dev"
     api = config.new_client_from_config(config_file=kubeconfig)
@@ -881,7 +806,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     producers: list[subprocess.Popen[bytes]] = []
     watches: dict[str, LegWatch] = {}
     run_id = f"r{int(began)}"
-    with terminate_as_interrupt(), tempfile.TemporaryDirectory(prefix="quality-real-") as tmp:
+    with sigterm_as_interrupt(), tempfile.TemporaryDirectory(prefix="quality-real-") as tmp:
         try:
             schedule = Path(tmp) / "tasks.csv"
             schedule.write_text(
@@ -897,7 +822,7 @@ def main(argv: Sequence[str] | None = None) -> int:
                 c.core.create_namespace({"metadata": {"name": leg.namespace}})
                 c.made.append(leg.namespace)
                 for obj in render_demo(demo_image, images["REDIS_IMAGE"], leg.namespace):
-                    apply(kubeconfig, leg.namespace, obj)
+                    apply_object(kubeconfig, leg.namespace, obj)
                 watches[leg.key] = LegWatch(c.core, c.apps, leg.namespace)
             for leg in legs:
                 for d in (EXPORTER, WORKER):
@@ -918,13 +843,13 @@ def main(argv: Sequence[str] | None = None) -> int:
             for leg in legs:
                 if leg.key == "sk":
                     operator = start_operator(kubeconfig, prom, leg.namespace)
-                    apply(
+                    apply_object(
                         kubeconfig, leg.namespace, scaling_policy(spec, raw_policy, args.queue, leg.namespace)
                     )
                 elif leg.key == "keda":
-                    apply(kubeconfig, leg.namespace, scaled_object(worker, leg.namespace))
+                    apply_object(kubeconfig, leg.namespace, scaled_object(worker, leg.namespace))
                 else:
-                    apply(kubeconfig, leg.namespace, plain_hpa(worker))
+                    apply_object(kubeconfig, leg.namespace, plain_hpa(worker))
             time.sleep(20)  # the autoscalers' first look at an empty queue, before the load starts
             origin = time.time() + 5.0
             for leg in legs:
@@ -951,7 +876,7 @@ def main(argv: Sequence[str] | None = None) -> int:
             for w in watches.values():
                 w.stop.set()
             # Tasks started before the horizon may still run: give them a bounded while to record.
-            with contextlib.suppress(RuntimeError):
+            with contextlib.suppress(TimeoutError):
                 wait_for(
                     "the tasks started by the horizon to finish",
                     lambda: all(
@@ -1026,7 +951,7 @@ def main(argv: Sequence[str] | None = None) -> int:
                         "machine": machine(),
                         "load_average_1min": loads,
                         "other_namespaces": others,
-                        "command": reproduce_command(args),
+                        "command": reproduce_command("bench.quality_real", args),
                         "slice": {
                             "day": str(day),
                             "window_start": args.window_start,
@@ -1045,7 +970,7 @@ def main(argv: Sequence[str] | None = None) -> int:
                 )
             )
             print(f"plot: {args.png}\njson: {args.json}")
-            print(f"reproduce: {reproduce_command(args)}")
+            print(f"reproduce: {reproduce_command('bench.quality_real', args)}")
             print(f"wall time: {time.time() - began:.0f} s (cleanup follows)", flush=True)
             return 0
         finally:
@@ -1060,9 +985,7 @@ def main(argv: Sequence[str] | None = None) -> int:
                 with contextlib.suppress(RuntimeError):
                     kubectl(kubeconfig, "-n", "slice-sk", "delete", "scalingpolicy", "--all", "--timeout=30s")
             if operator is not None:
-                operator.terminate()
-                with contextlib.suppress(subprocess.TimeoutExpired):
-                    operator.wait(20)
+                stop_process(operator, timeout=20)
             for ns in c.made:
                 delete_namespace(c, ns)
                 delete_prefixed(r, f"{ns}:")

@@ -14,7 +14,6 @@ bench.reaction_peer reuses the pieces below to measure KEDA beside it.
 from __future__ import annotations
 
 import argparse
-import json
 import statistics
 import subprocess
 import sys
@@ -27,18 +26,16 @@ from typing import Any
 from kubernetes import client, config, watch
 
 from bench.common import (
-    LOGS,
     ROOT,
-    apply_policy_crd,
+    apply_object,
     cluster_env,
     delete_lease,
     describe_machine,
     kubectl,
-    operator_env,
     percentile,
-    prometheus_scalar,
+    prometheus_value,
     run_kubectl,
-    start_operator_process,
+    start_local_operator,
     stop_process,
 )
 
@@ -64,11 +61,6 @@ FAST = {
     "selectPolicy": "Max",
     "policies": [{"type": "Pods", "value": 100, "periodSeconds": 1}],
 }
-
-
-def prometheus_value(url: str, query: str) -> float | None:
-    # Polled every 50 ms while a step waits: a slow answer is dropped rather than waited for.
-    return prometheus_scalar(url, query, timeout=2)
 
 
 def lease_name(ns: str) -> str:
@@ -141,17 +133,16 @@ def scaling_policy(query: str, interval: int, target: str = "target") -> dict[st
 
 def start_operator(kubeconfig: str, prom: str, ns: str, log_name: str) -> subprocess.Popen[bytes]:
     """The operator as a local process, watching only `ns`, under a lease of its own."""
-    apply_policy_crd(kubeconfig)
-    env = operator_env(
-        kubeconfig=kubeconfig,
-        prometheus=prom,
-        namespaces=ns,
+    return start_local_operator(
+        kubeconfig,
+        prom,
+        ns,
         lease=lease_name(ns),
         lease_namespace=LEASE_NAMESPACE,
         identity="bench",
+        log_name=log_name,
         extra={"SCALEKEEPER_LOG_LEVEL": "WARNING"},
     )
-    return start_operator_process(env, LOGS.resolve() / log_name)
 
 
 def stop_operator(kubeconfig: str, ns: str, operator: subprocess.Popen[bytes] | None) -> None:
@@ -185,7 +176,7 @@ def main() -> int:
         create_deployment(apps, ns, "target", image, SLEEPER)
         operator = start_operator(kubeconfig, prom, ns, "bench-reaction-operator.log")
         policy = scaling_policy(query, args.interval)
-        kubectl(kubeconfig, "-n", ns, "apply", "-f", "-", stdin=json.dumps(policy))
+        apply_object(kubeconfig, ns, policy)
 
         seen: dict[int, float] = {}
         stop = threading.Event()

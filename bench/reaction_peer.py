@@ -47,7 +47,6 @@ import argparse
 import json
 import math
 import os
-import platform
 import random
 import re
 import sys
@@ -60,14 +59,26 @@ from pathlib import Path
 from typing import Any, Protocol
 
 from kubernetes import client, config, watch
-from kubernetes.client.rest import ApiException
 
-from bench.common import ROOT, STATE, demo_render, env_file, kubectl, wait_for
+from bench.common import (
+    ROOT,
+    apiservice_condition,
+    apply_object,
+    cluster_env,
+    delete_prefixed,
+    demo_render,
+    host_line,
+    images_env,
+    kubectl,
+    prometheus_value,
+    redis_client,
+    wait_for,
+    wait_namespace_gone,
+)
 from bench.reaction import (
     SLEEPER,
     create_deployment,
     pct,
-    prometheus_value,
     scaling_policy,
     set_value,
     start_exporter,
@@ -433,14 +444,7 @@ class Bench:
 def keda_ready(kubeconfig: str) -> str:
     """KEDA's operator image, once its APIService answers; an error naming the fix otherwise."""
     try:
-        status = kubectl(
-            kubeconfig,
-            "get",
-            "apiservice",
-            APISERVICE,
-            "-o",
-            "jsonpath={.status.conditions[?(@.type=='Available')].status}",
-        )
+        status = apiservice_condition(kubeconfig, APISERVICE)
         image = kubectl(
             kubeconfig,
             "-n",
@@ -465,10 +469,6 @@ def hpa_behavior(kubeconfig: str, ns: str) -> dict[str, Any]:
     return dict(json.loads(out)["spec"].get("behavior") or {})
 
 
-def apply(kubeconfig: str, ns: str, obj: dict[str, Any]) -> None:
-    kubectl(kubeconfig, "-n", ns, "apply", "-f", "-", stdin=json.dumps(obj))
-
-
 @dataclass
 class Setup:
     """One signal, ready: what the steps write, and what each side reads it with."""
@@ -491,8 +491,6 @@ def setup_gauge(apps: client.AppsV1Api, kubeconfig: str, prom: str, ns: str, ima
 
 def setup_redis_list(kubeconfig: str, prom: str, redis_url: str, ns: str, env: dict[str, str]) -> Setup:
     """The demo's queue exporter in `ns` with key prefix "<ns>:", and POOL real tasks in its `video` list."""
-    import redis
-
     render = demo_render()
 
     prefix = f"{ns}:"
@@ -512,7 +510,7 @@ def setup_redis_list(kubeconfig: str, prom: str, redis_url: str, ns: str, env: d
         "spec": deployment["spec"]["template"]["spec"],
     }
     rendered = [objects[("ConfigMap", "demo-config")], objects[("Service", EXPORTER)], pod]
-    apply(kubeconfig, ns, {"apiVersion": "v1", "kind": "List", "items": rendered})
+    apply_object(kubeconfig, ns, {"apiVersion": "v1", "kind": "List", "items": rendered})
     kubectl(kubeconfig, "-n", ns, "wait", "--for=condition=Ready", f"pod/{EXPORTER}", "--timeout=300s")
     # Real Celery messages, published by the demo's own producer (kombu's LPUSH) in the exporter's pod.
     kubectl(
@@ -531,7 +529,7 @@ def setup_redis_list(kubeconfig: str, prom: str, redis_url: str, ns: str, env: d
         str(POOL),
     )
     key = prefix + QUEUE
-    broker = redis.Redis.from_url(redis_url, socket_timeout=10)
+    broker = redis_client(redis_url)
     length = int(broker.llen(key))
     if length != POOL:
         raise RuntimeError(f"{key}: {length} messages after publishing {POOL}")
@@ -544,17 +542,6 @@ def setup_redis_list(kubeconfig: str, prom: str, redis_url: str, ns: str, env: d
         f"Redis list {key} (Celery queue {QUEUE}, {POOL} real demo.work messages); scalekeeper: queue "
         f"exporter + Prometheus, {query}; KEDA: redis trigger, LLEN {key}",
     )
-
-
-def drop_keys(redis_url: str, prefix: str) -> int:
-    """Delete every Redis key of the run (its prefix is the namespace's own)."""
-    import redis
-
-    broker = redis.Redis.from_url(redis_url, socket_timeout=10)
-    keys = list(broker.scan_iter(match=f"{prefix}*", count=1000))
-    if keys:
-        broker.delete(*keys)
-    return len(keys)
 
 
 SETTINGS = {
@@ -724,8 +711,8 @@ def main() -> int:
     png = args.png or str(ROOT / "out" / f"{stem}.png")
     json_path = args.json or str(ROOT / "out" / f"{stem}.json")
 
-    env = env_file(STATE / "cluster.env")
-    images = env_file(STATE / "images.env")
+    env = cluster_env()
+    images = images_env()
     kubeconfig, prom = env["KUBECONFIG"], env["PROMETHEUS_URL"]
     image = f"{env['SCALEKEEPER_REGISTRY']}/scalekeeper:dev"
     demo = {
@@ -736,7 +723,7 @@ def main() -> int:
     }
     keda_image = keda_ready(kubeconfig)
     sync = hpa_sync_period(kubeconfig)
-    machine = f"{platform.node()} {os.cpu_count()} cores, {platform.platform()}"
+    machine = host_line()
     timeouts = {"defaults-up": 120.0, "defaults-down": 420.0, "fastest": 60.0}
     api = config.new_client_from_config(config_file=kubeconfig)
     core, apps = client.CoreV1Api(api), client.AppsV1Api(api)
@@ -754,9 +741,9 @@ def main() -> int:
         create_deployment(apps, ns, KEDA, image, SLEEPER)
         watcher = Replicas(apps, ns)
         operator = start_operator(kubeconfig, prom, ns, f"bench-reaction-peer-{args.signal}-operator.log")
-        apply(kubeconfig, ns, setup.policy)
+        apply_object(kubeconfig, ns, setup.policy)
         settings = args.settings.split(",")
-        apply(kubeconfig, ns, scaled_object(setup.trigger, fastest=settings[0] == "fastest"))
+        apply_object(kubeconfig, ns, scaled_object(setup.trigger, fastest=settings[0] == "fastest"))
         bench = Bench(
             kubeconfig, setup.signal, watcher, random.Random(args.seed), sync[0], started + args.budget
         )
@@ -766,7 +753,7 @@ def main() -> int:
             bench.run("defaults-up", LADDER, timeouts["defaults-up"])
             bench.run("defaults-down", [30], timeouts["defaults-down"])
         if "fastest" in settings:
-            apply(kubeconfig, ns, scaled_object(setup.trigger, fastest=True))
+            apply_object(kubeconfig, ns, scaled_object(setup.trigger, fastest=True))
             wait_for(
                 "KEDA's HPA taking the fastest behavior",
                 lambda: (
@@ -798,16 +785,11 @@ def main() -> int:
             print(f"deleting the ScaledObject: {err}", file=sys.stderr)
         stop_operator(kubeconfig, ns, operator)
         if args.signal == "redis-list":
-            print(f"deleted {drop_keys(env['REDIS_URL'], f'{ns}:')} Redis keys of prefix {ns}:")
+            deleted = delete_prefixed(redis_client(env["REDIS_URL"]), f"{ns}:")
+            print(f"deleted {deleted} Redis keys of prefix {ns}:")
         core.delete_namespace(ns)
-        end = time.time() + 120
-        while wait_gone and time.time() < end:
-            try:
-                core.read_namespace(ns)
-            except ApiException as err:
-                if err.status == 404:
-                    break
-            time.sleep(1)
+        if wait_gone:
+            wait_namespace_gone(core, ns, 120)
 
 
 if __name__ == "__main__":

@@ -33,7 +33,6 @@ import json
 import os
 import re
 import shlex
-import signal
 import subprocess
 import sys
 import threading
@@ -66,12 +65,16 @@ from bench.common import (
     proc_status,
     prometheus_scalar,
     run_kubectl,
+    sigterm_as_interrupt,
     start_operator_process,
     status_mib,
     stop_process,
+    wait_for,
 )
 
 OUT = ROOT / "out"
+# What a wait's check may raise and still be asked again: the API server or Prometheus busy or unreachable.
+API_ERRORS = (ApiException, OSError)
 
 GROUP, VERSION, PLURAL = "scalekeeper.dev", "v1alpha1", "scalingpolicies"
 NAMESPACE_PREFIX = "bench-scale-"
@@ -337,7 +340,7 @@ def create_namespaces(core: client.CoreV1Api, fleet: Fleet) -> None:
 
 def start_exporter(apps: client.AppsV1Api, fleet: Fleet, image: str) -> None:
     apps.create_namespaced_deployment(fleet.namespaces[0], exporter_body(fleet.run, fleet.size, image))
-    wait_until(
+    wait_for(
         "the exporter to run",
         lambda: (
             (
@@ -349,15 +352,19 @@ def start_exporter(apps: client.AppsV1Api, fleet: Fleet, image: str) -> None:
             >= 1
         ),
         timeout=180,
+        every=1.0,
+        retry_on=API_ERRORS,
     )
 
 
 def wait_for_series(prometheus: str, fleet: Fleet) -> None:
     expected = fleet.size * len(METRICS)
-    wait_until(
+    wait_for(
         f"Prometheus to hold all {expected} bench_load series",
         lambda: prometheus_scalar(prometheus, f'count(bench_load{{run="{fleet.run}"}})') == expected,
         timeout=180,
+        every=1.0,
+        retry_on=API_ERRORS,
     )
 
 
@@ -379,17 +386,6 @@ def create_policies(settings: Settings, objects: client.CustomObjectsApi, fleet:
             functools.partial(objects.create_namespaced_custom_object, GROUP, VERSION, ns, PLURAL, body)
         )
     create_all(settings, calls)
-
-
-def wait_until(what: str, check: Callable[[], bool], timeout: float, every: float = 1.0) -> None:
-    deadline = time.monotonic() + timeout
-    while True:
-        with contextlib.suppress(ApiException, OSError):
-            if check():
-                return
-        if time.monotonic() > deadline:
-            raise TimeoutError(f"timed out after {timeout:.0f} s waiting for {what}")
-        time.sleep(every)
 
 
 # --------------------------------------------------------------------------- the operator process
@@ -699,10 +695,12 @@ def wait_settled(op: OperatorProcess, evaluations: int, timeout: float) -> float
     Returns the seconds waited (the timeout when some policies are too slow to get there)."""
     started = time.monotonic()
     with contextlib.suppress(TimeoutError):
-        wait_until(
+        wait_for(
             f"every policy evaluated {evaluations} times",
             lambda: min(len(t) for t in op.log.snapshot().values()) >= evaluations,
             timeout,
+            every=1.0,
+            retry_on=API_ERRORS,
         )
     return time.monotonic() - started
 
@@ -871,7 +869,7 @@ def delete_policies(objects: client.CustomObjectsApi, fleet: Fleet, op: Operator
 
     timeout = 60 + fleet.size / 5 if op is not None and op.alive() else 0
     with contextlib.suppress(TimeoutError):
-        wait_until("the operator to release the policies", lambda: not remaining(), timeout, every=2)
+        wait_for("the operator to release the policies", lambda: not remaining(), timeout, 2, API_ERRORS)
     for ns, name in remaining():
         with contextlib.suppress(ApiException):
             objects.patch_namespaced_custom_object(
@@ -892,7 +890,7 @@ def delete_namespaces(core: client.CoreV1Api, fleet: Fleet, wait_seconds: float)
 
     # Waiting keeps one size's garbage collection out of the next size's measurement.
     with contextlib.suppress(TimeoutError):
-        wait_until("the namespaces to be deleted", gone, wait_seconds, every=3)
+        wait_for("the namespaces to be deleted", gone, wait_seconds, 3, API_ERRORS)
 
 
 # --------------------------------------------------------------------------- one size
@@ -1228,11 +1226,6 @@ def check_crd(api: client.ApiClient) -> None:
         ) from exc
 
 
-def interrupt(signum: int, frame: Any) -> None:
-    """SIGTERM unwinds like Ctrl-C, through every cleanup."""
-    raise KeyboardInterrupt
-
-
 def saved_result(raw: dict[str, Any]) -> SizeResult:
     """A SizeResult from JSON written by an older version of this script: what it lacks is unknown (nan)."""
     defaults: dict[str, Any] = {
@@ -1269,12 +1262,12 @@ def main(argv: list[str] | None = None) -> int:
     api, apis = make_apis(settings.kubeconfig, settings.concurrency + 2)
     check_crd(api)
     machine = describe_machine(api)
-    signal.signal(signal.SIGTERM, interrupt)
     results: list[SizeResult] = []
     try:
-        for size in settings.sizes:
-            results.append(measure_size(settings, apis, size, profile=size == settings.sizes[-1]))
-            say(f"{size} policies: {results[-1].cpu_per_policy_cycle_ms:.2f} ms CPU per policy cycle")
+        with sigterm_as_interrupt():
+            for size in settings.sizes:
+                results.append(measure_size(settings, apis, size, profile=size == settings.sizes[-1]))
+                say(f"{size} policies: {results[-1].cpu_per_policy_cycle_ms:.2f} ms CPU per policy cycle")
     finally:
         delete_lease(settings.kubeconfig, LEASE_NAMESPACE, LEASE_NAME)
     OUT.mkdir(exist_ok=True)
