@@ -21,7 +21,7 @@ from typing import Any
 from kubernetes import client, config
 from kubernetes.client.rest import ApiException
 
-import bench.quality_real
+from bench import quality_real as package
 from bench.common import (
     ROOT,
     apiservice_available,
@@ -64,7 +64,7 @@ from scalekeeper import model
 
 def build_parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(
-        prog="python -m bench.quality_real", description=(bench.quality_real.__doc__ or "").split("\n")[0]
+        prog="python -m bench.quality_real", description=(package.__doc__ or "").split("\n")[0]
     )
     p.add_argument("--day", type=int, default=0, help="business day of the trace (default 0: 2003-03-03)")
     p.add_argument("--window-start", default="08:00", help="clock time the slice starts (default 08:00)")

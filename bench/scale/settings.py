@@ -10,7 +10,7 @@ from dataclasses import dataclass
 
 from kubernetes.client.rest import ApiException
 
-import bench.scale
+from bench import scale as package
 from bench.common import ROOT, cluster_env
 
 OUT = ROOT / "out"
@@ -48,7 +48,7 @@ class Settings:
 
 def parse_args(argv: list[str] | None = None) -> Settings:
     parser = argparse.ArgumentParser(
-        prog="python -m bench.scale", description=(bench.scale.__doc__ or "").split("\n")[0]
+        prog="python -m bench.scale", description=(package.__doc__ or "").split("\n")[0]
     )
     parser.add_argument(
         "--sizes", default="100,300", help="policy counts, comma-separated (issue: 100,1000,3000)"
