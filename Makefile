@@ -19,12 +19,12 @@ $(VENV)/.installed: pyproject.toml
 venv: $(VENV)/.installed ## Python environment with the package and its test tools
 
 lint: venv ## ruff (lint + format check), hadolint on the Dockerfiles
-	$(VENV)/bin/ruff check operator tests bench
-	$(VENV)/bin/ruff format --check operator tests bench
+	$(VENV)/bin/ruff check operator tests bench hack
+	$(VENV)/bin/ruff format --check operator tests bench hack
 	hack/lint-dockerfile.sh
 
-typecheck: venv ## mypy --strict on the package and the benchmarks
-	$(VENV)/bin/mypy operator/scalekeeper bench
+typecheck: venv ## mypy --strict on the package, the benchmarks and the demo's watcher
+	$(VENV)/bin/mypy operator/scalekeeper bench hack/demo_watch
 
 crd: venv ## regenerate the CRD from the pydantic model
 	$(PY) -m scalekeeper.crdgen --write $(CRD)
