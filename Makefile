@@ -19,12 +19,12 @@ $(VENV)/.installed: pyproject.toml
 venv: $(VENV)/.installed ## Python environment with the package and its test tools
 
 lint: venv ## ruff (lint + format check), hadolint on the Dockerfiles
-	$(VENV)/bin/ruff check operator tests bench
-	$(VENV)/bin/ruff format --check operator tests bench
+	$(VENV)/bin/ruff check operator tests bench hack
+	$(VENV)/bin/ruff format --check operator tests bench hack
 	hack/lint-dockerfile.sh
 
-typecheck: venv ## mypy --strict on the package and the benchmarks
-	$(VENV)/bin/mypy operator/scalekeeper bench/*.py
+typecheck: venv ## mypy --strict on the package, the benchmarks and the demo's watcher
+	$(VENV)/bin/mypy operator/scalekeeper bench hack/demo_watch
 
 crd: venv ## regenerate the CRD from the pydantic model
 	$(PY) -m scalekeeper.crdgen --write $(CRD)
@@ -51,7 +51,7 @@ demo: ## kind cluster + chart + demo app + its ScalingPolicy, load, and the tier
 	hack/demo.sh
 
 bench-reaction: venv cluster-up image ## reaction time: metric queryable -> scale write visible (20 steps)
-	$(PY) bench/reaction.py --steps 20 --interval 1
+	$(PY) -m bench.reaction --steps 20 --interval 1
 
 # The signals bench-keda steps: a Prometheus gauge, a Celery queue's Redis list. Each is a run of its own (own
 # namespace, own operator process and lease, ~17 min); they run side by side, so the whole target stays under
@@ -62,7 +62,7 @@ bench-keda: venv cluster-up image ## reaction time beside KEDA (built from its G
 	hack/demo-image.sh >/dev/null
 	hack/keda.sh build install
 	mkdir -p out; pids=""; for signal in $(KEDA_SIGNALS); do \
-	  PYTHONPATH=$(CURDIR)/operator $(PY) bench/reaction_peer.py --signal $$signal --steps 20 \
+	  PYTHONPATH=$(CURDIR)/operator $(PY) -m bench.reaction_peer --signal $$signal --steps 20 \
 	    > out/reaction-peer-$$signal.log 2>&1 & pids="$$pids $$!"; \
 	done; rc=0; for pid in $$pids; do wait $$pid || rc=$$?; done; \
 	for signal in $(KEDA_SIGNALS); do echo "===== $$signal (out/reaction-peer-$$signal.log)"; \
@@ -73,10 +73,10 @@ prometheus-adapter: venv cluster-up ## custom-metrics API for a plain HPA on que
 	hack/prometheus-adapter.sh build install check
 
 bench-soak: venv cluster-up image ## soak: 500 policies, changing load, 30 min; RSS slope, CPU, decision gaps, errors
-	$(PY) bench/soak.py --policies 500 --minutes 30
+	$(PY) -m bench.soak --policies 500 --minutes 30
 
 bench-quality: venv ## scaling quality on a real trace (fpp3 bank_calls), in the simulator, no cluster: 4 rules, aims, out/bench-quality.png
-	$(PY) bench/quality.py
+	$(PY) -m bench.quality
 
 # bench-quality-real installs KEDA and the prometheus-adapter for its run and uninstalls them after; it needs the
 # cluster up (make cluster-up) and builds the demo image (SCALEKEEPER_DEMO_IMAGE picks its tag).
@@ -84,7 +84,7 @@ PROMETHEUS_ADAPTER_SH ?= hack/prometheus-adapter.sh
 bench-quality-real: venv ## a 10-min trace slice for real, 3 namespaces at once: scalekeeper, KEDA, plain HPA vs the simulator
 	DEMO_IMAGE=$$(hack/demo-image.sh | tail -n 1) || exit 1; \
 	hack/keda.sh build install && $(PROMETHEUS_ADAPTER_SH) build install && \
-	  PYTHONPATH=$(CURDIR)/operator $(PY) bench/quality_real.py --demo-image "$$DEMO_IMAGE"; rc=$$?; \
+	  PYTHONPATH=$(CURDIR)/operator $(PY) -m bench.quality_real --demo-image "$$DEMO_IMAGE"; rc=$$?; \
 	$(PROMETHEUS_ADAPTER_SH) uninstall; hack/keda.sh uninstall; exit $$rc
 
 # Policy counts for bench-scale (issue sizes: SIZES=100,1000,3000). Needs the cluster up and `make image`.
@@ -92,7 +92,7 @@ SIZES ?= 100,300
 BENCH_SCALE_ARGS ?=
 bench-scale: venv ## cost at scale: one operator, SIZES policies (100,300): CPU, RSS, API reads/writes, profile
 	@test -x $(VENV)/bin/py-spy || echo "no py-spy: no profile (pip install -e '.[bench]')"
-	PYTHONPATH=$(CURDIR)/operator $(PY) bench/scale.py --sizes $(SIZES) $(BENCH_SCALE_ARGS)
+	PYTHONPATH=$(CURDIR)/operator $(PY) -m bench.scale --sizes $(SIZES) $(BENCH_SCALE_ARGS)
 
 image: ## build the operator image and push it to the local registry
 	hack/project-image.sh

@@ -1,6 +1,6 @@
-"""Runs `scalekeeper run` unchanged, counting every request it sends to the API server (for bench/scale.py).
+"""Runs `scalekeeper run` unchanged, counting every request it sends to the API server (for bench.scale).
 
-    python bench/counted_operator.py COUNTS.json
+    python -m bench.counted_operator COUNTS.json
 
 The operator's own metrics count scale writes and Prometheus requests, but not its reads, its status patches
 or kopf's requests. Both HTTP clients are wrapped here (the kubernetes client the cycles use, aiohttp that

@@ -1,6 +1,6 @@
 """Where the operator's time goes, from a `py-spy record --format raw` file (collapsed stacks).
 
-    python bench/profile_summary.py out/bench-scale-profile-300.txt
+    python -m bench.profile_summary out/bench-scale-profile-300.txt
 
 Recorded with `--gil`: each sample is the thread holding the GIL, so the shares below are shares of the
 operator's Python CPU (threads blocked on a socket or a lock are not sampled; py-spy's own idle detection
@@ -40,8 +40,7 @@ STAGES: tuple[Stage, ...] = (
         "  /scale GET per target (ReplicaClient.read)", "ReplicaClient.read", "scalekeeper/kube/targets.py"
     ),
     Stage("  Prometheus query (PrometheusReader.read)", "PrometheusReader.read", "metrics/prometheus.py"),
-    # The stored status is validated twice a cycle: once to check it, once to use it.
-    Stage("  status validation (pydantic)", "_status_ok", "scalekeeper/reconcile.py"),
+    Stage("  status validation (pydantic)", "read_status", "scalekeeper/memory.py"),
     Stage(
         "  status validation (pydantic)",
         "BaseModel.model_validate",
@@ -49,9 +48,11 @@ STAGES: tuple[Stage, ...] = (
         ("Reconciler.run", ""),
     ),
     Stage("  spec parsing (model.parse_spec)", "parse_spec", "scalekeeper/model.py"),
-    Stage("  engine.decide", "decide", "scalekeeper/engine/decide.py"),
-    Stage("  report: conditions, Events, logs (Reconciler._report)", "Reconciler._report", "reconcile.py"),
-    Stage("  status diff/write (_write_status_if_changed)", "Reconciler._write_status_if_changed", ""),
+    Stage("  decision (decide_tiers)", "decide_tiers", "scalekeeper/decision.py"),
+    Stage("  report: conditions, Events, logs (Reporter.report)", "Reporter.report", "scalekeeper/report.py"),
+    Stage(
+        "  status diff/write (StatusPublisher.publish)", "StatusPublisher.publish", "scalekeeper/publish.py"
+    ),
     Stage("daemon loop: body deepcopy", "deepcopy", "copy.py", ("size_policy", "scalekeeper/handlers.py")),
     Stage("kubernetes client: response -> model objects", "ApiClient.response_deserialize", "api_client.py"),
     Stage("kubernetes client: model -> dict (sanitize)", "ApiClient.sanitize_for_serialization", ""),
@@ -89,7 +90,7 @@ def parse_frame(text: str) -> Frame:
 
 def package_of(path: str) -> str:
     """The top-level package of a file as py-spy shows it (relative to its sys.path entry); the operator's
-    own code by subpackage (scalekeeper.kube, scalekeeper.reconcile...)."""
+    own code by subpackage (scalekeeper.kube, scalekeeper.tiers...)."""
     for marker in ("site-packages/", "/lib/python3.11/", "/lib/python3.12/", "/lib/python3.13/"):
         path = path.split(marker, 1)[-1]
     parts = [p.removesuffix(".py") for p in path.split("/") if p]

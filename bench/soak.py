@@ -1,6 +1,6 @@
 """Soak: many ScalingPolicies under a load that keeps changing, for a long time, on the kind cluster.
 
-    .venv/bin/python bench/soak.py [--policies 500] [--minutes 30] [--interval 15]
+    .venv/bin/python -m bench.soak [--policies 500] [--minutes 30] [--interval 15]
 
 Each policy sizes its own scalable object between 1 and 6 replicas from its own series. The objects are
 instances of a small CRD with a `/scale` subresource (`ScaleTarget`, like a database operator's cluster
@@ -35,8 +35,7 @@ from typing import Any
 
 from kubernetes import client, config
 
-sys.path.insert(0, str(Path(__file__).resolve().parent))
-from common import (  # a sibling (bench/ is not a package)
+from bench.common import (
     LOGS,
     apply_policy_crd,
     cluster_env,
@@ -368,7 +367,7 @@ def main() -> int:
         print(f"|   {message} | {count} |")
     print()
     print(
-        f"reproduce: .venv/bin/python bench/soak.py --policies {args.policies} --minutes {args.minutes:g} "
+        f"reproduce: .venv/bin/python -m bench.soak --policies {args.policies} --minutes {args.minutes:g} "
         f"--interval {args.interval}"
     )
     print(f"operator log: {log_path}; wall time {time.time() - started:.0f} s")

@@ -4,7 +4,7 @@
 # queue, the tiers scaling live in the terminal, and a plot of it all in out/demo.png. Leaves everything running.
 #   hack/demo.sh                    the whole demo (about 6 minutes on a warm machine)
 #   DEMO_SKIP_SETUP=1 hack/demo.sh  only the policy, the load and the live view (cluster, chart, app in place)
-#   .venv/bin/python hack/demo_watch.py plot   re-draws out/demo.png from the last run's record
+#   PYTHONPATH=hack .venv/bin/python -m demo_watch plot   re-draws out/demo.png from the last run's record
 set -euo pipefail
 HACK_DIR=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
 ROOT_DIR=$(cd "$HACK_DIR/.." && pwd)
@@ -43,6 +43,8 @@ RELEASE=scalekeeper-demo
 RELEASE_NS=scalekeeper-demo
 POLICY=demo
 PY=$ROOT_DIR/.venv/bin/python
+# The demo's watcher, the package hack/demo_watch.
+demo_watch() { PYTHONPATH="$HACK_DIR${PYTHONPATH:+:$PYTHONPATH}" "$PY" -m demo_watch "$@"; }
 T0=$(date +%s)
 if [ -t 1 ] && [ -z "${NO_COLOR:-}" ]; then B=$'\033[1m'; N=$'\033[0m'; else B=; N=; fi
 step() { printf '\n%s==> %s%s  (+%ss)\n' "$B" "$*" "$N" "$(( $(date +%s) - T0 ))"; }
@@ -81,7 +83,7 @@ setup() {
   step "demo app in namespace $NS (manifests/examples/demo, key prefix \"$NS:\") and a load generator pod"
   # shellcheck source=/dev/null
   . "$STATE_DIR/images.env"
-  "$PY" "$HACK_DIR/demo_watch.py" app --demo-image "$demo_ref" --redis-image "$REDIS_IMAGE" --key-prefix "$NS:" \
+  demo_watch app --demo-image "$demo_ref" --redis-image "$REDIS_IMAGE" --key-prefix "$NS:" \
     >"$LOG_DIR/demo-app.yaml"
   kubectl -n "$NS" apply -f "$LOG_DIR/demo-app.yaml" >"$LOG_DIR/demo-apply.log" \
     || { cat "$LOG_DIR/demo-apply.log" >&2; die "applying the demo app ($LOG_DIR/demo-app.yaml) failed"; }
@@ -210,13 +212,13 @@ step "ScalingPolicy $NS/$POLICY from manifests/examples/scalingpolicy-demo.yaml,
 wait_for_leader
 warn_other_operators
 reset_demo
-"$PY" "$HACK_DIR/demo_watch.py" policy --namespace "$NS" >"$LOG_DIR/demo-policy.yaml"
+demo_watch policy --namespace "$NS" >"$LOG_DIR/demo-policy.yaml"
 kubectl -n "$NS" apply -f "$LOG_DIR/demo-policy.yaml" >/dev/null
 log "applied (the full policy as applied: $LOG_DIR/demo-policy.yaml)"
 
 step "load and the tiers, live"
 rc=0
-"$PY" "$HACK_DIR/demo_watch.py" run --namespace "$NS" --policy "$POLICY" --out "$ROOT_DIR/out" \
+demo_watch run --namespace "$NS" --policy "$POLICY" --out "$ROOT_DIR/out" \
   --log "$LOG_DIR/demo-load.log" || rc=$?
 
 cat <<EOF

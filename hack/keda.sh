@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# KEDA, the peer bench/reaction_peer.py compares against, built from its Go module (github.com/kedacore/keda/v2
+# KEDA, the peer bench.reaction_peer compares against, built from its Go module (github.com/kedacore/keda/v2
 # at KEDA_VERSION) and installed from the manifests that module ships. Nothing of KEDA is copied into this repo.
 #   hack/keda.sh build       operator + metrics adapter binaries (cached by version), images FROM scratch, pushed
 #   hack/keda.sh install     KEDA's config/minimal kustomization (CRDs, RBAC, operator, metrics-apiserver,

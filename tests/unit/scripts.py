@@ -1,4 +1,4 @@
-"""Loading a script that is not in a package (bench/*.py, the demo's plot script) as a module, by path."""
+"""Loading a script that is not in a package (the demo app's render.py and trace.py) as a module, by path."""
 
 from __future__ import annotations
 
@@ -8,14 +8,11 @@ from pathlib import Path
 from types import ModuleType
 
 ROOT = Path(__file__).resolve().parents[2]
-BENCH = ROOT / "bench"
 
 
-def load_script(name: str, path: Path, siblings: bool = False) -> ModuleType:
-    """`siblings`: put the script's folder on sys.path first, for a bench that imports its siblings (never
-    for a folder whose file names shadow the standard library, like the demo's trace.py)."""
-    if siblings and str(path.parent) not in sys.path:
-        sys.path.insert(0, str(path.parent))
+def load_script(name: str, path: Path) -> ModuleType:
+    """The file at `path` as module `name` (its folder is not put on sys.path: the demo's trace.py would
+    shadow the standard library's)."""
     spec = importlib.util.spec_from_file_location(name, path)
     assert spec is not None and spec.loader is not None
     module = importlib.util.module_from_spec(spec)

@@ -1,29 +1,20 @@
-"""bench/common.py, what the cluster benches share, without a cluster: env files, percentiles, the local
+"""bench.common, what the cluster benches share, without a cluster: env files, percentiles, the local
 operator's environment and process, /proc figures, and the guard on the in-cluster operator's lease."""
 
 from __future__ import annotations
 
+import argparse
 import math
 import os
+import signal
 import subprocess
 import sys
 import time
 from pathlib import Path
-from types import ModuleType
 
 import pytest
 
-BENCH = Path(__file__).resolve().parents[2] / "bench"
-
-
-def load(name: str) -> ModuleType:
-    """A bench script as its siblings see it: bench/ first on sys.path (it is not a package)."""
-    if str(BENCH) not in sys.path:
-        sys.path.insert(0, str(BENCH))
-    return __import__(name)
-
-
-C = load("common")
+from bench import common as C
 
 
 def test_env_file_splits_at_the_first_equals_sign(tmp_path: Path) -> None:
@@ -111,21 +102,55 @@ def test_status_mib_is_nan_for_a_missing_field() -> None:
     assert math.isnan(C.status_mib({}, "VmHWM"))
 
 
-def test_reaction_still_exports_what_reaction_peer_imports() -> None:
-    reaction = load("reaction")
-    for name in (
-        "ROOT",
-        "SLEEPER",
-        "STATE",
-        "create_deployment",
-        "env_file",
-        "kubectl",
-        "pct",
-        "scaling_policy",
-        "set_value",
-        "start_exporter",
-        "start_operator",
-        "stop_operator",
-        "wait_queryable",
-    ):
-        assert hasattr(reaction, name), name
+def test_wait_for_asks_again_after_a_listed_error_and_names_what_timed_out() -> None:
+    answers: list[object] = [OSError("busy"), False, True]
+
+    def check() -> object:
+        answer = answers.pop(0)
+        if isinstance(answer, Exception):
+            raise answer
+        return answer
+
+    C.wait_for("ready", check, timeout=5, every=0.01, retry_on=(OSError,))
+    assert answers == []
+    with pytest.raises(TimeoutError, match="never: not within 0 s"):
+        C.wait_for("never", lambda: False, timeout=0)
+    with pytest.raises(ValueError):  # not listed: raised at once
+        C.wait_for("bad", lambda: int("x"), timeout=5, retry_on=(OSError,))
+
+
+def test_delete_prefixed_deletes_only_the_runs_keys_in_batches() -> None:
+    class FakeRedis:
+        def __init__(self) -> None:
+            self.keys = {f"run:{i}" for i in range(1200)} | {"other:1"}
+            self.batches: list[int] = []
+
+        def scan_iter(self, match: str, count: int) -> list[str]:
+            return sorted(k for k in self.keys if k.startswith(match.rstrip("*")))
+
+        def delete(self, *names: str) -> None:
+            self.batches.append(len(names))
+            self.keys -= set(names)
+
+    r = FakeRedis()
+    assert C.delete_prefixed(r, "run:") == 1200
+    assert r.keys == {"other:1"} and r.batches == [500, 500, 200]
+
+
+def test_reproduce_command_spells_out_every_option_set_and_paths_from_the_root() -> None:
+    args = argparse.Namespace(days=20, png=C.ROOT / "out" / "x.png", demo_image=None, label="a b")
+    assert C.reproduce_command("bench.quality", args) == (
+        "PYTHONPATH=operator .venv/bin/python -m bench.quality --days 20 --png out/x.png --label 'a b'"
+    )
+
+
+def test_sigterm_ends_the_run_like_ctrl_c_and_the_handler_is_restored() -> None:
+    before = signal.getsignal(signal.SIGTERM)
+    with pytest.raises(KeyboardInterrupt), C.sigterm_as_interrupt():
+        os.kill(os.getpid(), signal.SIGTERM)
+        time.sleep(5)  # the handler raises before this ends
+    assert signal.getsignal(signal.SIGTERM) == before
+
+
+def test_the_machine_lines_name_the_cores() -> None:
+    assert "CPUs (nproc)" in C.machine() and f"{os.cpu_count()} cores" in C.host_line()

@@ -1,4 +1,4 @@
-"""bench/quality.py's pure parts: the trace slice and its compression, the oracle it compares
+"""bench.quality's pure parts: the trace slice and its compression, the oracle it compares
 against (simulate.oracle_run), the metrics and the aims."""
 
 from __future__ import annotations
@@ -11,6 +11,7 @@ from typing import Any
 import pandas as pd
 import pytest
 
+from bench import quality as Q
 from scalekeeper import model
 from scalekeeper.simulate import (
     RuleResult,
@@ -19,9 +20,6 @@ from scalekeeper.simulate import (
     oracle_run,
     replay_schedule,
 )
-from tests.unit.scripts import BENCH, load_script
-
-Q = load_script("bench_quality", BENCH / "quality.py")
 
 
 def worker(max_replicas: int = 6, concurrency: int = 1, min_replicas: int = 0) -> model.WorkerSpec:

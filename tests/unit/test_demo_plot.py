@@ -1,4 +1,4 @@
-"""The pure parts of `make demo` (hack/demo_watch.py): the shortened policy, the load program, the Events it
+"""The pure parts of `make demo` (hack/demo_watch): the shortened policy, the load program, the Events it
 parses, the live table and the plot. The cluster half is exercised by running `make demo`."""
 
 from __future__ import annotations
@@ -10,6 +10,22 @@ from typing import Any
 import pytest
 import yaml
 
+from demo_watch.app import WORKER_CPU_REQUEST, demo_app
+from demo_watch.load import (
+    _PEAK,
+    VIDEO_START,
+    WEB_RAMP,
+    WEB_SECONDS,
+    WEB_START,
+    load_program,
+    offered_rate,
+    phase_at,
+    web_trace_csv,
+)
+from demo_watch.plot import plot
+from demo_watch.policy import MIN_PERIOD_SECONDS, add_label_matcher, describe_shortening, shorten_policy
+from demo_watch.sampling import at_rest, parse_scaled, tier_of_holding
+from demo_watch.table import table_lines
 from scalekeeper import model, report
 from scalekeeper.engine.types import LimitedBy, TargetDecision, TargetHistory
 from scalekeeper.kube.owners import OwnerRef
@@ -21,7 +37,6 @@ from tests.unit.scripts import load_script
 ROOT = Path(__file__).resolve().parents[2]
 
 
-dw = load_script("demo_watch", ROOT / "hack" / "demo_watch.py")
 demo_trace = load_script(
     "demo_trace", ROOT / "manifests" / "examples" / "demo" / "app" / "scalekeeper_demo" / "trace.py"
 )
@@ -49,12 +64,12 @@ EXAMPLE = yaml.safe_load((ROOT / "manifests" / "examples" / "scalingpolicy-demo.
     ],
 )
 def test_add_label_matcher_narrows_every_selector(query: str, expected: str) -> None:
-    assert dw.add_label_matcher(query, "namespace", "demo") == expected
+    assert add_label_matcher(query, "namespace", "demo") == expected
 
 
 def test_the_demo_policy_is_the_example_with_every_window_divided_and_every_query_scoped() -> None:
     before = yaml.safe_dump(EXAMPLE)
-    s = dw.shorten_policy(EXAMPLE, "demo", 4)
+    s = shorten_policy(EXAMPLE, "demo", 4)
     assert yaml.safe_dump(EXAMPLE) == before  # the example itself is not modified
     spec = model.parse_spec(s.policy["spec"])  # what is applied passes the operator's own validation
 
@@ -95,7 +110,7 @@ def test_the_demo_policy_is_the_example_with_every_window_divided_and_every_quer
         for rules in (b.scale_up, b.scale_down)
         for p in rules.policies
     ]
-    assert min(every_period) >= dw.MIN_PERIOD_SECONDS
+    assert min(every_period) >= MIN_PERIOD_SECONDS
 
     queries = [spec.web.request_rate.query if spec.web.request_rate else "", spec.read_replicas.metric.query]
     for w in workers.values():
@@ -108,7 +123,7 @@ def test_the_demo_policy_is_the_example_with_every_window_divided_and_every_quer
 
 
 def test_the_terminal_says_what_was_shortened_next_to_the_examples_numbers() -> None:
-    lines = dw.describe_shortening(dw.shorten_policy(EXAMPLE, "demo", 4))
+    lines = describe_shortening(shorten_policy(EXAMPLE, "demo", 4))
     text = "\n".join(lines)
     assert "web" in lines[0] and "up 50%/15s after 15s (50%/60s after 60s)" in lines[0]
     assert "down 10%/15s after 75s (10%/60s after 300s)" in lines[0]
@@ -121,29 +136,29 @@ def test_the_terminal_says_what_was_shortened_next_to_the_examples_numbers() -> 
 
 def test_the_web_trace_replays_the_rates_the_plot_shows_as_offered(tmp_path: Path) -> None:
     path = tmp_path / "web.csv"
-    path.write_text(dw.web_trace_csv())
+    path.write_text(web_trace_csv())
     offsets = list(demo_trace.schedule(demo_trace.read_trace(path)))
-    assert len(offsets) == sum(rate * 10 for _, rate in dw.WEB_RAMP)
-    assert offsets[-1] < dw.WEB_SECONDS  # the load generator's --duration cuts nothing off
+    assert len(offsets) == sum(rate * 10 for _, rate in WEB_RAMP)
+    assert offsets[-1] < WEB_SECONDS  # the load generator's --duration cuts nothing off
     for second in (5, 35, 65, 150):  # arrivals in one second of trace time = the offered rate then
         n = sum(1 for o in offsets if second <= o < second + 1)
-        assert n == pytest.approx(dw.offered_rate(dw.WEB_START + second), abs=1)
-    assert dw.offered_rate(dw.WEB_START - 1) == 0 and dw.offered_rate(dw.WEB_START + dw.WEB_SECONDS) == 0
+        assert n == pytest.approx(offered_rate(WEB_START + second), abs=1)
+    assert offered_rate(WEB_START - 1) == 0 and offered_rate(WEB_START + WEB_SECONDS) == 0
 
 
 def test_phase_names_what_the_load_program_does() -> None:
-    steps = dw.load_program()
-    assert dw.phase_at(0, steps).startswith("web starts in 15s")
-    assert f"web {dw._PEAK} req/s offered" in dw.phase_at(dw.WEB_START + 100, steps)
-    assert "publishing video tasks" in dw.phase_at(dw.VIDEO_START + 1, steps)
-    assert dw.phase_at(dw.WEB_START + dw.WEB_SECONDS + 1, steps) == "load stopped: draining"
+    steps = load_program()
+    assert phase_at(0, steps).startswith("web starts in 15s")
+    assert f"web {_PEAK} req/s offered" in phase_at(WEB_START + 100, steps)
+    assert "publishing video tasks" in phase_at(VIDEO_START + 1, steps)
+    assert phase_at(WEB_START + WEB_SECONDS + 1, steps) == "load stopped: draining"
 
 
 def test_the_demo_app_is_the_rendered_one_with_only_the_workers_cpu_requests_trimmed() -> None:
     images = {"DEMO_IMAGE": "localhost:5001/scalekeeper-demo@sha256:" + "0" * 64, "REDIS_IMAGE": "redis:7.0"}
     render = load_script("demo_render", ROOT / "manifests" / "examples" / "demo" / "render.py").render
     rendered = render(images, key_prefix="demo:")
-    docs, notes = dw.demo_app(images, "demo:")
+    docs, notes = demo_app(images, "demo:")
     assert [(d["kind"], d["metadata"]["name"]) for d in docs] == [
         (d["kind"], d["metadata"]["name"]) for d in rendered
     ]
@@ -153,7 +168,7 @@ def test_the_demo_app_is_the_rendered_one_with_only_the_workers_cpu_requests_tri
     for d, r in zip(docs, rendered, strict=True):
         if d in workers:
             for c in d["spec"]["template"]["spec"]["containers"]:
-                assert c["resources"]["requests"]["cpu"] == dw.WORKER_CPU_REQUEST
+                assert c["resources"]["requests"]["cpu"] == WORKER_CPU_REQUEST
             continue
         assert d == r  # everything else exactly as render.py makes it (web keeps the request its HPA uses)
     config = next(d for d in docs if d["kind"] == "ConfigMap")
@@ -177,23 +192,23 @@ def _announced(name: str, current: int, desired: int, limited: LimitedBy) -> str
 
 
 def test_scaled_events_are_parsed_from_the_operators_own_wording() -> None:
-    assert dw.parse_scaled(_announced("web", 1, 3, LimitedBy.NONE)) == ("web", 1, 3)
-    assert dw.parse_scaled(_announced("worker/video", 6, 5, LimitedBy.NONE)) == ("worker/video", 6, 5)
-    assert dw.parse_scaled(_announced("readReplicas", 0, 4, LimitedBy.SCALE_UP_POLICY)) == (
+    assert parse_scaled(_announced("web", 1, 3, LimitedBy.NONE)) == ("web", 1, 3)
+    assert parse_scaled(_announced("worker/video", 6, 5, LimitedBy.NONE)) == ("worker/video", 6, 5)
+    assert parse_scaled(_announced("readReplicas", 0, 4, LimitedBy.SCALE_UP_POLICY)) == (
         "readReplicas",
         0,
         4,
     )
     holding = _announced("worker/video", 6, 6, LimitedBy.MAX)
-    assert dw.parse_scaled(holding) is None
-    assert dw.tier_of_holding(holding) == "worker/video"
+    assert parse_scaled(holding) is None
+    assert tier_of_holding(holding) == "worker/video"
 
 
 # --------------------------------------------------------------------------------------- table and rest
 
 
 def _sample(**tiers: dict[str, Any]) -> dict[str, Any]:
-    spec = dw.shorten_policy(EXAMPLE, "demo", 4).policy["spec"]
+    spec = shorten_policy(EXAMPLE, "demo", 4).policy["spec"]
     rest = {
         "web": {"replicas": 1, "ready": 1, "desired": 1, "floor": 1, "hpaDesired": 1, "max": 6},
         "worker/video": {"replicas": 0, "ready": 0, "desired": 0},
@@ -207,15 +222,15 @@ def _sample(**tiers: dict[str, Any]) -> dict[str, Any]:
 
 
 def test_at_rest_needs_every_tier_back_at_its_minimum_and_ready() -> None:
-    assert dw.at_rest(_sample())
-    assert not dw.at_rest(_sample(web={"floor": 2, "desired": 2}))
-    assert not dw.at_rest(_sample(web={"replicas": 2, "ready": 2}))  # the HPA has not followed the floor yet
-    assert not dw.at_rest(_sample(worker_video={"replicas": 1, "ready": 1}))
-    assert not dw.at_rest(_sample(readReplicas={"ready": 0}))
+    assert at_rest(_sample())
+    assert not at_rest(_sample(web={"floor": 2, "desired": 2}))
+    assert not at_rest(_sample(web={"replicas": 2, "ready": 2}))  # the HPA has not followed the floor yet
+    assert not at_rest(_sample(worker_video={"replicas": 1, "ready": 1}))
+    assert not at_rest(_sample(readReplicas={"ready": 0}))
     busy = _sample()
     busy["load"]["video_depth"] = 3.0
-    assert not dw.at_rest(busy)
-    assert not dw.at_rest({"tiers": {}})
+    assert not at_rest(busy)
+    assert not at_rest({"tiers": {}})
 
 
 def test_the_table_has_one_row_per_tier_within_the_width() -> None:
@@ -231,14 +246,14 @@ def test_the_table_has_one_row_per_tier_within_the_width() -> None:
         },
     )
     s["load"] = {"rps": 79.6, "video_depth": 52.0}
-    lines = dw.table_lines(s, 130.0, "web 80 req/s offered", 100, color=False)
+    lines = table_lines(s, 130.0, "web 80 req/s offered", 100, color=False)
     assert len(lines) == 2 + 5
     assert all(len(line) <= 100 for line in lines)
     assert "79.6 req/s" in lines[0] and "video queue 52" in lines[0]
     web = next(line for line in lines if line.startswith("web "))
     assert "3/4" in web and "6/6/6" in web and "scaleUpPolicy" in web and "request rate 80/s" in web
     assert "\x1b[" not in "".join(lines)
-    colored = dw.table_lines(s, 130.0, "", 100, color=True)
+    colored = table_lines(s, 130.0, "", 100, color=True)
     assert "\x1b[33m" in colored[2]  # web is not where it was told to be yet: yellow
 
 
@@ -291,10 +306,10 @@ def test_the_plot_is_written_from_a_record(tmp_path: Path) -> None:
         },
     }
     out = tmp_path / "demo.png"
-    dw.plot(record, out)
+    plot(record, out)
     data = out.read_bytes()
     assert data[:8] == b"\x89PNG\r\n\x1a\n" and len(data) > 20_000
     # Without any load series (Prometheus unreachable) it still draws the replicas.
     record["load"] = {}
-    dw.plot(record, tmp_path / "empty.png")
+    plot(record, tmp_path / "empty.png")
     assert (tmp_path / "empty.png").stat().st_size > 10_000

@@ -1,4 +1,4 @@
-"""bench/reaction_peer.py's pure parts: the KEDA triggers and the policy it compares with, the Redis list
+"""bench.reaction_peer's pure parts: the KEDA triggers and the policy it compares with, the Redis list
 signal's moves (on a fake list), and the table of reactions from each origin."""
 
 from __future__ import annotations
@@ -7,11 +7,10 @@ from typing import Any
 
 import pytest
 
+from bench.reaction_peer import autoscalers, report, signals
+from bench.reaction_peer.steps import Step
 from scalekeeper import model
 from scalekeeper.tiers.workers import worker_queries
-from tests.unit.scripts import BENCH, load_script
-
-rp = load_script("bench_reaction_peer", BENCH / "reaction_peer.py", siblings=True)
 
 
 class FakeList:
@@ -35,11 +34,22 @@ class FakeList:
 
 
 def test_replicas_for_is_ceil_of_value_over_ten_within_one_and_ten() -> None:
-    assert [rp.replicas_for(v) for v in (0, 1, 10, 11, 30, 70, 100, 250)] == [1, 1, 1, 2, 3, 7, 10, 10]
+    assert [autoscalers.replicas_for(v) for v in (0, 1, 10, 11, 30, 70, 100, 250)] == [
+        1,
+        1,
+        1,
+        2,
+        3,
+        7,
+        10,
+        10,
+    ]
 
 
 def test_redis_trigger_reads_the_brokers_list_with_the_same_tasks_per_replica() -> None:
-    trigger = rp.redis_list_trigger("redis://redis.scalekeeper-system.svc.cluster.local:6379/0", "ns:video")
+    trigger = autoscalers.redis_list_trigger(
+        "redis://redis.scalekeeper-system.svc.cluster.local:6379/0", "ns:video"
+    )
     assert trigger == {
         "type": "redis",
         "metricType": "AverageValue",
@@ -50,16 +60,16 @@ def test_redis_trigger_reads_the_brokers_list_with_the_same_tasks_per_replica() 
             "listLength": "10",
         },
     }
-    assert rp.redis_list_trigger("redis://r:6380/3", "q")["metadata"]["address"] == "r:6380"
-    assert rp.redis_list_trigger("redis://r", "q")["metadata"]["databaseIndex"] == "0"
+    assert autoscalers.redis_list_trigger("redis://r:6380/3", "q")["metadata"]["address"] == "r:6380"
+    assert autoscalers.redis_list_trigger("redis://r", "q")["metadata"]["databaseIndex"] == "0"
     with pytest.raises(ValueError):
-        rp.redis_list_trigger("rediss://r:6379/0", "q")
+        autoscalers.redis_list_trigger("rediss://r:6379/0", "q")
 
 
 def test_scaled_object_fastest_adds_polling_and_behavior_defaults_do_not() -> None:
-    trigger = rp.redis_list_trigger("redis://r:6379/0", "q")
-    defaults = rp.scaled_object(trigger, fastest=False)["spec"]
-    fastest = rp.scaled_object(trigger, fastest=True)["spec"]
+    trigger = autoscalers.redis_list_trigger("redis://r:6379/0", "q")
+    defaults = autoscalers.scaled_object(trigger, fastest=False)["spec"]
+    fastest = autoscalers.scaled_object(trigger, fastest=True)["spec"]
     assert defaults["triggers"] == fastest["triggers"] == [trigger]
     assert (defaults["minReplicaCount"], defaults["maxReplicaCount"]) == (1, 10)
     assert "pollingInterval" not in defaults and "advanced" not in defaults
@@ -69,7 +79,7 @@ def test_scaled_object_fastest_adds_polling_and_behavior_defaults_do_not() -> No
 
 
 def test_worker_policy_is_valid_and_reads_only_its_namespace() -> None:
-    doc = rp.worker_policy("rlist-abc", "video")
+    doc = autoscalers.worker_policy("rlist-abc", "video")
     spec = model.ScalingPolicySpec.model_validate(doc["spec"])
     worker = (spec.workers or [])[0]
     assert (worker.deployment, worker.min_replicas, worker.max_replicas) == ("target", 1, 10)
@@ -84,7 +94,7 @@ def test_worker_policy_is_valid_and_reads_only_its_namespace() -> None:
 def test_redis_list_signal_moves_real_messages_in_one_command_each_way() -> None:
     pool = [f"m{i}".encode() for i in range(100)]
     redis = FakeList(pool)
-    signal = rp.RedisListSignal(redis, "ns:video", "http://prom", "q", length=100)
+    signal = signals.RedisListSignal(redis, "ns:video", "http://prom", "q", length=100)
     signal.write(30)
     assert len(redis.items) == 30 and len(signal.spare) == 70
     signal.write(70)
@@ -101,30 +111,35 @@ def test_redis_list_signal_moves_real_messages_in_one_command_each_way() -> None
 
 def test_redis_list_signal_fails_when_the_list_was_emptied_behind_its_back() -> None:
     redis = FakeList([b"a", b"b"])
-    signal = rp.RedisListSignal(redis, "k", "http://prom", "q", length=5)
+    signal = signals.RedisListSignal(redis, "k", "http://prom", "q", length=5)
     with pytest.raises(RuntimeError):
         signal.write(1)
 
 
 def step(phase: str, written: float, queryable: float, **seen: float | None) -> Any:
-    return rp.Step(
-        phase, 70, 7, written, queryable, {rp.SK if k == "sk" else rp.KEDA: v for k, v in seen.items()}
+    return Step(
+        phase,
+        70,
+        7,
+        written,
+        queryable,
+        {autoscalers.SK if k == "sk" else autoscalers.KEDA: v for k, v in seen.items()},
     )
 
 
 def test_reaction_is_measured_from_either_origin() -> None:
     s = step("fastest", 100.0, 101.0, sk=101.5, keda=110.0)
-    assert s.reaction(rp.SK, "written") == pytest.approx(1.5)
-    assert s.reaction(rp.SK, "queryable") == pytest.approx(0.5)
-    assert s.reaction(rp.KEDA, "written") == pytest.approx(10.0)
-    assert step("fastest", 0.0, 1.0, keda=None).reaction(rp.KEDA, "written") is None
+    assert s.reaction(autoscalers.SK, "written") == pytest.approx(1.5)
+    assert s.reaction(autoscalers.SK, "queryable") == pytest.approx(0.5)
+    assert s.reaction(autoscalers.KEDA, "written") == pytest.approx(10.0)
+    assert step("fastest", 0.0, 1.0, keda=None).reaction(autoscalers.KEDA, "written") is None
 
 
 def test_table_gives_each_scalekeeper_row_the_ratio_of_kedas_p95() -> None:
     steps = [step("fastest", 0.0, 1.0, sk=1.0 + 0.1 * i, keda=2.0 * (i + 1)) for i in range(10)]
     # one step moved KEDA only (scalekeeper was already there): it counts for KEDA alone
     steps.append(step("fastest", 0.0, 1.0, keda=30.0))
-    stats = {st.row.label: st for st in rp.table(steps, rp.ROWS["redis-list"], 60.0)}
+    stats = {st.row.label: st for st in report.table(steps, report.ROWS["redis-list"], 60.0)}
     sk_written, sk_queryable = stats["scalekeeper, from write"], stats["scalekeeper, from queryable"]
     keda = stats["KEDA, from write"]
     assert (sk_written.n, sk_queryable.n, keda.n) == (10, 10, 11)
@@ -136,7 +151,7 @@ def test_table_gives_each_scalekeeper_row_the_ratio_of_kedas_p95() -> None:
 
 def test_table_counts_a_timeout_as_the_timeout() -> None:
     steps = [step("fastest", 0.0, 0.0, sk=0.5, keda=None), step("fastest", 0.0, 0.0, sk=0.5, keda=5.0)]
-    stats = rp.table(steps, rp.ROWS["prometheus"], 60.0)
-    keda = next(st for st in stats if st.row.target == rp.KEDA)
+    stats = report.table(steps, report.ROWS["prometheus"], 60.0)
+    keda = next(st for st in stats if st.row.target == autoscalers.KEDA)
     assert keda.timed_out == 1 and keda.max == 60.0
-    assert rp.table([], rp.ROWS["prometheus"], 60.0) == []
+    assert report.table([], report.ROWS["prometheus"], 60.0) == []

@@ -1,0 +1,114 @@
+"""The steps: the targets' replicas watched, each step written and timed until each target shows its new
+spec.replicas, with random gaps between steps."""
+
+from __future__ import annotations
+
+import random
+import threading
+import time
+from dataclasses import dataclass, field
+
+from kubernetes import client, watch
+
+from bench.reaction_peer.autoscalers import KEDA, LABEL, SK, replicas_for
+from bench.reaction_peer.signals import Signal
+
+
+class Replicas:
+    """Watches the namespace's Deployments: when each first showed each spec.replicas since forget()."""
+
+    def __init__(self, apps: client.AppsV1Api, ns: str) -> None:
+        self.apps, self.ns = apps, ns
+        self.seen: dict[tuple[str, int], float] = {}
+        self.current: dict[str, int] = {}
+        self.lock = threading.Lock()
+        self.stop = threading.Event()
+        threading.Thread(target=self._run, daemon=True).start()
+
+    def _run(self) -> None:
+        while not self.stop.is_set():
+            try:
+                w = watch.Watch()
+                for event in w.stream(self.apps.list_namespaced_deployment, self.ns, timeout_seconds=600):
+                    obj, now = event["object"], time.time()
+                    with self.lock:
+                        self.seen.setdefault((obj.metadata.name, int(obj.spec.replicas)), now)
+                        self.current[obj.metadata.name] = int(obj.spec.replicas)
+                    if self.stop.is_set():
+                        w.stop()
+            except Exception:  # a dropped watch is re-opened; its list re-reads every target
+                time.sleep(0.5)
+
+    def forget(self, name: str, replicas: int) -> None:
+        with self.lock:
+            self.seen.pop((name, replicas), None)
+
+    def wait(self, name: str, replicas: int, deadline: float) -> float | None:
+        while time.time() < deadline:
+            with self.lock:
+                if (name, replicas) in self.seen:
+                    return self.seen[(name, replicas)]
+            time.sleep(0.02)
+        return None
+
+
+@dataclass
+class Step:
+    phase: str
+    value: int
+    replicas: int
+    written: float  # the write returned (epoch seconds)
+    queryable: float  # Prometheus first answered the value
+    seen: dict[str, float | None] = field(default_factory=dict)  # moving targets; None: timed out
+
+    def reaction(self, target: str, origin: str) -> float | None:
+        """Seconds from `origin` ("written" or "queryable") to the target's new replicas; None if it
+        timed out. Only for targets the step moved (KeyError otherwise)."""
+        seen = self.seen[target]
+        return None if seen is None else seen - (self.written if origin == "written" else self.queryable)
+
+
+def seconds(value: float | None) -> str:
+    return "timeout" if value is None else f"{value:.2f} s"
+
+
+@dataclass
+class Bench:
+    kubeconfig: str
+    signal: Signal
+    watcher: Replicas
+    rng: random.Random
+    sync: float
+    deadline: float
+    steps: list[Step] = field(default_factory=list)
+    notes: list[str] = field(default_factory=list)
+
+    def run(self, phase: str, values: list[int], timeout: float) -> None:
+        for value in values:
+            if time.time() + timeout > self.deadline:
+                self.notes.append(f"{phase}: stopped before a {value} step, time budget spent")
+                return
+            replicas = replicas_for(value)
+            moving = [t for t in (SK, KEDA) if self.watcher.current.get(t) != replicas]
+            for t in moving:
+                self.watcher.forget(t, replicas)
+            written = self.signal.write(value)
+            queryable = self.signal.queryable(value)
+            step = Step(phase, value, replicas, written, queryable)
+            for t in moving:
+                step.seen[t] = self.watcher.wait(t, replicas, max(written, queryable) + timeout)
+            self.steps.append(step)
+            shown = ", ".join(f"{LABEL[t]} {seconds(step.reaction(t, 'written'))}" for t in moving)
+            print(
+                f"  {phase} step {len(self.steps)}: value {value} -> {replicas} replicas "
+                f"(queryable {queryable - written:.2f} s after the write); from the write: {shown}",
+                flush=True,
+            )
+            time.sleep(self.rng.uniform(0.5, 0.5 + self.sync))
+
+    def settle(self, value: int, timeout: float) -> None:
+        self.signal.write(value)
+        replicas, end = replicas_for(value), time.time() + timeout
+        for t in (SK, KEDA):
+            if self.watcher.wait(t, replicas, end) is None:
+                raise RuntimeError(f"{t} did not reach {replicas} replicas within {timeout:.0f} s")

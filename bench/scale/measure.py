@@ -1,0 +1,382 @@
+"""Measuring one size: the operator's start, then a steady window between two snapshots (CPU, RSS,
+requests, cycles and their gaps, status writes and why), a profile at the largest size."""
+
+from __future__ import annotations
+
+import contextlib
+import itertools
+import json
+import os
+import subprocess
+import sys
+import time
+import uuid
+from collections import Counter
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from kubernetes import client
+
+from bench import profile_summary
+from bench.common import ROOT, percentile, prometheus_scalar, wait_for
+from bench.scale.fleet import Apis, Fleet, build_fleet, delete_namespaces, delete_policies, namespace_names
+from bench.scale.operator_process import OperatorProcess, ProcSample, apiserver_policy_requests, proc_sample
+from bench.scale.settings import API_ERRORS, OUT, TARGETS_PER_POLICY, Settings
+
+# --------------------------------------------------------------------------- measuring
+
+
+@dataclass(frozen=True)
+class Snapshot:
+    proc: ProcSample
+    requests: Counter[str]
+    own: dict[str, float]
+    apiserver: Counter[str]
+
+
+def take_snapshot(op: OperatorProcess, kubeconfig: str) -> Snapshot:
+    proc = proc_sample(op.pid)
+    return Snapshot(proc, op.request_counts(), op.own_metrics(), apiserver_policy_requests(kubeconfig))
+
+
+@dataclass
+class SizeResult:
+    policies: int
+    interval: int
+    namespaces: int
+    setup_seconds: float
+    first_decision_s: float
+    all_once_s: float
+    startup_cpu_s: float
+    window_s: float
+    policy_cycles: int
+    cpu_per_policy_cycle_ms: float
+    cores_busy: float
+    rss_start_mb: float
+    rss_end_mb: float
+    rss_peak_mb: float
+    threads: int
+    writes_per_min: float
+    lease_writes_per_min: float
+    scale_writes: float
+    status_patches_per_min: float
+    apiserver_policy_writes_per_min: float
+    prometheus_per_cycle: float
+    reads_per_cycle: float
+    reads_by_kind: dict[str, float]
+    writes_by_kind: dict[str, float]
+    reconcile_mean_ms: float
+    missed: int
+    policies_missing: int
+    period_p50_s: float
+    period_p95_s: float
+    period_max_s: float
+    log_lines_per_s: float
+    load_average: float
+    cycles_per_s: float
+    cycles_in_flight: float
+    missing_metric_decisions: int
+    failed_scrapes: int
+    leadership_lost: int
+    settle_s: float
+    problems: dict[str, int]
+    events: dict[str, int]
+    status_causes: dict[str, int]
+    profile: list[str] = field(default_factory=list)
+
+
+_READ_VERBS = ("GET", "LIST")
+_WATCH = "WATCH"
+
+
+def split_requests(delta: Counter[str]) -> tuple[Counter[str], Counter[str]]:
+    """Reads and writes by `<client> <VERB> <resource>`; watches are neither (they are long-lived)."""
+    reads, writes = Counter[str](), Counter[str]()
+    for key, n in delta.items():
+        if not key.startswith(("client ", "kopf ")):
+            continue
+        verb = key.split(" ")[1]
+        if verb in _READ_VERBS:
+            reads[key] += n
+        elif verb != _WATCH:
+            writes[key] += n
+    return reads, writes
+
+
+def evaluations_in(evals: dict[str, list[float]], start: float, end: float) -> int:
+    return sum(1 for times in evals.values() for t in times if start < t <= end)
+
+
+def cycle_gaps(evals: dict[str, list[float]], start: float, end: float) -> list[float]:
+    """Every gap between two evaluations of a policy that ends inside the window, and each policy's open
+    gap at the end of the window (a policy that stopped being evaluated shows there)."""
+    gaps: list[float] = []
+    for times in evals.values():
+        ordered = sorted(times)
+        gaps += [b - a for a, b in itertools.pairwise(ordered) if start < b <= end]
+        last = max((t for t in ordered if t <= end), default=None)
+        if last is not None:
+            gaps.append(end - last)
+    return gaps
+
+
+def wait_all_evaluated(op: OperatorProcess, size: int, timeout: float) -> tuple[float, float]:
+    """Seconds from the operator's start to its first decision and to every policy's first one."""
+    deadline = time.monotonic() + timeout
+    while len(op.log.evaluations) < size:
+        if not op.alive():
+            raise RuntimeError(f"the operator exited ({op.process.returncode}); see {op.log_path}")
+        if time.monotonic() > deadline:
+            raise TimeoutError(f"{len(op.log.evaluations)}/{size} policies evaluated after {timeout:.0f} s")
+        time.sleep(0.5)
+    firsts = [min(times) for times in op.log.snapshot().values()]
+    return min(firsts) - op.started, max(firsts) - op.started
+
+
+def failed_scrapes(prometheus: str, fleet: Fleet, seconds: float) -> int:
+    """Scrapes of the exporter that failed over the last `seconds`: each one leaves every bench series
+    absent until the next, and the policies that query then hold (and say so)."""
+    span = f"{max(int(seconds), 1)}s"
+    up = f'up{{namespace="{fleet.namespaces[0]}"}}'
+    with contextlib.suppress(OSError, ValueError, KeyError):
+        return int(
+            prometheus_scalar(prometheus, f"count_over_time({up}[{span}]) - sum_over_time({up}[{span}])") or 0
+        )
+    return -1
+
+
+def wait_settled(op: OperatorProcess, evaluations: int, timeout: float) -> float:
+    """Wait until every policy was evaluated `evaluations` times: its first cycles create the HPA, post
+    Events and write status twice (before and after the HPA exists), which is start-up, not idle cost.
+    Returns the seconds waited (the timeout when some policies are too slow to get there)."""
+    started = time.monotonic()
+    with contextlib.suppress(TimeoutError):
+        wait_for(
+            f"every policy evaluated {evaluations} times",
+            lambda: min(len(t) for t in op.log.snapshot().values()) >= evaluations,
+            timeout,
+            every=1.0,
+            retry_on=API_ERRORS,
+        )
+    return time.monotonic() - started
+
+
+def per_minute(n: float, seconds: float) -> float:
+    return n * 60 / seconds if seconds else float("nan")
+
+
+def summarise_window(
+    settings: Settings, op: OperatorProcess, a: Snapshot, b: Snapshot, lines: tuple[int, int]
+) -> dict[str, Any]:
+    seconds = b.proc.at - a.proc.at
+    evals = op.log.snapshot()
+    cycles = evaluations_in(evals, a.proc.at, b.proc.at)
+    reads, writes = split_requests(b.requests - a.requests)
+    # Each ratio takes its numerator and denominator from the same snapshot (log, counts file, /metrics).
+    counted_cycles = max(b.requests["cycles"] - a.requests["cycles"], 1)
+    lease = sum(n for k, n in writes.items() if " leases" in k)
+    own = {k: b.own[k] - a.own.get(k, 0.0) for k in b.own}
+    gaps = cycle_gaps(evals, a.proc.at, b.proc.at)
+    apiserver = b.apiserver - a.apiserver
+    return {
+        "window_s": seconds,
+        "policy_cycles": cycles,
+        "cpu_per_policy_cycle_ms": 1000 * (b.proc.cpu_seconds - a.proc.cpu_seconds) / max(cycles, 1),
+        "cores_busy": (b.proc.cpu_seconds - a.proc.cpu_seconds) / seconds,
+        "rss_start_mb": a.proc.rss_mb,
+        "rss_end_mb": b.proc.rss_mb,
+        "rss_peak_mb": b.proc.hwm_mb,
+        "threads": b.proc.threads,
+        "writes_per_min": per_minute(sum(writes.values()) - lease, seconds),
+        "lease_writes_per_min": per_minute(lease, seconds),
+        "scale_writes": own["scalekeeper_scale_writes_total"],
+        "status_patches_per_min": per_minute(
+            sum(n for k, n in writes.items() if "scalingpolicies/status" in k), seconds
+        ),
+        "apiserver_policy_writes_per_min": per_minute(
+            sum(n for k, n in apiserver.items() if k.split()[0] in ("PATCH", "UPDATE", "APPLY")), seconds
+        ),
+        "prometheus_per_cycle": own["scalekeeper_prometheus_requests_total"]
+        / max(own["scalekeeper_reconcile_seconds_count"], 1),
+        "reads_per_cycle": sum(n for k, n in reads.items() if k.startswith("client ")) / counted_cycles,
+        "reads_by_kind": {k: round(n / counted_cycles, 3) for k, n in reads.most_common()},
+        "writes_by_kind": {k: round(per_minute(n, seconds), 2) for k, n in writes.most_common()},
+        "reconcile_mean_ms": 1000
+        * own["scalekeeper_reconcile_seconds_sum"]
+        / max(own["scalekeeper_reconcile_seconds_count"], 1),
+        "missed": sum(1 for g in gaps if g > 2 * settings.interval),
+        "policies_missing": len(
+            [p for p, times in evals.items() if not any(a.proc.at < t <= b.proc.at for t in times)]
+        ),
+        "period_p50_s": percentile(gaps, 0.5),
+        "period_p95_s": percentile(gaps, 0.95),
+        "period_max_s": max(gaps, default=float("nan")),
+        "log_lines_per_s": (lines[1] - lines[0]) / seconds,
+        # Little's law: cycles running at once on average; against the thread pool's size it tells whether
+        # the policies wait for a thread rather than for the CPU or the API server.
+        "missing_metric_decisions": sum(1 for t in op.log.missing_metric if a.proc.at < t <= b.proc.at),
+        "leadership_lost": sum(1 for t in op.log.leadership_lost if a.proc.at < t <= b.proc.at),
+        "cycles_per_s": own["scalekeeper_reconcile_seconds_count"] / seconds,
+        "cycles_in_flight": own["scalekeeper_reconcile_seconds_sum"] / seconds,
+        # The cluster is shared: how busy the machine was says how much to trust the CPU figures.
+        "load_average": os.getloadavg()[0],
+    }
+
+
+def changed_fields(old: Any, new: Any, prefix: str) -> list[str]:
+    """Dotted paths where two status bodies differ; conditions and targets are matched by type or name."""
+    if isinstance(old, dict) and isinstance(new, dict):
+        return [
+            f
+            for k in sorted(old.keys() | new.keys())
+            for f in changed_fields(old.get(k), new.get(k), f"{prefix}.{k}" if prefix else k)
+        ]
+    if isinstance(old, list) and isinstance(new, list) and all(isinstance(x, dict) for x in old + new):
+        keyed_old = {x.get("type") or x.get("name"): x for x in old}
+        keyed_new = {x.get("type") or x.get("name"): x for x in new}
+        if None not in keyed_old and None not in keyed_new:
+            return [
+                f
+                for k in sorted(keyed_old.keys() | keyed_new.keys())
+                for f in changed_fields(keyed_old.get(k), keyed_new.get(k), f"{prefix}[{k}]")
+            ]
+    return [] if old == new else [prefix]
+
+
+def status_write_causes(trace: Path, start: float, end: float) -> dict[str, int]:
+    """For each status patch inside the window, what differs from the same policy's previous patch."""
+    if not trace.exists():
+        return {}
+    previous: dict[str, Any] = {}
+    causes: Counter[str] = Counter()
+    for line in trace.read_text().splitlines():
+        entry = json.loads(line)
+        path, body = entry["path"], entry["body"]
+        if start < entry["at"] <= end:
+            if path in previous:
+                causes.update(set(changed_fields(previous[path], body, "")) or {"(identical body)"})
+            else:
+                causes["(first status patch of this process)"] += 1
+        previous[path] = body
+    return dict(causes.most_common(12))
+
+
+def record_profile(pid: int, seconds: int, label: str) -> list[str]:
+    pyspy = Path(sys.executable).with_name("py-spy")
+    if not pyspy.exists():
+        return [f"(no profile: {pyspy} missing; pip install -e '.[bench]')"]
+    OUT.mkdir(exist_ok=True)
+    raw = OUT / f"bench-scale-profile-{label}.txt"
+    run = subprocess.run(
+        [
+            str(pyspy),
+            "record",
+            "--gil",
+            "-p",
+            str(pid),
+            "-d",
+            str(seconds),
+            "-r",
+            "100",
+            "-f",
+            "raw",
+            "-o",
+            str(raw),
+        ],
+        capture_output=True,
+        text=True,
+        check=False,
+    )
+    if run.returncode or not raw.exists():
+        return [f"(py-spy failed: {run.stderr.strip()[-300:]})"]
+    summary = profile_summary.render(profile_summary.summarise(raw.read_text()), seconds=seconds)
+    return [
+        f"py-spy --gil (any thread holding the GIL), {seconds} s at 100 Hz: {raw.relative_to(ROOT)}",
+        *summary,
+    ]
+
+
+def events_by_reason(core: client.CoreV1Api, fleet: Fleet) -> dict[str, int]:
+    """Events the operator posted on the policies since it started (all of them writes)."""
+    reasons: Counter[str] = Counter()
+    for ns in fleet.namespaces:
+        listed = core.list_namespaced_event(ns, field_selector="involvedObject.kind=ScalingPolicy")
+        reasons.update(f"{e.type} {e.reason}" for e in listed.items)
+    return dict(reasons.most_common())
+
+
+# --------------------------------------------------------------------------- one size
+
+
+def say(message: str) -> None:
+    print(f"[{time.strftime('%H:%M:%S')}] {message}", file=sys.stderr, flush=True)
+
+
+@contextlib.contextmanager
+def fleet_of(settings: Settings, apis: Apis, size: int) -> Iterator[tuple[Fleet, list[OperatorProcess]]]:
+    """The fleet, and a slot for the operator; on the way out (also on error or Ctrl-C) the policies go
+    while the operator still runs, then the operator, then the namespaces."""
+    run = uuid.uuid4().hex[:6]
+    fleet = Fleet(run, size, namespace_names(run, min(settings.namespaces, size)))
+    operators: list[OperatorProcess] = []
+    try:
+        yield fleet, operators
+    finally:
+        say(f"cleanup: {size} policies, then the operator, then {len(fleet.namespaces)} namespaces")
+        op = operators[0] if operators else None
+        delete_policies(apis.objects, fleet, op)
+        if op is not None:
+            op.stop()
+        delete_namespaces(apis.core, fleet, wait_seconds=120 + size / 2)
+
+
+def measure_size(settings: Settings, apis: Apis, size: int, profile: bool) -> SizeResult:
+    with fleet_of(settings, apis, size) as (fleet, operators):
+        started = time.monotonic()
+        say(
+            f"{size} policies: creating {len(fleet.namespaces)} namespaces, exporter, "
+            f"{size * TARGETS_PER_POLICY} Deployments"
+        )
+        build_fleet(settings, apis, fleet)
+        setup = time.monotonic() - started
+        say(f"{size} policies created in {setup:.0f} s; starting the operator")
+        # Files are named by size and namespaces, so runs with other --namespaces keep theirs.
+        label = f"{size}-ns{len(fleet.namespaces)}"
+        op = OperatorProcess(settings, label)
+        operators.append(op)
+        first, all_once = wait_all_evaluated(op, size, timeout=max(600.0, size * 1.0))
+        startup_cpu = proc_sample(op.pid).cpu_seconds
+        say(f"all {size} evaluated once {all_once:.1f} s after start; settling (3 evaluations each)")
+        # Capped: an operator that cannot keep up (thousands of policies) never settles; it is measured as is.
+        settle = wait_settled(op, 3, timeout=max(6 * settings.interval, min(2 * all_once, 600)))
+        time.sleep(settings.interval)
+        window = settings.window_cycles * settings.interval
+        say(f"steady window: {window} s")
+        a, lines_a = take_snapshot(op, settings.kubeconfig), op.log.lines
+        time.sleep(window)
+        b, lines_b = take_snapshot(op, settings.kubeconfig), op.log.lines
+        if not op.alive():
+            raise RuntimeError(f"the operator exited during the window; see {op.log_path}")
+        summary = summarise_window(settings, op, a, b, (lines_a, lines_b))
+        summary["failed_scrapes"] = failed_scrapes(settings.prometheus, fleet, b.proc.at - a.proc.at)
+        prof: list[str] = []
+        if profile and settings.profile_seconds:
+            say(f"profiling {settings.profile_seconds} s with py-spy")
+            prof = record_profile(op.pid, settings.profile_seconds, label)
+        return SizeResult(
+            policies=size,
+            interval=settings.interval,
+            namespaces=len(fleet.namespaces),
+            setup_seconds=setup,
+            first_decision_s=first,
+            all_once_s=all_once,
+            startup_cpu_s=startup_cpu,
+            problems=dict(op.log.problems.most_common(20)),
+            events=events_by_reason(apis.core, fleet),
+            status_causes=status_write_causes(op.status_trace, a.proc.at, b.proc.at),
+            settle_s=settle,
+            profile=prof,
+            **summary,
+        )

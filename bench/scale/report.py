@@ -1,0 +1,230 @@
+"""bench.scale's report: markdown tables of every size, the growth between sizes, a projection, the plot."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from pathlib import Path
+
+from bench.common import ROOT
+from bench.scale.measure import SizeResult
+from bench.scale.settings import METRICS, POOL, QUEUES, TARGETS_PER_POLICY, Settings
+
+
+def _fmt(value: float, digits: int = 1) -> str:
+    return f"{value:,.{digits}f}"
+
+
+ROWS: tuple[tuple[str, Callable[[SizeResult], str]], ...] = (
+    ("policies (namespaces)", lambda r: f"{r.policies:,} ({r.namespaces})"),
+    ("time to evaluate all once (s)", lambda r: _fmt(r.all_once_s)),
+    ("  first decision after start (s)", lambda r: _fmt(r.first_decision_s)),
+    ("  CPU until all evaluated once (s)", lambda r: _fmt(r.startup_cpu_s)),
+    ("CPU per policy cycle (ms)", lambda r: _fmt(r.cpu_per_policy_cycle_ms, 2)),
+    ("CPU busy in steady state (cores)", lambda r: _fmt(r.cores_busy, 2)),
+    (
+        "RSS window start / end / peak (MB)",
+        lambda r: f"{r.rss_start_mb:.0f} / {r.rss_end_mb:.0f} / {r.rss_peak_mb:.0f}",
+    ),
+    ("threads", lambda r: str(r.threads)),
+    ("API writes/min idle (excl. lease)", lambda r: _fmt(r.writes_per_min)),
+    ("  status patches/min", lambda r: _fmt(r.status_patches_per_min)),
+    ("  scale writes (operator metric)", lambda r: _fmt(r.scale_writes, 0)),
+    ("  lease renewals/min", lambda r: _fmt(r.lease_writes_per_min)),
+    (
+        "  apiserver scalingpolicies writes/min (cluster-wide)",
+        lambda r: _fmt(r.apiserver_policy_writes_per_min),
+    ),
+    (
+        "  metric gaps: exporter scrapes failed / targets held on an absent metric",
+        lambda r: f"{r.failed_scrapes} / {r.missing_metric_decisions}",
+    ),
+    ("API reads per policy cycle", lambda r: _fmt(r.reads_per_cycle, 2)),
+    ("Prometheus requests per policy cycle", lambda r: _fmt(r.prometheus_per_cycle, 2)),
+    ("policy cycles in window (expected)", lambda r: f"{r.policy_cycles:,}"),
+    (
+        "missed cycles (gap > 2x interval)",
+        lambda r: f"{r.missed} ({r.policies_missing} policies never in window)",
+    ),
+    ("  leadership lost in the window (lease not renewed)", lambda r: str(r.leadership_lost)),
+    (
+        "period p50 / p95 / max (s)",
+        lambda r: f"{r.period_p50_s:.1f} / {r.period_p95_s:.1f} / {r.period_max_s:.1f}",
+    ),
+    ("cycle duration, mean (ms, reconcile_seconds)", lambda r: _fmt(r.reconcile_mean_ms)),
+    ("cycles/s done / needed", lambda r: f"{r.cycles_per_s:.1f} / {r.policies / r.interval:.1f}"),
+    (
+        f"cycles in flight (Little; the pool has {POOL} threads)",
+        lambda r: _fmt(r.cycles_in_flight, 2),
+    ),
+    ("log lines/s", lambda r: _fmt(r.log_lines_per_s, 0)),
+    ("setup: objects created in (s)", lambda r: _fmt(r.setup_seconds, 0)),
+    ("settling: until every policy had 3 cycles (s)", lambda r: _fmt(r.settle_s, 0)),
+    ("machine load average (1 min) after the window", lambda r: _fmt(r.load_average, 2)),
+)
+
+GROWTH: tuple[tuple[str, Callable[[SizeResult], float]], ...] = (
+    ("time to evaluate all once", lambda r: r.all_once_s),
+    ("CPU per policy cycle", lambda r: r.cpu_per_policy_cycle_ms),
+    ("CPU busy (cores)", lambda r: r.cores_busy),
+    ("RSS at window end", lambda r: r.rss_end_mb),
+    ("API reads per policy cycle", lambda r: r.reads_per_cycle),
+    ("writes/min idle", lambda r: r.writes_per_min),
+)
+
+
+def results_table(results: list[SizeResult], settings: Settings) -> list[str]:
+    expected = [int(settings.window_cycles * r.policies) for r in results]
+    head = "| measure | " + " | ".join(f"{r.policies:,} policies" for r in results) + " |"
+    out = [head, "|---|" + "---:|" * len(results)]
+    for label, cell in ROWS:
+        cells = [cell(r) for r in results]
+        if label.startswith("policy cycles"):
+            cells = [f"{c} ({e:,})" for c, e in zip(cells, expected, strict=True)]
+        out.append(f"| {label} | " + " | ".join(cells) + " |")
+    return out
+
+
+def growth_table(results: list[SizeResult]) -> list[str]:
+    small, large = results[0], results[-1]
+    factor = large.policies / small.policies
+    out = [
+        f"| growth {small.policies:,} -> {large.policies:,} policies (x{factor:.1f}) | {small.policies:,} | "
+        f"{large.policies:,} | ratio |",
+        "|---|---:|---:|---:|",
+    ]
+    for label, get in GROWTH:
+        a, b = get(small), get(large)
+        ratio = f"x{b / a:.2f}" if a else "-"
+        out.append(f"| {label} | {a:,.2f} | {b:,.2f} | {ratio} |")
+    return out
+
+
+def breakdown_table(results: list[SizeResult]) -> list[str]:
+    kinds = sorted({k for r in results for k in r.reads_by_kind})
+    out = [
+        "| reads per policy cycle, by request | " + " | ".join(f"{r.policies:,}" for r in results) + " |",
+        "|---|" + "---:|" * len(results),
+    ]
+    out += [
+        f"| {k} | " + " | ".join(f"{r.reads_by_kind.get(k, 0):.3f}" for r in results) + " |" for k in kinds
+    ]
+    kinds = sorted({k for r in results for k in r.writes_by_kind})
+    out += [
+        "",
+        "| writes per minute, by request | " + " | ".join(f"{r.policies:,}" for r in results) + " |",
+        "|---|" + "---:|" * len(results),
+    ]
+    out += [
+        f"| {k} | " + " | ".join(f"{r.writes_by_kind.get(k, 0):.1f}" for r in results) + " |" for k in kinds
+    ]
+    return out
+
+
+def line_through(x0: float, y0: float, x1: float, y1: float) -> tuple[float, float]:
+    """Intercept and slope of the line through two points (flat when the x are equal)."""
+    if x1 == x0:
+        return y1, 0.0
+    slope = (y1 - y0) / (x1 - x0)
+    return y0 - slope * x0, slope
+
+
+def projection(results: list[SizeResult], interval: int, sizes: tuple[int, ...] = (1000, 3000)) -> list[str]:
+    """The issue's sizes from the smallest and largest measured ones, with the same number of namespaces.
+    A cycle's CPU is taken as linear in the policies per namespace (each cycle lists its namespace's HPAs),
+    RSS as linear in policies. Two noisy points on a shared machine: an order of magnitude, not a forecast."""
+    small, large = results[0], results[-1]
+    cpu0, cpu_slope = line_through(
+        small.policies / small.namespaces,
+        small.cpu_per_policy_cycle_ms,
+        large.policies / large.namespaces,
+        large.cpu_per_policy_cycle_ms,
+    )
+    rss0, rss_slope = line_through(small.policies, small.rss_end_mb, large.policies, large.rss_end_mb)
+    out = [
+        f"- fit: CPU per cycle = {cpu0:.1f} ms + {cpu_slope:.2f} ms x policies per namespace; "
+        f"RSS = {rss0:.0f} MB + {rss_slope:.2f} MB x policies",
+        f"- the thread pool ({POOL} threads) keeps up only while a cycle takes at most {POOL} x {interval} s "
+        f"/ policies; measured at {large.policies:,}: {large.reconcile_mean_ms:.0f} ms",
+    ]
+    for n in sizes:
+        per_ns = n / large.namespaces
+        cpu_ms = cpu0 + cpu_slope * per_ns
+        out.append(
+            f"- {n:,} policies in {large.namespaces} namespaces every {interval} s: {cpu_ms:.0f} ms CPU per "
+            f"cycle x {n / interval:.0f} cycles/s = {cpu_ms / 1000 * n / interval:.1f} cores of Python (one "
+            f"GIL: above ~1 it cannot keep up); RSS ~{rss0 + rss_slope * n:,.0f} MB; cycles must take "
+            f"<= {1000 * POOL * interval / n:.0f} ms for the pool"
+        )
+    return out
+
+
+def print_report(results: list[SizeResult], settings: Settings, machine: str) -> None:
+    lines = [
+        "## scalekeeper cost at scale",
+        "",
+        f"machine: {machine}",
+        f"command: `{settings.command}`",
+        f"policies: web (own Deployment + owned HPA) + {QUEUES} worker queues + read replicas = "
+        f"{TARGETS_PER_POLICY} targets, {len(METRICS)} Prometheus series each, intervalSeconds "
+        f"{settings.interval}, all Deployments at 0 replicas and every metric 0 (nothing to scale); "
+        f"steady window {settings.window_cycles} intervals, one interval after every policy had 3 cycles; "
+        f"operator env extra: {settings.operator_env or 'none'}",
+        "",
+        *results_table(results, settings),
+        "",
+    ]
+    if len(results) > 1:
+        lines += [*growth_table(results), ""]
+    lines += [
+        *breakdown_table(results),
+        "",
+        "projection to the issue's sizes (two-point fit):",
+        *projection(results, settings.interval),
+    ]
+    for r in results:
+        if r.events:
+            lines += [
+                "",
+                f"Events posted on the policies at {r.policies:,} policies, since start (all writes):",
+            ]
+            lines += [f"- {n}: {reason}" for reason, n in r.events.items()]
+        if r.status_causes:
+            lines += ["", f"status patches in the window at {r.policies:,} policies, by field that changed:"]
+            lines += [f"- {n}: {cause}" for cause, n in r.status_causes.items()]
+        if r.problems:
+            lines += ["", f"operator log warnings/errors at {r.policies:,} policies (count: message):"]
+            lines += [f"- {n}: {msg}" for msg, n in r.problems.items()]
+        if r.profile:
+            lines += ["", f"### profile at {r.policies:,} policies", *r.profile]
+    print("\n".join(lines), flush=True)
+
+
+def plot(results: list[SizeResult], png: Path) -> None:
+    try:
+        import matplotlib
+
+        matplotlib.use("Agg")
+        import matplotlib.pyplot as plt
+    except ImportError:
+        return
+    sizes = [r.policies for r in results]
+    panels: tuple[tuple[str, Callable[[SizeResult], float]], ...] = (
+        ("time to evaluate all once (s)", lambda r: r.all_once_s),
+        ("CPU per policy cycle (ms)", lambda r: r.cpu_per_policy_cycle_ms),
+        ("RSS at window end (MB)", lambda r: r.rss_end_mb),
+        ("cycles per second done (needed: dashed)", lambda r: r.cycles_per_s),
+    )
+    fig, axes = plt.subplots(2, 2, figsize=(10, 7))
+    for ax, (title, get) in zip(axes.flat, panels, strict=True):
+        ax.plot(sizes, [get(r) for r in results], "o-")
+        if title.startswith("cycles"):
+            ax.plot(sizes, [r.policies / r.interval for r in results], "k--")
+        ax.set_ylim(bottom=0)
+        ax.set_title(title)
+        ax.set_xlabel("policies")
+        ax.grid(alpha=0.3)
+    fig.suptitle("scalekeeper: cost at scale (one operator process)")
+    fig.tight_layout()
+    png.parent.mkdir(parents=True, exist_ok=True)
+    fig.savefig(png, dpi=100)
+    print(f"plot: {png.relative_to(ROOT)}")

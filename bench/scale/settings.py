@@ -1,0 +1,97 @@
+"""bench.scale's settings: the command line, the cluster it runs on, the fixed names and sizes of a run."""
+
+from __future__ import annotations
+
+import argparse
+import os
+import shlex
+import sys
+from dataclasses import dataclass
+
+from kubernetes.client.rest import ApiException
+
+from bench import scale as package
+from bench.common import ROOT, cluster_env
+
+OUT = ROOT / "out"
+# What a wait's check may raise and still be asked again: the API server or Prometheus busy or unreachable.
+API_ERRORS = (ApiException, OSError)
+
+GROUP, VERSION, PLURAL = "scalekeeper.dev", "v1alpha1", "scalingpolicies"
+NAMESPACE_PREFIX = "bench-scale-"
+LEASE_NAME, LEASE_NAMESPACE = "bench-scale-leader", "default"
+QUEUES = 3
+# One series per policy and metric: web's request rate, the read load, waiting and in-flight per queue.
+METRICS = ("web", "read", *(f"{m}-q{q}" for q in range(QUEUES) for m in ("waiting", "inflight")))
+TARGETS_PER_POLICY = 2 + QUEUES  # web, read replicas, one per queue
+# Cycles run through asyncio.to_thread, i.e. the loop's default executor (SCALEKEEPER_MAX_WORKERS only sizes
+# the HTTP connection pool): this many at once on this machine.
+POOL = min(32, (os.cpu_count() or 1) + 4)
+
+
+@dataclass(frozen=True)
+class Settings:
+    sizes: tuple[int, ...]
+    namespaces: int
+    interval: int
+    window_cycles: int
+    qps: float
+    concurrency: int
+    profile_seconds: int
+    kubeconfig: str
+    prometheus: str
+    image: str
+    operator_env: dict[str, str]
+    command: str
+    report_from: str | None = None
+
+
+def parse_args(argv: list[str] | None = None) -> Settings:
+    parser = argparse.ArgumentParser(
+        prog="python -m bench.scale", description=(package.__doc__ or "").split("\n")[0]
+    )
+    parser.add_argument(
+        "--sizes", default="100,300", help="policy counts, comma-separated (issue: 100,1000,3000)"
+    )
+    parser.add_argument("--namespaces", type=int, default=5, help="namespaces the policies are spread over")
+    parser.add_argument("--interval", type=int, default=15, help="the policies' intervalSeconds")
+    parser.add_argument("--window-cycles", type=int, default=4, help="steady window, in intervals (>= 2)")
+    parser.add_argument("--qps", type=float, default=50.0, help="object creations per second, at most")
+    parser.add_argument("--concurrency", type=int, default=8, help="object creations in flight")
+    parser.add_argument(
+        "--profile-seconds", type=int, default=60, help="py-spy window at the largest size (0: none)"
+    )
+    parser.add_argument(
+        "--report-from",
+        metavar="JSON",
+        help="print the report of a saved run (out/bench-scale.json) and exit",
+    )
+    parser.add_argument(
+        "--operator-env",
+        action="append",
+        default=[],
+        metavar="NAME=VALUE",
+        help="extra environment for the operator (e.g. SCALEKEEPER_MAX_WORKERS=16); repeatable",
+    )
+    args = parser.parse_args(argv)
+    sizes = tuple(sorted({int(s) for s in args.sizes.split(",") if s.strip()}))
+    if not sizes or min(sizes) < 1 or args.window_cycles < 2 or args.namespaces < 1:
+        parser.error("--sizes must be positive, --window-cycles >= 2, --namespaces >= 1")
+    cluster = cluster_env()
+    return Settings(
+        sizes=sizes,
+        namespaces=args.namespaces,
+        interval=args.interval,
+        window_cycles=args.window_cycles,
+        qps=args.qps,
+        concurrency=args.concurrency,
+        profile_seconds=args.profile_seconds,
+        kubeconfig=os.environ.get("KUBECONFIG") or cluster["KUBECONFIG"],
+        prometheus=cluster.get("PROMETHEUS_URL", "http://127.0.0.1:30090"),
+        image=f"{cluster.get('SCALEKEEPER_REGISTRY', 'localhost:5001')}/scalekeeper:dev",
+        operator_env=dict(kv.split("=", 1) for kv in args.operator_env),
+        command=shlex.join(
+            ["PYTHONPATH=operator", sys.executable, "-m", "bench.scale", *(argv or sys.argv[1:])]
+        ),
+        report_from=args.report_from,
+    )

@@ -1,0 +1,198 @@
+"""The load program: a web request ramp and a burst of video tasks, each step run at its time with `kubectl
+exec` in the load generator pod."""
+
+from __future__ import annotations
+
+import subprocess
+import threading
+import time
+from collections.abc import Sequence
+from dataclasses import dataclass
+from pathlib import Path
+
+# ------------------------------------------------------------------------------------------ load program
+
+
+@dataclass(frozen=True)
+class Step:
+    at: float  # seconds after the start of the live view
+    what: str  # "web" or "video"
+    label: str
+    args: tuple[str, ...]  # the command run in the load generator pod
+    seconds: float  # how long it runs
+
+
+# Web requests: a ramp to 60 req/s over a minute, held, then stopped (rows of t_seconds,arrivals per 10 s).
+# 60 req/s needs 4 web pods (15 each) and 3 read replicas (20 each): with six video workers that is what a
+# 2-CPU kind node has room for next to its control plane (see demo_app).
+WEB_RAMP = [(0, 10), (10, 20), (20, 30), (30, 40), (40, 50), (50, 60)] + [(t, 60) for t in range(60, 180, 10)]
+WEB_START = 15.0
+WEB_SECONDS = 180.0
+WEB_URL = "http://web/?ms=2"  # 2 ms of CPU per request: the request-rate floor, not CPU, sizes web
+# Video tasks: 240 tasks of 2 s at 6/s, once video has cooled down to zero and web has grown (six Celery pods
+# starting at once take most of a 2-core machine for a few seconds; web would serve less meanwhile).
+VIDEO_START = 100.0
+VIDEO_TASKS, VIDEO_RATE, VIDEO_TASK_SECONDS = 240, 6.0, 2.0
+TRACE_PATH_IN_POD = "/tmp/demo-web.csv"
+_PEAK = max(r for _, r in WEB_RAMP)
+_RAMP_SECONDS = min(t for t, r in WEB_RAMP if r == _PEAK)
+
+
+def web_trace_csv(rows: Sequence[tuple[float, float]] = WEB_RAMP, step: float = 10.0) -> str:
+    """The web ramp as a load-generator trace: per-row rate x row width arrivals, then a closing row."""
+    lines = ["t_seconds,arrivals"]
+    for t, rate in rows:
+        lines.append(f"{t:g},{rate * step:g}")
+    lines.append(f"{rows[-1][0] + step:g},0")
+    return "\n".join(lines) + "\n"
+
+
+def offered_rate(rel: float) -> float:
+    """Requests per second the program offers at ``rel`` seconds (for the plot's dashed line)."""
+    t = rel - WEB_START
+    if t < 0 or t >= WEB_SECONDS:
+        return 0.0
+    rate = 0.0
+    for start, r in WEB_RAMP:
+        if t >= start:
+            rate = r
+    return float(rate)
+
+
+def load_program() -> list[Step]:
+    return [
+        Step(
+            WEB_START,
+            "web",
+            f"web: requests ramp {WEB_RAMP[0][1]} -> {_PEAK}/s over {_RAMP_SECONDS:g}s, held, stopped at "
+            f"+{WEB_START + WEB_SECONDS:g}s",
+            (
+                "python",
+                "-m",
+                "scalekeeper_demo.load",
+                "--url",
+                WEB_URL,
+                "--trace",
+                TRACE_PATH_IN_POD,
+                "--duration",
+                f"{WEB_SECONDS:g}",
+                "--concurrency",
+                "32",
+            ),
+            WEB_SECONDS,
+        ),
+        Step(
+            VIDEO_START,
+            "video",
+            f"video: {VIDEO_TASKS} tasks of {VIDEO_TASK_SECONDS:g}s at {VIDEO_RATE:g}/s",
+            (
+                "python",
+                "-m",
+                "scalekeeper_demo.produce",
+                "--queue",
+                "video",
+                "--count",
+                str(VIDEO_TASKS),
+                "--rate",
+                f"{VIDEO_RATE:g}",
+                "--seconds",
+                f"{VIDEO_TASK_SECONDS:g}",
+                "--run-id",
+                "demo",
+            ),
+            VIDEO_TASKS / VIDEO_RATE,
+        ),
+    ]
+
+
+def phase_at(rel: float, steps: Sequence[Step]) -> str:
+    """What the load program is doing at ``rel`` seconds, for the table's header."""
+    parts = []
+    for s in steps:
+        if s.at <= rel < s.at + s.seconds:
+            if s.what == "web":
+                parts.append(f"web {offered_rate(rel):g} req/s offered")
+            else:
+                parts.append(f"publishing {s.what} tasks")
+        elif rel < s.at:
+            parts.append(f"{s.what} starts in {s.at - rel:.0f}s")
+    return ", ".join(parts) or "load stopped: draining"
+
+
+class LoadProgram:
+    """Runs the steps with `kubectl exec` into the load generator pod, each at its time, in a thread."""
+
+    def __init__(self, namespace: str, pod: str, steps: Sequence[Step], log_path: Path) -> None:
+        self.namespace, self.pod, self.steps = namespace, pod, list(steps)
+        self.log_path = log_path
+        self.procs: list[subprocess.Popen[bytes]] = []
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._run, daemon=True)
+        self.start = 0.0
+        self.failures: list[str] = []
+        self.pidfiles: list[str] = []
+        self._lock = threading.Lock()
+
+    def begin(self, start: float) -> None:
+        self.start = start
+        self._thread.start()
+
+    def _run(self) -> None:
+        with self.log_path.open("ab") as log:
+            for step in sorted(self.steps, key=lambda s: s.at):
+                delay = self.start + step.at - time.time()
+                if delay > 0 and self._stop.wait(delay):
+                    return
+                log.write(f"--- +{step.at:g}s {step.label}: {' '.join(step.args)}\n".encode())
+                log.flush()
+                # The step's process in the pod writes its pid first, so stop() can end it by that id.
+                pidfile = f"/tmp/demo-step-{step.what}.pid"
+                wrapped = ("sh", "-c", f'echo $$ > {pidfile}; exec "$@"', "sh", *step.args)
+                proc = subprocess.Popen(
+                    ["kubectl", "-n", self.namespace, "exec", self.pod, "--", *wrapped],
+                    stdout=log,
+                    stderr=subprocess.STDOUT,
+                    stdin=subprocess.DEVNULL,
+                )
+                with self._lock:
+                    self.procs.append(proc)
+                    self.pidfiles.append(pidfile)
+
+    def finished(self) -> bool:
+        started = len(self.procs) == len(self.steps)
+        done = started and all(p.poll() is not None for p in self.procs)
+        for p in self.procs:
+            if p.poll() not in (None, 0):
+                msg = f"a load step exited with {p.returncode} (see {self.log_path})"
+                if msg not in self.failures:
+                    self.failures.append(msg)
+        return done
+
+    def stop(self, interrupted: bool = False) -> None:
+        """Stops the steps not yet started and the kubectl processes this program started (by handle).
+        When interrupted, also the steps' processes in the pod: Ctrl-C reaches the local kubectl, not
+        what it runs there. Each is ended by the pid it wrote, if that pid still runs scalekeeper_demo."""
+        self._stop.set()
+        with self._lock:
+            started = list(zip(self.procs, self.pidfiles, strict=True))
+        running = [p for p, _ in started if p.poll() is None]
+        files = " ".join(f for p, f in started if interrupted or p.poll() is None)
+        if files:
+            script = (
+                f"for f in {files}; do if [ -f $f ]; then pid=$(cat $f); "
+                "grep -q scalekeeper_demo /proc/$pid/cmdline 2>/dev/null && kill $pid; rm -f $f; fi; "
+                "done; true"
+            )
+            subprocess.run(
+                ["kubectl", "-n", self.namespace, "exec", self.pod, "--", "sh", "-c", script],
+                capture_output=True,
+                timeout=30,
+                check=False,
+            )
+        for p in running:
+            p.terminate()
+        for p in self.procs:
+            try:
+                p.wait(timeout=10)
+            except subprocess.TimeoutExpired:
+                p.kill()
