@@ -18,7 +18,7 @@ from __future__ import annotations
 import re
 from datetime import UTC, datetime
 from enum import StrEnum
-from typing import Annotated, Any, ClassVar, Literal
+from typing import Annotated, Any, ClassVar
 
 from pydantic import (
     BaseModel,
@@ -161,8 +161,6 @@ class LimitedBy(StrEnum):
     DRY_RUN = "dryRun"
     FORECAST = "forecast"
 
-
-ScaleDirection = Literal["up", "down"]
 
 DeploymentName = Annotated[
     str,
@@ -333,14 +331,6 @@ class Behavior(_Spec):
         le=3600,
         description="Minimum seconds between two replica changes of this target.",
     )
-
-    def effective_rules(self, direction: ScaleDirection) -> HPAScalingRules:
-        """The fully defaulted rules for one direction.
-
-        Defaults are applied at validation time, field by field, exactly as the
-        HPA defaulting does, so this is the stored rules object itself.
-        """
-        return self.scale_up if direction == "up" else self.scale_down
 
     def hpa_behavior(self) -> dict[str, Any]:
         """The ``behavior`` block of an autoscaling/v2 HPA (only the fields the HPA knows)."""
@@ -835,14 +825,6 @@ class ScalingPolicySpec(_Spec):
                 )
             seen.add(worker.queue)
         return self
-
-    def target_names(self) -> list[str]:
-        """Status names of the targets: ``web``, ``worker/<queue>``, ``readReplicas``."""
-        names = ["web"] if self.web is not None else []
-        names += [f"worker/{w.queue}" for w in self.workers or []]
-        if self.read_replicas is not None:
-            names.append("readReplicas")
-        return names
 
 
 # ---------------------------------------------------------------------- status

@@ -12,6 +12,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from pydantic import ValidationError
 
+from scalekeeper.kube.owners import OwnerRef
 from scalekeeper.model import (
     DEFAULT_ARRIVAL_RATE_QUERY,
     Behavior,
@@ -32,6 +33,7 @@ from scalekeeper.model import (
     error_paths,
     parse_spec,
 )
+from scalekeeper.tiers import tiers_of
 from scalekeeper.tiers.workers import worker_params, worker_queries
 
 # The shared table lives beside the test packages so the cluster tests can use it too.
@@ -113,7 +115,7 @@ def test_top_level_defaults() -> None:
 
 def test_hpa_default_behavior() -> None:
     b = ScalingPolicySpec.model_validate(WEB_ONLY).web.behavior  # type: ignore[union-attr]
-    up, down = b.effective_rules("up"), b.effective_rules("down")
+    up, down = b.scale_up, b.scale_down
     assert up.stabilization_window_seconds == 0
     assert up.select_policy is SelectPolicy.MAX
     assert [(p.type, p.value, p.period_seconds) for p in up.policies] == [
@@ -245,7 +247,8 @@ def test_read_replica_floor_defaults_to_min() -> None:
 
 
 def test_target_names() -> None:
-    assert ScalingPolicySpec.model_validate(FULL).target_names() == [
+    spec = ScalingPolicySpec.model_validate(FULL)
+    assert [tier.name for tier in tiers_of(spec, OwnerRef("ns", "p", "uid"))] == [
         "web",
         "worker/video",
         "worker/emails",

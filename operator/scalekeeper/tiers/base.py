@@ -17,14 +17,17 @@ from typing import ClassVar, Literal, Protocol
 
 from kubernetes.client.rest import ApiException
 
+from .. import model
+from ..engine.forecast import FORECAST_METRICS, ForecastInput, raise_to_forecast
 from ..engine.sizing import Reading, SampleInput, read_metric
-from ..engine.types import ObservedTarget, PolicyDecision, TargetDecision, TargetHistory, TargetPlan
+from ..engine.types import ObservedTarget, PolicyDecision, Proposal, TargetDecision, TargetHistory, TargetPlan
 from ..kube.hpa import HpaClient
 from ..kube.owners import OwnerRef
 from ..kube.targets import ReplicaClient, ReplicaState, TargetNotFound, TargetRef, WriteConflict
 from ..kube.watched import Watched, replica_key, watches_kind
 from ..kube.workers import WorkerDeployments
 from ..memory import OwnWrite, PolicyMemory
+from ..metrics.promql import forecast_windows
 from ..opmetrics import OperatorMetrics
 
 # Which connection pool a tier's pods open connections from (see engine/budget.py).
@@ -188,6 +191,32 @@ class Tier(ABC):
     def cell_label(self) -> str | None:
         """The label before this tier's cell in its summary field (None: the cell alone)."""
         return None
+
+
+def forecast_queries(query: str, forecast: model.Forecast | None) -> dict[str, str]:
+    """The forecast's three queries of a target's metric (none when the target has no forecast)."""
+    if forecast is None:
+        return {}
+    windows = forecast_windows(query, forecast.lead_seconds, forecast.season_seconds)
+    return dict(zip(FORECAST_METRICS, windows, strict=True))
+
+
+def raise_by_forecast(
+    name: str,
+    proposal: Proposal,
+    forecast: model.Forecast | None,
+    samples: Mapping[str, SampleInput],
+    per_replica: float,
+    now: float,
+    max_age: float | None,
+) -> Proposal:
+    """The proposal raised to what the forecast's readings need, when the target has a forecast."""
+    if forecast is None:
+        return proposal
+    readings = (
+        reading(samples, m, f"{m.replace('_', ' ')} for {name}", now, max_age) for m in FORECAST_METRICS
+    )
+    return raise_to_forecast(proposal, ForecastInput(*readings), per_replica)
 
 
 def reading(

@@ -7,13 +7,11 @@ from collections.abc import Mapping
 from typing import ClassVar
 
 from .. import model
-from ..engine.forecast import FORECAST_METRICS, ForecastInput, raise_to_forecast
 from ..engine.sizing import SampleInput, size_by_rate
 from ..engine.types import ObservedTarget, TargetDecision, TargetHistory, TargetPlan
 from ..kube.owners import OwnerRef
 from ..kube.targets import TargetRef
-from ..metrics.promql import forecast_windows
-from .base import Summary, Tier, reading
+from .base import Summary, Tier, forecast_queries, raise_by_forecast, reading
 from .convert import behavior_of
 
 READ_REPLICAS = "readReplicas"
@@ -38,13 +36,7 @@ class ReadReplicasTier(Tier):
 
     def queries(self) -> dict[str, str]:
         metric = self.spec.metric
-        queries = {READ_LOAD: metric.query}
-        if metric.forecast is not None:
-            windows = forecast_windows(
-                metric.query, metric.forecast.lead_seconds, metric.forecast.season_seconds
-            )
-            queries.update(zip(FORECAST_METRICS, windows, strict=True))
-        return queries
+        return {READ_LOAD: metric.query, **forecast_queries(metric.query, metric.forecast)}
 
     def plan(
         self,
@@ -64,14 +56,9 @@ class ReadReplicasTier(Tier):
             what="load",
             key=READ_LOAD,
         )
-        if rr.metric.forecast is not None:
-            forecast = ForecastInput(
-                *(
-                    reading(samples, m, f"{m.replace('_', ' ')} for {READ_REPLICAS}", now, max_age)
-                    for m in FORECAST_METRICS
-                )
-            )
-            proposal = raise_to_forecast(proposal, forecast, rr.metric.per_replica)
+        proposal = raise_by_forecast(
+            self.name, proposal, rr.metric.forecast, samples, rr.metric.per_replica, now, max_age
+        )
         return TargetPlan(
             self.behavior,
             rr.min_replicas,

@@ -14,7 +14,6 @@ from typing import ClassVar
 from kubernetes.client.rest import ApiException
 
 from .. import model
-from ..engine.forecast import FORECAST_METRICS, ForecastInput, raise_to_forecast
 from ..engine.sizing import SampleInput, size_by_rate
 from ..engine.types import LimitedBy, ObservedTarget, TargetDecision, TargetHistory, TargetPlan
 from ..kube.hpa import HpaClient, HpaState, desired_hpa, hpa_name
@@ -22,8 +21,19 @@ from ..kube.owners import OwnerRef
 from ..kube.targets import TargetRef
 from ..kube.watched import hpa_name_key, hpa_target_key
 from ..memory import OwnWrite
-from ..metrics.promql import forecast_windows
-from .base import ActContext, Conflict, Observation, ObserveContext, Outcome, Pool, Summary, Tier, reading
+from .base import (
+    ActContext,
+    Conflict,
+    Observation,
+    ObserveContext,
+    Outcome,
+    Pool,
+    Summary,
+    Tier,
+    forecast_queries,
+    raise_by_forecast,
+    reading,
+)
 from .convert import behavior_of
 
 WEB = "web"
@@ -69,11 +79,7 @@ class WebTier(Tier):
         rate = self.spec.request_rate
         if rate is None:
             return {}
-        queries = {REQUEST_RATE: rate.query}
-        if rate.forecast is not None:
-            windows = forecast_windows(rate.query, rate.forecast.lead_seconds, rate.forecast.season_seconds)
-            queries.update(zip(FORECAST_METRICS, windows, strict=True))
-        return queries
+        return {REQUEST_RATE: rate.query, **forecast_queries(rate.query, rate.forecast)}
 
     def plan(
         self,
@@ -103,14 +109,15 @@ class WebTier(Tier):
             what="request rate",
             key=REQUEST_RATE,
         )
-        if web.request_rate.forecast is not None:
-            forecast = ForecastInput(
-                *(
-                    reading(samples, m, f"{m.replace('_', ' ')} for web", now, max_age)
-                    for m in FORECAST_METRICS
-                )
-            )
-            proposal = raise_to_forecast(proposal, forecast, web.request_rate.per_replica)
+        proposal = raise_by_forecast(
+            self.name,
+            proposal,
+            web.request_rate.forecast,
+            samples,
+            web.request_rate.per_replica,
+            now,
+            max_age,
+        )
         return TargetPlan(
             self.behavior, web.min_replicas, web.max_replicas, observed.replicas, proposal, history
         )

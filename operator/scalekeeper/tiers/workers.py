@@ -14,7 +14,6 @@ from typing import ClassVar
 from kubernetes.client.rest import ApiException
 
 from .. import model
-from ..engine.forecast import FORECAST_METRICS, ForecastInput, raise_to_forecast
 from ..engine.sizing import SampleInput, WorkerParams, size_worker
 from ..engine.types import ObservedTarget, TargetDecision, TargetHistory, TargetPlan
 from ..kube.owners import OwnerRef
@@ -27,10 +26,20 @@ from ..metrics.promql import (
     DEFAULT_WAITING_QUERY,
     backlog,
     fill_queue,
-    forecast_windows,
     range_seconds,
 )
-from .base import ActContext, Observation, ObserveContext, Outcome, Pool, Summary, Tier, reading
+from .base import (
+    ActContext,
+    Observation,
+    ObserveContext,
+    Outcome,
+    Pool,
+    Summary,
+    Tier,
+    forecast_queries,
+    raise_by_forecast,
+    reading,
+)
 from .convert import behavior_of
 
 WAITING = "waiting"
@@ -104,12 +113,7 @@ class WorkerTier(Tier):
         if self.spec.drain_seconds is not None:
             queries[ARRIVAL_RATE] = q.arrival_rate
             queries[COMPLETION_RATE] = q.completion_rate
-        forecast = self.spec.forecast
-        if forecast is not None:
-            load = backlog(q.waiting, q.in_flight)
-            windows = forecast_windows(load, forecast.lead_seconds, forecast.season_seconds)
-            queries.update(zip(FORECAST_METRICS, windows, strict=True))
-        return queries
+        return {**queries, **forecast_queries(backlog(q.waiting, q.in_flight), self.spec.forecast)}
 
     def plan(
         self,
@@ -136,15 +140,15 @@ class WorkerTier(Tier):
             backlog_since=history.backlog_since,
         )
         history = replace(history, idle_since=sizing.idle_since, backlog_since=sizing.backlog_since)
-        proposal = sizing.proposal
-        if self.spec.forecast is not None:
-            forecast = ForecastInput(
-                *(
-                    reading(samples, m, f"{m.replace('_', ' ')} for {self.name}", now, max_age)
-                    for m in FORECAST_METRICS
-                )
-            )
-            proposal = raise_to_forecast(proposal, forecast, self.params.effective_tasks_per_worker)
+        proposal = raise_by_forecast(
+            self.name,
+            sizing.proposal,
+            self.spec.forecast,
+            samples,
+            self.params.effective_tasks_per_worker,
+            now,
+            max_age,
+        )
         return TargetPlan(
             self.behavior,
             self.spec.min_replicas,
