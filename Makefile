@@ -28,6 +28,7 @@ typecheck: venv ## mypy --strict on the package, the benchmarks and the demo's w
 
 crd: venv ## regenerate the CRD from the pydantic model
 	$(PY) -m scalekeeper.crdgen --write $(CRD)
+	cp $(CRD) $(CHART_CRD)
 
 crd-check: venv ## fail when crds/ drifted from the model
 	$(PY) -m scalekeeper.crdgen --check $(CRD)

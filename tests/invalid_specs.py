@@ -20,6 +20,9 @@ from typing import Any
 
 Spec = dict[str, Any]
 
+# The words both the model and the API server use for two tiers of one policy on one workload.
+NAMED_TWICE = "must not name a Deployment another tier of the policy sizes"
+
 
 def web() -> Spec:
     return {"deployment": "web", "minReplicas": 2, "maxReplicas": 10, "cpuUtilization": 70}
@@ -140,11 +143,43 @@ FULL: Spec = {
     },
 }
 
+INT32_MAX = 2**31 - 1
+
+# Every count at the largest value an int32 field holds: the model and the API server both take it.
+AT_THE_BOUNDS: Spec = {
+    "web": {
+        "deployment": "web",
+        "minReplicas": INT32_MAX,
+        "maxReplicas": INT32_MAX,
+        "requestRate": {"query": "sum(rate(http_requests_total[1m]))", "perReplica": 1e300},
+        "behavior": {"scaleUp": {"policies": [{"type": "Pods", "value": INT32_MAX, "periodSeconds": 15}]}},
+    },
+    "workers": [
+        {
+            "queue": "video",
+            "deployment": "video-worker",
+            "minReplicas": INT32_MAX,
+            "maxReplicas": INT32_MAX,
+            "tasksPerWorker": INT32_MAX,
+            "activationTasks": INT32_MAX,
+        }
+    ],
+    "readReplicas": {**read_replicas(), "minReplicas": 0, "maxReplicas": INT32_MAX, "floor": INT32_MAX},
+    "connectionBudget": {
+        "maxConnections": INT32_MAX,
+        "webPoolSize": INT32_MAX,
+        "workerPoolSize": INT32_MAX,
+        "replicaMaxConnections": INT32_MAX,
+        "reserved": INT32_MAX - 1,
+    },
+}
+
 VALID_SPECS: list[tuple[str, Spec]] = [
     ("web-only", WEB_ONLY),
     ("workers-only", WORKERS_ONLY),
     ("read-replicas-only", READ_REPLICAS_ONLY),
     ("full", FULL),
+    ("at-the-bounds", AT_THE_BOUNDS),
 ]
 
 
@@ -416,6 +451,86 @@ INVALID_CASES: list[tuple[str, Spec, str, str]] = [
         "cel",
     ),
     ("worker-duplicate-queue", {"workers": [worker("video"), worker("video")]}, "queue", "cel"),
+    # ----- one workload, one tier
+    (
+        "worker-deployment-is-the-web-one",
+        {"web": web(), "workers": [{**worker(), "deployment": "web"}]},
+        NAMED_TWICE,
+        "cel",
+    ),
+    (
+        "workers-share-a-deployment",
+        {"workers": [worker("video"), {**worker("emails"), "deployment": "video-worker"}]},
+        NAMED_TWICE,
+        "cel",
+    ),
+    (
+        "replicas-target-is-the-web-deployment",
+        {
+            "web": web(),
+            **with_replicas(target={"apiVersion": "apps/v1", "kind": "Deployment", "name": "web"}),
+        },
+        NAMED_TWICE,
+        "cel",
+    ),
+    # ----- counts past int32, blank queries, an apiVersion without version, a template that is no pod's
+    ("web-max-over-int32", with_web(maxReplicas=INT32_MAX + 1), "spec.web.maxReplicas", "schema"),
+    (
+        "worker-tasks-over-int32",
+        with_worker(tasksPerWorker=INT32_MAX + 1),
+        "spec.workers[0].tasksPerWorker",
+        "schema",
+    ),
+    (
+        "budget-max-connections-over-int32",
+        with_budget(maxConnections=INT32_MAX + 1),
+        "spec.connectionBudget.maxConnections",
+        "schema",
+    ),
+    (
+        "behavior-policy-value-over-int32",
+        with_behavior("scaleUp", policies=[policy("Pods", INT32_MAX + 1)]),
+        "spec.web.behavior.scaleUp.policies[0].value",
+        "schema",
+    ),
+    (
+        "web-request-rate-query-blank",
+        with_web(requestRate={"query": " \n\t ", "perReplica": 10}),
+        "spec.web.requestRate.query",
+        "schema",
+    ),
+    (
+        "replicas-api-version-without-version",
+        with_replicas(target={"apiVersion": "postgresql.cnpg.io", "kind": "Cluster", "name": "pg"}),
+        "spec.readReplicas.target.apiVersion",
+        "schema",
+    ),
+    (
+        "worker-template-containers-at-the-wrong-level",
+        {
+            "workers": [
+                {**without(worker(), "deployment"), "template": {"containers": [{"name": "w", "image": "i"}]}}
+            ]
+        },
+        "spec.workers[0].template.spec",
+        "schema",
+    ),
+    (
+        "worker-template-without-containers",
+        {"workers": [{**without(worker(), "deployment"), "template": {"spec": {"containers": []}}}]},
+        "spec.workers[0].template.spec.containers",
+        "schema",
+    ),
+    (
+        "worker-template-container-without-image",
+        {
+            "workers": [
+                {**without(worker(), "deployment"), "template": {"spec": {"containers": [{"name": "w"}]}}}
+            ]
+        },
+        "spec.workers[0].template.spec.containers[0].image",
+        "schema",
+    ),
     ("replicas-min-above-max", with_replicas(minReplicas=6), "spec.readReplicas.minReplicas", "cel"),
     ("replicas-floor-below-min", with_replicas(floor=0), "spec.readReplicas.floor", "cel"),
     ("replicas-floor-above-max", with_replicas(floor=6), "spec.readReplicas.floor", "cel"),

@@ -24,7 +24,7 @@ from .kube.workers import WorkerDeployments
 from .memory import PolicyMemory, read_status, restore_memory
 from .metrics.prometheus import BatchResult, MetricKey, Missing, PrometheusReader, Sample
 from .opmetrics import OperatorMetrics
-from .policy import PolicyObject, claim_keys, parsed
+from .policy import PolicyObject, claim_keys, named_twice, parsed
 from .publish import StatusPublisher
 from .report import Cycle, Reporter
 from .tiers.base import ActContext, EventSink, Observation, ObserveContext, Outcome
@@ -131,7 +131,9 @@ class Reconciler:
         self, c: Cycle, claimants: Mapping[str, Iterable[PolicyId]], watched: Watched
     ) -> dict[str, Observation]:
         """Reads only: each tier's workload, except those an older policy sizes."""
-        holders = contested(c.policy.id, claim_keys(c.tiers), claimants)
+        claims = claim_keys(c.tiers)
+        holders = contested(c.policy.id, claims, claimants)
+        twice = named_twice(claims)
         ctx = ObserveContext(
             watched,
             self._replicas,
@@ -143,6 +145,13 @@ class Reconciler:
         observed: dict[str, Observation] = {}
         for tier in c.tiers:
             holder = holders.get(tier.name)
+            if tier.name in twice:
+                observed[tier.name] = Observation(
+                    contested=f"{tier.target().describe()} is also this policy's {twice[tier.name]}: "
+                    "only that target sizes it",
+                    contested_within=True,
+                )
+                continue
             if holder is None:
                 observed[tier.name] = tier.observe(ctx)
                 continue

@@ -33,6 +33,7 @@ from pydantic import (
 from pydantic.alias_generators import to_camel
 from pydantic_core import PydanticCustomError
 
+from .kube.names import fitted
 from .metrics.promql import (
     DEFAULT_ARRIVAL_RATE_QUERY,
     DEFAULT_COMPLETION_RATE_QUERY,
@@ -58,9 +59,22 @@ MAX_NAME_LENGTH = 253
 MAX_QUEUE_LENGTH = 200
 MAX_QUERY_LENGTH = 4096
 
+# A Deployment's ReplicaSets are named `<deployment>-<10-character hash>`, within the 253 a name may have.
+GENERATED_NAME_MAX = MAX_NAME_LENGTH - 11
+
 # A DNS-1123 subdomain, the rule for Deployment and most object names.
 DNS_SUBDOMAIN_PATTERN = r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?(\.[a-z0-9]([-a-z0-9]*[a-z0-9])?)*$"
 REPLICAS_PATH_PATTERN = r"^[A-Za-z0-9_-]+(\.[A-Za-z0-9_-]+)*$"
+
+# Every count lands in an int32 field somewhere (an HPA's or a Deployment's replicas): no larger one is taken.
+INT32_MAX = 2**31 - 1
+# An apiVersion: a version, with a DNS-subdomain group before it unless it is the core group's.
+API_VERSION_PATTERN = (
+    r"^([a-z0-9]([-a-z0-9]*[a-z0-9])?(\.[a-z0-9]([-a-z0-9]*[a-z0-9])?)*/)?v[0-9]+((alpha|beta)[0-9]+)?$"
+)
+# At least one character that is not white space: a query of blanks is no query. Spelled out rather than
+# \S, whose meaning differs between the API server's regular expressions (Go's) and pydantic's (Rust's).
+NOT_BLANK_PATTERN = r"[^\t\n\f\r ]"
 
 PERCENT_MAX_SCALE_UP = 1000
 FORECAST_MAX_SEASON_SECONDS = 28 * 86400
@@ -166,7 +180,7 @@ DeploymentName = Annotated[
     str,
     Field(min_length=1, max_length=MAX_NAME_LENGTH, pattern=DNS_SUBDOMAIN_PATTERN),
 ]
-PromQL = Annotated[str, Field(min_length=1, max_length=MAX_QUERY_LENGTH)]
+PromQL = Annotated[str, Field(min_length=1, max_length=MAX_QUERY_LENGTH, pattern=NOT_BLANK_PATTERN)]
 
 
 # ------------------------------------------------------------------------ behavior
@@ -181,6 +195,7 @@ class HPAScalingPolicy(_Spec):
     )
     value: StrictInt = Field(
         ge=1,
+        le=INT32_MAX,
         description="The allowed change within periodSeconds: replicas (type Pods) or percent of the "
         f"current replicas (type Percent: at most {PERCENT_MAX_SCALE_UP} in scaleUp, "
         f"{PERCENT_MAX_SCALE_DOWN} in scaleDown).",
@@ -391,6 +406,7 @@ class RequestRateMetric(_Spec):
     )
     per_replica: StrictFloat = Field(
         gt=0,
+        allow_inf_nan=False,
         description="Requests per second one replica should carry; desired replicas = "
         "ceil(rate / perReplica).",
     )
@@ -421,8 +437,10 @@ class WebSpec(_Spec):
     )
 
     deployment: DeploymentName = Field(description="Name of the web Deployment, in the policy's namespace.")
-    min_replicas: StrictInt = Field(default=1, ge=1, description="Fewest replicas (at least 1, default 1).")
-    max_replicas: StrictInt = Field(ge=1, description="Most replicas; must be >= minReplicas.")
+    min_replicas: StrictInt = Field(
+        default=1, ge=1, le=INT32_MAX, description="Fewest replicas (at least 1, default 1)."
+    )
+    max_replicas: StrictInt = Field(ge=1, le=INT32_MAX, description="Most replicas; must be >= minReplicas.")
     cpu_utilization: StrictInt | None = Field(
         default=None,
         ge=1,
@@ -490,6 +508,59 @@ class WorkerMetrics(_Spec):
 _NON_NAME = re.compile(r"[^a-z0-9-]+")
 
 
+# What the API server can check of an embedded pod template: a spec with at least one container, each
+# named and with an image (a Deployment made from less is refused). The rest is the pod's own schema.
+POD_TEMPLATE_SCHEMA: dict[str, Any] = {
+    "x-kubernetes-preserve-unknown-fields": True,
+    "required": ["spec"],
+    "properties": {
+        "spec": {
+            "type": "object",
+            "description": "The pod's spec.",
+            "x-kubernetes-preserve-unknown-fields": True,
+            "required": ["containers"],
+            "properties": {
+                "containers": {
+                    "type": "array",
+                    "description": "The pod's containers (at least one, each with name and image).",
+                    "minItems": 1,
+                    "items": {
+                        "type": "object",
+                        "x-kubernetes-preserve-unknown-fields": True,
+                        "required": ["name", "image"],
+                        "properties": {
+                            "name": {"type": "string", "description": "The container's name."},
+                            "image": {"type": "string", "description": "The container's image."},
+                        },
+                    },
+                }
+            },
+        }
+    },
+}
+
+
+def pod_template_problem(template: dict[str, Any]) -> tuple[str, str] | None:
+    """(field below template, why) when the template is not a pod template the API server would take."""
+    spec = template.get("spec")
+    if not isinstance(spec, dict):
+        return "spec", "a pod template needs a spec (its containers go in template.spec.containers)"
+    containers = spec.get("containers")
+    if not isinstance(containers, list) or not containers:
+        return "spec.containers", "a pod template needs at least one container"
+    for i, container in enumerate(containers):
+        for key in ("name", "image"):
+            if not isinstance(container, dict) or not isinstance(container.get(key), str):
+                return f"spec.containers[{i}].{key}", f"each container needs a {key}"
+    return None
+
+
+def generated_name_suffix(queue: str) -> str:
+    """The part of a templated worker's Deployment name made from its queue: lower-cased, every
+    character a name may not hold made `-`."""
+    return _NON_NAME.sub("-", queue.lower()).strip("-") or "queue"
+
+
 class WorkerSpec(_Spec):
     """One Celery queue and the worker Deployment that consumes it."""
 
@@ -528,15 +599,16 @@ class WorkerSpec(_Spec):
         default=None,
         description="A pod template (metadata and spec) from which the operator creates and owns a "
         "Deployment named <policy>-worker-<queue>. Exactly one of deployment and template.",
-        json_schema_extra={"x-kubernetes-preserve-unknown-fields": True},
+        json_schema_extra=POD_TEMPLATE_SCHEMA,
     )
     min_replicas: StrictInt = Field(
-        default=0, ge=0, description="Fewest workers; 0 allows scaling to zero (default 0)."
+        default=0, ge=0, le=INT32_MAX, description="Fewest workers; 0 allows scaling to zero (default 0)."
     )
-    max_replicas: StrictInt = Field(ge=1, description="Most workers; must be >= minReplicas.")
+    max_replicas: StrictInt = Field(ge=1, le=INT32_MAX, description="Most workers; must be >= minReplicas.")
     tasks_per_worker: StrictInt | None = Field(
         default=None,
         ge=1,
+        le=INT32_MAX,
         description="Backlog (waiting plus in-flight tasks) one worker should carry; desired = "
         "ceil(backlog / tasksPerWorker).",
     )
@@ -550,6 +622,7 @@ class WorkerSpec(_Spec):
     activation_tasks: StrictInt = Field(
         default=1,
         ge=1,
+        le=INT32_MAX,
         description="Backlog needed before scaling up from zero workers (default 1).",
     )
     concurrency: StrictInt = Field(
@@ -596,18 +669,20 @@ class WorkerSpec(_Spec):
             raise cross_field_error("deployment", "must set exactly one of deployment or template")
         if self.tasks_per_worker is None and self.drain_seconds is None:
             raise cross_field_error("tasksPerWorker", "must set at least one of tasksPerWorker, drainSeconds")
+        if self.template is not None and (problem := pod_template_problem(self.template)) is not None:
+            raise cross_field_error(f"template.{problem[0]}", problem[1])
         return self
 
     def deployment_name(self, policy_name: str) -> str:
         """The Deployment this worker scales: ``deployment``, or the one made from ``template``.
 
         Celery queue names may hold characters a Deployment name may not, so the
-        generated name is lower-cased and other characters become ``-``.
+        generated name is lower-cased and other characters become ``-``. A name longer than its
+        ReplicaSets' names leave room for is cut and ended with a hash (kube/names.py).
         """
         if self.deployment is not None:
             return self.deployment
-        suffix = _NON_NAME.sub("-", self.queue.lower()).strip("-") or "queue"
-        return f"{policy_name}-worker-{suffix}"[:MAX_NAME_LENGTH].rstrip("-")
+        return fitted(f"{policy_name}-worker-{generated_name_suffix(self.queue)}", GENERATED_NAME_MAX)
 
     @property
     def slots_per_pod(self) -> int:
@@ -624,7 +699,8 @@ class ScaleTargetRef(_Spec):
     api_version: str = Field(
         min_length=1,
         max_length=MAX_NAME_LENGTH,
-        description="API version of the target, e.g. apps/v1 or postgresql.cnpg.io/v1.",
+        pattern=API_VERSION_PATTERN,
+        description="API version of the target, with its version: apps/v1 or postgresql.cnpg.io/v1.",
     )
     kind: str = Field(
         min_length=1,
@@ -647,7 +723,9 @@ class ReplicaMetric(_Spec):
         "or client connections)."
     )
     per_replica: StrictFloat = Field(
-        gt=0, description="Load one replica should carry; desired = ceil(load / perReplica)."
+        gt=0,
+        allow_inf_nan=False,
+        description="Load one replica should carry; desired = ceil(load / perReplica).",
     )
     forecast: Forecast | None = Field(
         default=None,
@@ -682,11 +760,12 @@ class ReadReplicasSpec(_Spec):
         description="Dotted path of the replicas field (e.g. spec.numberOfInstances), for targets "
         "without a /scale subresource.",
     )
-    min_replicas: StrictInt = Field(default=0, ge=0, description="Fewest replicas (default 0).")
-    max_replicas: StrictInt = Field(ge=1, description="Most replicas; must be >= minReplicas.")
+    min_replicas: StrictInt = Field(default=0, ge=0, le=INT32_MAX, description="Fewest replicas (default 0).")
+    max_replicas: StrictInt = Field(ge=1, le=INT32_MAX, description="Most replicas; must be >= minReplicas.")
     floor: StrictInt | None = Field(
         default=None,
         ge=0,
+        le=INT32_MAX,
         description="Scale-down never goes below this; minReplicas <= floor <= maxReplicas "
         "(default minReplicas).",
     )
@@ -733,24 +812,27 @@ class ConnectionBudget(_Spec):
         )
     )
 
-    max_connections: StrictInt = Field(ge=1, description="The primary's max_connections.")
+    max_connections: StrictInt = Field(ge=1, le=INT32_MAX, description="The primary's max_connections.")
     web_pool_size: StrictInt = Field(
-        default=0, ge=0, description="Connections each web pod opens (pool size; default 0)."
+        default=0, ge=0, le=INT32_MAX, description="Connections each web pod opens (pool size; default 0)."
     )
     worker_pool_size: StrictInt = Field(
         default=0,
         ge=0,
+        le=INT32_MAX,
         description="Connections each worker pod opens (pool size times processes; default 0).",
     )
     replica_max_connections: StrictInt | None = Field(
         default=None,
         ge=1,
+        le=INT32_MAX,
         description="max_connections of each read replica; when set, reads served by replicas are "
         "checked against replicas x replicaMaxConnections.",
     )
     reserved: StrictInt = Field(
         default=0,
         ge=0,
+        le=INT32_MAX,
         description="Connections kept free for administration, migrations and other clients (default 0).",
     )
 
@@ -771,6 +853,10 @@ class ConnectionBudget(_Spec):
 # --------------------------------------------------------------------- the spec
 
 
+# Two tiers of one policy on one workload would size one replica count in turn.
+_NAMED_TWICE = "must not name a Deployment another tier of the policy sizes"
+
+
 class ScalingPolicySpec(_Spec):
     """Sizes an application's tiers (web, Celery workers, read replicas) from Prometheus metrics."""
 
@@ -784,6 +870,22 @@ class ScalingPolicySpec(_Spec):
                 "!has(self.workers) || self.workers.all(w, self.workers.exists_one(x, x.queue == w.queue))",
                 "spec.workers[].queue must be unique",
                 ".workers",
+            ),
+            (
+                "!has(self.workers) || self.workers.all(w, !has(w.deployment) || ("
+                "(!has(self.web) || w.deployment != self.web.deployment) && "
+                "self.workers.exists_one(x, has(x.deployment) && x.deployment == w.deployment)))",
+                f"spec.workers[].deployment {_NAMED_TWICE}",
+                ".workers",
+            ),
+            (
+                "!has(self.readReplicas) || self.readReplicas.target.kind != 'Deployment' || "
+                "!self.readReplicas.target.apiVersion.startsWith('apps/') || ("
+                "(!has(self.web) || self.web.deployment != self.readReplicas.target.name) && "
+                "(!has(self.workers) || "
+                "self.workers.all(w, !has(w.deployment) || w.deployment != self.readReplicas.target.name)))",
+                f"spec.readReplicas.target {_NAMED_TWICE}",
+                ".readReplicas.target",
             ),
         )
     )
@@ -824,7 +926,40 @@ class ScalingPolicySpec(_Spec):
                     f"workers[{i}].queue", f"workers[{i}].queue {worker.queue!r} is not unique"
                 )
             seen.add(worker.queue)
+        self._one_tier_per_workload()
         return self
+
+    def _one_tier_per_workload(self) -> None:
+        named: dict[str, str] = {}
+        if self.web is not None:
+            named[self.web.deployment] = "web.deployment"
+        generated: dict[str, str] = {}
+        for i, worker in enumerate(self.workers or []):
+            if worker.deployment is not None:
+                field = f"workers[{i}].deployment"
+                if worker.deployment in named:
+                    other = named[worker.deployment]
+                    message = f"{field} {worker.deployment!r} {_NAMED_TWICE} ({other})"
+                    raise cross_field_error(field, message)
+                named[worker.deployment] = field
+                continue
+            # Queues whose generated Deployment names fold to one (case, characters a name may not hold).
+            suffix = generated_name_suffix(worker.queue)
+            if suffix in generated:
+                field = f"workers[{i}].queue"
+                message = (
+                    f"{field} {worker.queue!r} {_NAMED_TWICE}: its generated Deployment "
+                    f"<policy>-worker-{suffix} is also {generated[suffix]}'s"
+                )
+                raise cross_field_error(field, message)
+            generated[suffix] = f"workers[{i}].queue"
+        rr = self.read_replicas
+        deployment = (
+            rr is not None and rr.target.kind == "Deployment" and rr.target.api_version.startswith("apps/")
+        )
+        if rr is not None and deployment and rr.target.name in named:
+            other = named[rr.target.name]
+            raise cross_field_error("readReplicas.target", f"readReplicas.target {_NAMED_TWICE} ({other})")
 
 
 # ---------------------------------------------------------------------- status

@@ -79,6 +79,20 @@ def claim_keys(tiers: list[Tier]) -> dict[str, str]:
     return out
 
 
+def named_twice(claims: dict[str, str]) -> dict[str, str]:
+    """Targets of one policy whose workload an earlier target of the same policy names: target name -> the
+    earlier target's. The model refuses the spellings it can see; this catches the rest (a worker's
+    Deployment named like another's generated one), so no workload is sized by two tiers in turn."""
+    first: dict[str, str] = {}
+    out: dict[str, str] = {}
+    for name, key in claims.items():
+        if key in first:
+            out[name] = first[key]
+        else:
+            first[key] = name
+    return out
+
+
 def _tiers(body: Mapping[str, Any]) -> tuple[PolicyObject, list[Tier]] | None:
     policy = PolicyObject.from_body(body)
     try:

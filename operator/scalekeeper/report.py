@@ -183,7 +183,9 @@ class Reporter:
         foreign = [o.conflict for o in c.observed.values() if o.conflict is not None]
         if contested:
             message = "; ".join(f"{name}: {why}" for name, why in contested.items())
-            conditions.set(C.CONFLICT, T, "TargetSizedByOlderPolicy", message)
+            within = all(o.contested_within for o in c.observed.values() if o.contested is not None)
+            reason = "TargetNamedTwice" if within else "TargetSizedByOlderPolicy"
+            conditions.set(C.CONFLICT, T, reason, message)
         elif foreign:
             conditions.set(C.CONFLICT, T, foreign[0].reason, "; ".join(f.message for f in foreign))
         else:

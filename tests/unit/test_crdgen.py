@@ -119,11 +119,13 @@ def test_special_markers(root: dict[str, Any]) -> None:
     assert workers["maxItems"] == 50
     assert "queue" in workers["items"]["required"]
     template = workers["items"]["properties"]["template"]
-    assert template == {
-        "type": "object",
-        "description": template["description"],
-        "x-kubernetes-preserve-unknown-fields": True,
-    }
+    # a pod template the API server can check the essentials of (a spec, containers with name and image)
+    assert template["type"] == "object" and template["x-kubernetes-preserve-unknown-fields"] is True
+    assert template["required"] == ["spec"]
+    pod = template["properties"]["spec"]
+    assert pod["required"] == ["containers"] and pod["x-kubernetes-preserve-unknown-fields"] is True
+    containers = pod["properties"]["containers"]
+    assert containers["minItems"] == 1 and containers["items"]["required"] == ["name", "image"]
     for path, node in walk(root):
         if path.endswith(".policies"):
             assert node["maxItems"] == 10, path
@@ -172,6 +174,8 @@ def test_cel_rules_present_with_field_named_messages(root: dict[str, Any]) -> No
         ".spec": [
             "spec must set at least one of web, workers, readReplicas",
             "spec.workers[].queue must be unique",
+            "spec.workers[].deployment must not name a Deployment another tier of the policy sizes",
+            "spec.readReplicas.target must not name a Deployment another tier of the policy sizes",
         ],
         ".spec.web": [
             "spec.web.minReplicas must be <= spec.web.maxReplicas",
@@ -321,11 +325,16 @@ class CelParser:
             name = self.take()[1]
             if self.peek() == ("op", "("):
                 self.take("(")
-                var = self.take()[1]
-                self.take(",")
-                body = self.or_()
-                self.take(")")
-                node = ("macro", name, node, var, body)
+                first = self.or_()
+                if self.peek() == ("op", ","):
+                    self.take(",")
+                    assert first[0] == "var", "a macro's first argument names its variable"
+                    body = self.or_()
+                    self.take(")")
+                    node = ("macro", name, node, first[1], body)
+                else:
+                    self.take(")")
+                    node = ("method", name, node, first)
             else:
                 node = ("field", node, name)
         return node
@@ -363,6 +372,8 @@ def cel_eval(node: Any, env: dict[str, Any]) -> Any:
         return field[2] in cel_eval(field[1], env)
     if op == "call" and node[1] == "size":
         return len(cel_eval(node[2], env))
+    if op == "method" and node[1] == "startsWith":
+        return str(cel_eval(node[2], env)).startswith(cel_eval(node[3], env))
     if op == "not":
         return not cel_eval(node[1], env)
     if op == "or":

@@ -159,3 +159,26 @@ def test_a_status_written_by_the_previous_release_is_carried_on() -> None:
     # its step 1 -> 4 still counts: within 15 s of it, the scale-up policies allow max(2 x 1, 1 + 4)
     assert w.replicas() == 5
     assert w.status("p")["targets"][0]["limitedBy"] == "scaleUpPolicy"
+
+
+def test_two_targets_of_one_policy_on_one_workload_size_it_once() -> None:
+    # The model cannot see this one: a worker's own Deployment named like another's generated one.
+    w = FakeWorld()
+    template = {"spec": {"containers": [{"name": "worker", "image": "app"}]}}
+    spec = {
+        "workers": [
+            {"queue": "video", "template": template, "maxReplicas": 5, "tasksPerWorker": 10},
+            {"queue": "mail", "deployment": "p-worker-video", "maxReplicas": 5, "tasksPerWorker": 1},
+        ]
+    }
+    w.policy("p", spec)
+    w.load(20)
+    w.cycle("p")
+    w.cycle("p")
+    assert (
+        w.api.objects["deployments"]["p-worker-video"]["spec"]["replicas"] == 2
+    )  # video's 20 / 10, not 20 / 1
+    status = w.status("p")
+    assert condition(status, "Conflict")["reason"] == "TargetNamedTwice"
+    assert status["targets"][1]["limitedBy"] == "conflict"
+    assert "is also this policy's worker/video" in status["targets"][1]["reason"]

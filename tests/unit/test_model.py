@@ -31,6 +31,7 @@ from scalekeeper.model import (
     WorkerSpec,
     error_messages,
     error_paths,
+    generated_name_suffix,
     parse_spec,
 )
 from scalekeeper.tiers import tiers_of
@@ -39,6 +40,8 @@ from scalekeeper.tiers.workers import worker_params, worker_queries
 # The shared table lives beside the test packages so the cluster tests can use it too.
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 from invalid_specs import FULL, INVALID_CASES, VALID_SPECS, WEB_ONLY
+
+POD = {"spec": {"containers": [{"name": "worker", "image": "app"}]}}
 
 
 def _dump(spec: ScalingPolicySpec) -> dict[str, Any]:
@@ -204,7 +207,7 @@ def test_worker_query_overrides_and_escaping() -> None:
     w = WorkerSpec.model_validate(
         {
             "queue": 'we"ird',
-            "template": {},
+            "template": POD,
             "maxReplicas": 3,
             "drainSeconds": 60,
             "metrics": {"waiting": 'sum(my_backlog{q="<queue>"})'},
@@ -233,7 +236,7 @@ def test_worker_deployment_name() -> None:
     own = WorkerSpec.model_validate({"queue": "v", "deployment": "vw", "maxReplicas": 1, "tasksPerWorker": 1})
     assert own.deployment_name("shop") == "vw"
     made = WorkerSpec.model_validate(
-        {"queue": "Video_HQ", "template": {}, "maxReplicas": 1, "tasksPerWorker": 1}
+        {"queue": "Video_HQ", "template": POD, "maxReplicas": 1, "tasksPerWorker": 1}
     )
     assert made.deployment_name("shop") == "shop-worker-video-hq"
 
@@ -334,7 +337,9 @@ def test_status_ignores_unknown_fields() -> None:
 # ------------------------------------------------------- property: round trip
 
 names = st.from_regex(r"\A[a-z0-9]([-a-z0-9]{0,20}[a-z0-9])?\Z")
-queries = st.text(st.characters(codec="utf-8", exclude_categories=("Cs",)), min_size=1, max_size=40)
+queries = st.text(st.characters(codec="utf-8", exclude_categories=("Cs",)), min_size=1, max_size=40).filter(
+    lambda q: q.strip("\t\n\f\r ") != ""
+)
 positive = st.floats(min_value=0.001, max_value=1e6, allow_nan=False, allow_infinity=False)
 
 
@@ -404,9 +409,11 @@ def workers(draw: st.DrawFn, queue: str) -> dict[str, Any]:
     if draw(st.booleans()):
         out["deployment"] = draw(names)
     else:
-        out["template"] = draw(
-            st.dictionaries(st.sampled_from(["metadata", "spec"]), st.dictionaries(names, names), max_size=2)
-        )
+        pod: dict[str, Any] = {"containers": [{"name": draw(names), "image": draw(names)}]}
+        pod.update(draw(st.dictionaries(names.filter(lambda n: n != "containers"), names, max_size=2)))
+        out["template"] = {"spec": pod}
+        if draw(st.booleans()):
+            out["template"]["metadata"] = {"labels": draw(st.dictionaries(names, names, max_size=2))}
     targets = draw(st.sets(st.sampled_from(["tasks", "drain"]), min_size=1))
     if "tasks" in targets:
         out["tasksPerWorker"] = draw(st.integers(1, 10_000))
@@ -447,6 +454,24 @@ def replicas(draw: st.DrawFn) -> dict[str, Any]:
     return out
 
 
+def one_tier_per_workload(spec: dict[str, Any]) -> None:
+    """Give a worker whose Deployment another tier names (or whose generated one folds to another's) one of
+    its own: valid specs size each workload from one tier."""
+    used = {spec["web"]["deployment"]} if "web" in spec else set()
+    suffixes: set[str] = set()
+    for i, worker in enumerate(spec["workers"]):
+        if "template" in worker:
+            suffix = generated_name_suffix(worker["queue"])
+            if suffix not in suffixes:
+                suffixes.add(suffix)
+                continue
+            del worker["template"]
+            worker["deployment"] = f"worker-{i}"
+        while worker["deployment"] in used:
+            worker["deployment"] += "-x"
+        used.add(worker["deployment"])
+
+
 @st.composite
 def specs(draw: st.DrawFn) -> dict[str, Any]:
     sections = draw(st.sets(st.sampled_from(["web", "workers", "readReplicas"]), min_size=1))
@@ -460,6 +485,7 @@ def specs(draw: st.DrawFn) -> dict[str, Any]:
     if "workers" in sections:
         queues = draw(st.lists(st.text(min_size=1, max_size=20), min_size=1, max_size=4, unique=True))
         out["workers"] = [draw(workers(q)) for q in queues]
+        one_tier_per_workload(out)
     if "readReplicas" in sections:
         out["readReplicas"] = draw(replicas())
     if draw(st.booleans()):

@@ -14,7 +14,8 @@ from typing import Any
 from kubernetes import client
 from kubernetes.client.rest import ApiException
 
-from ..model import WebSpec
+from ..model import MAX_NAME_LENGTH, WebSpec
+from .names import fitted, label_value
 from .owners import OwnerRef, is_owned_by
 from .watched import hpa_name_key, hpa_target_key
 
@@ -22,7 +23,7 @@ MANAGED_BY = "scalekeeper"
 
 
 def hpa_name(policy_name: str) -> str:
-    return f"{policy_name}-web"
+    return fitted(f"{policy_name}-web", MAX_NAME_LENGTH)
 
 
 def desired_hpa(web: WebSpec, policy: OwnerRef, floor: int) -> dict[str, Any]:
@@ -53,7 +54,10 @@ def desired_hpa(web: WebSpec, policy: OwnerRef, floor: int) -> dict[str, Any]:
         "metadata": {
             "name": hpa_name(policy.name),
             "namespace": policy.namespace,
-            "labels": {"app.kubernetes.io/managed-by": MANAGED_BY, "scalekeeper.dev/policy": policy.name},
+            "labels": {
+                "app.kubernetes.io/managed-by": MANAGED_BY,
+                "scalekeeper.dev/policy": label_value(policy.name),
+            },
             "ownerReferences": [policy.reference()],
         },
         "spec": spec,

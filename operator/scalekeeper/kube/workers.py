@@ -14,13 +14,17 @@ from kubernetes.client.rest import ApiException
 
 from ..model import WorkerSpec
 from .hpa import MANAGED_BY
+from .names import label_value
 from .owners import OwnerRef, is_owned_by
 
 
 def desired_worker_deployment(worker: WorkerSpec, policy: OwnerRef, replicas: int) -> dict[str, Any]:
     assert worker.template is not None
     name = worker.deployment_name(policy.name)
-    selector = {"scalekeeper.dev/policy": policy.name, "scalekeeper.dev/queue-deployment": name}
+    selector = {
+        "scalekeeper.dev/policy": label_value(policy.name),
+        "scalekeeper.dev/queue-deployment": label_value(name),
+    }
     template = copy.deepcopy(worker.template)
     metadata = template.setdefault("metadata", {})
     metadata.setdefault("labels", {}).update(selector)

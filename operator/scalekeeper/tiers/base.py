@@ -58,6 +58,8 @@ class Observation:
     missing: str | None = None
     # An older policy names the same workload and sizes it: this one writes nothing to it.
     contested: str | None = None
+    # ... by another target of this same policy, not by an older policy.
+    contested_within: bool = False
     conflict: Conflict | None = None
 
     def engine_view(self) -> ObservedTarget | None:
