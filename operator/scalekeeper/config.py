@@ -23,6 +23,28 @@ def _int(env: dict[str, str], name: str, default: int, low: int, high: int) -> i
     return value
 
 
+def _seconds(env: dict[str, str], name: str, default: float, low: float, high: float) -> float:
+    raw = env.get(name)
+    if raw is None or raw == "":
+        return default
+    try:
+        value = float(raw)
+    except ValueError as exc:
+        raise ConfigError(f"{name}={raw!r} is not a number of seconds") from exc
+    if not low <= value <= high:  # NaN fails both comparisons
+        raise ConfigError(f"{name}={raw} is outside {low:g}..{high:g}")
+    return value
+
+
+def _flag(env: dict[str, str], name: str, default: bool) -> bool:
+    raw = env.get(name, "").strip().lower()
+    if raw == "":
+        return default
+    if raw not in ("1", "true", "0", "false"):
+        raise ConfigError(f"{name}={raw!r} is not true, false, 1 or 0")
+    return raw in ("1", "true")
+
+
 @dataclass(frozen=True)
 class OperatorConfig:
     prometheus_url: str = "http://prometheus.scalekeeper-system.svc:9090"
@@ -62,10 +84,13 @@ class OperatorConfig:
         log_decisions = e.get("SCALEKEEPER_LOG_DECISIONS", "changes")
         if log_decisions not in ("changes", "all"):
             raise ConfigError(f"SCALEKEEPER_LOG_DECISIONS={log_decisions!r} is not changes or all")
+        url = e.get("SCALEKEEPER_PROMETHEUS_URL", OperatorConfig.prometheus_url).rstrip("/")
+        if not url.startswith(("http://", "https://")):
+            raise ConfigError(f"SCALEKEEPER_PROMETHEUS_URL={url!r} is not an http:// or https:// URL")
         import socket
 
         return OperatorConfig(
-            prometheus_url=e.get("SCALEKEEPER_PROMETHEUS_URL", OperatorConfig.prometheus_url).rstrip("/"),
+            prometheus_url=url,
             namespaces=namespaces,
             metrics_port=_int(e, "SCALEKEEPER_METRICS_PORT", 8080, 0, 65535),
             health_port=_int(e, "SCALEKEEPER_HEALTH_PORT", 8081, 0, 65535),
@@ -73,10 +98,9 @@ class OperatorConfig:
             log_format=log_format,
             prometheus_bearer_token_file=e.get("SCALEKEEPER_PROMETHEUS_BEARER_TOKEN_FILE") or None,
             prometheus_ca_file=e.get("SCALEKEEPER_PROMETHEUS_CA_FILE") or None,
-            prometheus_insecure_skip_verify=e.get("SCALEKEEPER_PROMETHEUS_INSECURE_SKIP_VERIFY", "")
-            in ("1", "true"),
-            prometheus_timeout_seconds=float(e.get("SCALEKEEPER_PROMETHEUS_TIMEOUT_SECONDS", "5")),
-            leader_election=e.get("SCALEKEEPER_LEADER_ELECTION", "true") not in ("0", "false"),
+            prometheus_insecure_skip_verify=_flag(e, "SCALEKEEPER_PROMETHEUS_INSECURE_SKIP_VERIFY", False),
+            prometheus_timeout_seconds=_seconds(e, "SCALEKEEPER_PROMETHEUS_TIMEOUT_SECONDS", 5.0, 0.1, 300.0),
+            leader_election=_flag(e, "SCALEKEEPER_LEADER_ELECTION", True),
             lease_name=e.get("SCALEKEEPER_LEASE_NAME", "scalekeeper-leader"),
             lease_namespace=e.get(
                 "SCALEKEEPER_LEASE_NAMESPACE", e.get("POD_NAMESPACE", "scalekeeper-system")
