@@ -691,6 +691,12 @@ class WorkerSpec(_Spec):
         """Tasks one pod can hold at once (running plus prefetched)."""
         return self.concurrency * self.prefetch_multiplier
 
+    @property
+    def effective_tasks_per_worker(self) -> int:
+        """The backlog one worker should carry: ``tasksPerWorker``, else what a pod can hold
+        (``slots_per_pod``), the engine's fallback when only ``drainSeconds`` is set."""
+        return self.slots_per_pod if self.tasks_per_worker is None else self.tasks_per_worker
+
     def effective_behavior(self) -> Behavior:
         return self.behavior
 

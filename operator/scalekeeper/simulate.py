@@ -501,7 +501,7 @@ def engine_decider(spec: model.ScalingPolicySpec, worker: model.WorkerSpec) -> D
 
 
 def keda_decider(worker: model.WorkerSpec) -> Decider:
-    target = float(worker.tasks_per_worker or worker.slots_per_pod)
+    target = float(worker.effective_tasks_per_worker)
     recent: deque[tuple[float, int]] = deque()
 
     def decide_now(now: float, current: int, obs: Observation) -> int:
