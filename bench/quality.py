@@ -71,15 +71,16 @@ from scalekeeper import model
 from scalekeeper.simulate import (
     RuleResult,
     ServiceTime,
-    Simulation,
     Trace,
     Workload,
     intervals_over_target,
     load_policy,
     percentile_by_interval,
     select_worker,
-    simulate,
 )
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from replay import Simulation, simulate  # a sibling script (bench/ is not a package)
 
 ROOT = Path(__file__).resolve().parents[1]
 DEMO_POLICY = ROOT / "manifests" / "examples" / "scalingpolicy-demo.yaml"

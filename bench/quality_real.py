@@ -82,11 +82,11 @@ from quality import (  # a sibling script (bench/ is not a package)
     rule_metrics,
     tasks_per_call,
 )
+from replay import Simulation, simulate  # a sibling script (bench/ is not a package)
 
 from scalekeeper import model
 from scalekeeper.simulate import (
     ServiceTime,
-    Simulation,
     Trace,
     Workload,
     intervals_over_target,
@@ -94,7 +94,6 @@ from scalekeeper.simulate import (
     make_workload,
     percentile_by_interval,
     select_worker,
-    simulate,
 )
 
 DEMO_DIR = ROOT / "manifests" / "examples" / "demo"

@@ -9,8 +9,8 @@ import pytest
 from scalekeeper import model
 from scalekeeper.simulate import (
     QueueModel,
+    RuleResult,
     ServiceTime,
-    Simulation,
     Workload,
     format_table,
     intervals_over_target,
@@ -19,7 +19,8 @@ from scalekeeper.simulate import (
     make_workload,
     parse_trace,
     replay_schedule,
-    simulate,
+    run_rules,
+    standard_rules,
 )
 
 POLICY = """\
@@ -67,14 +68,27 @@ def spec() -> model.ScalingPolicySpec:
     return model.parse_spec(yaml.safe_load(POLICY)["spec"])
 
 
-def run(seed: int) -> Simulation:
-    return simulate(
-        spec(), None, parse_trace(step_trace_csv()), ServiceTime(2.0), seed=seed, tail_seconds=900
+TARGET_WAIT = 30.0
+Results = tuple[RuleResult, ...]
+
+
+def run(seed: int) -> Results:
+    """The three rules on the step trace, 900 s of tail, as `scalekeeper simulate` runs them."""
+    trace = parse_trace(step_trace_csv())
+    worker = spec().workers[0]  # type: ignore[index]
+    return run_rules(
+        standard_rules(spec(), worker),
+        make_workload(trace, ServiceTime(2.0), seed),
+        worker,
+        start_delay=20.0,
+        horizon=trace.end + 900,
+        target_wait=TARGET_WAIT,
+        initial_replicas=worker.min_replicas,
     )
 
 
 @pytest.fixture(scope="module")
-def sim() -> Simulation:
+def sim() -> Results:
     return run(seed=3)
 
 
@@ -101,8 +115,8 @@ def test_poisson_arrivals_follow_the_trace() -> None:
     assert 1.8 < sum(w.services) / len(w.services) < 2.2
 
 
-def test_scalekeeper_drains_the_step(sim: Simulation) -> None:
-    sk = sim.results[0]
+def test_scalekeeper_drains_the_step(sim: Results) -> None:
+    sk = sim[0]
     assert sk.name == "scalekeeper"
     assert sk.undrained == 0
     # Five minutes after the step, waits are back to baseline: no task over the target, and
@@ -112,31 +126,31 @@ def test_scalekeeper_drains_the_step(sim: Simulation) -> None:
         for w, start in zip(sk.waits, sk.starts, strict=True)
         if start is not None and start > STEP_END + 300
     ]
-    assert late and max(late) < sim.target_wait
+    assert late and max(late) < TARGET_WAIT
     assert sorted(late)[int(0.95 * len(late))] < 5.0
     # It scaled up for the step and back down to min afterwards.
     assert max(n for _, n in sk.replicas) >= 8
     assert sk.replicas[-1][1] == 1
 
 
-def test_keda_style_suffers_from_prefetch(sim: Simulation) -> None:
-    sk, hpa, keda = sim.results
+def test_keda_style_suffers_from_prefetch(sim: Results) -> None:
+    sk, hpa, keda = sim
     assert (hpa.name, keda.name) == ("hpa-default", "keda-style")
     # Prefetched tasks are invisible to LLEN: the KEDA-style rule lets waits run over more
     # often, although it spends at least as many replica-hours.
     assert keda.minutes_over_target > sk.minutes_over_target
     assert keda.percentile(95) > sk.percentile(95)
-    for r in sim.results:
+    for r in sim:
         assert r.replica_hours > 0
         assert r.scale_events > 0
 
 
-def test_same_seed_same_numbers(sim: Simulation) -> None:
+def test_same_seed_same_numbers(sim: Results) -> None:
     again = run(seed=3)
-    assert again.results == sim.results
-    assert format_table(again) == format_table(sim)
+    assert again == sim
+    assert format_table(again, TARGET_WAIT) == format_table(sim, TARGET_WAIT)
     other = run(seed=4)
-    assert other.results[0].waits != sim.results[0].waits
+    assert other[0].waits != sim[0].waits
 
 
 def test_cli_prints_table_and_writes_png(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
@@ -169,7 +183,7 @@ def test_cli_prints_table_and_writes_png(tmp_path: Path, capsys: pytest.CaptureF
         assert name in printed
     assert out.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
     # Same table as the library call on the equivalent two-column trace.
-    assert format_table(run(seed=3)) in printed
+    assert format_table(run(seed=3), TARGET_WAIT) in printed
 
 
 def test_cli_rejects_bad_input(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
@@ -256,3 +270,11 @@ def test_replay_schedule_follows_it_with_pods_ready_on_time() -> None:
     assert r.replica_seconds == pytest.approx(3 * 60.0 + 60.0)
     short = replay_schedule(work, one_slot_worker(), 20.0, 180.0, 5.0, 60.0, [2, 1, 0])
     assert short.waits == pytest.approx((0.0, 0.0, 9.8, 0.0))
+
+
+def test_effective_tasks_per_worker_falls_back_to_what_a_pod_holds() -> None:
+    drain_only = model.WorkerSpec(
+        queue="q", deployment="w", max_replicas=5, drain_seconds=60, concurrency=2, prefetch_multiplier=3
+    )
+    assert drain_only.effective_tasks_per_worker == 6
+    assert drain_only.model_copy(update={"tasks_per_worker": 4}).effective_tasks_per_worker == 4
