@@ -1,23 +1,40 @@
 """`scalekeeper simulate`: replay an arrival trace through the engine and a Celery queue model.
 
-One worker queue is modelled as a discrete-event system (`queue`): tasks arrive (Poisson within
-each trace interval, `workload`), wait in the broker, are prefetched by worker pods, run, and finish
-after a drawn service time. The same arrivals and service times are replayed under three rules
-(`rules`), side by side (`run`): scalekeeper (the policy's worker sizing and behavior, decided every
-intervalSeconds), hpa-default (the same sizing with the HPA's default behavior, every 15 s) and
-keda-style (every 30 s, on waiting tasks only); optionally a fourth, the oracle, which knows the
-future (`oracle`). `waits` reads each rule's figures from its tasks, `report` shows them, `cli` is the
-command. Deterministic for a given seed: all randomness is drawn up front from one seeded RNG.
+  trace     the CSV trace read as a stream, checked row by row, shifted to start at 0;
+  workload  the tasks drawn from it (Poisson arrivals within each interval, service times), all at once
+            or one at a time: the same tasks either way, for a given seed;
+  queue     one worker queue as a discrete-event system: broker, prefetch, slots, pod start and warm
+            shutdown;
+  rules     the deciders compared: scalekeeper (the policy as written, every intervalSeconds),
+            hpa-default (the same sizing, the HPA's default behavior, every 15 s) and keda-style (every
+            30 s, on waiting tasks only);
+  run       the rules side by side, in step, on the same tasks;
+  results   what a run leaves: every task's wait, or only the figures (streamed);
+  oracle    a rule that knows the future: the fewest replicas that meet the target wait;
+  report    the table, its legend and the plot;
+  cli       the command, which refuses bad input in one line.
 
-Module by module; the names below are what callers (the CLI, bench/, tests) import.
+What only the benchmarks use (a trace replayed with every task kept, for the quality tables and the
+demo replay) is bench/replay.py. The names below are what callers (bench/, tests) import.
 """
 
 from __future__ import annotations
 
 from .cli import load_policy, main
 from .oracle import OracleRun, oracle_run, replay_schedule
-from .queue import RATE_WINDOW_SECONDS, Observation, Pod, QueueModel
-from .report import format_table, plot
+from .queue import RATE_WINDOW_SECONDS, Observation, Pod, QueueModel, StreamFeed
+from .report import LoadCurve, format_table, legend, load_curve, plot
+from .results import (
+    RuleResult,
+    RuleSummary,
+    WaitStats,
+    intervals_over_target,
+    late_allowance,
+    percentile_by_interval,
+    reversals,
+    rule_result,
+    summarize,
+)
 from .rules import (
     HPA_SYNC_SECONDS,
     KEDA_COOLDOWN_SECONDS,
@@ -27,9 +44,9 @@ from .rules import (
     engine_decider,
     keda_decider,
 )
-from .run import Rule, run_rule, run_rules, select_worker, standard_rules
-from .waits import RuleResult, intervals_over_target, late_allowance, percentile_by_interval, rule_result
-from .workload import DISTRIBUTIONS, ServiceTime, Trace, Workload, make_workload, parse_trace
+from .run import Rule, run_rule, run_rules, select_worker, standard_rules, stream_rules
+from .trace import Trace, TraceError, TraceFile, TraceScan, parse_trace, read_intervals
+from .workload import DISTRIBUTIONS, ServiceTime, TaskStream, Workload, make_workload
 
 __all__ = [
     "DISTRIBUTIONS",
@@ -38,21 +55,31 @@ __all__ = [
     "KEDA_POLL_SECONDS",
     "RATE_WINDOW_SECONDS",
     "Decider",
+    "LoadCurve",
     "Observation",
     "OracleRun",
     "Pod",
     "QueueModel",
     "Rule",
     "RuleResult",
+    "RuleSummary",
     "SeriesHistory",
     "ServiceTime",
+    "StreamFeed",
+    "TaskStream",
     "Trace",
+    "TraceError",
+    "TraceFile",
+    "TraceScan",
+    "WaitStats",
     "Workload",
     "engine_decider",
     "format_table",
     "intervals_over_target",
     "keda_decider",
     "late_allowance",
+    "legend",
+    "load_curve",
     "load_policy",
     "main",
     "make_workload",
@@ -60,10 +87,14 @@ __all__ = [
     "parse_trace",
     "percentile_by_interval",
     "plot",
+    "read_intervals",
     "replay_schedule",
+    "reversals",
     "rule_result",
     "run_rule",
     "run_rules",
     "select_worker",
     "standard_rules",
+    "stream_rules",
+    "summarize",
 ]

@@ -1,15 +1,16 @@
-"""The oracle: a rule that knows the future, for a floor under what any reactive rule can do."""
+"""The oracle: a rule that knows the future, for a floor under what any reactive rule can do
+(`scalekeeper simulate --oracle`, bench/quality.py). It needs every task at hand: over a Workload."""
 
 from __future__ import annotations
 
 import bisect
 import math
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 
 from .. import model
 from .queue import QueueModel
-from .waits import RuleResult, late_allowance, rule_result
+from .results import RuleResult, late_allowance, rule_result
 from .workload import Workload
 
 
@@ -31,6 +32,7 @@ def oracle_run(
     *,
     quantile: float = 95.0,
     initial_replicas: int = 0,
+    progress: Callable[[float], None] | None = None,
 ) -> OracleRun:
     """The fewest replicas that meet the wait target, chosen by a rule that knows the future.
 
@@ -50,6 +52,7 @@ def oracle_run(
     and every interval's percentile wait is within the target unless it is reported infeasible.
     It is greedy, not a global optimum: a replica more in one interval could allow fewer later;
     and its scale-downs are warm shutdowns like everyone's, so prefetched tasks are redelivered.
+    `progress` is called with the simulated time at each interval.
     """
     q = QueueModel(workload, worker.concurrency, worker.prefetch_multiplier, start_delay, initial_replicas)
     arrivals = workload.arrivals
@@ -60,19 +63,21 @@ def oracle_run(
     infeasible: list[int] = []
     replicas: list[tuple[float, int]] = [(0.0, initial_replicas)]
     scale_events = 0
-    next_arrival = 0
+    starts = q.starts
+    assert starts is not None
     first_unstarted = 0  # every task before it has started
     for k in range(count):
         t0, t1 = k * interval, (k + 1) * interval
-        next_arrival = q.advance(t0, next_arrival)
-        while first_unstarted < len(arrivals) and q.starts[first_unstarted] is not None:
+        if progress is not None:
+            progress(t0)
+        q.advance(t0)
+        while first_unstarted < len(arrivals) and starts[first_unstarted] is not None:
             first_unstarted += 1
         step = _OracleStep(
             start=t0,
             lookahead_until=t1 + target_wait,
-            next_arrival=next_arrival,
             # Nothing waiting and nothing arriving: the only case where zero replicas can do.
-            idle=first_unstarted >= next_arrival and bounds[k + 1] == bounds[k],
+            idle=first_unstarted >= q.next_task and bounds[k + 1] == bounds[k],
             checked=tuple(
                 (bounds[j], bounds[j + 1])
                 for j in range(bisect.bisect_right(bounds, first_unstarted) - 1, k + 1)
@@ -89,7 +94,7 @@ def oracle_run(
             q.scale_to(chosen, t0, started_ahead=True)
             scale_events += 1
             replicas.append((t0, chosen))
-    q.advance(horizon, next_arrival)
+    q.advance(horizon)
     result = rule_result("oracle", q, horizon, target_wait, replicas, scale_events)
     return OracleRun(result, interval, tuple(schedule), tuple(infeasible))
 
@@ -111,17 +116,16 @@ def replay_schedule(
     q = QueueModel(workload, worker.concurrency, worker.prefetch_multiplier, start_delay, initial_replicas)
     replicas: list[tuple[float, int]] = [(0.0, initial_replicas)]
     scale_events = 0
-    next_arrival = 0
     for k, n in enumerate(schedule):
         t0 = k * interval
         if t0 >= horizon:
             break
-        next_arrival = q.advance(t0, next_arrival)
+        q.advance(t0)
         if n != q.replicas:
             q.scale_to(n, t0, started_ahead=True)
             scale_events += 1
             replicas.append((t0, n))
-    q.advance(horizon, next_arrival)
+    q.advance(horizon)
     return rule_result(name, q, horizon, target_wait, replicas, scale_events)
 
 
@@ -131,7 +135,6 @@ class _OracleStep:
 
     start: float
     lookahead_until: float
-    next_arrival: int
     idle: bool
     checked: tuple[tuple[int, int], ...]  # task ranges [first, end) of the intervals to keep in target
 
@@ -141,7 +144,7 @@ def _feasible(q: QueueModel, n: int, step: _OracleStep, target_wait: float, quan
         return False
     trial = q.copy()
     trial.scale_to(n, step.start, started_ahead=True)
-    trial.advance(step.lookahead_until, step.next_arrival)
+    trial.advance(step.lookahead_until)
     # At lookahead_until every task of the checked intervals that has not started is late.
     return all(
         _late(trial, first, end, math.inf, target_wait) <= late_allowance(end - first, quantile)
@@ -152,10 +155,11 @@ def _feasible(q: QueueModel, n: int, step: _OracleStep, target_wait: float, quan
 def _late(q: QueueModel, first: int, end: int, now: float, target_wait: float) -> int:
     """Tasks first..end-1 that waited longer than the target, or certainly will: not started
     and already waiting longer than the target at `now` (inf: every task not started)."""
-    arrivals = q.work.arrivals
+    assert q.workload is not None and q.starts is not None
+    arrivals, starts = q.workload.arrivals, q.starts
     late = 0
     for i in range(first, end):
-        start = q.starts[i]
+        start = starts[i]
         if (now if start is None else start) - arrivals[i] > target_wait:
             late += 1
     return late

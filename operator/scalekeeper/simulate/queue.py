@@ -5,16 +5,21 @@ prefetchMultiplier each, spread round-robin), run on one of `concurrency` slots,
 their drawn service time. Pods become ready `start_delay` seconds after a scale-up; a scale-down
 stops a pod fetching, hands its prefetched tasks back to the broker and lets its running tasks
 finish (Celery's warm shutdown).
+
+Over a `Workload` held whole the model keeps every task's start and every pod (what the oracle and the
+benchmarks read); over a `StreamFeed` it keeps only what is live (tasks arrived and not started, pods
+not ended) and tells a `Recorder` each arrival and start, so its memory does not grow with the trace.
 """
 
 from __future__ import annotations
 
-import bisect
 import copy
 import heapq
 import math
 from collections import deque
+from collections.abc import Iterable, Iterator
 from dataclasses import dataclass, field, replace
+from typing import Protocol
 
 from .workload import Workload
 
@@ -49,28 +54,91 @@ class Observation:
     ready: int
 
 
+class Recorder(Protocol):
+    """Told of every task as it arrives and as it starts, in time order (see results.WaitStats)."""
+
+    def arrived(self, arrival: float) -> None: ...
+
+    def started(self, arrival: float, start: float) -> None: ...
+
+
+class StreamFeed:
+    """Tasks (arrival, service) in arrival order, drawn from an iterator as the models ask for them and
+    kept until every model sharing the feed has taken them (`release`)."""
+
+    def __init__(self, tasks: Iterable[tuple[float, float]]) -> None:
+        self._tasks: Iterator[tuple[float, float]] = iter(tasks)
+        self.base = 0  # the id of buffer[0]
+        self.buffer: deque[tuple[float, float]] = deque()
+
+    def arrival(self, task: int) -> float:
+        """Task `task`'s arrival time; inf when the tasks have run out."""
+        i = task - self.base
+        while i >= len(self.buffer):
+            nxt = next(self._tasks, None)
+            if nxt is None:
+                return math.inf
+            self.buffer.append(nxt)
+        return self.buffer[i][0]
+
+    def service(self, task: int) -> float:
+        return self.buffer[task - self.base][1]
+
+    def release(self, before: int) -> None:
+        """Tasks before `before` are taken by every model: forget them."""
+        while self.base < before and self.buffer:
+            self.buffer.popleft()
+            self.base += 1
+
+
+class _WorkloadFeed:
+    def __init__(self, workload: Workload) -> None:
+        self.arrivals = workload.arrivals
+        self.services = workload.services
+
+    def arrival(self, task: int) -> float:
+        return self.arrivals[task] if task < len(self.arrivals) else math.inf
+
+    def service(self, task: int) -> float:
+        return self.services[task]
+
+
 class QueueModel:
-    """One worker queue under one rule."""
+    """One worker queue under one rule, over a Workload (every task and pod kept) or a StreamFeed
+    (with a Recorder; only what is live kept)."""
 
     def __init__(
         self,
-        workload: Workload,
+        tasks: Workload | StreamFeed,
         concurrency: int,
         prefetch: int,
         start_delay: float,
         initial_replicas: int,
+        recorder: Recorder | None = None,
     ) -> None:
-        self.work = workload
+        self.workload = tasks if isinstance(tasks, Workload) else None
+        self.feed = _WorkloadFeed(tasks) if isinstance(tasks, Workload) else tasks
+        whole = self.workload is not None
+        self.recorder = recorder
         self.concurrency = concurrency
         self.capacity = concurrency * prefetch
         self.start_delay = start_delay
         self.broker: deque[int] = deque()
-        self.pods: list[Pod] = []  # every pod ever, by ident
+        self.next_task = 0  # the next task to arrive
+        self.next_arrival = self.feed.arrival(0)
+        self.pending: dict[int, tuple[float, float]] = {}  # arrival and service of tasks not started
+        # Over a Workload: every pod ever (by ident) and each task's start, or None.
+        self.pods: list[Pod] | None = [] if whole else None
+        self.starts: list[float | None] | None = (
+            [None] * len(self.workload.arrivals) if self.workload is not None else None
+        )
+        self.pod_count = 0
+        self.ended_seconds = 0.0  # pod-seconds of the pods ended (over a StreamFeed)
         # The pods not yet ended, in ident order: a long run leaves thousands of ended pods
         # behind, and dispatching over them dominated the run time.
-        self.live: list[Pod] = []
-        self.starts: list[float | None] = [None] * len(workload.arrivals)
-        self.completions: deque[float] = deque()
+        self.live: dict[int, Pod] = {}
+        self.arrived_recently: deque[float] = deque()  # arrival times within the rate window
+        self.completions: deque[float] = deque()  # completion times within the rate window
         self.events: list[tuple[float, int, int, int]] = []  # (time, order, pod, task)
         self.seq = 0
         self.rr = 0
@@ -78,21 +146,26 @@ class QueueModel:
             self._add_pod(0.0, ready_at=0.0)
 
     def copy(self) -> QueueModel:
-        """An independent model in the same state (the workload is shared: it is never written)."""
+        """An independent model in the same state, over a Workload (shared: it is never written)."""
+        assert self.pods is not None and self.starts is not None and self.recorder is None
         twin = copy.copy(self)
         twin.broker = deque(self.broker)
+        twin.pending = dict(self.pending)
         # An ended pod never changes again, so both models can hold the same one.
         twin.pods = [p if p.ended is not None else replace(p, buffer=deque(p.buffer)) for p in self.pods]
-        twin.live = [twin.pods[p.ident] for p in self.live]
+        twin.live = {i: twin.pods[i] for i in self.live}
         twin.starts = list(self.starts)
+        twin.arrived_recently = deque(self.arrived_recently)
         twin.completions = deque(self.completions)
         twin.events = list(self.events)
         return twin
 
     def _add_pod(self, now: float, ready_at: float, created: float | None = None) -> None:
-        pod = Pod(len(self.pods), now if created is None else created, ready_at)
-        self.pods.append(pod)
-        self.live.append(pod)
+        pod = Pod(self.pod_count, now if created is None else created, ready_at)
+        self.pod_count += 1
+        if self.pods is not None:
+            self.pods.append(pod)
+        self.live[pod.ident] = pod
         if ready_at > now:
             self._push(ready_at, -1, -1)  # a wake-up for the dispatcher
 
@@ -103,13 +176,13 @@ class QueueModel:
     @property
     def replicas(self) -> int:
         """Deployment replicas: pods neither terminating nor gone (ready or starting)."""
-        return sum(1 for p in self.live if not p.terminating)
+        return sum(1 for p in self.live.values() if not p.terminating)
 
     def scale_to(self, desired: int, now: float, *, started_ahead: bool = False) -> None:
         """Set the replicas. `started_ahead`: new pods were created start_delay ago (by a rule that
         knows the future) and are ready now; they are charged from then (but not before t=0, where
         the other rules' initial replicas are ready for free too)."""
-        current = [p for p in self.live if not p.terminating]
+        current = [p for p in self.live.values() if not p.terminating]
         if desired > len(current):
             for _ in range(desired - len(current)):
                 if started_ahead:
@@ -133,10 +206,12 @@ class QueueModel:
 
     def _end(self, pod: Pod, now: float) -> None:
         pod.ended = now
-        self.live.remove(pod)
+        del self.live[pod.ident]
+        if self.pods is None:
+            self.ended_seconds += now - pod.created
 
     def _dispatch(self, now: float) -> None:
-        ready = [p for p in self.live if p.ready(now)]
+        ready = [p for p in self.live.values() if p.ready(now)]
         if ready:
             # Round-robin one task at a time over pods with prefetch room, like a broker
             # delivering to consumers with credit left.
@@ -150,53 +225,73 @@ class QueueModel:
                     stalled = 0
                 else:
                     stalled += 1
-        for pod in self.live:
+        for pod in self.live.values():
             while pod.buffer and pod.running < self.concurrency and pod.ended is None:
                 task = pod.buffer.popleft()
                 pod.running += 1
-                self.starts[task] = now
-                self._push(now + self.work.services[task], pod.ident, task)
+                arrival, service = self.pending.pop(task)
+                if self.starts is not None:
+                    self.starts[task] = now
+                if self.recorder is not None:
+                    self.recorder.started(arrival, now)
+                self._push(now + service, pod.ident, task)
 
-    def advance(self, until: float, next_arrival: int) -> int:
-        """Process every event up to `until` (inclusive); returns the next arrival index."""
-        arrivals = self.work.arrivals
+    def advance(self, until: float) -> None:
+        """Process every arrival and event up to `until` (inclusive)."""
         while True:
-            t_arrival = arrivals[next_arrival] if next_arrival < len(arrivals) else math.inf
+            t_arrival = self.next_arrival
             t_event = self.events[0][0] if self.events else math.inf
             if min(t_arrival, t_event) > until:
-                return next_arrival
+                return
             if t_arrival <= t_event:
-                self.broker.append(next_arrival)
-                next_arrival += 1
+                task = self.next_task
+                self.pending[task] = (t_arrival, self.feed.service(task))
+                self.broker.append(task)
+                _within_window(self.arrived_recently, t_arrival)
+                if self.recorder is not None:
+                    self.recorder.arrived(t_arrival)
+                self.next_task = task + 1
+                self.next_arrival = self.feed.arrival(task + 1)
                 self._dispatch(t_arrival)
                 continue
             now, _, pod_id, _task = heapq.heappop(self.events)
             if pod_id >= 0:
-                pod = self.pods[pod_id]
+                pod = self.live[pod_id]
                 pod.running -= 1
-                self.completions.append(now)
+                _within_window(self.completions, now)
                 if pod.terminating and pod.running == 0:
                     self._end(pod, now)
             self._dispatch(now)
 
-    def observe(self, now: float, next_arrival: int) -> Observation:
+    def observe(self, now: float) -> Observation:
         window = now - RATE_WINDOW_SECONDS
-        arrived = next_arrival - bisect.bisect_right(self.work.arrivals, window, 0, next_arrival)
-        while self.completions and self.completions[0] <= window:
-            self.completions.popleft()
-        in_flight = sum(p.held for p in self.live)
+        for times in (self.arrived_recently, self.completions):
+            while times and times[0] <= window:
+                times.popleft()
         return Observation(
             waiting=len(self.broker),
-            in_flight=in_flight,
-            arrival_rate=arrived / RATE_WINDOW_SECONDS,
+            in_flight=sum(p.held for p in self.live.values()),
+            arrival_rate=len(self.arrived_recently) / RATE_WINDOW_SECONDS,
             completion_rate=len(self.completions) / RATE_WINDOW_SECONDS,
-            ready=sum(1 for p in self.live if p.ready(now)),
+            ready=sum(1 for p in self.live.values() if p.ready(now)),
         )
 
     def pod_spans(self, horizon: float) -> tuple[tuple[float, float], ...]:
+        """(created, ended) of every pod, ended capped at the horizon (over a Workload)."""
+        assert self.pods is not None
         return tuple(
             (p.created, min(p.ended if p.ended is not None else horizon, horizon)) for p in self.pods
         )
 
     def replica_seconds(self, horizon: float) -> float:
-        return sum(end - created for created, end in self.pod_spans(horizon))
+        if self.pods is not None:
+            return sum(end - created for created, end in self.pod_spans(horizon))
+        return self.ended_seconds + sum(horizon - p.created for p in self.live.values())
+
+
+def _within_window(times: deque[float], now: float) -> None:
+    """Add `now`, dropping times a rate window before it: observe() would never count them."""
+    times.append(now)
+    window = now - RATE_WINDOW_SECONDS
+    while times[0] <= window:
+        times.popleft()

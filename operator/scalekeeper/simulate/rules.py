@@ -40,13 +40,23 @@ class SeriesHistory:
     """The load series as Prometheus would keep it, answering the forecast's three readings the way
     `model.Forecast.queries` asks Prometheus for them."""
 
-    def __init__(self) -> None:
+    def __init__(self, keep_seconds: float | None = None) -> None:
+        """`keep_seconds`: how far back answers look (season + lead); older samples are dropped."""
+        self.keep_seconds = keep_seconds
+        self.first: float | None = None  # the first sample's time, kept or not
         self.times: list[float] = []
         self.values: list[float] = []
 
     def add(self, when: float, value: float) -> None:
+        if self.first is None:
+            self.first = when
         self.times.append(when)
         self.values.append(value)
+        if self.keep_seconds is not None:
+            # Drop the samples no window can reach, once they are half the list (amortised O(1)).
+            stale = bisect.bisect_right(self.times, when - self.keep_seconds)
+            if stale > len(self.times) // 2:
+                del self.times[:stale], self.values[:stale]
 
     def _window(self, start: float, end: float) -> list[float]:
         lo = bisect.bisect_right(self.times, start)
@@ -54,7 +64,7 @@ class SeriesHistory:
         return self.values[lo:hi]
 
     def forecast(self, now: float, season: float, lead: float) -> tuple[float | None, ...]:
-        if not self.times or self.times[0] > now - season:
+        if self.first is None or self.first > now - season:
             return (None, None, None)  # less history than a season: Prometheus would answer nothing
         ahead = self._window(now - season, now - season + lead)
         before = self._window(now - season - lead, now - season)
@@ -73,7 +83,8 @@ def engine_decider(spec: model.ScalingPolicySpec, worker: model.WorkerSpec) -> D
     )
     name = worker_target(worker.queue)
     state: dict[str, TargetHistory] = {}
-    history = SeriesHistory()
+    forecast = worker.forecast
+    history = SeriesHistory(None if forecast is None else forecast.season_seconds + forecast.lead_seconds)
 
     def decide_now(now: float, current: int, obs: Observation) -> int:
         samples: dict[str, dict[str, tuple[float | None, float]]] = {
@@ -84,9 +95,9 @@ def engine_decider(spec: model.ScalingPolicySpec, worker: model.WorkerSpec) -> D
                 COMPLETION_RATE: (obs.completion_rate, now),
             }
         }
-        history.add(now, float(obs.waiting + obs.in_flight))
-        if worker.forecast is not None:
-            readings = history.forecast(now, worker.forecast.season_seconds, worker.forecast.lead_seconds)
+        if forecast is not None:
+            history.add(now, float(obs.waiting + obs.in_flight))
+            readings = history.forecast(now, forecast.season_seconds, forecast.lead_seconds)
             for metric, value in zip(FORECAST_METRICS, readings, strict=True):
                 samples[name][metric] = (value, now)
         observed = {name: ObservedTarget(current, ready=obs.ready)}

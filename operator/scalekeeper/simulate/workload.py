@@ -1,63 +1,20 @@
-"""The simulator's input: an arrival trace, service times, and the tasks drawn from both."""
+"""The tasks a run replays: arrival times drawn from the trace (Poisson within each interval) and a
+service time for each, from one seeded RNG, so every rule sees exactly the same tasks.
+
+Held whole (`make_workload`, for the oracle, benchmarks and tests) or drawn one at a time as the trace is
+read (`TaskStream`, for `scalekeeper simulate` on a trace of any length): both give the same tasks.
+"""
 
 from __future__ import annotations
 
-import csv
-import itertools
 import math
 import random
+from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass
 
+from .trace import Interval, Trace, TraceError
+
 DISTRIBUTIONS = ("exponential", "constant", "lognormal")
-
-
-@dataclass(frozen=True)
-class Trace:
-    """Arrival counts per interval: interval i covers [starts[i], starts[i] + lengths[i])."""
-
-    starts: tuple[float, ...]
-    counts: tuple[float, ...]
-    lengths: tuple[float, ...]
-
-    @property
-    def end(self) -> float:
-        return self.starts[-1] + self.lengths[-1] if self.starts else 0.0
-
-
-def parse_trace(text: str, step: float | None = None) -> Trace:
-    """`t_seconds,arrivals` rows (header optional), or a bare column of counts with `step`."""
-    rows = [r for r in csv.reader(text.splitlines()) if r and any(c.strip() for c in r)]
-    if rows and not _is_number(rows[0][0]):
-        rows = rows[1:]  # header
-    if not rows:
-        raise ValueError("trace has no rows")
-    if all(len([c for c in r if c.strip()]) == 1 for r in rows):
-        if step is None or step <= 0:
-            raise ValueError("a trace with one column needs --step SECONDS")
-        counts = tuple(float(r[0]) for r in rows)
-        starts = tuple(i * step for i in range(len(counts)))
-        return Trace(starts, _check_counts(counts), tuple(step for _ in counts))
-    starts = tuple(float(r[0]) for r in rows)
-    counts = _check_counts(tuple(float(r[1]) for r in rows))
-    if any(b <= a for a, b in itertools.pairwise(starts)):
-        raise ValueError("trace times must be strictly increasing")
-    last = step if step is not None else (starts[-1] - starts[-2] if len(starts) > 1 else 60.0)
-    lengths = (*(b - a for a, b in itertools.pairwise(starts)), last)
-    return Trace(starts, counts, lengths)
-
-
-def _check_counts(counts: tuple[float, ...]) -> tuple[float, ...]:
-    if any(not math.isfinite(c) or c < 0 for c in counts):
-        raise ValueError("arrival counts must be finite and >= 0")
-    return counts
-
-
-def _is_number(text: str) -> bool:
-    try:
-        float(text)
-    except ValueError:
-        return False
-    return True
 
 
 @dataclass(frozen=True)
@@ -83,17 +40,54 @@ class Workload:
     services: tuple[float, ...]
 
 
-def make_workload(trace: Trace, service: ServiceTime, seed: int) -> Workload:
-    rng = random.Random(seed)
-    arrivals: list[float] = []
-    for start, count, length in zip(trace.starts, trace.counts, trace.lengths, strict=True):
+def arrival_times(intervals: Iterable[Interval], rng: random.Random) -> Iterator[float]:
+    for start, count, length in intervals:
         if count <= 0:
             continue
         # A Poisson process at the interval's mean rate: exponential gaps until its end.
         rate = count / length
         t = start + rng.expovariate(rate)
         while t < start + length:
-            arrivals.append(t)
+            yield t
             t += rng.expovariate(rate)
+
+
+def make_workload(trace: Trace, service: ServiceTime, seed: int) -> Workload:
+    rng = random.Random(seed)
+    arrivals = tuple(arrival_times(trace.intervals(), rng))
+    # The service times are drawn after every arrival, from the same RNG.
     services = tuple(service.draw(rng) for _ in arrivals)
-    return Workload(tuple(arrivals), services)
+    return Workload(arrivals, services)
+
+
+class TaskStream:
+    """The tasks `make_workload` would draw, as (arrival, service) one at a time, reading the trace twice:
+    once here, to count the arrivals and learn the RNG's state after the last of them (where the service
+    times begin), then once per iteration. `intervals` reads the trace afresh on each call."""
+
+    def __init__(self, intervals: Callable[[], Iterable[Interval]], service: ServiceTime, seed: int) -> None:
+        self.intervals = intervals
+        self.service = service
+        self.seed = seed
+        rng = random.Random(seed)
+        self.count = 0
+        for _ in arrival_times(intervals(), rng):
+            self.count += 1
+        self._services_from = rng.getstate()
+
+    def __iter__(self) -> Iterator[tuple[float, float]]:
+        arrivals = random.Random(self.seed)
+        services = random.Random()
+        services.setstate(self._services_from)
+        draw = self.service.draw
+        count = 0
+        for t in arrival_times(self.intervals(), arrivals):
+            count += 1
+            yield t, draw(services)
+        if count != self.count:
+            raise TraceError(f"the trace changed while it was read ({self.count} tasks, then {count})")
+
+    def workload(self) -> Workload:
+        """Every task held whole (for the oracle)."""
+        tasks = list(self)
+        return Workload(tuple(a for a, _ in tasks), tuple(s for _, s in tasks))
