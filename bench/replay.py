@@ -1,7 +1,7 @@
 """What only the benchmarks use of the simulator: a trace replayed, every rule side by side on the same
-drawn tasks, kept whole (the trace, each task, the oracle's schedule) for the quality tables and plots
-(bench/quality.py, bench/quality_gap.py) and for replaying the very same tasks through the demo
-(bench/quality_real.py). `scalekeeper simulate` itself is in operator/scalekeeper/simulate/."""
+drawn tasks, kept whole (the trace, each task and its wait, the oracle's schedule) for the quality tables
+and plots (bench/quality.py) and for replaying the very same tasks through the demo (bench/quality_real.py).
+`scalekeeper simulate` itself (operator/scalekeeper/simulate/) streams the trace and keeps only figures."""
 
 from __future__ import annotations
 
