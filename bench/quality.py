@@ -65,18 +65,17 @@ from pathlib import Path
 from typing import Any
 
 from bench.common import ROOT, machine, reproduce_command
+from bench.replay import Simulation, simulate
 from scalekeeper import model
 from scalekeeper.simulate import (
     RuleResult,
     ServiceTime,
-    Simulation,
     Trace,
     Workload,
     intervals_over_target,
     load_policy,
     percentile_by_interval,
     select_worker,
-    simulate,
 )
 
 DEMO_POLICY = ROOT / "manifests" / "examples" / "scalingpolicy-demo.yaml"

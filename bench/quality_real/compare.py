@@ -36,10 +36,10 @@ from bench.quality_real.records import (
     scale_events,
     task_waits,
 )
+from bench.replay import Simulation, simulate
 from scalekeeper import model
 from scalekeeper.simulate import (
     ServiceTime,
-    Simulation,
     Trace,
     Workload,
     intervals_over_target,
@@ -47,7 +47,6 @@ from scalekeeper.simulate import (
     make_workload,
     percentile_by_interval,
     select_worker,
-    simulate,
 )
 
 # ------------------------------------------------------------------ the slice

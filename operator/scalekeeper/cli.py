@@ -82,9 +82,9 @@ def main(argv: list[str] | None = None) -> int:
         from . import crdgen
 
         return int(crdgen.main(rest) or 0)
-    from . import simulate
+    from .simulate import cli as simulate_cli
 
-    return int(simulate.main(rest) or 0)
+    return int(simulate_cli.main(rest) or 0)
 
 
 if __name__ == "__main__":

@@ -9,18 +9,29 @@ import pytest
 from scalekeeper import model
 from scalekeeper.simulate import (
     QueueModel,
+    RuleResult,
+    RuleSummary,
+    SeriesHistory,
     ServiceTime,
-    Simulation,
+    StreamFeed,
+    TaskStream,
+    WaitStats,
     Workload,
     format_table,
     intervals_over_target,
     late_allowance,
+    load_curve,
     main,
     make_workload,
     parse_trace,
     replay_schedule,
-    simulate,
+    reversals,
+    run_rules,
+    standard_rules,
+    stream_rules,
+    summarize,
 )
+from scalekeeper.tiers.workers import worker_params, worker_queries
 
 POLICY = """\
 apiVersion: scalekeeper.dev/v1alpha1
@@ -67,14 +78,42 @@ def spec() -> model.ScalingPolicySpec:
     return model.parse_spec(yaml.safe_load(POLICY)["spec"])
 
 
-def run(seed: int) -> Simulation:
-    return simulate(
-        spec(), None, parse_trace(step_trace_csv()), ServiceTime(2.0), seed=seed, tail_seconds=900
+TARGET_WAIT = 30.0
+Results = tuple[RuleResult, ...]
+
+
+def run(seed: int) -> Results:
+    """The three rules on the step trace, 900 s of tail, as `scalekeeper simulate` runs them."""
+    trace = parse_trace(step_trace_csv())
+    worker = spec().workers[0]  # type: ignore[index]
+    return run_rules(
+        standard_rules(spec(), worker),
+        make_workload(trace, ServiceTime(2.0), seed),
+        worker,
+        start_delay=20.0,
+        horizon=trace.end + 900,
+        target_wait=TARGET_WAIT,
+        initial_replicas=worker.min_replicas,
+    )
+
+
+def streamed(seed: int) -> tuple[RuleSummary, ...]:
+    """The same, as `scalekeeper simulate` runs them: the tasks streamed, only the figures kept."""
+    trace = parse_trace(step_trace_csv())
+    worker = spec().workers[0]  # type: ignore[index]
+    return stream_rules(
+        standard_rules(spec(), worker),
+        TaskStream(trace.intervals, ServiceTime(2.0), seed),
+        worker,
+        start_delay=20.0,
+        horizon=trace.end + 900,
+        target_wait=TARGET_WAIT,
+        initial_replicas=worker.min_replicas,
     )
 
 
 @pytest.fixture(scope="module")
-def sim() -> Simulation:
+def sim() -> Results:
     return run(seed=3)
 
 
@@ -85,9 +124,9 @@ def test_trace_formats() -> None:
     assert bare.starts == (0.0, 30.0, 60.0) and bare.counts == (10.0, 20.0, 5.0) and bare.end == 90.0
     with pytest.raises(ValueError, match="--step"):
         parse_trace("10\n20\n")
-    with pytest.raises(ValueError, match="increasing"):
+    with pytest.raises(ValueError, match="row 2: time 0 is not after row 1"):
         parse_trace("0,1\n0,2\n")
-    with pytest.raises(ValueError, match=">= 0"):
+    with pytest.raises(ValueError, match="row 1: arrivals -1"):
         parse_trace("0,-1\n")
 
 
@@ -101,8 +140,8 @@ def test_poisson_arrivals_follow_the_trace() -> None:
     assert 1.8 < sum(w.services) / len(w.services) < 2.2
 
 
-def test_scalekeeper_drains_the_step(sim: Simulation) -> None:
-    sk = sim.results[0]
+def test_scalekeeper_drains_the_step(sim: Results) -> None:
+    sk = sim[0]
     assert sk.name == "scalekeeper"
     assert sk.undrained == 0
     # Five minutes after the step, waits are back to baseline: no task over the target, and
@@ -112,31 +151,101 @@ def test_scalekeeper_drains_the_step(sim: Simulation) -> None:
         for w, start in zip(sk.waits, sk.starts, strict=True)
         if start is not None and start > STEP_END + 300
     ]
-    assert late and max(late) < sim.target_wait
+    assert late and max(late) < TARGET_WAIT
     assert sorted(late)[int(0.95 * len(late))] < 5.0
     # It scaled up for the step and back down to min afterwards.
     assert max(n for _, n in sk.replicas) >= 8
     assert sk.replicas[-1][1] == 1
 
 
-def test_keda_style_suffers_from_prefetch(sim: Simulation) -> None:
-    sk, hpa, keda = sim.results
+def test_keda_style_suffers_from_prefetch(sim: Results) -> None:
+    sk, hpa, keda = sim
     assert (hpa.name, keda.name) == ("hpa-default", "keda-style")
     # Prefetched tasks are invisible to LLEN: the KEDA-style rule lets waits run over more
     # often, although it spends at least as many replica-hours.
     assert keda.minutes_over_target > sk.minutes_over_target
     assert keda.percentile(95) > sk.percentile(95)
-    for r in sim.results:
+    for r in sim:
         assert r.replica_hours > 0
         assert r.scale_events > 0
 
 
-def test_same_seed_same_numbers(sim: Simulation) -> None:
+def test_same_seed_same_numbers(sim: Results) -> None:
     again = run(seed=3)
-    assert again.results == sim.results
-    assert format_table(again) == format_table(sim)
+    assert again == sim
+    assert format_table(streamed(3), TARGET_WAIT) == format_table(streamed(3), TARGET_WAIT)
     other = run(seed=4)
-    assert other.results[0].waits != sim.results[0].waits
+    assert other[0].waits != sim[0].waits
+
+
+@pytest.mark.parametrize("distribution", ["exponential", "constant", "lognormal"])
+def test_a_task_stream_draws_the_tasks_make_workload_draws(distribution: str) -> None:
+    trace = parse_trace(step_trace_csv())
+    service = ServiceTime(2.0, distribution)
+    whole = make_workload(trace, service, seed=9)
+    stream = TaskStream(trace.intervals, service, seed=9)
+    assert stream.count == len(whole.arrivals)
+    assert list(stream) == list(zip(whole.arrivals, whole.services, strict=True))
+    assert stream.workload() == whole
+
+
+def test_streamed_figures_are_those_of_the_tasks_kept(sim: Results) -> None:
+    """The streamed run keeps no task, yet its figures are those read from every task's wait: the
+    percentiles to 0.1 s, minutes over target by arrival minute (as bench/quality.py counts)."""
+    work = make_workload(parse_trace(step_trace_csv()), ServiceTime(2.0), seed=3)
+    horizon = parse_trace(step_trace_csv()).end + 900
+    for kept, summary in zip(sim, streamed(3), strict=True):
+        assert summarize(kept, work.arrivals, horizon, TARGET_WAIT) == summary
+        assert summary.wait_p95 == round(kept.percentile(95), 1)
+        assert summary.wait_max == round(kept.percentile(100), 1)
+        over = intervals_over_target(work.arrivals, kept.waits, TARGET_WAIT, 60.0)
+        assert summary.minutes_over_target == len(over) == kept.minutes_over_target
+        assert summary.replica_seconds == pytest.approx(kept.replica_seconds)
+        assert (summary.scale_events, summary.replicas) == (kept.scale_events, kept.replicas)
+        assert summary.undrained == kept.undrained and summary.tasks == len(work.arrivals)
+        assert summary.reversals == reversals(kept.replicas)
+
+
+def test_wait_stats_count_by_arrival_minute() -> None:
+    # Minute 0: two tasks, one waits 40 s -> p95 (the larger of two) over 30 s. Minute 1: fine.
+    # Minute 3: one task never started, its wait counted to the end of the run -> over.
+    stats = WaitStats(30.0)
+    for arrival, start in ((10.0, 10.0), (20.0, None), (20.0, 60.0), (70.0, 71.0), (200.0, None)):
+        if start is None:
+            stats.arrived(arrival)
+        else:
+            stats.arrived(arrival)
+            stats.started(arrival, start)
+    stats.finish(120.0 + 180.0, [20.0, 200.0])
+    s = stats.summary("r", 10.0, [(0.0, 1)], 0)
+    assert (s.minutes_over_target, s.minutes_with_arrivals, s.undrained, s.tasks) == (2, 3, 2, 5)
+    assert s.p95_by_minute == ((0, 280.0), (1, 1.0), (3, 100.0))
+    assert (s.wait_p50, s.wait_p95, s.wait_max) == (40.0, 280.0, 280.0)
+
+
+def test_reversals_count_changes_of_direction_within_a_minute() -> None:
+    replicas = [(0.0, 1), (10.0, 3), (40.0, 2), (200.0, 1), (230.0, 4), (400.0, 4)]
+    assert reversals(replicas) == 2  # up then down 30 s later; down then up 30 s later
+    assert reversals(replicas, within=20.0) == 0
+
+
+def test_the_forecast_history_forgets_what_no_window_reaches() -> None:
+    kept, trimmed = SeriesHistory(), SeriesHistory(keep_seconds=150.0 + 20.0)
+    for t in range(0, 2000, 5):
+        for h in (kept, trimmed):
+            h.add(float(t), float(t % 97))
+        assert trimmed.forecast(float(t), 150.0, 20.0) == kept.forecast(float(t), 150.0, 20.0)
+    assert len(trimmed.times) < 2 * 170 / 5 + 2
+
+
+def test_the_load_curve_keeps_every_arrival_in_few_bins() -> None:
+    trace = parse_trace("".join(f"{t},{t % 7}\n" for t in range(0, 100_000, 10)), step=10)
+    curve = load_curve(trace.intervals())
+    assert len(curve.arrivals) <= curve.max_bins and curve.width == 32.0
+    assert sum(curve.arrivals) == pytest.approx(sum(trace.counts))
+    short = load_curve(parse_trace(step_trace_csv()).intervals())
+    _, ys = short.steps()
+    assert short.width == 1.0 and max(ys) == 8.0 and ys[0] == 0.5
 
 
 def test_cli_prints_table_and_writes_png(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
@@ -169,7 +278,8 @@ def test_cli_prints_table_and_writes_png(tmp_path: Path, capsys: pytest.CaptureF
         assert name in printed
     assert out.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
     # Same table as the library call on the equivalent two-column trace.
-    assert format_table(run(seed=3)) in printed
+    assert format_table(streamed(3), TARGET_WAIT) in printed
+    assert "simulated minutes" in printed and "by arrival minute" in printed
 
 
 def test_cli_rejects_bad_input(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
@@ -199,41 +309,56 @@ def one_slot_worker(max_replicas: int = 5) -> model.WorkerSpec:
 def test_a_copy_runs_on_without_touching_the_original() -> None:
     work = Workload(arrivals=(0.0, 1.0, 2.0), services=(5.0, 5.0, 5.0))
     q = QueueModel(work, concurrency=1, prefetch=1, start_delay=0.0, initial_replicas=1)
-    nxt = q.advance(1.5, 0)
+    q.advance(1.5)
     twin = q.copy()
     twin.scale_to(3, 1.5)
-    twin.advance(100.0, nxt)
+    twin.advance(100.0)
     assert twin.starts == [0.0, 1.5, 2.0]
     # The original still has task 1 waiting and one pod, and goes on as if nothing happened.
     assert q.starts == [0.0, None, None] and q.replicas == 1 and list(q.broker) == [1]
-    q.advance(100.0, nxt)
+    q.advance(100.0)
     assert q.starts == [0.0, 5.0, 10.0]
 
 
 def test_pods_started_ahead_are_ready_at_once_and_charged_from_before() -> None:
     work = Workload(arrivals=(30.0,), services=(4.0,))
     q = QueueModel(work, concurrency=1, prefetch=1, start_delay=20.0, initial_replicas=0)
-    nxt = q.advance(30.0, 0)
+    q.advance(30.0)
     q.scale_to(1, 30.0, started_ahead=True)
-    q.advance(40.0, nxt)
+    q.advance(40.0)
     assert q.starts == [30.0]  # no start delay seen by the task
-    assert q.pods[0].created == 10.0 and q.replica_seconds(40.0) == 30.0
+    assert q.pod_spans(40.0) == ((10.0, 40.0),) and q.replica_seconds(40.0) == 30.0
     # At t=0 there is no "before" to charge: like the other rules' initial replicas.
     early = QueueModel(work, concurrency=1, prefetch=1, start_delay=20.0, initial_replicas=0)
     early.scale_to(2, 5.0, started_ahead=True)
-    assert [p.created for p in early.pods] == [0.0, 0.0]
+    assert [created for created, _ in early.pod_spans(5.0)] == [0.0, 0.0]
 
 
 def test_the_engine_sees_ready_pods_apart_from_starting_ones() -> None:
     work = Workload(arrivals=(1.0,), services=(1.0,))
     q = QueueModel(work, concurrency=1, prefetch=1, start_delay=20.0, initial_replicas=1)
     q.scale_to(3, 0.0)
-    nxt = q.advance(5.0, 0)
-    assert (q.replicas, q.observe(5.0, nxt).ready) == (3, 1)
-    nxt = q.advance(25.0, nxt)
-    assert q.observe(25.0, nxt).ready == 3
+    q.advance(5.0)
+    assert (q.replicas, q.observe(5.0).ready) == (3, 1)
+    q.advance(25.0)
+    assert q.observe(25.0).ready == 3
     q.scale_to(1, 25.0)
-    assert q.observe(25.0, nxt).ready == 1  # terminating pods take no tasks
+    assert q.observe(25.0).ready == 1  # terminating pods take no tasks
+
+
+def test_over_a_stream_the_model_keeps_only_what_is_live() -> None:
+    tasks = [(float(t), 0.5) for t in range(1000)]
+    stats = WaitStats(30.0)
+    q = QueueModel(
+        StreamFeed(tasks), concurrency=1, prefetch=1, start_delay=20.0, initial_replicas=1, recorder=stats
+    )
+    for t in range(0, 1001, 10):
+        q.advance(float(t))
+        q.scale_to(1 + (t // 10) % 3, float(t))
+    assert q.pods is None and q.starts is None
+    assert len(q.pending) == 0 and len(q.live) <= 3 and len(q.arrived_recently) <= 61
+    assert q.pod_count > 10 and q.replica_seconds(1000.0) > 1000.0
+    assert stats.tasks == 1000 and len(stats.open) <= 2
 
 
 def test_intervals_over_target_by_arrival() -> None:
@@ -256,3 +381,13 @@ def test_replay_schedule_follows_it_with_pods_ready_on_time() -> None:
     assert r.replica_seconds == pytest.approx(3 * 60.0 + 60.0)
     short = replay_schedule(work, one_slot_worker(), 20.0, 180.0, 5.0, 60.0, [2, 1, 0])
     assert short.waits == pytest.approx((0.0, 0.0, 9.8, 0.0))
+
+
+def test_effective_tasks_per_worker_falls_back_to_what_a_pod_holds() -> None:
+    drain_only = model.WorkerSpec(
+        queue="q", deployment="w", max_replicas=5, drain_seconds=60, concurrency=2, prefetch_multiplier=3
+    )
+    # the engine's rule, which the simulator's KEDA-style rule uses too (no second copy of it)
+    assert worker_params(drain_only, worker_queries(drain_only)).effective_tasks_per_worker == 6
+    given = drain_only.model_copy(update={"tasks_per_worker": 4})
+    assert worker_params(given, worker_queries(given)).effective_tasks_per_worker == 4
