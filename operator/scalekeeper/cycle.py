@@ -17,6 +17,7 @@ from .decision import DEFAULT_MAX_METRIC_AGE_SECONDS, decide_tiers
 from .engine.claims import PolicyId, contested
 from .engine.sizing import SampleInput
 from .engine.types import PolicyDecision, TargetHistory
+from .kube.dryrun import DryRunCall
 from .kube.hpa import HpaClient
 from .kube.targets import ReplicaClient
 from .kube.watched import Watched
@@ -63,6 +64,7 @@ class Reconciler:
         status_refresh_seconds: float = 15.0,
         max_metric_age_seconds: float = DEFAULT_MAX_METRIC_AGE_SECONDS,
         log_every_decision: bool = False,
+        dry_run: DryRunCall | None = None,
     ) -> None:
         self._replicas = replicas
         self._hpas = hpas
@@ -74,6 +76,7 @@ class Reconciler:
         self._status = StatusPublisher(metrics, clock, status_refresh_seconds)
         self._reporter = Reporter(metrics, log_every_decision)
         self._max_age = max_metric_age_seconds
+        self._dry_run = dry_run
 
     def run(
         self,
@@ -96,13 +99,11 @@ class Reconciler:
             self._reporter.invalid_spec(status, memory, emit, exc)
             written = self._status.publish(policy, status, memory, write_status)
             return CycleResult(None, status.to_patch(), 0, written, errors=exc.messages)
-        status.set_condition(
-            model.ConditionType.SPEC_VALID, model.ConditionStatus.TRUE, "Valid", "spec is valid"
-        )
         if memory.persisted is None:
             restore_memory(status, memory)
 
         c = Cycle(found.spec, policy, memory, status, emit, found.tiers)
+        c.refused = self._verify(c)
         c.observed = self._observe(c, claimants or {}, watched or Watched())
         c.batch = self._prometheus.read(found.queries)
         missing = sum(isinstance(r, Missing) for r in c.batch.readings.values())
@@ -127,6 +128,27 @@ class Reconciler:
         self._metrics.reconciled(self._monotonic() - started)
         return CycleResult(c.decision, status.to_patch(), writes, written, c.batch, c.errors)
 
+    def _verify(self, c: Cycle) -> dict[str, str]:
+        """Once per spec generation (recorded in the status, so not again after a restart or a failover):
+        a server-side dry-run of every object the tiers create or patch. Returns the refused targets."""
+        done = c.status.verification
+        if done is not None and done.generation == c.policy.generation:
+            return dict(done.refused)
+        if self._dry_run is None:
+            return {}
+        refused: dict[str, str] = {}
+        unverified: list[str] = []
+        for tier in c.tiers:
+            for verdict in tier.verify(self._dry_run):
+                if verdict.refused is not None:
+                    refused[tier.name] = verdict.refused
+                if verdict.unverified is not None:
+                    unverified.append(verdict.unverified)
+        c.status.verification = model.Verification(
+            generation=c.policy.generation, refused=refused, unverified=unverified
+        )
+        return refused
+
     def _observe(
         self, c: Cycle, claimants: Mapping[str, Iterable[PolicyId]], watched: Watched
     ) -> dict[str, Observation]:
@@ -145,6 +167,10 @@ class Reconciler:
         observed: dict[str, Observation] = {}
         for tier in c.tiers:
             holder = holders.get(tier.name)
+            if tier.name in c.refused:
+                # What it would write is refused: it holds, the others go on.
+                observed[tier.name] = Observation(missing=c.refused[tier.name])
+                continue
             if tier.name in twice:
                 observed[tier.name] = Observation(
                     contested=f"{tier.target().describe()} is also this policy's {twice[tier.name]}: "
@@ -178,7 +204,7 @@ class Reconciler:
         writes = 0
         for tier in c.tiers:
             seen = c.observed[tier.name]
-            if seen.contested is not None:
+            if seen.contested is not None or tier.name in c.refused:
                 continue
             outcome = tier.act(ctx, c.decision.targets[tier.name], seen)
             if outcome is Outcome.FAILED:

@@ -1019,6 +1019,19 @@ class TargetStatus(_Status):
     )
 
 
+class Verification(_Status):
+    """The server-side dry-run of every object the operator will create or patch, made once per spec
+    generation."""
+
+    generation: int = Field(description="The spec generation checked.")
+    refused: dict[str, str] = Field(
+        default_factory=dict, description="Per target, what the API server refused, with the field."
+    )
+    unverified: list[str] = Field(
+        default_factory=list, description="Objects the API server could not dry-run (not refusals)."
+    )
+
+
 class ScalingPolicyStatus(_Status):
     """What the operator observed and decided."""
 
@@ -1041,6 +1054,9 @@ class ScalingPolicyStatus(_Status):
     )
     read_replicas: str | None = Field(default=None, description="Read replicas as current/desired.")
     ready: str | None = Field(default=None, description="The Ready condition's status, for printing.")
+    verification: Verification | None = Field(
+        default=None, description="What a server-side dry-run said of the objects this spec makes."
+    )
 
     def condition(self, type_: ConditionType) -> Condition | None:
         return next((c for c in self.conditions if c.type == type_), None)

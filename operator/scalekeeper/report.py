@@ -48,6 +48,8 @@ class Cycle:
     # Targets whose workload is unusable (not found, cannot be created), with why.
     unavailable: dict[str, str] = field(default_factory=dict)
     failed: set[str] = field(default_factory=set)
+    # Targets whose objects a server-side dry-run refused, with what the API server said.
+    refused: dict[str, str] = field(default_factory=dict)
 
     @property
     def contested(self) -> dict[str, str]:
@@ -160,6 +162,11 @@ class Reporter:
         T, F = model.ConditionStatus.TRUE, model.ConditionStatus.FALSE
         C = model.ConditionType
         conditions = Conditions(c.status, c.memory, c.emit)
+        if c.refused:
+            refusals = "; ".join(f"{name}: {why}" for name, why in c.refused.items())
+            conditions.set(C.SPEC_VALID, F, "RefusedByAPIServer", refusals)
+        else:
+            conditions.set(C.SPEC_VALID, T, "Valid", "spec is valid")
         # A forecast without data (less history than a season) is told in the target's reason; it
         # blocks nothing, so it does not make the metrics unavailable.
         missing = {
@@ -207,7 +214,9 @@ class Reporter:
         problems += [f"{name}: sized by another policy" for name in contested]
         if problems:
             reason = "Degraded"
-            if unavailable:
+            if c.refused:
+                reason = "SpecRefused"
+            elif unavailable:
                 reason = "TargetsUnavailable"
             elif contested or foreign:
                 reason = "Conflict"

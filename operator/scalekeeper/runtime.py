@@ -15,6 +15,7 @@ from .config import OperatorConfig
 from .cycle import CycleResult, Reconciler
 from .engine.claims import PolicyId
 from .heap import HeapTrimmer
+from .kube.dryrun import dry_run_call
 from .kube.events import EventRecorder
 from .kube.hpa import HpaClient
 from .kube.leader import LeaseElector
@@ -69,6 +70,7 @@ class Runtime:
             self.metrics,
             status_refresh_seconds=cfg.status_refresh_seconds,
             log_every_decision=cfg.log_decisions == "all",
+            dry_run=dry_run_call(self.api),
         )
         # The informers stream on connections of their own: a long watch must not hold one of the pool the
         # cycles' reads and writes share.

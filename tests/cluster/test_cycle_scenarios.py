@@ -18,6 +18,7 @@ from kubernetes.client.rest import ApiException
 
 from scalekeeper.cycle import CycleResult, Reconciler
 from scalekeeper.engine.claims import PolicyId
+from scalekeeper.kube.dryrun import dry_run_call
 from scalekeeper.kube.hpa import HpaClient
 from scalekeeper.kube.targets import ReplicaClient, transport_for
 from scalekeeper.kube.watched import Watched, hpa_entry, replica_entry
@@ -26,7 +27,7 @@ from scalekeeper.memory import PolicyMemory
 from scalekeeper.metrics.prometheus import BatchResult, Missing, QueryResult, Sample
 from scalekeeper.opmetrics import OperatorMetrics
 from scalekeeper.policy import PolicyObject, claims_of
-from tests.cycle_scenarios import SCENARIOS, TARGET, World
+from tests.cycle_scenarios import SCENARIOS, TARGET, World, condition, replicas_spec
 
 from .conftest import Cluster, release_policies
 from .kube_helpers import GROUP, PLURAL, VERSION, apply_policy
@@ -60,6 +61,7 @@ class KindWorld:
             WorkerDeployments(cluster.api),
             self.metric,  # type: ignore[arg-type]
             OperatorMetrics(),
+            dry_run=dry_run_call(cluster.api),
         )
         self.events: list[tuple[str, str, str]] = []
         self.memories: dict[str, PolicyMemory] = {}
@@ -178,3 +180,27 @@ def own_namespace(cluster: Cluster) -> Iterator[str]:
 @pytest.mark.parametrize("scenario", SCENARIOS.values(), ids=SCENARIOS.keys())
 def test_scenario(scenario: Callable[[World], None], cluster: Cluster, own_namespace: str) -> None:
     scenario(KindWorld(cluster, own_namespace))
+
+
+def test_a_worker_the_api_server_would_refuse_holds_and_the_refusal_names_the_field(
+    cluster: Cluster, own_namespace: str
+) -> None:
+    w = KindWorld(cluster, own_namespace)
+    w.target(1)
+    # Accepted by the CRD and the model (a pod template's fields are the pod's own); a Deployment's pods
+    # must restart Always, which only the API server's validation of the Deployment knows.
+    template = {"spec": {"restartPolicy": "Never", "containers": [{"name": "worker", "image": "app"}]}}
+    spec = replicas_spec(
+        workers=[{"queue": "video", "template": template, "maxReplicas": 5, "tasksPerWorker": 10}]
+    )
+    w.policy("p", spec)
+    w.load(35)
+    w.cycle("p")
+    assert w.replicas() == 4  # the read replicas went on
+    names = [d.metadata.name for d in w.apps.list_namespaced_deployment(own_namespace).items]
+    assert names == [TARGET]  # the worker's Deployment was never created
+    status = w.status("p")
+    spec_valid = condition(status, "SpecValid")
+    assert (spec_valid["status"], spec_valid["reason"]) == ("False", "RefusedByAPIServer")
+    assert "spec.template.spec.restartPolicy" in spec_valid["message"], spec_valid["message"]
+    assert status["verification"]["generation"] == status["observedGeneration"]

@@ -5,6 +5,7 @@ with 409, injected 429/5xx), and records nothing about calls: tests look at the 
 from __future__ import annotations
 
 import copy
+import json
 import re
 from dataclasses import dataclass, field
 from types import SimpleNamespace
@@ -53,6 +54,9 @@ class FakeApiServer:
     objects: dict[str, dict[str, dict[str, Any]]] = field(default_factory=dict)
     # (method, kind of object) -> statuses to answer next, in order: injected faults
     faults: dict[tuple[str, str], list[int]] = field(default_factory=dict)
+    # path -> (status, the API server's answer) for server-side dry-runs it refuses; every dry-run's path
+    dry_run_answers: dict[str, tuple[int, dict[str, Any]]] = field(default_factory=dict)
+    dry_runs: list[str] = field(default_factory=list)
 
     def _bump(self, body: dict[str, Any]) -> None:
         self.version += 1
@@ -155,6 +159,17 @@ class FakeApiServer:
         self._bump(current)
         return copy.deepcopy(current)
 
+    # ---------------------------------------------------------------- server-side dry-runs
+
+    def dry_run(self, path: str, body: dict[str, Any]) -> None:
+        self.dry_runs.append(path)
+        answer = self.dry_run_answers.get(path)
+        if answer is not None:
+            status, detail = answer
+            refusal = ApiException(status=status, reason="refused")
+            refusal.body = json.dumps(detail)
+            raise refusal
+
     # ---------------------------------------------------------------- what the watches see
 
     def watched(self) -> Watched:
@@ -209,6 +224,7 @@ class FakeWorld:
             self.metrics,
             clock=self.clock.wall,
             monotonic=self.clock.monotonic,
+            dry_run=self.api.dry_run,
         )
         self.events: list[tuple[str, str, str]] = []
         self.memories: dict[str, PolicyMemory] = {}

@@ -182,3 +182,55 @@ def test_two_targets_of_one_policy_on_one_workload_size_it_once() -> None:
     assert condition(status, "Conflict")["reason"] == "TargetNamedTwice"
     assert status["targets"][1]["limitedBy"] == "conflict"
     assert "is also this policy's worker/video" in status["targets"][1]["reason"]
+
+
+def test_a_worker_whose_deployment_the_api_server_refuses_holds_while_the_others_go_on() -> None:
+    w = FakeWorld()
+    w.target(1)
+    template = {"spec": {"restartPolicy": "Never", "containers": [{"name": "worker", "image": "app"}]}}
+    spec = replicas_spec(
+        workers=[{"queue": "video", "template": template, "maxReplicas": 5, "tasksPerWorker": 10}]
+    )
+    w.policy("p", spec)
+    refusal = {
+        "message": 'Deployment.apps "p-worker-video" is invalid',
+        "details": {
+            "causes": [{"field": "spec.template.spec.restartPolicy", "message": "Unsupported value"}]
+        },
+    }
+    path = "/apis/apps/v1/namespaces/shop/deployments/p-worker-video"
+    w.api.dry_run_answers[path] = (422, refusal)
+    w.load(35)
+    w.cycle("p")
+    assert "p-worker-video" not in w.api.objects["deployments"]  # held: never created
+    assert w.replicas() == 4  # the read replicas went on
+    status = w.status("p")
+    spec_valid = condition(status, "SpecValid")
+    assert (spec_valid["status"], spec_valid["reason"]) == ("False", "RefusedByAPIServer")
+    assert "spec.template.spec.restartPolicy: Unsupported value" in spec_valid["message"]
+    assert condition(status, "Ready")["reason"] == "SpecRefused"
+    assert status["verification"]["generation"] == 1
+    # recorded in the status: a new process (restart, failover) does not dry-run this generation again
+    w.memories.clear()
+    w.cycle("p")
+    assert w.api.dry_runs == [path]
+    assert condition(w.status("p"), "SpecValid")["reason"] == "RefusedByAPIServer"
+
+
+def test_a_dry_run_the_server_cannot_serve_is_not_a_refusal() -> None:
+    w = FakeWorld()
+    w.target(1)
+    spec = {"web": {"deployment": "db", "maxReplicas": 8, "requestRate": {"query": "r", "perReplica": 10.0}}}
+    w.policy("p", spec)
+    webhook = {"message": 'admission webhook "audit.example" does not support dry run'}
+    w.api.dry_run_answers["/apis/autoscaling/v2/namespaces/shop/horizontalpodautoscalers/p-web"] = (
+        400,
+        webhook,
+    )
+    w.load(35)
+    w.cycle("p")
+    status = w.status("p")
+    assert condition(status, "SpecValid")["status"] == "True"
+    assert "not verified" in status["verification"]["unverified"][0]
+    hpa = w.hpa("p-web")
+    assert hpa is not None and hpa["spec"]["minReplicas"] == 4

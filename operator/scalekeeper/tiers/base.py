@@ -21,6 +21,7 @@ from .. import model
 from ..engine.forecast import FORECAST_METRICS, ForecastInput, raise_to_forecast
 from ..engine.sizing import Reading, SampleInput, read_metric
 from ..engine.types import ObservedTarget, PolicyDecision, Proposal, TargetDecision, TargetHistory, TargetPlan
+from ..kube.dryrun import DryRunCall, Verdict
 from ..kube.hpa import HpaClient
 from ..kube.owners import OwnerRef
 from ..kube.targets import ReplicaClient, ReplicaState, TargetNotFound, TargetRef, WriteConflict
@@ -185,6 +186,11 @@ class Tier(ABC):
         ctx.metrics.write(ref.kind, "scaled")
         ctx.scaled(self.name)
         return Outcome.WRITTEN
+
+    def verify(self, call: DryRunCall) -> list[Verdict]:
+        """The API server's dry-run verdicts on the objects this tier creates or patches (none: it only
+        writes replicas)."""
+        return []
 
     def subject(self) -> str:
         """What a Scaled Event says was scaled."""

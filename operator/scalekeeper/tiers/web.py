@@ -16,6 +16,7 @@ from kubernetes.client.rest import ApiException
 from .. import model
 from ..engine.sizing import SampleInput, size_by_rate
 from ..engine.types import LimitedBy, ObservedTarget, TargetDecision, TargetHistory, TargetPlan
+from ..kube.dryrun import DryRunCall, Verdict, verdict
 from ..kube.hpa import HpaClient, HpaState, desired_hpa, hpa_name
 from ..kube.owners import OwnerRef
 from ..kube.targets import TargetRef
@@ -182,6 +183,10 @@ class WebTier(Tier):
         if (hpa.owned or {}).get("spec", {}).get("minReplicas") != desired["spec"]["minReplicas"]:
             ctx.scaled(self.name)
         return Outcome.WRITTEN
+
+    def verify(self, call: DryRunCall) -> list[Verdict]:
+        made = desired_hpa(self.spec, self.owner, self.spec.min_replicas)
+        return [verdict(call, made, "horizontalpodautoscalers")]
 
     def subject(self) -> str:
         return "web floor (HPA minReplicas)"

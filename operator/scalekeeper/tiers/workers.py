@@ -16,8 +16,10 @@ from kubernetes.client.rest import ApiException
 from .. import model
 from ..engine.sizing import SampleInput, WorkerParams, size_worker
 from ..engine.types import ObservedTarget, TargetDecision, TargetHistory, TargetPlan
+from ..kube.dryrun import DryRunCall, Verdict, verdict
 from ..kube.owners import OwnerRef
 from ..kube.targets import TargetRef
+from ..kube.workers import desired_worker_deployment
 from ..metrics.promql import (
     DEFAULT_ARRIVAL_RATE_QUERY,
     DEFAULT_COMPLETION_RATE_QUERY,
@@ -179,6 +181,12 @@ class WorkerTier(Tier):
                 ctx.emit("Normal", "Created", f"Created worker Deployment {made} for queue {self.spec.queue}")
                 ctx.metrics.write("Deployment", "created")
         return super().act(ctx, decided, observed)
+
+    def verify(self, call: DryRunCall) -> list[Verdict]:
+        if self.spec.template is None:
+            return []
+        made = desired_worker_deployment(self.spec, self.owner, self.spec.min_replicas)
+        return [verdict(call, made, "deployments")]
 
     def cell_label(self) -> str:
         return self.spec.queue
