@@ -53,7 +53,6 @@ from __future__ import annotations
 
 import argparse
 import bisect
-import itertools
 import math
 import sys
 import time
@@ -68,6 +67,7 @@ from bench.common import ROOT, machine, reproduce_command
 from bench.replay import Simulation, simulate
 from scalekeeper import model
 from scalekeeper.simulate import (
+    REVERSAL_SECONDS,
     RuleResult,
     ServiceTime,
     Trace,
@@ -75,6 +75,7 @@ from scalekeeper.simulate import (
     intervals_over_target,
     load_policy,
     percentile_by_interval,
+    reversals,
     select_worker,
 )
 
@@ -83,7 +84,6 @@ TRACE_INTERVAL_SECONDS = 300.0  # bank_calls counts calls per 5 minutes
 MINUTE = 60.0
 AIM_MINUTES_OVER_VS_HPA = 0.5
 AIM_REPLICA_HOURS_VS_ORACLE = 1.1
-REVERSAL_SECONDS = 60.0  # a change of direction sooner than this after the previous change is a flap
 
 
 # ------------------------------------------------------------------------ the trace
@@ -174,14 +174,7 @@ class RuleMetrics:
     slot_use: float  # service seconds / (replica seconds x concurrency): how busy the paid slots were
     scale_events: int
     undrained: int
-    reversals: int = 0  # scale events reversing the previous one within REVERSAL_SECONDS
-
-
-def reversals(replicas: Sequence[tuple[float, int]], within: float = REVERSAL_SECONDS) -> int:
-    """Changes in a (time, replicas) series that go the other way from the previous change, at most
-    `within` seconds after it."""
-    changes = [(t, n > before) for (_, before), (t, n) in itertools.pairwise(replicas) if n != before]
-    return sum(1 for (t0, up0), (t1, up1) in itertools.pairwise(changes) if up0 != up1 and t1 - t0 <= within)
+    reversals: int = 0  # scale events reversing the previous one within 60 s (simulate.reversals)
 
 
 def rule_metrics(result: RuleResult, workload: Workload, concurrency: int, target_wait: float) -> RuleMetrics:

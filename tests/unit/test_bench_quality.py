@@ -247,15 +247,6 @@ def test_table_has_a_row_per_rule() -> None:
     assert len(lines) == 4 and all(line.count("|") == lines[0].count("|") for line in lines)
 
 
-def test_reversals_count_quick_changes_of_direction() -> None:
-    # up, up (same direction), down 30 s later (a reversal), up 90 s later (too late to count),
-    # down 60 s later (counts: within 60 s inclusive); a repeated value is no change.
-    series = [(0.0, 1), (10.0, 3), (20.0, 4), (50.0, 2), (140.0, 3), (140.0, 3), (200.0, 1)]
-    assert Q.reversals(series) == 2
-    assert Q.reversals(series, within=20.0) == 0
-    assert Q.reversals([(0.0, 0)]) == 0
-
-
 def test_backlog_and_plot_series() -> None:
     assert Q.not_started([1.0, 2.0, 3.0], [1.5, None, 3.0], [0.0, 1.0, 2.0, 3.0, 9.0]) == [0, 1, 1, 1, 1]
     trace = Q.compress(Q.calls_from_frame(bank_frame()), 60.0, 1.0)

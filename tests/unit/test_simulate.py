@@ -391,3 +391,12 @@ def test_effective_tasks_per_worker_falls_back_to_what_a_pod_holds() -> None:
     assert worker_params(drain_only, worker_queries(drain_only)).effective_tasks_per_worker == 6
     given = drain_only.model_copy(update={"tasks_per_worker": 4})
     assert worker_params(given, worker_queries(given)).effective_tasks_per_worker == 4
+
+
+def test_reversals_count_quick_changes_of_direction() -> None:
+    # up, up (same direction), down 30 s later (a reversal), up 90 s later (too late to count),
+    # down 60 s later (counts: within 60 s inclusive); a repeated value is no change.
+    series = [(0.0, 1), (10.0, 3), (20.0, 4), (50.0, 2), (140.0, 3), (140.0, 3), (200.0, 1)]
+    assert reversals(series) == 2
+    assert reversals(series, within=20.0) == 0
+    assert reversals([(0.0, 0)]) == 0

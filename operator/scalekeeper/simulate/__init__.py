@@ -25,6 +25,7 @@ from .oracle import OracleRun, oracle_run, replay_schedule
 from .queue import RATE_WINDOW_SECONDS, Observation, Pod, QueueModel, StreamFeed
 from .report import LoadCurve, format_table, legend, load_curve, plot
 from .results import (
+    REVERSAL_SECONDS,
     RuleResult,
     RuleSummary,
     WaitStats,
@@ -54,6 +55,7 @@ __all__ = [
     "KEDA_COOLDOWN_SECONDS",
     "KEDA_POLL_SECONDS",
     "RATE_WINDOW_SECONDS",
+    "REVERSAL_SECONDS",
     "Decider",
     "LoadCurve",
     "Observation",
