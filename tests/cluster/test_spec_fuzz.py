@@ -5,7 +5,11 @@ unknown key added, a list entry duplicated). Each goes to the API server as a se
 (so nothing is stored, and the answer is what a `kubectl apply` would get) and:
 - refused: the message names a field under `spec.`, and the model refuses the spec too;
 - accepted: the model reads what the server would store, and the engine, fed arbitrary metric values and
-  replica counts, never decides outside [min, max] for any target.
+  replica counts, never decides outside [min, max] for any target; every object the operator would make
+  from it (the owned HPA, templated worker Deployments) passes a server-side dry-run; and each workload is
+  sized by one tier of the policy at most.
+Beside the generic edits, the hostile values include the classes found accepted but unusable before: counts
+past int32, long names, blank queries, one Deployment named by two tiers, templates that are no pod's.
 A sample of the accepted ones is then created for real in a namespace the operator serves: it gives each a
 status and keeps running. The counts are printed and written to logs/spec-fuzz.txt.
 """
@@ -27,6 +31,10 @@ from kubernetes.client.rest import ApiException
 
 from scalekeeper import model
 from scalekeeper.decision import decide
+from scalekeeper.kube.dryrun import dry_run_call
+from scalekeeper.kube.owners import OwnerRef
+from scalekeeper.policy import claim_keys
+from scalekeeper.tiers import tiers_of
 from scalekeeper.tiers.read_replicas import READ_REPLICAS
 from scalekeeper.tiers.web import WEB
 from scalekeeper.tiers.workers import worker_target
@@ -48,6 +56,18 @@ HOSTILE = st.one_of(
     st.floats(allow_nan=False, allow_infinity=False, width=32),
     st.text(max_size=12),
     st.sampled_from(["", "x" * 300, "Max", "Min", "Disabled", "Pods", "Percent", "Enforce", "DryRun", "v1"]),
+    # the classes of issue 15: bounds, long names, blank queries, overlapping targets, templates
+    st.sampled_from(
+        [2**31 - 1, " ", "\t\n", "a" * 250, "a" * 63, "web", "video-worker", "postgresql.cnpg.io"]
+    ),
+    st.sampled_from(
+        [
+            {"containers": [{"name": "w", "image": "i"}]},
+            {"spec": {"containers": []}},
+            {"spec": {"containers": [{"name": "w"}]}},
+            {"spec": {"containers": [{"name": "w", "image": "i"}]}},
+        ]
+    ),
     st.booleans(),
     st.none(),
     st.just([]),
@@ -143,6 +163,7 @@ def test_a_thousand_generated_specs_are_refused_naming_a_field_or_sized_within_b
     counts: Counter[str] = Counter()
     accepted: list[dict[str, Any]] = []
     disagreements: list[str] = []
+    dry_run = dry_run_call(cluster.api)
 
     @settings(
         max_examples=EXAMPLES,
@@ -182,6 +203,13 @@ def test_a_thousand_generated_specs_are_refused_naming_a_field_or_sized_within_b
         counts["accepted and sized"] += 1
         if len(accepted) < CREATED_FOR_REAL:
             accepted.append(stored["spec"])
+        tiers = tiers_of(parsed, OwnerRef(namespace, "fuzz", "00000000-0000-0000-0000-000000000000"))
+        keys = list(claim_keys(tiers).values())
+        assert len(keys) == len(set(keys)), f"one workload named by two tiers: {keys}"
+        for tier in tiers:
+            for verdict in tier.verify(dry_run):
+                counts["derived objects dry-run"] += 1
+                assert verdict.refused is None, (verdict.refused, stored["spec"])
         bounds = _bounds(parsed)
         observed = {name: data.draw(st.one_of(st.none(), st.integers(0, 10**6))) for name in bounds}
         samples = {
