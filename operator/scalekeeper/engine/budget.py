@@ -22,6 +22,35 @@ class Budget:
     reserved: int
 
 
+def level_cuts(growth: Sequence[int], units: int) -> list[int]:
+    """The scale-ups left after taking `units` pods from them, one at a time from the largest, among equals
+    from the last listed (so the spec's order doubles as priority), computed at once: counts reach int32,
+    and a pod at a time would take that many steps."""
+    units = max(0, min(units, sum(growth)))
+    if units == 0:
+        return list(growth)
+
+    def taken(level: int) -> int:
+        return sum(max(0, g - level) for g in growth)
+
+    low, high = 0, max(growth)  # the lowest level whose cut takes no more than `units`
+    while low < high:
+        middle = (low + high) // 2
+        if taken(middle) <= units:
+            high = middle
+        else:
+            low = middle + 1
+    kept = [min(g, low) for g in growth]
+    rest = units - taken(low)  # fewer than the scale-ups at that level: one more pod from each, last first
+    for i in reversed(range(len(kept))):
+        if rest == 0:
+            break
+        if kept[i] == low:
+            kept[i] -= 1
+            rest -= 1
+    return kept
+
+
 def apply_budget(
     budget: Budget,
     web: str | None,
@@ -57,22 +86,21 @@ def apply_budget(
     before = total(web_pods(web_floor))
     cut: dict[str, int] = {}
     if before > limit:
-        while total(web_pods(web_floor)) > limit:
-            growing = [
-                n for n in worker_names if sizes[n] > decisions[n].current and budget.worker_pool_size > 0
-            ]
-            if not growing:
-                break
-            # Take from the largest remaining scale-up; among equals, from the last listed queue,
-            # so the spec's order doubles as priority.
-            victim = max(reversed(growing), key=lambda n: sizes[n] - decisions[n].current)
-            sizes[victim] -= 1
-            cut[victim] = sizes[victim]
+        if budget.worker_pool_size > 0:
+            growth = [max(0, sizes[n] - decisions[n].current) for n in worker_names]
+            excess = total(web_pods(web_floor)) - limit
+            kept = level_cuts(growth, -(-excess // budget.worker_pool_size))
+            for name, before_cut, after_cut in zip(worker_names, growth, kept, strict=True):
+                if after_cut != before_cut:
+                    sizes[name] = decisions[name].current + after_cut
+                    cut[name] = sizes[name]
         if web is not None and web in plans and budget.web_pool_size > 0:
             # Lower a raised floor back toward its old value, never below it, and only while
             # that removes pods (a floor under what already runs costs nothing).
-            while total(web_pods(web_floor)) > limit and web_floor > max(web_current, web_running):
-                web_floor -= 1
+            excess = total(web_pods(web_floor)) - limit
+            lowest = max(web_current, web_running)
+            if excess > 0 and web_floor > lowest:
+                web_floor = max(lowest, web_floor - -(-excess // budget.web_pool_size))
                 cut[web] = web_floor
         after = total(web_pods(web_floor))
         summary = f"connections {before} > maxConnections {limit}"
