@@ -96,13 +96,13 @@ class Reconciler:
         try:
             found = parsed(policy, memory)
         except model.SpecError as exc:
-            self._reporter.invalid_spec(status, memory, emit, exc)
+            self._reporter.invalid_spec(status, memory, emit, exc, self._clock())
             written = self._status.publish(policy, status, memory, write_status)
             return CycleResult(None, status.to_patch(), 0, written, errors=exc.messages)
         if memory.persisted is None:
             restore_memory(status, memory)
 
-        c = Cycle(found.spec, policy, memory, status, emit, found.tiers)
+        c = Cycle(found.spec, policy, memory, status, emit, found.tiers, now=self._clock())
         c.refused = self._verify(c)
         c.observed = self._observe(c, claimants or {}, watched or Watched())
         c.batch = self._prometheus.read(found.queries)
@@ -114,7 +114,7 @@ class Reconciler:
             {name: seen.engine_view() for name, seen in c.observed.items()},
             samples_of(c.batch),
             memory.histories,
-            self._clock(),
+            c.now,
             max_metric_age_seconds=self._max_age,
         )
         writes = self._act(c) if c.spec.mode is model.Mode.ENFORCE else 0

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import logging
 from dataclasses import dataclass, field
+from datetime import UTC, datetime
 
 from . import model
 from .engine.forecast import FORECAST_METRICS
@@ -50,6 +51,8 @@ class Cycle:
     failed: set[str] = field(default_factory=set)
     # Targets whose objects a server-side dry-run refused, with what the API server said.
     refused: dict[str, str] = field(default_factory=dict)
+    # The cycle's wall clock, Unix seconds (the injected one).
+    now: float = 0.0
 
     @property
     def contested(self) -> dict[str, str]:
@@ -69,11 +72,14 @@ class Conditions:
     status: model.ScalingPolicyStatus
     memory: PolicyMemory
     emit: EventSink
+    # The cycle's wall clock (Unix seconds): a condition's lastTransitionTime.
+    now: float
 
     def set(
         self, type_: model.ConditionType, value: model.ConditionStatus, reason: str, message: str
     ) -> None:
-        self.status.set_condition(type_, value, reason, message)
+        when = datetime.fromtimestamp(self.now, UTC).replace(microsecond=0)
+        self.status.set_condition(type_, value, reason, message, now=when)
         before = self.memory.conditions.get(type_.value)
         now = (value.value, reason)
         self.memory.conditions[type_.value] = now
@@ -161,7 +167,7 @@ class Reporter:
         assert c.decision is not None
         T, F = model.ConditionStatus.TRUE, model.ConditionStatus.FALSE
         C = model.ConditionType
-        conditions = Conditions(c.status, c.memory, c.emit)
+        conditions = Conditions(c.status, c.memory, c.emit, c.now)
         if c.refused:
             refusals = "; ".join(f"{name}: {why}" for name, why in c.refused.items())
             conditions.set(C.SPEC_VALID, F, "RefusedByAPIServer", refusals)
@@ -231,11 +237,15 @@ class Reporter:
 
     @staticmethod
     def invalid_spec(
-        status: model.ScalingPolicyStatus, memory: PolicyMemory, emit: EventSink, exc: model.SpecError
+        status: model.ScalingPolicyStatus,
+        memory: PolicyMemory,
+        emit: EventSink,
+        exc: model.SpecError,
+        now: float,
     ) -> None:
         message = "; ".join(exc.messages)
         F = model.ConditionStatus.FALSE
-        conditions = Conditions(status, memory, emit)
+        conditions = Conditions(status, memory, emit, now)
         conditions.set(model.ConditionType.SPEC_VALID, F, "InvalidSpec", message)
         conditions.set(model.ConditionType.READY, F, "InvalidSpec", f"nothing is scaled: {message}")
         if memory.announced.get("__spec__") != ("invalid", 0):
