@@ -50,6 +50,8 @@ pytestmark = pytest.mark.cluster
 EXAMPLES = 1100
 CREATED_FOR_REAL = 40
 
+# Copied on every draw: an edit may change a drawn dict or list in place, and a shared one would make the
+# strategy depend on what earlier examples did.
 HOSTILE = st.one_of(
     st.integers(-3, 3),
     st.sampled_from([0, 1800, 1801, 100, 101, 2**31, -(2**31), 10**15, 0.5, 1e-9, 1e300]),
@@ -72,7 +74,7 @@ HOSTILE = st.one_of(
     st.none(),
     st.just([]),
     st.just({}),
-)
+).map(copy.deepcopy)
 
 
 def _paths(node: Any, prefix: tuple[Any, ...] = ()) -> list[tuple[Any, ...]]:
