@@ -9,9 +9,11 @@ from __future__ import annotations
 
 import os
 import signal
+import socket
 import subprocess
 import sys
 import time
+import urllib.request
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -37,8 +39,10 @@ class RunningOperator:
     mode: str
     process: subprocess.Popen[bytes] | None = None
     log_path: Path | None = None
-    # In-cluster: the cluster whose operator pods' logs logs() reads.
+    # In-cluster: the cluster whose operator pods' logs logs() and metrics metrics_text() read.
     cluster: Cluster | None = None
+    # Local: the port of its /metrics on 127.0.0.1.
+    metrics_port: int | None = None
 
     def logs(self) -> str:
         if self.log_path is not None and self.log_path.exists():
@@ -57,6 +61,38 @@ class RunningOperator:
             ).stdout
         return ""
 
+    def metrics_text(self) -> str:
+        """Its own /metrics (Prometheus text): a local process's from its port; in-cluster, the leader
+        pod's, through the API server's pod proxy (no port-forward to keep alive)."""
+        if self.metrics_port is not None:
+            with urllib.request.urlopen(f"http://127.0.0.1:{self.metrics_port}/metrics", timeout=5) as resp:
+                return str(resp.read().decode())
+        if self.cluster is None:
+            raise RuntimeError(f"{self.mode} operator serves no metrics")
+        pod = (
+            client.CoordinationV1Api(self.cluster.api)
+            .read_namespaced_lease(LEASE, LEASE_NAMESPACE)
+            .spec.holder_identity
+        )
+        core = client.CoreV1Api(self.cluster.api)
+        port = next(
+            p.container_port
+            for c in core.read_namespaced_pod(pod, LEASE_NAMESPACE).spec.containers
+            for p in c.ports or []
+            if p.name == "metrics"
+        )
+        resp = core.connect_get_namespaced_pod_proxy_with_path(
+            f"{pod}:{port}", LEASE_NAMESPACE, "metrics", _preload_content=False
+        )
+        return str(resp.data.decode())
+
+
+def free_port() -> int:
+    """A TCP port free on 127.0.0.1 now, for a local operator's metrics."""
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
 
 def install_crd(cluster: Cluster) -> None:
     kubectl(cluster, "apply", "--server-side", "--force-conflicts", "-f", str(CRD))
@@ -70,11 +106,12 @@ def local_operator(
 ) -> RunningOperator:
     LOG_DIR.mkdir(exist_ok=True)
     log_path = LOG_DIR / f"operator-{identity}.log"
+    metrics_port = int((extra_env or {}).get("SCALEKEEPER_METRICS_PORT") or 0) or free_port()
     env = {
         **os.environ,
         "KUBECONFIG": cluster.kubeconfig,
         "SCALEKEEPER_PROMETHEUS_URL": cluster.prometheus_url,
-        "SCALEKEEPER_METRICS_PORT": "0",
+        "SCALEKEEPER_METRICS_PORT": str(metrics_port),
         "SCALEKEEPER_HEALTH_PORT": "0",
         "SCALEKEEPER_LEASE_NAMESPACE": LEASE_NAMESPACE,
         "SCALEKEEPER_LEASE_SECONDS": "6",
@@ -90,7 +127,7 @@ def local_operator(
         stderr=subprocess.STDOUT,
         cwd=ROOT,
     )
-    return RunningOperator("local", process, log_path)
+    return RunningOperator("local", process, log_path, metrics_port=metrics_port)
 
 
 def stop_local(op: RunningOperator) -> None:

@@ -25,7 +25,7 @@ from .kube_helpers import (
 )
 from .operator_fixture import RunningOperator
 from .test_operator_basics import load_query, prometheus_value, start_exporter
-from .waiting import wait_deleted, wait_for
+from .waiting import wait_cycles, wait_deleted, wait_for
 
 pytestmark = pytest.mark.cluster
 
@@ -75,12 +75,10 @@ def test_two_policies_on_one_workload_the_older_sizes_it_and_the_newer_reports_c
     older = condition(policy_status(cluster, namespace, "zz-older"), "Conflict")
     assert older is not None and older["status"] == "False", older
 
-    # Nothing fights: the count stays the older policy's for many cycles of both.
+    # Nothing fights: the count stays the older policy's for several cycles of both.
     # (the generation moves with every spec write, a replica count put back included)
     generation = apps.read_namespaced_deployment("replica", namespace).metadata.generation
-    for _ in range(10):
-        assert _replicas(apps, namespace) == 3
-        time.sleep(1)
+    wait_cycles(running_operator, 3, lambda: _replicas(apps, namespace) == 3, "the older policy's count of 3")
     assert apps.read_namespaced_deployment("replica", namespace).metadata.generation == generation
     assert not any(e.reason == "Scaled" for e in events_for(cluster, namespace, "aa-newer"))
 

@@ -11,7 +11,6 @@ import importlib.util
 import itertools
 import subprocess
 import threading
-import time
 import uuid
 from collections.abc import Iterator
 from typing import Any
@@ -34,7 +33,7 @@ from .kube_helpers import (
     wait_condition,
 )
 from .operator_fixture import RunningOperator
-from .waiting import wait_deleted, wait_for
+from .waiting import wait_cycles, wait_deleted, wait_for
 
 pytestmark = pytest.mark.cluster
 DEMO = ROOT / "manifests" / "examples" / "demo"
@@ -184,7 +183,23 @@ def test_video_workers_scale_with_the_backlog_and_every_task_completes_once(
         timeout=180,
         interval=2,
     )
-    time.sleep(5)
+    # Held at 1 for two cycles more, and nothing left that could run a task again: no message waiting or
+    # delivered (kombu's `video` list and `unacked` hash), none running, no worker pod shutting down.
+    wait_cycles(
+        running_operator, 2, lambda: replicas_of(cluster, ns, "worker-video") == 1, "video workers at 1"
+    )
+    core = client.CoreV1Api(cluster.api)
+    wait_for(
+        "the broker drained and the scaled-down workers gone",
+        lambda: (
+            r.llen(f"{prefix}video") == 0
+            and r.hlen(f"{prefix}unacked") == 0
+            and int(r.get(f"{prefix}demo:started:video") or 0)
+            == int(r.get(f"{prefix}demo:completions:video") or 0)
+            and len(core.list_namespaced_pod(ns, label_selector="app=worker-video").items) == 1
+        ),
+        timeout=90,
+    )
     assert r.scard(f"{prefix}demo:published:video") == tasks
     assert r.scard(f"{prefix}demo:completed:video") == tasks
     assert int(r.get(f"{prefix}demo:completions:video") or 0) == tasks  # none ran twice
@@ -343,10 +358,15 @@ def test_broker_restart_holds_the_workers_blind_then_recovers(
         )
         blind = wait_condition(cluster, ns, "demo-broker", "MetricsAvailable", "False", timeout=60)
         assert "worker/video" in blind["message"], blind
-        # Blind is not idle: an empty reading must not pass for an empty queue. Past the scale-down window.
-        for _ in range(30):
-            assert replicas_of(cluster, ns, "worker-video") == 4
-            time.sleep(1)
+        # Blind is not idle: an empty reading must not pass for an empty queue. Cycles past the scale-down
+        # window, and one more to take the step it would allow.
+        window = worker(ns, "video")["behavior"]["scaleDown"]["stabilizationWindowSeconds"]
+        wait_cycles(
+            running_operator,
+            window // 2 + 2,  # intervalSeconds 2
+            lambda: replicas_of(cluster, ns, "worker-video") == 4,
+            "video workers at 4",
+        )
         held = target(policy_status(cluster, ns, "demo-broker"), "worker/video")
         assert held is not None and held["limitedBy"] == "missingMetric", held
         assert any(e.reason == "Holding" for e in events_for(cluster, ns, "demo-broker"))

@@ -24,7 +24,7 @@ from .kube_helpers import (
 )
 from .operator_fixture import RunningOperator
 from .test_operator_basics import load_query, prometheus_value, set_load, start_exporter
-from .waiting import wait_deleted, wait_for
+from .waiting import CYCLES, POLICIES, holds_until, operator_metric, wait_cycles, wait_deleted, wait_for
 
 pytestmark = pytest.mark.cluster
 
@@ -73,10 +73,19 @@ def test_prometheus_outage_holds_then_recovers(
         assert "unreachable" in down["message"] or "no series" in down["message"], down
         # Blind: the load "drops" to nothing as far as the exporter says, but nothing is scaled down.
         kubectl(cluster, "-n", namespace, "exec", "deploy/exporter", "--", "sh", "-c", "echo 0 > /load/value")
-        # Two minutes blind, as long as a Prometheus restart with a slow WAL replay can take.
-        while time.monotonic() - stopped < 120:
-            assert replicas_of(cluster, namespace, "target") == 4
-            time.sleep(5)
+        # Two minutes blind (the fault table's outage: a Prometheus restart with a slow WAL replay), held
+        # through every cycle of it: the cycles are counted, so a stalled operator does not pass for one
+        # that holds.
+        cycles, since = operator_metric(running_operator, CYCLES), time.monotonic()
+        holds_until(
+            "the target at 4 while blind",
+            lambda: replicas_of(cluster, namespace, "target") == 4,
+            until=stopped + 120,
+            interval=5,
+        )
+        # One every 2 s (intervalSeconds), or 5 s when each waits out the Prometheus client's timeout.
+        blind, elapsed = operator_metric(running_operator, CYCLES) - cycles, time.monotonic() - since
+        assert blind >= elapsed / 10, f"{blind:.0f} cycles in {elapsed:.0f} s blind"
         assert target(policy_status(cluster, namespace, "p"), "readReplicas")["limitedBy"] == "missingMetric"  # type: ignore[index]
     finally:
         set_prometheus_replicas(cluster, 1)
@@ -122,10 +131,11 @@ def test_another_writer_is_corrected_without_a_fight(
         lambda: replicas_of(cluster, namespace, "target") == 2,
         timeout=60,
     )
-    time.sleep(10)
+    wait_cycles(
+        running_operator, 3, lambda: replicas_of(cluster, namespace, "target") == 2, "the target at 2"
+    )
     scaled = sum(1 for e in events_for(cluster, namespace, "p") if e.reason == "Scaled") - before
     assert scaled == 1, scaled  # one write back, not a loop
-    assert replicas_of(cluster, namespace, "target") == 2
 
     # Someone edits the owned HPA: it is put back to the spec.
     hpas.patch_namespaced_horizontal_pod_autoscaler("p-web", namespace, {"spec": {"maxReplicas": 9}})
@@ -135,10 +145,15 @@ def test_another_writer_is_corrected_without_a_fight(
         timeout=60,
     )
     generation = hpas.read_namespaced_horizontal_pod_autoscaler("p-web", namespace).metadata.generation
-    time.sleep(10)
     # No further writes once it matches.
-    assert (
-        hpas.read_namespaced_horizontal_pod_autoscaler("p-web", namespace).metadata.generation == generation
+    wait_cycles(
+        running_operator,
+        3,
+        lambda: (
+            hpas.read_namespaced_horizontal_pod_autoscaler("p-web", namespace).metadata.generation
+            == generation
+        ),
+        f"the owned HPA at generation {generation}",
     )
 
 
@@ -187,8 +202,8 @@ def test_operator_killed_after_a_step_does_not_double_step_after_restart(cluster
         wait_for(
             "the first step to 2", lambda: replicas_of(cluster, ns, "target") == 2, timeout=60, interval=0.5
         )
-        wait_for("cap held at its max, told once", lambda: holding() == 1, timeout=60)
         stepped = time.monotonic()
+        wait_for("cap held at its max, told once", lambda: holding() == 1, timeout=60)
         wait_for(
             "the step recorded in status",
             lambda: (target(policy_status(cluster, ns, "p"), "readReplicas") or {}).get("history"),
@@ -200,14 +215,16 @@ def test_operator_killed_after_a_step_does_not_double_step_after_restart(cluster
         wait_for(
             "the new process to decide", lambda: second.logs().count('"message": "decision"') > 0, timeout=40
         )
-        # Until the minute is over the restarted operator holds at 2, as the first would have.
-        while time.monotonic() - stepped < 52:
-            assert replicas_of(cluster, ns, "target") == 2, "a second step inside the rate policy's period"
-            time.sleep(1)
-        wait_for(
-            "the next step once the period is over",
-            lambda: replicas_of(cluster, ns, "target") == 3,
-            timeout=30,
+
+        # Until the minute is over the restarted operator holds at 2, as the first would have: the next
+        # step, which only a live operator takes, comes no earlier than the period allows.
+        def next_step() -> tuple[int, float] | None:
+            count = replicas_of(cluster, ns, "target")
+            return None if count == 2 else (count, time.monotonic() - stepped)
+
+        count, after = wait_for("the next step once the period is over", next_step, timeout=90)
+        assert count == 3 and after >= 55, (
+            f"a step to {count} {after:.0f} s after the first, in its 60 s period"
         )
         status = target(policy_status(cluster, ns, "p"), "readReplicas")
         assert status is not None and status["limitedBy"] == "scaleUpPolicy", status
@@ -251,7 +268,9 @@ def test_policy_deleted_mid_scale_up_removes_what_it_owns_and_leaves_the_targets
         timeout=60,
         interval=0.5,
     )
+    stepped = time.monotonic()
     log_offset = len(running_operator.logs())
+    policies = operator_metric(running_operator, POLICIES)
 
     objects.delete_namespaced_custom_object("scalekeeper.dev", "v1alpha1", namespace, "scalingpolicies", "p")
     wait_deleted(
@@ -266,10 +285,17 @@ def test_policy_deleted_mid_scale_up_removes_what_it_owns_and_leaves_the_targets
         lambda: hpas.read_namespaced_horizontal_pod_autoscaler("p-web", namespace),
         timeout=60,
     )
-    # The climb stops where it was: no further step, no reset, past the next rate period.
-    for _ in range(25):
-        assert replicas_of(cluster, namespace, "target") == 2
-        time.sleep(1)
+    # The operator lets it go (no cycle of it is due again) ...
+    wait_for(
+        "the operator to drop the policy",
+        lambda: operator_metric(running_operator, POLICIES) <= policies - 1,
+        timeout=30,
+    )
+    # ... and the climb stops where it was: no further step, no reset, past the step its rate period would
+    # have allowed (20 s after the first) and a cycle more. A deleted policy has no cycles left to count.
+    holds_until(
+        "the target at 2", lambda: replicas_of(cluster, namespace, "target") == 2, until=stepped + 20 + 2 * 2
+    )
     assert replicas_of(cluster, namespace, "web") == 1
     after = running_operator.logs()[log_offset:]
     about_p = [
@@ -353,8 +379,7 @@ def test_control_plane_restart_is_ridden_out_without_a_lost_or_doubled_step(
     wait_for(
         "5 replicas after the restart", lambda: replicas_of(cluster, namespace, "target") == 5, timeout=120
     )
-    time.sleep(10)
-    assert replicas_of(cluster, namespace, "target") == 5
+    wait_cycles(running_operator, 3, lambda: replicas_of(cluster, namespace, "target") == 5, "5 replicas")
     scaled = [e.message for e in events_for(cluster, namespace, "p") if e.reason == "Scaled"]
     assert len(scaled) - scaled_before == 1, scaled
     assert _operator_restarts(cluster, running_operator) == restarts, (

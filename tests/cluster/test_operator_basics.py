@@ -31,7 +31,7 @@ from .kube_helpers import (
     wait_decision,
 )
 from .operator_fixture import RunningOperator
-from .waiting import wait_deleted, wait_for
+from .waiting import wait_cycles, wait_deleted, wait_for
 
 pytestmark = pytest.mark.cluster
 
@@ -374,15 +374,13 @@ def test_a_hostile_value_from_a_real_exporter_holds_like_a_missing_one(
         ),
         timeout=60,
     )
-    for _ in range(8):  # neither zero (scale down) nor a huge demand (scale up)
-        assert replicas_of(cluster, namespace, "worker") == 3
-        time.sleep(1)
+    # Neither zero (scale down) nor a huge demand (scale up), for several cycles.
+    wait_cycles(running_operator, 3, lambda: replicas_of(cluster, namespace, "worker") == 3, "3 workers")
     assert target(policy_status(cluster, namespace, "p"), "readReplicas")["limitedBy"] == "missingMetric"  # type: ignore[index]
 
     set_load(cluster, namespace, "1e300")  # a number, if absurd: capped by maxReplicas
     wait_for("maxReplicas, not beyond", lambda: replicas_of(cluster, namespace, "worker") == 6, timeout=60)
-    time.sleep(4)
-    assert replicas_of(cluster, namespace, "worker") == 6
+    wait_cycles(running_operator, 2, lambda: replicas_of(cluster, namespace, "worker") == 6, "6 workers")
     assert target(policy_status(cluster, namespace, "p"), "readReplicas")["limitedBy"] == "max"  # type: ignore[index]
 
 
