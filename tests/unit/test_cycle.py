@@ -8,6 +8,7 @@ from collections.abc import Callable
 from pathlib import Path
 
 import pytest
+from kubernetes.client.rest import ApiException
 
 from tests.cycle_scenarios import SCENARIOS, World, condition, reasons, replicas_spec
 from tests.unit.fake_cluster import FakeWorld
@@ -234,3 +235,27 @@ def test_a_dry_run_the_server_cannot_serve_is_not_a_refusal() -> None:
     assert "not verified" in status["verification"]["unverified"][0]
     hpa = w.hpa("p-web")
     assert hpa is not None and hpa["spec"]["minReplicas"] == 4
+
+
+def test_a_worker_deployment_the_api_server_refuses_to_create_is_told_with_its_field() -> None:
+    w = FakeWorld()
+    template = {"spec": {"containers": [{"name": "worker", "image": "app"}]}}
+    w.policy(
+        "p", {"workers": [{"queue": "video", "template": template, "maxReplicas": 5, "tasksPerWorker": 10}]}
+    )
+    refused = ApiException(status=422, reason="Unprocessable Entity")
+    causes = [{"field": "spec.template.spec.containers[0].image", "message": "Required value"}]
+    refused.body = json.dumps({"message": "Deployment.apps is invalid", "details": {"causes": causes}})
+
+    def create(namespace: str, body: dict[str, object]) -> None:
+        raise refused
+
+    w.api.create_namespaced_deployment = create  # type: ignore[method-assign,assignment]
+    w.load(5)
+    w.cycle("p")
+    ready = condition(w.status("p"), "Ready")
+    assert (ready["status"], ready["reason"]) == ("False", "TargetsUnavailable")
+    assert (
+        "cannot create its Deployment: spec.template.spec.containers[0].image: Required value"
+        in ready["message"]
+    )

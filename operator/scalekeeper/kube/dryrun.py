@@ -67,10 +67,17 @@ def verdict(call: DryRunCall, obj: dict[str, Any], plural: str) -> Verdict:
         cannot_tell = exc.status in (401, 403, 404, 429) or (exc.status or 0) >= 500
         if cannot_tell or (exc.status == 400 and "dry run" in message.lower()):
             return Verdict(unverified=f"{what}: not verified ({exc.status}: {message})")
-        causes = (body.get("details") or {}).get("causes") or []
-        fields = "; ".join(f"{c.get('field', '')}: {c.get('message', '')}".strip(": ") for c in causes)
-        return Verdict(refused=f"the API server refuses {what}: {fields or message}")
+        return Verdict(refused=f"the API server refuses {what}: {refusal(exc)}")
     return Verdict()
+
+
+def refusal(exc: ApiException) -> str:
+    """What the API server said of a refused write: each field with its message, else its message, else
+    the HTTP reason phrase."""
+    body = _json(exc.body)
+    causes = (body.get("details") or {}).get("causes") or []
+    fields = "; ".join(f"{c.get('field', '')}: {c.get('message', '')}".strip(": ") for c in causes)
+    return fields or str(body.get("message") or f"{exc.status} {exc.reason}")
 
 
 def _json(text: Any) -> dict[str, Any]:

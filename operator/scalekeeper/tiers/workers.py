@@ -16,7 +16,7 @@ from kubernetes.client.rest import ApiException
 from .. import model
 from ..engine.sizing import SampleInput, WorkerParams, size_worker
 from ..engine.types import ObservedTarget, TargetDecision, TargetHistory, TargetPlan
-from ..kube.dryrun import DryRunCall, Verdict, verdict
+from ..kube.dryrun import DryRunCall, Verdict, refusal, verdict
 from ..kube.owners import OwnerRef
 from ..kube.targets import TargetRef
 from ..kube.workers import desired_worker_deployment
@@ -174,7 +174,7 @@ class WorkerTier(Tier):
             try:
                 done = ctx.workers.ensure(self.spec, self.owner, self.spec.min_replicas)
             except ApiException as exc:
-                ctx.unavailable[self.name] = f"cannot create its Deployment: {exc.reason}"
+                ctx.unavailable[self.name] = f"cannot create its Deployment: {refusal(exc)}"
                 return Outcome.FAILED
             if done == "created":
                 made = self.spec.deployment_name(self.owner.name)
