@@ -516,6 +516,25 @@ INVALID_CASES: list[tuple[str, Spec, str, str]] = [
         "schema",
     ),
     (
+        "worker-template-metadata-not-an-object",
+        {"workers": [{**without(worker(), "deployment"), "template": {**pod_template(), "metadata": 0}}]},
+        "spec.workers[0].template.metadata",
+        "schema",
+    ),
+    (
+        "worker-template-label-not-a-string",
+        {
+            "workers": [
+                {
+                    **without(worker(), "deployment"),
+                    "template": {**pod_template(), "metadata": {"labels": {"a": 1}}},
+                }
+            ]
+        },
+        "spec.workers[0].template.metadata.labels",
+        "schema",
+    ),
+    (
         "worker-template-without-containers",
         {"workers": [{**without(worker(), "deployment"), "template": {"spec": {"containers": []}}}]},
         "spec.workers[0].template.spec.containers",

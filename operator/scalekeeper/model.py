@@ -59,6 +59,9 @@ MAX_NAME_LENGTH = 253
 MAX_QUEUE_LENGTH = 200
 MAX_QUERY_LENGTH = 4096
 
+# A DNS-1123 label: a container's name.
+DNS_LABEL_PATTERN = r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?$"
+
 # A Deployment's ReplicaSets are named `<deployment>-<10-character hash>`, within the 253 a name may have.
 GENERATED_NAME_MAX = MAX_NAME_LENGTH - 11
 
@@ -508,12 +511,25 @@ class WorkerMetrics(_Spec):
 _NON_NAME = re.compile(r"[^a-z0-9-]+")
 
 
-# What the API server can check of an embedded pod template: a spec with at least one container, each
-# named and with an image (a Deployment made from less is refused). The rest is the pod's own schema.
+# What the API server can check of an embedded pod template: metadata an object with string labels, a
+# spec with at least one container, each named and with an image (a Deployment made from less is refused;
+# the operator adds its own labels to these). The rest is the pod's own schema.
 POD_TEMPLATE_SCHEMA: dict[str, Any] = {
     "x-kubernetes-preserve-unknown-fields": True,
     "required": ["spec"],
     "properties": {
+        "metadata": {
+            "type": "object",
+            "description": "The pods' metadata.",
+            "x-kubernetes-preserve-unknown-fields": True,
+            "properties": {
+                "labels": {
+                    "type": "object",
+                    "description": "The pods' labels.",
+                    "additionalProperties": {"type": "string"},
+                }
+            },
+        },
         "spec": {
             "type": "object",
             "description": "The pod's spec.",
@@ -529,19 +545,35 @@ POD_TEMPLATE_SCHEMA: dict[str, Any] = {
                         "x-kubernetes-preserve-unknown-fields": True,
                         "required": ["name", "image"],
                         "properties": {
-                            "name": {"type": "string", "description": "The container's name."},
-                            "image": {"type": "string", "description": "The container's image."},
+                            "name": {
+                                "type": "string",
+                                "description": "The container's name.",
+                                "minLength": 1,
+                                "maxLength": 63,
+                                "pattern": DNS_LABEL_PATTERN,
+                            },
+                            "image": {
+                                "type": "string",
+                                "description": "The container's image.",
+                                "minLength": 1,
+                            },
                         },
                     },
                 }
             },
-        }
+        },
     },
 }
 
 
 def pod_template_problem(template: dict[str, Any]) -> tuple[str, str] | None:
     """(field below template, why) when the template is not a pod template the API server would take."""
+    metadata = template.get("metadata", {})
+    if not isinstance(metadata, dict):
+        return "metadata", "a pod template's metadata must be an object"
+    labels = metadata.get("labels", {})
+    if not isinstance(labels, dict) or not all(isinstance(v, str) for v in labels.values()):
+        return "metadata.labels", "a pod template's labels must map names to strings"
     spec = template.get("spec")
     if not isinstance(spec, dict):
         return "spec", "a pod template needs a spec (its containers go in template.spec.containers)"
@@ -550,8 +582,15 @@ def pod_template_problem(template: dict[str, Any]) -> tuple[str, str] | None:
         return "spec.containers", "a pod template needs at least one container"
     for i, container in enumerate(containers):
         for key in ("name", "image"):
-            if not isinstance(container, dict) or not isinstance(container.get(key), str):
+            if (
+                not isinstance(container, dict)
+                or not isinstance(container.get(key), str)
+                or not container[key]
+            ):
                 return f"spec.containers[{i}].{key}", f"each container needs a {key}"
+        name = container["name"]
+        if len(name) > 63 or not re.match(DNS_LABEL_PATTERN, name):
+            return f"spec.containers[{i}].name", f"a container's name must be a DNS label, got {name!r}"
     return None
 
 

@@ -210,7 +210,16 @@ def test_a_thousand_generated_specs_are_refused_naming_a_field_or_sized_within_b
         for tier in tiers:
             for verdict in tier.verify(dry_run):
                 counts["derived objects dry-run"] += 1
-                assert verdict.refused is None, (verdict.refused, stored["spec"])
+                if verdict.refused is None:
+                    continue
+                # What the operator derives always passes; a user's own pod template is passed through as
+                # written, and only the API server knows all of a pod's rules: the operator's dry-run tells
+                # that one (SpecValid=False, the tier holds), so it is counted, not failed.
+                assert "Deployment" in verdict.refused and "template" in verdict.refused, (
+                    verdict.refused,
+                    stored["spec"],
+                )
+                counts["derived objects refused: the user's pod template (held, SpecValid=False)"] += 1
         bounds = _bounds(parsed)
         observed = {name: data.draw(st.one_of(st.none(), st.integers(0, 10**6))) for name in bounds}
         samples = {
