@@ -25,7 +25,7 @@ from .kube.workers import WorkerDeployments
 from .memory import PolicyMemory, read_status, restore_memory
 from .metrics.prometheus import BatchResult, MetricKey, Missing, PrometheusReader, Sample
 from .opmetrics import OperatorMetrics
-from .policy import PolicyObject, claim_keys, named_twice, parsed
+from .policy import PolicyObject, parsed
 from .publish import StatusPublisher
 from .report import Cycle, Reporter
 from .tiers.base import ActContext, EventSink, Observation, ObserveContext, Outcome
@@ -103,6 +103,7 @@ class Reconciler:
             restore_memory(status, memory)
 
         c = Cycle(found.spec, policy, memory, status, emit, found.tiers, now=self._clock())
+        c.claims, c.twice = found.claims, found.twice
         c.refused = self._verify(c)
         c.observed = self._observe(c, claimants or {}, watched or Watched())
         c.batch = self._prometheus.read(found.queries)
@@ -153,9 +154,8 @@ class Reconciler:
         self, c: Cycle, claimants: Mapping[str, Iterable[PolicyId]], watched: Watched
     ) -> dict[str, Observation]:
         """Reads only: each tier's workload, except those an older policy sizes."""
-        claims = claim_keys(c.tiers)
-        holders = contested(c.policy.id, claims, claimants)
-        twice = named_twice(claims)
+        holders = contested(c.policy.id, c.claims, claimants)
+        twice = c.twice
         ctx = ObserveContext(
             watched,
             self._replicas,

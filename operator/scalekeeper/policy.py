@@ -49,12 +49,15 @@ class PolicyObject:
 
 @dataclass(frozen=True)
 class Parsed:
-    """A policy's spec at one generation, its tiers and their batched queries."""
+    """A policy's spec at one generation, its tiers, their batched queries and the workloads they claim."""
 
     generation: int
     spec: model.ScalingPolicySpec
     tiers: list[Tier]
     queries: dict[MetricKey, str]
+    claims: dict[str, str]
+    # Targets whose workload an earlier target of the same policy names (see named_twice).
+    twice: dict[str, str]
 
 
 def parsed(policy: PolicyObject, memory: PolicyMemory) -> Parsed:
@@ -66,7 +69,8 @@ def parsed(policy: PolicyObject, memory: PolicyMemory) -> Parsed:
     spec = model.parse_spec(policy.spec)
     tiers = tiers_of(spec, policy.owner)
     queries = {MetricKey(t.name, metric): q for t in tiers for metric, q in t.queries().items()}
-    memory.parsed = Parsed(policy.generation, spec, tiers, queries)
+    claims = claim_keys(tiers)
+    memory.parsed = Parsed(policy.generation, spec, tiers, queries, claims, named_twice(claims))
     return memory.parsed
 
 

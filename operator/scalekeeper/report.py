@@ -53,6 +53,9 @@ class Cycle:
     refused: dict[str, str] = field(default_factory=dict)
     # The cycle's wall clock, Unix seconds (the injected one).
     now: float = 0.0
+    # Target name -> the key its workload is claimed under; targets named twice in the policy.
+    claims: dict[str, str] = field(default_factory=dict)
+    twice: dict[str, str] = field(default_factory=dict)
 
     @property
     def contested(self) -> dict[str, str]:
