@@ -8,10 +8,14 @@ decides where the objects live; the scenarios do not know.
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass
 from typing import Any, Protocol
 
 from scalekeeper.cycle import CycleResult
+from scalekeeper.engine.claims import PolicyId
+from scalekeeper.metrics.prometheus import BatchResult, Missing, QueryResult, Sample
+from scalekeeper.policy import claims_of
 
 TARGET = "db"
 
@@ -47,6 +51,33 @@ class World(Protocol):
     def status(self, name: str) -> dict[str, Any]: ...
 
     def hpa(self, name: str) -> dict[str, Any] | None: ...
+
+
+@dataclass
+class StandInMetrics:
+    """Every query answers `value`, sampled at `clock()`; None: no series. The scenarios are about the cycle
+    and the API server; the path through the real Prometheus is the operator's end-to-end tests'."""
+
+    clock: Callable[[], float]
+    value: float | None = None
+
+    def read(self, queries: Mapping[Any, str]) -> BatchResult[Any]:
+        readings: dict[Any, QueryResult] = {
+            key: Missing(q, "the query returned no series")
+            if self.value is None
+            else Sample(self.value, self.clock())
+            for key, q in queries.items()
+        }
+        return BatchResult(readings, 1, 0.0)
+
+
+def claimants(bodies: Mapping[str, dict[str, Any]], names: tuple[str, ...]) -> dict[str, list[PolicyId]]:
+    """What the operator's index of claims holds for these policies: target key -> every policy naming it."""
+    out: dict[str, list[PolicyId]] = {}
+    for name in names:
+        for key, holder in claims_of(bodies[name]).items():
+            out.setdefault(key, []).append(holder)
+    return out
 
 
 def replicas_spec(**overrides: Any) -> dict[str, Any]:

@@ -17,35 +17,27 @@ from kubernetes import client
 from kubernetes.client.rest import ApiException
 
 from scalekeeper.cycle import CycleResult, Reconciler
-from scalekeeper.engine.claims import PolicyId
 from scalekeeper.kube.dryrun import dry_run_call
 from scalekeeper.kube.hpa import HpaClient
 from scalekeeper.kube.targets import ReplicaClient, transport_for
 from scalekeeper.kube.watched import Watched, hpa_entry, replica_entry
 from scalekeeper.kube.workers import WorkerDeployments
 from scalekeeper.memory import PolicyMemory
-from scalekeeper.metrics.prometheus import BatchResult, Missing, QueryResult, Sample
 from scalekeeper.opmetrics import OperatorMetrics
-from scalekeeper.policy import PolicyObject, claims_of
-from tests.cycle_scenarios import SCENARIOS, TARGET, World, condition, replicas_spec
+from scalekeeper.policy import PolicyObject
+from tests.cycle_scenarios import (
+    SCENARIOS,
+    TARGET,
+    StandInMetrics,
+    World,
+    claimants,
+    condition,
+    replicas_spec,
+)
 
 from .conftest import Cluster, release_policies
 from .kube_helpers import GROUP, PLURAL, VERSION, apply_policy
 from .operator_fixture import install_crd
-
-
-class MetricStandIn:
-    """Every query answers `value`, sampled now; None: no series."""
-
-    value: float | None = None
-
-    def read(self, queries: Any) -> BatchResult[Any]:
-        now = time.time()
-        readings: dict[Any, QueryResult] = {
-            key: Missing(q, "the query returned no series") if self.value is None else Sample(self.value, now)
-            for key, q in queries.items()
-        }
-        return BatchResult(readings, 1, 0.0)
 
 
 class KindWorld:
@@ -54,7 +46,7 @@ class KindWorld:
         self.apps = client.AppsV1Api(cluster.api)
         self.autoscaling = client.AutoscalingV2Api(cluster.api)
         self.objects = client.CustomObjectsApi(cluster.api)
-        self.metric = MetricStandIn()
+        self.metric = StandInMetrics(time.time)
         self.reconciler = Reconciler(
             ReplicaClient(transport_for(cluster.api)),
             HpaClient(cluster.api),
@@ -117,11 +109,6 @@ class KindWorld:
         return found
 
     def cycle(self, name: str, claimed_by: tuple[str, ...] = ()) -> CycleResult:
-        claimants: dict[str, list[PolicyId]] = {}
-        for other in (name, *claimed_by):
-            for key, holder in claims_of(self.bodies[other]).items():
-                claimants.setdefault(key, []).append(holder)
-
         def write_status(status: dict[str, Any]) -> None:
             self.objects.patch_namespaced_custom_object_status(
                 GROUP, VERSION, self.ns, PLURAL, name, {"status": status}
@@ -132,7 +119,7 @@ class KindWorld:
             self.memories.setdefault(name, PolicyMemory()),
             lambda *event: self.events.append(event),
             write_status,
-            claimants,
+            claimants(self.bodies, (name, *claimed_by)),
             self.seen if self.seen is not None else self._watched(),
         )
 

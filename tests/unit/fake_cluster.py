@@ -15,15 +15,14 @@ from kubernetes import client
 from kubernetes.client.rest import ApiException
 
 from scalekeeper.cycle import CycleResult, Reconciler
-from scalekeeper.engine.claims import PolicyId
 from scalekeeper.kube.hpa import HpaClient
 from scalekeeper.kube.targets import ReplicaClient
 from scalekeeper.kube.watched import Watched, hpa_entry, replica_entry
 from scalekeeper.kube.workers import WorkerDeployments
 from scalekeeper.memory import PolicyMemory
-from scalekeeper.metrics.prometheus import BatchResult, Missing, QueryResult, Sample
 from scalekeeper.opmetrics import OperatorMetrics
-from scalekeeper.policy import PolicyObject, claims_of
+from scalekeeper.policy import PolicyObject
+from tests.cycle_scenarios import StandInMetrics, claimants
 
 _PATH = re.compile(r"^/apis/apps/v1/namespaces/([^/]+)/(deployments|statefulsets)/([^/]+)(/scale)?$")
 _KINDS = {"deployments": "Deployment", "statefulsets": "StatefulSet"}
@@ -190,30 +189,13 @@ class FakeApiServer:
         self._bump(policy)
 
 
-@dataclass
-class FakePrometheus:
-    """Every query answers `value`, sampled now; None: no series."""
-
-    clock: FakeClock
-    value: float | None = None
-
-    def read(self, queries: Any) -> BatchResult[Any]:
-        readings: dict[Any, QueryResult] = {}
-        for key, query in queries.items():
-            if self.value is None:
-                readings[key] = Missing(query, "the query returned no series")
-            else:
-                readings[key] = Sample(self.value, self.clock.wall())
-        return BatchResult(readings, 1, 0.0)
-
-
 class FakeWorld:
     """The scenarios' World (tests/cycle_scenarios.py) on the fake API server."""
 
     def __init__(self) -> None:
         self.clock = FakeClock()
         self.api = FakeApiServer()
-        self.prometheus = FakePrometheus(self.clock)
+        self.prometheus = StandInMetrics(self.clock.wall)
         self.metrics = OperatorMetrics()
         raw = client.ApiClient()
         self.reconciler = Reconciler(
@@ -253,16 +235,12 @@ class FakeWorld:
         self.clock.now += 5
         body = self.api.objects.get("policies", {}).get(name) or self.bodies[name]
         policy = PolicyObject.from_body(body)
-        claimants: dict[str, list[PolicyId]] = {}
-        for other in (name, *claimed_by):
-            for key, holder in claims_of(self.bodies[other]).items():
-                claimants.setdefault(key, []).append(holder)
         return self.reconciler.run(
             policy,
             self.memories.setdefault(name, PolicyMemory()),
             lambda *event: self.events.append(event),
             lambda status: self.api.write_status(name, status),
-            claimants,
+            claimants(self.bodies, (name, *claimed_by)),
             self.seen if self.seen is not None else self.api.watched(),
         )
 
