@@ -52,13 +52,13 @@ DOCKERFILE
 build_offline() { # name tag
   case "$1" in
     prometheus)
-      "$HACK_DIR/build-go.sh" components >&2
+      "$HACK_DIR/build-go.sh" offline >&2
       local p; p=$(mktemp -d); cp "$CACHE_DIR/components/prometheus-$PROMETHEUS_VERSION" "$p/prometheus"
       printf 'FROM scratch\nCOPY prometheus /bin/prometheus\nUSER 65534\nENTRYPOINT ["/bin/prometheus"]\n' >"$p/Dockerfile"
       run_logged image-prometheus docker build -t "$2" "$p"; rm -rf "$p" ;;
     redis) debian_image "$2" "redis-server=$DEB_REDIS" '["/usr/bin/redis-server"]' ;;
     metrics-server)
-      "$HACK_DIR/build-go.sh" components >&2
+      "$HACK_DIR/build-go.sh" offline >&2
       local d; d=$(mktemp -d); cp "$CACHE_DIR/components/metrics-server-$METRICS_SERVER_VERSION" "$d/metrics-server"
       printf 'FROM scratch\nCOPY metrics-server /metrics-server\nENTRYPOINT ["/metrics-server"]\n' >"$d/Dockerfile"
       run_logged image-metrics-server docker build -t "$2" "$d"; rm -rf "$d" ;;

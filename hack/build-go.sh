@@ -1,14 +1,18 @@
 #!/usr/bin/env bash
 # Builds Go programs from their modules into the cache, keyed by version: nothing rebuilds when present.
-#   hack/build-go.sh tools        kind, helm, kubectl (+ crictl)
-#   hack/build-go.sh kubernetes   every Kubernetes command the node image needs
-#   hack/build-go.sh components   etcd, CoreDNS, pause, local-path-provisioner, registry, metrics-server
+#   hack/build-go.sh tools     kind, helm, kubectl: what the scripts run on the host (all a pulling machine builds)
+#   hack/build-go.sh offline   the tools and everything an offline cluster is made of, in two lanes at once:
+#                              the Kubernetes family (the Kubernetes commands, metrics-server, helm) beside
+#                              kind, crictl, etcd, CoreDNS, pause, local-path-provisioner, registry, Prometheus
 . "$(dirname "$0")/lib.sh"
 need_go; need_pkg jq jq
 export GOFLAGS=-mod=mod CGO_ENABLED=0 GOTOOLCHAIN=local
 # Go 1.27 changes encoding/json defaults in a way that breaks the apiserver's OpenAPI handler.
 case "$(go env GOVERSION)" in go1.2[7-9]*|go1.[3-9]*) export GOEXPERIMENT=nojsonv2 ;; esac
 SRC=$CACHE_DIR/go-src
+KUBE_BIN=$CACHE_DIR/kubernetes/$K8S_VERSION/bin
+COMPONENTS=$CACHE_DIR/components
+KUBE_COMMANDS="kube-apiserver kube-controller-manager kube-scheduler kube-proxy kubelet kubeadm kubectl"
 
 # build_module out-file module-name "require lines" package [ldflags] [extra go.mod text]
 build_module() {
@@ -24,46 +28,90 @@ build_module() {
   mv "$out.tmp" "$out"
 }
 
-kubernetes() {
-  local out=$CACHE_DIR/kubernetes/$K8S_VERSION/bin
-  local cmds="kube-apiserver kube-controller-manager kube-scheduler kube-proxy kubelet kubeadm kubectl"
-  local missing=0 c
-  for c in $cmds; do [ -x "$out/$c" ] || missing=1; done
-  [ $missing = 0 ] && return 0
-  local d=$SRC/kubernetes-$K8S_VERSION; mkdir -p "$d" "$out"
-  # k8s.io/kubernetes refers to its staging modules by ./staging paths: point each at its published version.
-  local gomod; gomod=$(go mod download -json "k8s.io/kubernetes@$K8S_VERSION" | jq -r .GoMod)
-  { printf 'module scalekeeper.dev/kbuild\n\ngo 1.24\n\nrequire k8s.io/kubernetes %s\n\nreplace (\n' "$K8S_VERSION"
-    grep '=> ./staging' "$gomod" | awk -v v="$K8S_STAGING_VERSION" '{print "\t"$1" => "$1" "v}'; echo ')'; } >"$d/go.mod"
-  (cd "$d" && go get "k8s.io/kubernetes@$K8S_VERSION") >/dev/null 2>&1 || die "resolving k8s.io/kubernetes@$K8S_VERSION failed"
-  local minor=${K8S_VERSION#v1.}; minor=${minor%%.*}
-  local v=k8s.io/component-base/version cv=k8s.io/client-go/pkg/version
-  # kubeadm reads its own version to pick image tags, so the version stamps must be right.
-  local ldf="-s -w -X $v.gitVersion=$K8S_VERSION -X $v.gitMajor=1 -X $v.gitMinor=$minor -X $v.gitTreeState=clean"
-  ldf="$ldf -X $v.gitCommit=0000000000000000000000000000000000000000 -X $v.buildDate=2026-01-01T00:00:00Z"
-  ldf="$ldf -X $cv.gitVersion=$K8S_VERSION -X $cv.gitMajor=1 -X $cv.gitMinor=$minor"
-  local pkgs="" ; for c in $cmds; do pkgs="$pkgs k8s.io/kubernetes/cmd/$c"; done
-  log "go build Kubernetes $K8S_VERSION ($cmds): about 7 minutes cold on 2 cores"
-  # shellcheck disable=SC2086
-  (cd "$d" && go build -trimpath -ldflags "$ldf" -o "$out/" $pkgs) || die "Kubernetes build failed"
+# The Kubernetes commands, metrics-server and helm share most of their packages (client-go, apiserver, the API
+# types, gRPC, OpenTelemetry). Built from one module graph, each shared package is compiled once for all three
+# instead of once per program: minimal version selection over the three lifts a few shared modules (x/net,
+# x/crypto, ...) to the newer versions metrics-server and helm ask for.
+#   family command...   any of KUBE_COMMANDS, metrics-server, helm; only the missing ones are built
+family() {
+  local want=() c
+  for c in "$@"; do [ -x "$(family_out "$c")" ] || want+=("$c"); done
+  [ ${#want[@]} -gt 0 ] || return 0
+  local d=$SRC/family-$K8S_VERSION
+  if [ ! -f "$d/.resolved" ]; then
+    mkdir -p "$d"
+    # k8s.io/kubernetes refers to its staging modules by ./staging paths: point each at its published version.
+    local gomod; gomod=$(go mod download -json "k8s.io/kubernetes@$K8S_VERSION" | jq -r .GoMod)
+    { printf 'module scalekeeper.dev/kfamily\n\ngo 1.24\n\nrequire (\n\tk8s.io/kubernetes %s\n' "$K8S_VERSION"
+      printf '\tsigs.k8s.io/metrics-server %s\n\thelm.sh/helm/v3 %s\n)\n\nreplace (\n' "$METRICS_SERVER_VERSION" "$HELM_VERSION"
+      grep '=> ./staging' "$gomod" | awk -v v="$K8S_STAGING_VERSION" '{print "\t"$1" => "$1" "v}'; echo ')'; } >"$d/go.mod"
+    (cd "$d" && go get "k8s.io/kubernetes@$K8S_VERSION" "sigs.k8s.io/metrics-server@$METRICS_SERVER_VERSION" \
+      "helm.sh/helm/v3@$HELM_VERSION") >"$LOG_DIR/go-get-family.log" 2>&1 \
+      || die "resolving the Kubernetes family failed (see $LOG_DIR/go-get-family.log)"
+    touch "$d/.resolved"
+  fi
+  local kube=() rest=()
+  for c in "${want[@]}"; do
+    case "$c" in metrics-server|helm) rest+=("$c") ;; *) kube+=("k8s.io/kubernetes/cmd/$c") ;; esac
+  done
+  if [ ${#kube[@]} -gt 0 ]; then
+    local minor=${K8S_VERSION#v1.}; minor=${minor%%.*}
+    local v=k8s.io/component-base/version cv=k8s.io/client-go/pkg/version
+    # kubeadm reads its own version to pick image tags, so the version stamps must be right.
+    local ldf="-s -w -X $v.gitVersion=$K8S_VERSION -X $v.gitMajor=1 -X $v.gitMinor=$minor -X $v.gitTreeState=clean"
+    ldf="$ldf -X $v.gitCommit=0000000000000000000000000000000000000000 -X $v.buildDate=2026-01-01T00:00:00Z"
+    ldf="$ldf -X $cv.gitVersion=$K8S_VERSION -X $cv.gitMajor=1 -X $cv.gitMinor=$minor"
+    mkdir -p "$KUBE_BIN"
+    log "go build ${kube[*]##*/} (Kubernetes $K8S_VERSION)"
+    (cd "$d" && go build -trimpath -ldflags "$ldf" -o "$KUBE_BIN/" "${kube[@]}") || die "Kubernetes build failed"
+  fi
+  # Separate links, each with its own version stamp; their packages are already in the build cache.
+  for c in "${rest[@]}"; do
+    local out; out=$(family_out "$c"); mkdir -p "$(dirname "$out")"
+    local pkg ldf
+    case "$c" in
+      helm) pkg=helm.sh/helm/v3/cmd/helm; ldf="-s -w -X helm.sh/helm/v3/internal/version.version=$HELM_VERSION" ;;
+      metrics-server) pkg=sigs.k8s.io/metrics-server/cmd/metrics-server
+        ldf="-s -w -X k8s.io/client-go/pkg/version.gitVersion=$METRICS_SERVER_VERSION" ;;
+    esac
+    log "go build $pkg -> $out"
+    (cd "$d" && go build -trimpath -ldflags "$ldf" -o "$out.tmp" "$pkg") || die "go build of $pkg failed"
+    mv "$out.tmp" "$out"
+  done
+}
+
+family_out() { # command -> where its binary lives
+  case "$1" in
+    helm) echo "$BIN_DIR/helm-$HELM_VERSION" ;;
+    metrics-server) echo "$COMPONENTS/metrics-server-$METRICS_SERVER_VERSION" ;;
+    *) echo "$KUBE_BIN/$1" ;;
+  esac
+}
+
+kind_tool() {
+  build_module "$BIN_DIR/kind-$KIND_VERSION" scalekeeper.dev/kindbuild "	sigs.k8s.io/kind $KIND_VERSION" sigs.k8s.io/kind
+}
+
+link_tools() {
+  mkdir -p "$BIN_DIR/current"
+  ln -sfn "$BIN_DIR/kind-$KIND_VERSION" "$BIN_DIR/current/kind"
+  ln -sfn "$BIN_DIR/helm-$HELM_VERSION" "$BIN_DIR/current/helm"
+  ln -sfn "$KUBE_BIN/kubectl" "$BIN_DIR/current/kubectl"
 }
 
 tools() {
-  local b=$BIN_DIR
-  build_module "$b/kind-$KIND_VERSION" scalekeeper.dev/kindbuild "	sigs.k8s.io/kind $KIND_VERSION" sigs.k8s.io/kind
-  build_module "$b/helm-$HELM_VERSION" scalekeeper.dev/helmbuild "	helm.sh/helm/v3 $HELM_VERSION" helm.sh/helm/v3/cmd/helm \
-    "-s -w -X helm.sh/helm/v3/internal/version.version=$HELM_VERSION"
-  build_module "$b/crictl-$CRICTL_VERSION" scalekeeper.dev/crictlbuild "	sigs.k8s.io/cri-tools $CRICTL_VERSION" \
-    sigs.k8s.io/cri-tools/cmd/crictl "-s -w -X sigs.k8s.io/cri-tools/pkg/version.Version=$CRICTL_VERSION"
-  kubernetes
-  mkdir -p "$b/current"
-  ln -sfn "$b/kind-$KIND_VERSION" "$b/current/kind"
-  ln -sfn "$b/helm-$HELM_VERSION" "$b/current/helm"
-  ln -sfn "$CACHE_DIR/kubernetes/$K8S_VERSION/bin/kubectl" "$b/current/kubectl"
+  kind_tool
+  family kubectl helm
+  link_tools
 }
 
+# Everything but the Kubernetes family: small programs, and Prometheus.
 components() {
-  local x=$CACHE_DIR/components
+  local x=$COMPONENTS
+  kind_tool
+  # `kind export logs` runs crictl in the node
+  build_module "$BIN_DIR/crictl-$CRICTL_VERSION" scalekeeper.dev/crictlbuild "	sigs.k8s.io/cri-tools $CRICTL_VERSION" \
+    sigs.k8s.io/cri-tools/cmd/crictl "-s -w -X sigs.k8s.io/cri-tools/pkg/version.Version=$CRICTL_VERSION"
   local e=$ETCD_VERSION
   build_module "$x/etcd-$ETCD_VERSION" scalekeeper.dev/etcdbuild \
     "	go.etcd.io/etcd/server/v3 $e
@@ -78,13 +126,37 @@ components() {
   build_module "$x/pause-$PAUSE_IMAGE_TAG" scalekeeper.dev/pause "" .
   build_module "$x/local-path-provisioner-$LOCAL_PATH_PROVISIONER_VERSION" scalekeeper.dev/lppbuild \
     "	github.com/rancher/local-path-provisioner $LOCAL_PATH_PROVISIONER_VERSION" github.com/rancher/local-path-provisioner
+  mkdir -p "$SRC/registry-$DISTRIBUTION_VERSION"
+  cp "$HACK_DIR/src/registry/main.go" "$SRC/registry-$DISTRIBUTION_VERSION/main.go"
   build_module "$x/registry-$DISTRIBUTION_VERSION" scalekeeper.dev/registrybuild \
-    "	github.com/distribution/distribution/v3 $DISTRIBUTION_VERSION" github.com/distribution/distribution/v3/cmd/registry
-  build_module "$x/prometheus-$PROMETHEUS_VERSION" scalekeeper.dev/prombuild \
-    "	github.com/prometheus/prometheus $PROMETHEUS_MODULE_VERSION" github.com/prometheus/prometheus/cmd/prometheus \
-    "-s -w -X github.com/prometheus/common/version.Version=${PROMETHEUS_VERSION#v} -X github.com/prometheus/common/version.Branch=release"
-  build_module "$x/metrics-server-$METRICS_SERVER_VERSION" scalekeeper.dev/msbuild \
-    "	sigs.k8s.io/metrics-server $METRICS_SERVER_VERSION" sigs.k8s.io/metrics-server/cmd/metrics-server
+    "	github.com/distribution/distribution/v3 $DISTRIBUTION_VERSION" .
+  prometheus
+}
+
+# Prometheus with only the service discovery the cluster's scrape config uses (kubernetes_sd; file and http
+# are always in): upstream chooses the discovery plugins by regenerating plugins/plugins.go from plugins.yml
+# (`make plugins`), which a module build cannot do, so the module's source is copied and that one file
+# replaced. The cloud discoveries it leaves out are half of the build.
+prometheus() {
+  local out=$COMPONENTS/prometheus-$PROMETHEUS_VERSION
+  [ -x "$out" ] && return 0
+  local d=$SRC/prometheus-$PROMETHEUS_VERSION src
+  mkdir -p "$d"
+  src=$(GOFLAGS= go mod download -json "github.com/prometheus/prometheus@$PROMETHEUS_MODULE_VERSION" | jq -r .Dir)
+  rm -rf "$d/prometheus"; cp -r "$src" "$d/prometheus"; chmod -R u+w "$d/prometheus"
+  cp "$HACK_DIR/src/prometheus/plugins.go" "$d/prometheus/plugins/plugins.go"
+  build_module "$out" scalekeeper.dev/prombuild "	github.com/prometheus/prometheus $PROMETHEUS_MODULE_VERSION" \
+    github.com/prometheus/prometheus/cmd/prometheus \
+    "-s -w -X github.com/prometheus/common/version.Version=${PROMETHEUS_VERSION#v} -X github.com/prometheus/common/version.Branch=release" \
+    "replace github.com/prometheus/prometheus => ./prometheus"
+}
+
+# Two lanes at once: one `go build` alone leaves a core idle while it downloads modules and links.
+offline() {
+  ( components ) & local components_pid=$!
+  family $KUBE_COMMANDS metrics-server helm
+  wait "$components_pid" || die "building the components failed (above)"
+  link_tools
 }
 
 for what in "$@"; do "$what"; done

@@ -56,7 +56,7 @@ registry_up() {
   else
     image=scalekeeper-build/registry:$DISTRIBUTION_VERSION
     if ! docker image inspect "$image" >/dev/null 2>&1; then
-      "$HACK_DIR/build-go.sh" components >&2
+      "$HACK_DIR/build-go.sh" offline >&2
       local d; d=$(mktemp -d); cp "$CACHE_DIR/components/registry-$DISTRIBUTION_VERSION" "$d/registry"
       cp "$HACK_DIR/files/registry-config.yml" "$d/config.yml"
       printf 'FROM scratch\nCOPY registry /bin/registry\nCOPY config.yml /etc/distribution/config.yml\nVOLUME /var/lib/registry\nENTRYPOINT ["/bin/registry"]\nCMD ["serve","/etc/distribution/config.yml"]\n' >"$d/Dockerfile"
@@ -151,11 +151,19 @@ YAML
 up() {
   local t0; t0=$(date +%s)
   "$HACK_DIR/docker.sh" up
-  "$HACK_DIR/build-go.sh" tools
   local mode; mode=$(decide_image_mode)
   log "image mode: $mode"
   local node_image
-  if [ "$mode" = online ]; then node_image=$KIND_NODE_IMAGE_STOCK; else node_image=$("$HACK_DIR/node-image.sh"); fi
+  if [ "$mode" = online ]; then
+    "$HACK_DIR/build-go.sh" tools
+    node_image=$KIND_NODE_IMAGE_STOCK
+  else
+    # The Debian root filesystems download while the Go builds compile.
+    "$HACK_DIR/rootfs.sh" & local rootfs_pid=$!
+    "$HACK_DIR/build-go.sh" offline
+    wait "$rootfs_pid" || die "building the Debian root filesystems failed (above)"
+    node_image=$("$HACK_DIR/node-image.sh")
+  fi
   if cluster_healthy && [ "$(docker inspect -f '{{.Config.Image}}' "$NODE_CONTAINER")" = "$node_image" ]; then
     log "cluster $CLUSTER_NAME is up and healthy: reusing it"
   else

@@ -11,7 +11,7 @@ inputs_hash() {
 NODE_IMAGE=scalekeeper-build/kind-node:$K8S_VERSION-$(inputs_hash)
 if docker image inspect "$NODE_IMAGE" >/dev/null 2>&1; then echo "$NODE_IMAGE"; exit 0; fi
 
-"$HACK_DIR/build-go.sh" tools components >&2
+"$HACK_DIR/build-go.sh" offline >&2
 "$HACK_DIR/rootfs.sh" >&2
 KB=$CACHE_DIR/kubernetes/$K8S_VERSION/bin
 X=$CACHE_DIR/components
