@@ -12,7 +12,7 @@ case "$(go env GOVERSION)" in go1.2[7-9]*|go1.[3-9]*) export GOEXPERIMENT=nojson
 SRC=$CACHE_DIR/go-src
 KUBE_BIN=$CACHE_DIR/kubernetes/$K8S_VERSION/bin
 COMPONENTS=$CACHE_DIR/components
-KUBE_COMMANDS="kube-apiserver kube-controller-manager kube-scheduler kube-proxy kubelet kubeadm kubectl"
+KUBE_COMMANDS=(kube-apiserver kube-controller-manager kube-scheduler kube-proxy kubelet kubeadm kubectl)
 
 # build_module out-file module-name "require lines" package [ldflags] [extra go.mod text]
 build_module() {
@@ -142,7 +142,7 @@ prometheus() {
   [ -x "$out" ] && return 0
   local d=$SRC/prometheus-$PROMETHEUS_VERSION src
   mkdir -p "$d"
-  src=$(GOFLAGS= go mod download -json "github.com/prometheus/prometheus@$PROMETHEUS_MODULE_VERSION" | jq -r .Dir)
+  src=$(GOFLAGS='' go mod download -json "github.com/prometheus/prometheus@$PROMETHEUS_MODULE_VERSION" | jq -r .Dir)
   rm -rf "$d/prometheus"; cp -r "$src" "$d/prometheus"; chmod -R u+w "$d/prometheus"
   cp "$HACK_DIR/src/prometheus/plugins.go" "$d/prometheus/plugins/plugins.go"
   build_module "$out" scalekeeper.dev/prombuild "	github.com/prometheus/prometheus $PROMETHEUS_MODULE_VERSION" \
@@ -154,7 +154,7 @@ prometheus() {
 # Two lanes at once: one `go build` alone leaves a core idle while it downloads modules and links.
 offline() {
   ( components ) & local components_pid=$!
-  family $KUBE_COMMANDS metrics-server helm
+  family "${KUBE_COMMANDS[@]}" metrics-server helm
   wait "$components_pid" || die "building the components failed (above)"
   link_tools
 }

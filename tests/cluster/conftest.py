@@ -115,6 +115,11 @@ def release_policies(cluster: Cluster, namespace: str, timeout: float = 30.0) ->
         time.sleep(0.5)
 
 
+def tool_env() -> dict[str, str]:
+    """The environment with the pinned builds (kubectl, helm, kind) first on PATH."""
+    return {**os.environ, "PATH": f"{CACHE / 'bin' / 'current'}:{os.environ['PATH']}"}
+
+
 def kubectl(
     cluster: Cluster, *args: str, stdin: str | None = None, check: bool = True
 ) -> subprocess.CompletedProcess[str]:
@@ -125,11 +130,7 @@ def kubectl(
         capture_output=True,
         text=True,
         check=check,
-        env={
-            **os.environ,
-            "KUBECONFIG": cluster.kubeconfig,
-            "PATH": f"{CACHE / 'bin' / 'current'}:{os.environ['PATH']}",
-        },
+        env={**tool_env(), "KUBECONFIG": cluster.kubeconfig},
     )
 
 

@@ -21,7 +21,7 @@ from pathlib import Path
 import pytest
 from kubernetes import client
 
-from .conftest import ROOT, Cluster, kubectl
+from .conftest import ROOT, Cluster, kubectl, tool_env
 from .waiting import wait_for
 
 CRD = ROOT / "crds" / "scalingpolicies.scalekeeper.dev.yaml"
@@ -181,7 +181,7 @@ def _in_cluster(cluster: Cluster) -> RunningOperator:
             f"watchNamespacePatterns={{{','.join(SERVED_NAMESPACES)}}}",
         ],
         check=True,
-        env={**os.environ, "PATH": f"{Path.home() / '.cache/scalekeeper/bin/current'}:{os.environ['PATH']}"},
+        env=tool_env(),
     )
     # The tag is reused between builds: restart so the pod runs the image just pushed.
     kubectl(cluster, "-n", "scalekeeper-system", "rollout", "restart", "deploy/scalekeeper")
@@ -218,7 +218,7 @@ def _uninstall_in_cluster(cluster: Cluster) -> None:
         ],
         check=False,
         capture_output=True,
-        env={**os.environ, "PATH": f"{Path.home() / '.cache/scalekeeper/bin/current'}:{os.environ['PATH']}"},
+        env=tool_env(),
     )
 
 

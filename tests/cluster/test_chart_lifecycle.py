@@ -3,15 +3,13 @@ uninstall of a release that watches one namespace (so it sizes nothing of the ot
 
 from __future__ import annotations
 
-import os
 import subprocess
 import uuid
-from pathlib import Path
 
 import pytest
 from kubernetes import client
 
-from .conftest import ROOT, Cluster, kubectl
+from .conftest import ROOT, Cluster, kubectl, tool_env
 from .operator_fixture import install_crd
 from .waiting import wait_for
 
@@ -25,7 +23,7 @@ def helm(cluster: Cluster, *args: str, check: bool = True) -> subprocess.Complet
         capture_output=True,
         text=True,
         check=False,
-        env={**os.environ, "PATH": f"{Path.home() / '.cache/scalekeeper/bin/current'}:{os.environ['PATH']}"},
+        env=tool_env(),
     )
     if check and result.returncode != 0:
         namespace = args[args.index("--namespace") + 1] if "--namespace" in args else "default"
