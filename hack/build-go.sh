@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # Builds Go programs from their modules into the cache, keyed by version: nothing rebuilds when present.
 #   hack/build-go.sh tools        kind, helm, kubectl (+ crictl)
+#   hack/build-go.sh helm         helm only
 #   hack/build-go.sh kubernetes   every Kubernetes command the node image needs
 #   hack/build-go.sh components   etcd, CoreDNS, pause, local-path-provisioner, registry, metrics-server
 . "$(dirname "$0")/lib.sh"
@@ -48,17 +49,23 @@ kubernetes() {
   (cd "$d" && go build -trimpath -ldflags "$ldf" -o "$out/" $pkgs) || die "Kubernetes build failed"
 }
 
+# helm alone, for the release workflow (it packages and pushes the chart, and needs no cluster tools).
+helm() {
+  build_module "$BIN_DIR/helm-$HELM_VERSION" scalekeeper.dev/helmbuild "	helm.sh/helm/v3 $HELM_VERSION" \
+    helm.sh/helm/v3/cmd/helm "-s -w -X helm.sh/helm/v3/internal/version.version=$HELM_VERSION"
+  mkdir -p "$BIN_DIR/current"
+  ln -sfn "$BIN_DIR/helm-$HELM_VERSION" "$BIN_DIR/current/helm"
+}
+
 tools() {
   local b=$BIN_DIR
   build_module "$b/kind-$KIND_VERSION" scalekeeper.dev/kindbuild "	sigs.k8s.io/kind $KIND_VERSION" sigs.k8s.io/kind
-  build_module "$b/helm-$HELM_VERSION" scalekeeper.dev/helmbuild "	helm.sh/helm/v3 $HELM_VERSION" helm.sh/helm/v3/cmd/helm \
-    "-s -w -X helm.sh/helm/v3/internal/version.version=$HELM_VERSION"
+  helm
   build_module "$b/crictl-$CRICTL_VERSION" scalekeeper.dev/crictlbuild "	sigs.k8s.io/cri-tools $CRICTL_VERSION" \
     sigs.k8s.io/cri-tools/cmd/crictl "-s -w -X sigs.k8s.io/cri-tools/pkg/version.Version=$CRICTL_VERSION"
   kubernetes
   mkdir -p "$b/current"
   ln -sfn "$b/kind-$KIND_VERSION" "$b/current/kind"
-  ln -sfn "$b/helm-$HELM_VERSION" "$b/current/helm"
   ln -sfn "$CACHE_DIR/kubernetes/$K8S_VERSION/bin/kubectl" "$b/current/kubectl"
 }
 
