@@ -461,6 +461,57 @@ def test_extra_targets_add_exactly_their_grants(helm: Helm, tmp_path: Path) -> N
     assert env_of(docs)["SCALEKEEPER_LEASE_NAME"] == "other-lease"
 
 
+def readme_rbac(readme: Path, heading: str) -> dict[str, set[str]]:
+    """The RBAC table under `heading` in a README as {resource or value name: verbs}. A row names its
+    resources in backticks (`deployments/scale`); an API group in parentheses is not one. A row about the
+    extraScaleTargets/extraPatchTargets values is keyed by the value's name."""
+    section = readme.read_text().split(f"\n{heading}\n", 1)[1]
+    lines = section[section.index("\n|") + 1 :].splitlines()
+    table: dict[str, set[str]] = {}
+    for line in lines[2:]:  # past the header and the |---| line
+        if not line.startswith("|"):
+            break
+        what, verbs = [cell.strip() for cell in line.strip("|").split("|")][:2]
+        names = re.findall(r"`([^`]+)`", re.sub(r"\([^)]*\)", "", what))
+        keys = [n for n in names if re.fullmatch(r"[a-z]+(/[a-z]+)?|extra(Scale|Patch)Targets", n)]
+        assert keys, f"{readme.name}: an RBAC row naming no resource: {line}"
+        for key in keys:
+            table.setdefault(key, set()).update(v.strip() for v in verbs.split(","))
+    return table
+
+
+@pytest.mark.parametrize(
+    ("readme", "heading"),
+    [(ROOT / "README.md", "## Installing with Helm"), (CHART / "README.md", "## RBAC")],
+    ids=["README", "chart-README"],
+)
+def test_the_readme_rbac_tables_are_the_rendered_rules(
+    helm: Helm, tmp_path: Path, readme: Path, heading: str
+) -> None:
+    """Each resource's verbs in the README are the rendered chart's, across the defaults (ClusterRole and
+    the Lease Role), namespace patterns, and extra targets: a rule changed in the chart and not in the
+    README (or the other way) fails here."""
+    rendered: dict[str, set[str]] = {}
+    roles = of_kind(render(helm, tmp_path, {}), "ClusterRole") + of_kind(render(helm, tmp_path, {}), "Role")
+    roles += of_kind(render(helm, tmp_path, VALUES_SETS["watch-namespace-patterns"]), "ClusterRole")
+    for role in roles:
+        for (_, resource, _), verbs in grants(role).items():
+            rendered.setdefault(resource, set()).update(verbs)
+    everything = render(helm, tmp_path, VALUES_SETS["everything"])
+    served = next(r for r in of_kind(everything, "Role") if r["metadata"]["name"] == FULLNAME)
+    extra = {k: v for k, v in grants(served).items() if k not in NAMESPACED_RULES}
+    scale = {v for (_, resource, _), verbs in extra.items() if resource.endswith("/scale") for v in verbs}
+    patch = {v for (_, resource, _), verbs in extra.items() if not resource.endswith("/scale") for v in verbs}
+    rendered.update({"extraScaleTargets": scale, "extraPatchTargets": patch})
+    table = readme_rbac(readme, heading)
+    differences = {
+        r: {"README": sorted(table.get(r, ())), "chart": sorted(rendered.get(r, ()))}
+        for r in table.keys() | rendered.keys()
+        if table.get(r) != rendered.get(r)
+    }
+    assert not differences, f"{readme.relative_to(ROOT)} RBAC table vs templates/rbac.yaml: {differences}"
+
+
 def test_no_lease_role_without_leader_election(helm: Helm, tmp_path: Path) -> None:
     docs = render(helm, tmp_path, {"leaderElection": {"enabled": False}})
     assert [r["metadata"]["name"] for r in of_kind(docs, "Role")] == []
