@@ -98,10 +98,15 @@ bench-scale: venv ## cost at scale: one operator, SIZES policies (100,300): CPU,
 image: ## build the operator image and push it to the local registry
 	hack/project-image.sh
 
-lock: ## re-pin the runtime dependencies of the image
-	rm -rf /tmp/scalekeeper-lock && python3 -m venv /tmp/scalekeeper-lock && /tmp/scalekeeper-lock/bin/pip install -q .
-	{ echo "# Runtime dependencies of the operator image, pinned. Regenerate: make lock"; \
-	  /tmp/scalekeeper-lock/bin/pip freeze --exclude scalekeeper; } > requirements.lock
+# requirements.lock: the image's runtime dependencies and the setuptools that builds the package, each with
+# its hashes (the Dockerfile installs with --require-hashes). pip-compile keeps the current pins of whatever
+# still fits pyproject.toml; LOCK_ARGS=--upgrade moves every pin to the newest release. It resolves for the
+# venv's Python: keep that the image's (3.11).
+LOCK_ARGS ?=
+lock: venv ## re-pin the image's dependencies, with hashes (pip-compile; LOCK_ARGS=--upgrade for the newest)
+	CUSTOM_COMPILE_COMMAND="make lock" $(VENV)/bin/pip-compile --quiet --generate-hashes --allow-unsafe \
+	  --strip-extras --no-emit-index-url --no-emit-find-links --build-deps-for=wheel $(LOCK_ARGS) \
+	  --output-file requirements.lock pyproject.toml
 
 # The whole suite. Leaves the cluster running for the next run; `make cluster-down` removes it.
 test: venv lint typecheck crd-check cluster-up ## everything: lint, types, CRD drift, unit, and cluster tests

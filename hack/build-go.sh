@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # Builds Go programs from their modules into the cache, keyed by version: nothing rebuilds when present.
 #   hack/build-go.sh tools     kind, helm, kubectl: what the scripts run on the host (all a pulling machine builds)
+#   hack/build-go.sh helm      helm only (the release workflow packages and pushes the chart with it)
 #   hack/build-go.sh offline   the tools and everything an offline cluster is made of, in two lanes at once:
 #                              the Kubernetes family (the Kubernetes commands, metrics-server, helm) beside
 #                              kind, crictl, etcd, CoreDNS, pause, local-path-provisioner, registry, Prometheus
@@ -70,7 +71,12 @@ family() {
     local out; out=$(family_out "$c"); mkdir -p "$(dirname "$out")"
     local pkg ldf
     case "$c" in
-      helm) pkg=helm.sh/helm/v3/cmd/helm; ldf="-s -w -X helm.sh/helm/v3/internal/version.version=$HELM_VERSION" ;;
+      # helm renders for the Kubernetes version it was built against unless told otherwise (--kube-version)
+      helm) pkg=helm.sh/helm/v3/cmd/helm; ldf="-s -w -X helm.sh/helm/v3/internal/version.version=$HELM_VERSION"
+        local minor=${K8S_STAGING_VERSION#v0.}; minor=${minor%%.*} p
+        for p in helm.sh/helm/v3/pkg/lint/rules helm.sh/helm/v3/pkg/chartutil; do
+          ldf="$ldf -X $p.k8sVersionMajor=1 -X $p.k8sVersionMinor=$minor"
+        done ;;
       metrics-server) pkg=sigs.k8s.io/metrics-server/cmd/metrics-server
         ldf="-s -w -X k8s.io/client-go/pkg/version.gitVersion=$METRICS_SERVER_VERSION" ;;
     esac
@@ -103,6 +109,12 @@ tools() {
   kind_tool
   family kubectl helm
   link_tools
+}
+
+helm() {
+  family helm
+  mkdir -p "$BIN_DIR/current"
+  ln -sfn "$BIN_DIR/helm-$HELM_VERSION" "$BIN_DIR/current/helm"
 }
 
 # Everything but the Kubernetes family: small programs, and Prometheus.

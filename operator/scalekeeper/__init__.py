@@ -1,3 +1,1 @@
 """scalekeeper: keeps every tier of an application sized to its load."""
-
-__version__ = "0.1.0"

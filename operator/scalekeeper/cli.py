@@ -1,11 +1,11 @@
-"""`scalekeeper run | crd | simulate`."""
+"""`scalekeeper run | crd | simulate`, `scalekeeper --version`; `python -m scalekeeper` is the same."""
 
 from __future__ import annotations
 
 import argparse
 import logging
-import os
 import sys
+from typing import NoReturn
 
 
 def _run(args: argparse.Namespace) -> int:
@@ -29,7 +29,7 @@ def _run(args: argparse.Namespace) -> int:
         # kopf tells every handled watch event at INFO ("Handler 'spec_changed' succeeded."): one line per
         # status write of every policy. Its warnings and errors still show; our own lines say what happened.
         logging.getLogger("kopf.objects").setLevel(max(logging.WARNING, logging.getLevelName(cfg.log_level)))
-    if os.environ.get("SCALEKEEPER_TRACEMALLOC"):
+    if cfg.trace_memory:
         _trace_memory()
     kopf.run(
         standalone=True,
@@ -67,16 +67,43 @@ def _trace_memory() -> None:
     signal.signal(signal.SIGUSR1, dump)
 
 
+class Parser(argparse.ArgumentParser):
+    """Every scalekeeper command's parser: a bad flag is one line naming it, not the usage, and exit 2."""
+
+    def error(self, message: str) -> NoReturn:
+        self.exit(2, f"{self.prog}: {message} (see --help)\n")
+
+
+def _version() -> str:
+    from importlib import metadata
+
+    try:
+        return metadata.version("scalekeeper")
+    except metadata.PackageNotFoundError:
+        # Run from a source tree (PYTHONPATH=operator) that was never installed: no metadata to read.
+        return "unknown (not installed)"
+
+
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(
-        prog="scalekeeper", description="Keeps every tier of an application sized to its load."
-    )
+    from .config import describe_settings
+
+    parser = Parser(prog="scalekeeper", description="Keeps every tier of an application sized to its load.")
+    parser.add_argument("--version", action="version", version=f"scalekeeper {_version()}")
     sub = parser.add_subparsers(dest="command", required=True)
-    sub.add_parser("run", help="run the operator (settings from SCALEKEEPER_* environment variables)")
+    sub.add_parser(
+        "run",
+        help="run the operator (settings from SCALEKEEPER_* environment variables: see run --help)",
+        description="Run the operator. Its settings come from the environment (the Helm chart sets them); "
+        "a malformed one stops it at start with one line naming the variable, exit 2.",
+        epilog=describe_settings(),
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
     sub.add_parser("crd", help="print or check the CRD generated from the model (see --help)", add_help=False)
     sub.add_parser("simulate", help="replay a load trace through the engine (see --help)", add_help=False)
     args, rest = parser.parse_known_args(argv)
     if args.command == "run":
+        if rest:
+            parser.error(f"unrecognized arguments: {' '.join(rest)}")
         return _run(args)
     if args.command == "crd":
         from . import crdgen

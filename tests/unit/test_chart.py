@@ -75,6 +75,29 @@ VALUES_SETS: dict[str, dict[str, Any]] = {
         "logDecisions": "all",
         "image": {"repository": "localhost:5001/scalekeeper", "tag": "dev", "pullPolicy": "Always"},
     },
+    # What the schema bounds (quantities, tolerations, priority class, PDB) still lets through.
+    "placement": {
+        "replicas": 2,
+        "podDisruptionBudget": {"minAvailable": "50%"},
+        # Strings: the client's typed models (test_rendered_objects_are_valid_api_objects) refuse the bare
+        # numbers (cpu: 0.5) that the API server and the schema accept.
+        "resources": {
+            "requests": {"cpu": "500m", "memory": "128Mi"},
+            "limits": {"cpu": "1", "memory": "1.5Gi"},
+        },
+        "tmpSizeLimit": "100M",
+        "priorityClassName": "ops.critical-operators",
+        "tolerations": [
+            {"key": "dedicated", "operator": "Equal", "value": "ops", "effect": "NoSchedule"},
+            {"operator": "Exists", "effect": ""},
+            {
+                "key": "node.kubernetes.io/unreachable",
+                "operator": "Exists",
+                "effect": "NoExecute",
+                "tolerationSeconds": 30,
+            },
+        ],
+    },
 }
 
 # values -> what the error must name. Schema errors name the value's path; template checks name the value.
@@ -105,6 +128,21 @@ INVALID_VALUES: dict[str, tuple[dict[str, Any], str]] = {
         {"prometheus": {"tls": {"caSecret": {"name": "ca"}, "insecureSkipVerify": True}}},
         "insecureSkipVerify",
     ),
+    "memory-not-a-quantity": ({"resources": {"limits": {"memory": "256MB"}}}, "/resources/limits/memory"),
+    "cpu-not-a-quantity": ({"resources": {"requests": {"cpu": "half"}}}, "/resources/requests/cpu"),
+    "cpu-negative": ({"resources": {"requests": {"cpu": -1}}}, "/resources/requests/cpu"),
+    "resources-misspelt": ({"resources": {"request": {"cpu": "1"}}}, "'request'"),
+    "tmp-size-not-a-quantity": ({"tmpSizeLimit": "64 MB"}, "/tmpSizeLimit"),
+    "priority-class-not-a-name": ({"priorityClassName": "High_Priority"}, "/priorityClassName"),
+    "toleration-effect": ({"tolerations": [{"key": "k", "effect": "NoSchedul"}]}, "/tolerations/0/effect"),
+    "toleration-operator": ({"tolerations": [{"key": "k", "operator": "In"}]}, "/tolerations/0/operator"),
+    "toleration-field": ({"tolerations": [{"key": "k", "efect": "NoSchedule"}]}, "/tolerations/0"),
+    "pdb-negative": ({"podDisruptionBudget": {"minAvailable": -1}}, "/podDisruptionBudget/minAvailable"),
+    "pdb-over-100-percent": (
+        {"podDisruptionBudget": {"minAvailable": "150%"}},
+        "/podDisruptionBudget/minAvailable",
+    ),
+    "pdb-word": ({"podDisruptionBudget": {"minAvailable": "half"}}, "/podDisruptionBudget/minAvailable"),
 }
 
 
@@ -171,8 +209,26 @@ def _values_file(tmp_path: Path, values: dict[str, Any], name: str = "values.yam
     return str(path)
 
 
-def template(helm: Helm, tmp_path: Path, values: dict[str, Any]) -> subprocess.CompletedProcess[str]:
-    return helm.run("template", RELEASE, str(CHART), "-n", NAMESPACE, "-f", _values_file(tmp_path, values))
+def _kube_version() -> str:
+    """The Kubernetes the chart is rendered for: the cluster's. helm built from its module without the
+    Kubernetes version stamps (hack/build-go.sh) assumes v1.20, below the chart's kubeVersion."""
+    return _versions()["K8S_VERSION"]
+
+
+def template(
+    helm: Helm, tmp_path: Path, values: dict[str, Any], kube_version: str = ""
+) -> subprocess.CompletedProcess[str]:
+    return helm.run(
+        "template",
+        RELEASE,
+        str(CHART),
+        "-n",
+        NAMESPACE,
+        "--kube-version",
+        kube_version or _kube_version(),
+        "-f",
+        _values_file(tmp_path, values),
+    )
 
 
 def render(helm: Helm, tmp_path: Path, values: dict[str, Any]) -> list[dict[str, Any]]:
@@ -220,7 +276,7 @@ def env_of(docs: list[dict[str, Any]]) -> dict[str, Any]:
 
 
 def test_helm_lint_is_clean(helm: Helm, tmp_path: Path) -> None:
-    result = helm.run("lint", str(CHART), "--strict", "-n", NAMESPACE)
+    result = helm.run("lint", str(CHART), "--strict", "-n", NAMESPACE, "--kube-version", _kube_version())
     assert result.returncode == 0, result.stdout + result.stderr
     out = result.stdout + result.stderr
     assert "[WARNING]" not in out and "[ERROR]" not in out, out
@@ -229,18 +285,60 @@ def test_helm_lint_is_clean(helm: Helm, tmp_path: Path) -> None:
 @pytest.mark.parametrize("name", sorted(VALUES_SETS))
 def test_helm_lint_with_values(helm: Helm, tmp_path: Path, name: str) -> None:
     values = _values_file(tmp_path, VALUES_SETS[name])
-    result = helm.run("lint", str(CHART), "--strict", "-n", NAMESPACE, "-f", values)
+    result = helm.run(
+        "lint", str(CHART), "--strict", "-n", NAMESPACE, "--kube-version", _kube_version(), "-f", values
+    )
     assert result.returncode == 0, result.stdout + result.stderr
 
 
 def test_chart_metadata_matches_the_package() -> None:
+    import tomllib
+
     chart = yaml.safe_load((CHART / "Chart.yaml").read_text())
     assert chart["apiVersion"] == "v2"
     assert chart["name"] == "scalekeeper"
     assert chart["version"] == "0.1.0"
-    version = re.search(r'^version = "([^"]+)"', (ROOT / "pyproject.toml").read_text(), re.M)
-    assert version is not None
-    assert str(chart["appVersion"]) == version.group(1), "Chart.yaml appVersion != pyproject version"
+    project = tomllib.loads((ROOT / "pyproject.toml").read_text())["project"]
+    assert str(chart["appVersion"]) == project["version"], "Chart.yaml appVersion != pyproject version"
+    assert chart["kubeVersion"] == ">=1.30.0-0"
+    assert chart["home"] == project["urls"]["Homepage"]
+    assert chart["sources"] == [project["urls"]["Source"]]
+    assert chart["maintainers"] and all(m["name"] for m in chart["maintainers"])
+    # The icon is a file of the repository, at its raw URL on the project's home.
+    raw = (
+        project["urls"]["Source"].replace("https://github.com/", "https://raw.githubusercontent.com/")
+        + "/main/"
+    )
+    assert chart["icon"].startswith(raw), chart["icon"]
+    assert (ROOT / chart["icon"].removeprefix(raw)).is_file(), chart["icon"]
+
+
+def test_artifact_hub_annotations_match_what_they_describe() -> None:
+    import tomllib
+
+    chart = yaml.safe_load((CHART / "Chart.yaml").read_text())
+    notes = chart["annotations"]
+    project = tomllib.loads((ROOT / "pyproject.toml").read_text())["project"]
+    assert notes["artifacthub.io/license"] == project["license"]
+    assert notes["artifacthub.io/operator"] == "true"
+    links = {link["name"]: link["url"] for link in yaml.safe_load(notes["artifacthub.io/links"])}
+    assert links == {"source": project["urls"]["Source"], "issues": project["urls"]["Issues"]}
+    crd = yaml.safe_load(CHART_CRD.read_text())
+    (listed,) = yaml.safe_load(notes["artifacthub.io/crds"])
+    assert listed["kind"] == crd["spec"]["names"]["kind"]
+    assert listed["name"] == crd["metadata"]["name"]
+    assert listed["version"] in [v["name"] for v in crd["spec"]["versions"]]
+    assert listed["description"]
+    # The image the chart installs by default: values.yaml's repository at the chart's appVersion.
+    (image,) = yaml.safe_load(notes["artifacthub.io/images"])
+    repository = yaml.safe_load((CHART / "values.yaml").read_text())["image"]["repository"]
+    assert image["image"] == f"{repository}:{chart['appVersion']}"
+
+
+def test_the_chart_refuses_a_kubernetes_older_than_its_kube_version(helm: Helm, tmp_path: Path) -> None:
+    result = template(helm, tmp_path, {}, kube_version="v1.29.9")
+    assert result.returncode != 0 and "kubeVersion" in result.stderr, result.stderr
+    assert template(helm, tmp_path, {}, kube_version="v1.30.0-eks-1").returncode == 0
 
 
 # ---------------------------------------------------------------- what each values set renders
@@ -363,6 +461,57 @@ def test_extra_targets_add_exactly_their_grants(helm: Helm, tmp_path: Path) -> N
     assert env_of(docs)["SCALEKEEPER_LEASE_NAME"] == "other-lease"
 
 
+def readme_rbac(readme: Path, heading: str) -> dict[str, set[str]]:
+    """The RBAC table under `heading` in a README as {resource or value name: verbs}. A row names its
+    resources in backticks (`deployments/scale`); an API group in parentheses is not one. A row about the
+    extraScaleTargets/extraPatchTargets values is keyed by the value's name."""
+    section = readme.read_text().split(f"\n{heading}\n", 1)[1]
+    lines = section[section.index("\n|") + 1 :].splitlines()
+    table: dict[str, set[str]] = {}
+    for line in lines[2:]:  # past the header and the |---| line
+        if not line.startswith("|"):
+            break
+        what, verbs = [cell.strip() for cell in line.strip("|").split("|")][:2]
+        names = re.findall(r"`([^`]+)`", re.sub(r"\([^)]*\)", "", what))
+        keys = [n for n in names if re.fullmatch(r"[a-z]+(/[a-z]+)?|extra(Scale|Patch)Targets", n)]
+        assert keys, f"{readme.name}: an RBAC row naming no resource: {line}"
+        for key in keys:
+            table.setdefault(key, set()).update(v.strip() for v in verbs.split(","))
+    return table
+
+
+@pytest.mark.parametrize(
+    ("readme", "heading"),
+    [(ROOT / "README.md", "## Installing with Helm"), (CHART / "README.md", "## RBAC")],
+    ids=["README", "chart-README"],
+)
+def test_the_readme_rbac_tables_are_the_rendered_rules(
+    helm: Helm, tmp_path: Path, readme: Path, heading: str
+) -> None:
+    """Each resource's verbs in the README are the rendered chart's, across the defaults (ClusterRole and
+    the Lease Role), namespace patterns, and extra targets: a rule changed in the chart and not in the
+    README (or the other way) fails here."""
+    rendered: dict[str, set[str]] = {}
+    roles = of_kind(render(helm, tmp_path, {}), "ClusterRole") + of_kind(render(helm, tmp_path, {}), "Role")
+    roles += of_kind(render(helm, tmp_path, VALUES_SETS["watch-namespace-patterns"]), "ClusterRole")
+    for role in roles:
+        for (_, resource, _), verbs in grants(role).items():
+            rendered.setdefault(resource, set()).update(verbs)
+    everything = render(helm, tmp_path, VALUES_SETS["everything"])
+    served = next(r for r in of_kind(everything, "Role") if r["metadata"]["name"] == FULLNAME)
+    extra = {k: v for k, v in grants(served).items() if k not in NAMESPACED_RULES}
+    scale = {v for (_, resource, _), verbs in extra.items() if resource.endswith("/scale") for v in verbs}
+    patch = {v for (_, resource, _), verbs in extra.items() if not resource.endswith("/scale") for v in verbs}
+    rendered.update({"extraScaleTargets": scale, "extraPatchTargets": patch})
+    table = readme_rbac(readme, heading)
+    differences = {
+        r: {"README": sorted(table.get(r, ())), "chart": sorted(rendered.get(r, ()))}
+        for r in table.keys() | rendered.keys()
+        if table.get(r) != rendered.get(r)
+    }
+    assert not differences, f"{readme.relative_to(ROOT)} RBAC table vs templates/rbac.yaml: {differences}"
+
+
 def test_no_lease_role_without_leader_election(helm: Helm, tmp_path: Path) -> None:
     docs = render(helm, tmp_path, {"leaderElection": {"enabled": False}})
     assert [r["metadata"]["name"] for r in of_kind(docs, "Role")] == []
@@ -437,7 +586,8 @@ def test_downward_api_identity_and_lease_namespace(helm: Helm, tmp_path: Path) -
 def test_env_names_are_exactly_the_operators_settings(helm: Helm, tmp_path: Path) -> None:
     """Every variable config.py reads is settable from the chart, and the chart sets nothing else."""
     source = (ROOT / "operator" / "scalekeeper" / "config.py").read_text()
-    read = set(re.findall(r'"((?:SCALEKEEPER|POD)_[A-Z_]+)"', source))
+    # Allocation tracing is diagnostics, slow, not for production: the chart does not offer it.
+    read = set(re.findall(r'"((?:SCALEKEEPER|POD)_[A-Z_]+)"', source)) - {"SCALEKEEPER_TRACEMALLOC"}
     assert "SCALEKEEPER_PROMETHEUS_URL" in read and "POD_NAME" in read
     env = env_of(render(helm, tmp_path, VALUES_SETS["everything"]))
     assert set(env) == read
@@ -488,6 +638,12 @@ def test_invalid_values_fail_naming_the_value(helm: Helm, tmp_path: Path, name: 
     result = template(helm, tmp_path, values)
     assert result.returncode != 0, f"{values} rendered:\n{result.stdout[:500]}"
     assert named in result.stderr, result.stderr
+
+
+def test_bare_number_quantities_pass_the_schema(helm: Helm, tmp_path: Path) -> None:
+    # The API server reads `cpu: 0.5` and `cpu: 1` as quantities: the schema must not refuse them.
+    result = template(helm, tmp_path, {"resources": {"requests": {"cpu": 0.5}, "limits": {"cpu": 1}}})
+    assert result.returncode == 0, result.stderr
 
 
 # ---------------------------------------------------------------- CRD copy, documentation

@@ -37,3 +37,26 @@ def test_defaults_and_overrides() -> None:
 def test_bad_settings_name_the_variable(env: dict[str, str], named: str) -> None:
     with pytest.raises(ConfigError, match=named):
         OperatorConfig.from_env(env)
+
+
+def test_the_dataclass_defaults_are_the_environment_defaults() -> None:
+    """OperatorConfig() (tests build it directly) and an empty environment agree: one set of defaults."""
+    from dataclasses import replace
+
+    from_env = OperatorConfig.from_env({})
+    assert replace(from_env, identity="") == OperatorConfig()
+
+
+def test_the_lease_namespace_falls_back_to_the_pods() -> None:
+    assert OperatorConfig.from_env({}).lease_namespace == "scalekeeper-system"
+    assert OperatorConfig.from_env({"POD_NAMESPACE": "ops"}).lease_namespace == "ops"
+    both = {"POD_NAMESPACE": "ops", "SCALEKEEPER_LEASE_NAMESPACE": "leases"}
+    assert OperatorConfig.from_env(both).lease_namespace == "leases"
+    assert OperatorConfig.from_env({"POD_NAME": "sk-0"}).identity == "sk-0"
+
+
+def test_tracemalloc_is_a_flag() -> None:
+    assert OperatorConfig.from_env({}).trace_memory is False
+    assert OperatorConfig.from_env({"SCALEKEEPER_TRACEMALLOC": "1"}).trace_memory is True
+    with pytest.raises(ConfigError, match="SCALEKEEPER_TRACEMALLOC"):
+        OperatorConfig.from_env({"SCALEKEEPER_TRACEMALLOC": "yes"})

@@ -3,6 +3,9 @@
 Both files are parsed: the make invocations of .ci/run, and those of the workflow's gating steps (steps
 that run on success; `if: failure()` diagnostics are not gating). They must be the same targets in the same
 order, and each must be a target of the Makefile, so the two CIs cannot drift apart.
+
+Every workflow's actions are pinned by commit SHA with the release's tag in a comment, and the release
+workflow builds and pushes the image and the chart from a version tag.
 """
 
 from __future__ import annotations
@@ -16,7 +19,9 @@ import pytest
 import yaml
 
 ROOT = Path(__file__).resolve().parents[2]
-WORKFLOW = ROOT / ".github" / "workflows" / "e2e.yaml"
+WORKFLOWS = ROOT / ".github" / "workflows"
+WORKFLOW = WORKFLOWS / "e2e.yaml"
+RELEASE = WORKFLOWS / "release.yaml"
 CI_RUN = ROOT / ".ci" / "run"
 MAKEFILE = ROOT / "Makefile"
 
@@ -66,8 +71,8 @@ def test_parser_reads_make_commands() -> None:
     assert make_targets("echo make-believe; remake all") == []
 
 
-def _workflow() -> dict[str, Any]:
-    data: dict[str, Any] = yaml.safe_load(WORKFLOW.read_text())
+def _workflow(path: Path = WORKFLOW) -> dict[str, Any]:
+    data: dict[str, Any] = yaml.safe_load(path.read_text())
     # YAML 1.1 reads the key `on` as the boolean true.
     if True in data:
         data["on"] = data.pop(True)
@@ -146,6 +151,114 @@ def test_logs_are_uploaded_on_failure() -> None:
     assert steps.index(upload) > first_make
 
 
-@pytest.mark.parametrize("path", [WORKFLOW, CI_RUN])
+@pytest.mark.parametrize("path", [WORKFLOW, RELEASE, CI_RUN])
 def test_files_exist(path: Path) -> None:
     assert path.is_file(), path
+
+
+# ---------------------------------------------------------------- actions pinned by commit SHA
+
+_USES = re.compile(r"^\s*(?:-\s+)?uses:\s*(\S+)\s*(#.*)?$")
+
+
+def unpinned(text: str) -> list[str]:
+    """The `uses:` lines of a workflow not pinned to a commit: an action must name a full 40-hex SHA and its
+    release tag in a comment (`# v1.2.3`, so an update shows what it moves to); a docker:// action an image
+    digest. Local actions (./path) are the repository's own code."""
+    problems = []
+    for number, line in enumerate(text.splitlines(), 1):
+        m = _USES.match(line)
+        if not m:
+            continue
+        ref, comment = m.group(1).strip("'\""), m.group(2) or ""
+        if ref.startswith("./"):
+            continue
+        if ref.startswith("docker://"):
+            pinned = re.search(r"@sha256:[0-9a-f]{64}$", ref) is not None
+        else:
+            pinned = re.fullmatch(r"[\w.-]+/[\w./-]+@[0-9a-f]{40}", ref) is not None
+            pinned = pinned and re.fullmatch(r"#\s*v\d+\.\d+\.\d+\S*", comment.strip()) is not None
+        if not pinned:
+            problems.append(f"line {number}: {line.strip()}")
+    return problems
+
+
+def _uses_values(node: Any) -> list[str]:
+    if isinstance(node, dict):
+        return [str(v) for k, v in node.items() if k == "uses"] + [
+            u for v in node.values() for u in _uses_values(v)
+        ]
+    if isinstance(node, list):
+        return [u for v in node for u in _uses_values(v)]
+    return []
+
+
+def test_the_pin_checker_refuses_tags_branches_and_bare_shas() -> None:
+    sha = "fbc6f3992d24b796d5a048ff273f7fcc4a7b6c09"
+    assert unpinned(f"    - uses: actions/checkout@{sha} # v5.1.0\n      uses: ./local\n") == []
+    assert unpinned("      - uses: docker://alpine@sha256:" + "a" * 64 + "\n") == []
+    for bad in (
+        "      - uses: actions/checkout@v5",
+        "      - uses: actions/checkout@main # v5.1.0",
+        f"      - uses: actions/checkout@{sha}",
+        f"      - uses: actions/checkout@{sha[:12]} # v5.1.0",
+        f"        uses: 'actions/checkout@{sha}' # latest",
+        "      - uses: docker://alpine:3.20",
+    ):
+        assert unpinned(bad + "\n") == [f"line 1: {bad.strip()}"], bad
+
+
+def _workflow_files() -> list[Path]:
+    return sorted([*WORKFLOWS.glob("*.yaml"), *WORKFLOWS.glob("*.yml")])
+
+
+def test_every_workflow_pins_its_actions_by_commit_sha() -> None:
+    files = _workflow_files()
+    assert {WORKFLOW, RELEASE} <= set(files)
+    for path in files:
+        text = path.read_text()
+        # Every `uses` the YAML holds is on a line of its own, where the checker reads it (and its comment).
+        on_lines = [m.group(1).strip("'\"") for line in text.splitlines() if (m := _USES.match(line))]
+        assert sorted(on_lines) == sorted(_uses_values(yaml.safe_load(text))), path.name
+        problems = unpinned(text)
+        assert not problems, f"{path.relative_to(ROOT)}: not pinned by commit SHA + # vX.Y.Z: {problems}"
+
+
+# ---------------------------------------------------------------- the release workflow
+
+
+def _release_steps() -> tuple[dict[str, Any], list[dict[str, Any]]]:
+    wf = _workflow(RELEASE)
+    (job,) = wf["jobs"].values()
+    return wf, job["steps"]
+
+
+def test_release_runs_on_a_version_tag_with_package_write_only() -> None:
+    wf, _ = _release_steps()
+    assert wf["on"] == {"push": {"tags": ["v*"]}}
+    assert wf["permissions"] == {"contents": "read"}
+    (job,) = wf["jobs"].values()
+    assert job["permissions"] == {"contents": "read", "packages": "write"}
+
+
+def test_release_checks_the_tag_then_pushes_the_image_and_the_chart() -> None:
+    _, steps = _release_steps()
+    runs = [str(s.get("run", "")) for s in steps]
+    uses = [str(s.get("uses", "")).split("@")[0] for s in steps]
+    check = next(i for i, r in enumerate(runs) if "GITHUB_REF_NAME" in r)
+    for source in ("pyproject.toml", "Chart.yaml", "appVersion"):
+        assert source in runs[check], f"the tag is not checked against {source}"
+    build = uses.index("docker/build-push-action")
+    assert check < build
+    image = steps[build]["with"]
+    assert image["push"] is True and image["context"] == "."
+    assert "VERSION=" in image["build-args"] and "REVISION=" in image["build-args"]
+    assert "steps.version.outputs.version" in image["tags"]
+    chart = next(i for i, r in enumerate(runs) if "helm push" in r)
+    assert check < chart
+    assert "helm package manifests/chart/scalekeeper" in runs[chart]
+    assert "helm lint --strict" in runs[chart]
+    assert "oci://" in runs[check] and '"$CHARTS"' in runs[chart]
+    # helm comes from the version hack/versions.env pins, built before it is used.
+    built = next(i for i, r in enumerate(runs) if "hack/build-go.sh helm" in r)
+    assert uses.index("actions/setup-go") < built < chart

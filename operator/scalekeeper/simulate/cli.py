@@ -17,11 +17,12 @@ import time
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, NoReturn
+from typing import Any
 
 import yaml
 
 from .. import model
+from ..cli import Parser
 from .oracle import oracle_run
 from .report import PLOT_SUFFIXES, LoadCurve, format_table, legend, plot
 from .results import RuleSummary, summarize
@@ -127,14 +128,8 @@ def _within(value: float, positive: bool) -> bool:
     return math.isfinite(value) and (value > 0 if positive else value >= 0)
 
 
-class _Parser(argparse.ArgumentParser):
-    def error(self, message: str) -> NoReturn:
-        """One line, not the usage: the flag and what is wrong with it."""
-        self.exit(2, f"{self.prog}: {message} (see --help)\n")
-
-
 def build_parser() -> argparse.ArgumentParser:
-    p = _Parser(
+    p = Parser(
         prog="scalekeeper simulate",
         description="Replay an arrival trace through the engine and a Celery queue model, and compare "
         "scalekeeper's rules with the HPA defaults and a KEDA-style rule (and, with --oracle, a rule that "
