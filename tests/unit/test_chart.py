@@ -210,8 +210,8 @@ def _values_file(tmp_path: Path, values: dict[str, Any], name: str = "values.yam
 
 
 def _kube_version() -> str:
-    """The Kubernetes the chart is rendered for: the cluster's. helm built from its module without the
-    Kubernetes version stamps (hack/build-go.sh) assumes v1.20, below the chart's kubeVersion."""
+    """The Kubernetes the chart is rendered for: the cluster's, not the one helm was built against (a helm
+    built from its module without the version stamps assumes v1.20, below the chart's kubeVersion)."""
     return _versions()["K8S_VERSION"]
 
 
