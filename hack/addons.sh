@@ -2,7 +2,7 @@
 # The cluster's own dependencies: Prometheus, Redis, metrics-server. Stock images when the machine can pull,
 # else built here (Debian packages / Go modules) under our own names; either way pushed to the local
 # registry and applied from hack/addons/*.yaml.
-#   hack/addons.sh up | images
+#   hack/addons.sh up | images | debian_images
 . "$(dirname "$0")/lib.sh"
 B=scalekeeper-build
 
@@ -66,8 +66,8 @@ build_offline() { # name tag
   esac
 }
 
-# Make one dependency image available locally and in the registry; print the reference pods use.
-ensure_image() { # name
+# Make one dependency image available locally; print its local name.
+local_image() { # name
   local src; src=$(dep_image "$1")
   if ! docker image inspect "$src" >/dev/null 2>&1; then
     if [ "$(image_mode)" = online ]; then
@@ -78,6 +78,18 @@ ensure_image() { # name
       build_offline "$1" "$src"
     fi
   fi
+  echo "$src"
+}
+
+# The images made of Debian packages need no Go build: hack/cluster.sh makes them while Go compiles.
+debian_images() {
+  local name
+  for name in redis python; do local_image "$name" >/dev/null; done
+}
+
+# Make one dependency image available locally and in the registry; print the reference pods use.
+ensure_image() { # name
+  local src; src=$(local_image "$1")
   local dst
   case "$src" in "$B"/*) dst=$REGISTRY/$src ;; *) dst=$REGISTRY/${src#*/} ;; esac
   docker tag "$src" "$dst"

@@ -2,9 +2,10 @@
 # Builds Go programs from their modules into the cache, keyed by version: nothing rebuilds when present.
 #   hack/build-go.sh tools     kind, helm, kubectl: what the scripts run on the host (all a pulling machine builds)
 #   hack/build-go.sh helm      helm only (the release workflow packages and pushes the chart with it)
-#   hack/build-go.sh offline   the tools and everything an offline cluster is made of, in two lanes at once:
-#                              the Kubernetes family (the Kubernetes commands, metrics-server, helm) beside
-#                              kind, crictl, etcd, CoreDNS, pause, local-path-provisioner, registry, Prometheus
+#   hack/build-go.sh offline   the tools and what an offline cluster is made of, in two lanes at once: the
+#                              Kubernetes family (the Kubernetes commands, metrics-server, helm) beside kind,
+#                              etcd, CoreDNS, pause, local-path-provisioner, registry, Prometheus
+#   hack/build-go.sh crictl    crictl, for the node image's base (hack/cluster.sh builds it in a third lane)
 . "$(dirname "$0")/lib.sh"
 need_go; need_pkg jq jq
 export GOFLAGS=-mod=mod CGO_ENABLED=0 GOTOOLCHAIN=local
@@ -117,13 +118,10 @@ helm() {
   ln -sfn "$BIN_DIR/helm-$HELM_VERSION" "$BIN_DIR/current/helm"
 }
 
-# Everything but the Kubernetes family: small programs, and Prometheus.
+# Everything but the Kubernetes family and crictl: small programs, and Prometheus.
 components() {
   local x=$COMPONENTS
   kind_tool
-  # `kind export logs` runs crictl in the node
-  build_module "$BIN_DIR/crictl-$CRICTL_VERSION" scalekeeper.dev/crictlbuild "	sigs.k8s.io/cri-tools $CRICTL_VERSION" \
-    sigs.k8s.io/cri-tools/cmd/crictl "-s -w -X sigs.k8s.io/cri-tools/pkg/version.Version=$CRICTL_VERSION"
   local e=$ETCD_VERSION
   build_module "$x/etcd-$ETCD_VERSION" scalekeeper.dev/etcdbuild \
     "	go.etcd.io/etcd/server/v3 $e
@@ -143,6 +141,12 @@ components() {
   build_module "$x/registry-$DISTRIBUTION_VERSION" scalekeeper.dev/registrybuild \
     "	github.com/distribution/distribution/v3 $DISTRIBUTION_VERSION" .
   prometheus
+}
+
+# `kind export logs` runs crictl in the node.
+crictl() {
+  build_module "$BIN_DIR/crictl-$CRICTL_VERSION" scalekeeper.dev/crictlbuild "	sigs.k8s.io/cri-tools $CRICTL_VERSION" \
+    sigs.k8s.io/cri-tools/cmd/crictl "-s -w -X sigs.k8s.io/cri-tools/pkg/version.Version=$CRICTL_VERSION"
 }
 
 # Prometheus with only the service discovery the cluster's scrape config uses (kubernetes_sd; file and http

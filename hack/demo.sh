@@ -50,18 +50,20 @@ if [ -t 1 ] && [ -z "${NO_COLOR:-}" ]; then B=$'\033[1m'; N=$'\033[0m'; else B=;
 step() { printf '\n%s==> %s%s  (+%ss)\n' "$B" "$*" "$N" "$(( $(date +%s) - T0 ))"; }
 
 setup() {
-  step "cluster: hack/cluster.sh up (reuses a healthy one)"
+  # The venv installs while the cluster builds: they share nothing, and a first run waits for both.
+  make -C "$ROOT_DIR" -s venv >"$LOG_DIR/demo-venv.log" 2>&1 & local venv_pid=$!
+  step "cluster: hack/cluster.sh up (reuses a healthy one; about 14 min on a fresh 2-core machine)"
   "$HACK_DIR/cluster.sh" up
 
-  step "project venv (.venv) for the live view and the plot"
-  make -C "$ROOT_DIR" -s venv >/dev/null  # creates or refreshes it (the Makefile's marker); no-op when current
+  step "project venv (.venv) for the live view and the plot (installed beside the cluster build)"
+  # make venv creates or refreshes it (the Makefile's marker); a no-op when current
+  wait "$venv_pid" || { tail -n 20 "$LOG_DIR/demo-venv.log" >&2; die "make venv failed ($LOG_DIR/demo-venv.log)"; }
   "$PY" -c 'import kubernetes, matplotlib, requests, yaml, scalekeeper' \
     || die "the venv $ROOT_DIR/.venv lacks a package: run make venv"
 
   step "images: operator (hack/project-image.sh) and demo app (hack/demo-image.sh)"
-  local op_image demo_image op_ref demo_ref
-  op_image=$("$HACK_DIR/project-image.sh" | tail -n 1)
-  demo_image=$("$HACK_DIR/demo-image.sh" | tail -n 1)
+  local images op_image demo_image op_ref demo_ref
+  images=$(app_images); op_image=$(sed -n 1p <<<"$images"); demo_image=$(sed -n 2p <<<"$images")
   # Pods run the digest just pushed: a rebuilt :dev rolls the pods, an unchanged one leaves them alone.
   op_ref=$(repo_digest "$op_image"); demo_ref=$(repo_digest "$demo_image")
   log "operator $op_ref"; log "demo app $demo_ref"

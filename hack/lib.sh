@@ -79,6 +79,16 @@ go_binary_image() { # tag binary context-dir user entrypoint (JSON array items, 
   mv "$ctx/Dockerfile.tmp" "$ctx/Dockerfile"
 }
 
+# The operator's image and the demo app's build side by side (mostly pip downloads on a first run); prints
+# the two references, the operator's first.
+app_images() {
+  local demo_out=$LOG_DIR/demo-image.ref op
+  "$HACK_DIR/demo-image.sh" >"$demo_out" & local demo_pid=$!
+  op=$("$HACK_DIR/project-image.sh" | tail -n 1)
+  wait "$demo_pid" || die "hack/demo-image.sh failed (above)"
+  echo "$op"; tail -n 1 "$demo_out"
+}
+
 # Fail when a loopback port is taken by something that is not ours.
 port_free_or_ours() { # port owner-description
   if (exec 3<>"/dev/tcp/127.0.0.1/$1") 2>/dev/null; then return 1; fi

@@ -2,6 +2,8 @@
 # Builds the kind node image offline: Kubernetes, etcd, CoreDNS, pause and local-path-provisioner from their
 # Go modules, on a kind base image made from Debian's packages and kind's own base files.
 # Prints the node image name. Nothing is rebuilt when the image for these inputs exists.
+#   hack/node-image.sh        the node image
+#   hack/node-image.sh base   only its base image (Debian, containerd, kind's files, crictl): no Kubernetes needed
 . "$(dirname "$0")/lib.sh"
 # The inputs that decide the node image; a change to any of them gives a new tag.
 inputs_hash() {
@@ -11,7 +13,7 @@ inputs_hash() {
 NODE_IMAGE=scalekeeper-build/kind-node:$K8S_VERSION-$(inputs_hash)
 if docker image inspect "$NODE_IMAGE" >/dev/null 2>&1; then echo "$NODE_IMAGE"; exit 0; fi
 
-"$HACK_DIR/build-go.sh" offline >&2
+if [ "${1:-}" = base ]; then "$HACK_DIR/build-go.sh" crictl >&2; else "$HACK_DIR/build-go.sh" crictl offline >&2; fi
 "$HACK_DIR/rootfs.sh" >&2
 KB=$CACHE_DIR/kubernetes/$K8S_VERSION/bin
 X=$CACHE_DIR/components
@@ -108,6 +110,7 @@ server_tarball() {
 }
 
 base_image
+[ "${1:-}" != base ] || exit 0
 component_images
 server_tarball
 log "kind build node-image -> $NODE_IMAGE"

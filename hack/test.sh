@@ -5,8 +5,7 @@
 # logs into logs/ and prints their tails.
 . "$(dirname "$0")/lib.sh"
 cd "$ROOT_DIR"
-"$HACK_DIR/project-image.sh" >/dev/null
-"$HACK_DIR/demo-image.sh" >/dev/null
+app_images >/dev/null
 set +e
 "$ROOT_DIR/.venv/bin/pytest" -q -rfE --durations=15 "${@:-tests}"
 rc=$?
