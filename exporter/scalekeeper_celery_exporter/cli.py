@@ -42,9 +42,9 @@ def _port(text: str) -> int:
     try:
         port = int(text)
     except ValueError:
-        raise argparse.ArgumentTypeError(f"--port: {text!r} is not a number") from None
+        raise argparse.ArgumentTypeError(f"{text!r} is not a number") from None
     if not 0 < port < 65536:
-        raise argparse.ArgumentTypeError(f"--port: {port} is not between 1 and 65535")
+        raise argparse.ArgumentTypeError(f"{port} is not between 1 and 65535")
     return port
 
 
@@ -52,16 +52,16 @@ def _seconds(text: str) -> float:
     try:
         value = float(text)
     except ValueError:
-        raise argparse.ArgumentTypeError(f"--rate-window: {text!r} is not a number of seconds") from None
+        raise argparse.ArgumentTypeError(f"{text!r} is not a number of seconds") from None
     if not value > 0:
-        raise argparse.ArgumentTypeError(f"--rate-window: {text} must be more than 0 seconds")
+        raise argparse.ArgumentTypeError(f"{text} must be more than 0 seconds")
     return value
 
 
 def _queues(text: str) -> list[str]:
     queues = [q.strip() for q in text.split(",") if q.strip()]
     if not queues:
-        raise argparse.ArgumentTypeError(f"--queues: {text!r} names no queue")
+        raise argparse.ArgumentTypeError(f"{text!r} names no queue")
     return queues
 
 
@@ -76,7 +76,6 @@ def parser() -> Parser:
     p.add_argument(
         "--queues",
         type=_queues,
-        default=os.environ.get("QUEUES") or None,
         help="comma-separated queues (env QUEUES); default: every queue the broker knows, at each scrape",
     )
     p.add_argument(
@@ -114,9 +113,10 @@ def make_broker(url: str, management_url: str | None) -> Broker:
 def main(argv: list[str] | None = None) -> int:
     p = parser()
     args = p.parse_args(argv)
-    if isinstance(args.queues, str):  # from QUEUES: argparse applies type only to command-line values
+    queues = args.queues
+    if queues is None and os.environ.get("QUEUES"):
         try:
-            args.queues = _queues(args.queues)
+            queues = _queues(os.environ["QUEUES"])
         except argparse.ArgumentTypeError as e:
             p.error(f"QUEUES: {e}")
     if not args.app:
@@ -141,7 +141,7 @@ def main(argv: list[str] | None = None) -> int:
     state = EventState(args.rate_window)
     listener = EventListener(app, state)
     registry = CollectorRegistry(auto_describe=True)
-    registry.register(QueueCollector(broker, state, args.app, label, args.queues, lambda: listener.errors))
+    registry.register(QueueCollector(broker, state, args.app, label, queues, lambda: listener.errors))
     listener.start()
     server, _thread = start_http_server(args.port, addr=args.addr, registry=registry)
     log.info(
@@ -149,7 +149,7 @@ def main(argv: list[str] | None = None) -> int:
         extra={
             "app": args.app,
             "broker": label,
-            "queues": args.queues or "discovered",
+            "queues": queues or "discovered",
             "addr": args.addr,
             "port": args.port,
             "rate_window": args.rate_window,
