@@ -45,7 +45,8 @@ class RedisBroker:
 
     def __init__(self, url: str) -> None:
         self.client = redis.Redis.from_url(url, socket_timeout=3, socket_connect_timeout=2)
-        self.where = self.client.connection_pool.connection_kwargs.get("host", "?")
+        kw = self.client.connection_pool.connection_kwargs
+        self.where = f"{kw.get('host', '?')}:{kw.get('port', '?')}/{kw.get('db', 0)}"
 
     def discover(self) -> list[str]:
         try:

@@ -180,6 +180,12 @@ def start_exporter(procs: Procs, broker_url: str, *args: str, name: str = "expor
     argv = [sys.executable, "-m", "scalekeeper_celery_exporter", "--app", APP, "--port", str(port)]
     procs.start(name, [*argv, "--addr", "127.0.0.1", "--log-level", "DEBUG", *args], _env(broker_url))
     wait_until(lambda: http_get(f"http://127.0.0.1:{port}/metrics")[0] == 200, 20, f"{name} to serve")
+    # Events sent before its event queue is bound never reach it: tests publish only once it listens.
+    wait_until(
+        lambda: value(scrape(port), "scalekeeper_exporter_events_connected") == 1,
+        20,
+        f"{name} to hear events",
+    )
     return port
 
 
