@@ -14,7 +14,7 @@ from tests.demo.conftest import RedisServer
 from .celery_tasks import make_app
 from .conftest import Procs, RabbitMQServer, Samples, scrape, start_exporter, start_worker, value, wait_until
 
-WINDOW = 6.0
+WINDOW = 4.0
 
 
 @pytest.fixture(params=["redis", "rabbitmq"])

@@ -4,6 +4,8 @@ worker heartbeats, and an unreadable Redis yields no queue series at all."""
 
 from __future__ import annotations
 
+import uuid
+
 import pytest
 from kombu.transport.redis import Channel
 
@@ -16,28 +18,33 @@ from .conftest import APP, Procs, scrape, start_exporter, start_worker, value, w
 def test_waiting_counts_every_priority_list_of_discovered_queues(
     redis_url: str, redis_server: RedisServer, procs: Procs
 ) -> None:
+    # kombu remembers the bindings it made for the whole process (virtual Transport.state), so after another
+    # test's FLUSHALL it would not bind a queue name it bound before: these names are this test's own.
+    video, emails = f"video-{uuid.uuid4().hex[:6]}", f"emails-{uuid.uuid4().hex[:6]}"
     app = make_app(redis_url)
     for i in range(10):
-        app.tasks["tests.sleep"].apply_async((0,), queue="video", priority=i)
+        app.tasks["tests.sleep"].apply_async((0,), queue=video, priority=i)
     for _ in range(3):
-        app.tasks["tests.sleep"].apply_async((0,), queue="emails")
+        app.tasks["tests.sleep"].apply_async((0,), queue=emails)
     r = redis_server.client()
-    lists = [k for k in r.keys("video*") if k == b"video" or k.startswith(b"video" + Channel.sep.encode())]
+    lists = [
+        k for k in r.keys(video + "*") if k == video.encode() or k.startswith((video + Channel.sep).encode())
+    ]
     assert len(lists) > 1, f"priorities did not use sub-lists: {lists}"  # the test means something
 
     port = start_exporter(procs, redis_url)  # no --queues: discovered from _kombu.binding.*
     s = scrape(port)
     broker = f"redis://127.0.0.1:{redis_server.port}/0"
-    assert value(s, "celery_queue_waiting_tasks", app=APP, broker=broker, queue="video") == 10
-    assert value(s, "celery_queue_waiting_tasks", app=APP, broker=broker, queue="emails") == 3
-    assert value(s, "celery_queue_prefetched_tasks", queue="video") == 0
+    assert value(s, "celery_queue_waiting_tasks", app=APP, broker=broker, queue=video) == 10
+    assert value(s, "celery_queue_waiting_tasks", app=APP, broker=broker, queue=emails) == 3
+    assert value(s, "celery_queue_prefetched_tasks", queue=video) == 0
     # Celery's own event and control queues are not work queues.
     queues = {dict(ls)["queue"] for (n, ls) in s if n == "celery_queue_waiting_tasks"}
-    assert queues == {"video", "emails"}
+    assert queues == {video, emails}
     assert value(s, "scalekeeper_exporter_broker_up", app=APP, broker=broker) == 1
     # Fewer than one rate window after the start: event counters are missing, not zero.
-    assert value(s, "celery_queue_completed_total", queue="emails") is None
-    assert value(s, "celery_queue_published_total", queue="emails") is None
+    assert value(s, "celery_queue_completed_total", queue=emails) is None
+    assert value(s, "celery_queue_published_total", queue=emails) is None
 
 
 @pytest.mark.parametrize("acks_late", [False, True], ids=["acks-early", "acks-late"])
