@@ -155,7 +155,12 @@ class EventState:
             now = self.clock()
             since = self._listening_since
             listened = -1.0 if since is None else now - since
-            alive = {h: w for h, w in self._workers.items() if self._alive(w, now)}
+            # Workers killed without a worker-offline event (pods deleted) are forgotten once expired, or
+            # every pod name ever seen would stay here.
+            for gone in [h for h, w in self._workers.items() if not self._alive(w, now)]:
+                del self._workers[gone]
+                self._info.pop(gone, None)
+            alive = dict(self._workers)
             per_worker = {h: w.active for h, w in alive.items()}
             known = set(queues) | set(self._published) | set(self._completed)
             executing: dict[str, int] | None = None
