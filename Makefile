@@ -13,18 +13,18 @@ help:
 $(VENV)/.installed: pyproject.toml
 	@command -v python3 >/dev/null || { echo "python3 (>= 3.11) is required"; exit 1; }
 	python3 -m venv $(VENV)
-	$(VENV)/bin/pip install -q --disable-pip-version-check -e '.[dev]'
+	$(VENV)/bin/pip install -q --disable-pip-version-check -e '.[dev]' -e ./exporter
 	touch $@
 
 venv: $(VENV)/.installed ## Python environment with the package and its test tools
 
 lint: venv ## ruff (lint + format check), hadolint on the Dockerfiles
-	$(VENV)/bin/ruff check operator tests bench hack
-	$(VENV)/bin/ruff format --check operator tests bench hack
+	$(VENV)/bin/ruff check operator tests bench hack exporter
+	$(VENV)/bin/ruff format --check operator tests bench hack exporter
 	hack/lint-dockerfile.sh
 
-typecheck: venv ## mypy --strict on the package, the benchmarks and the demo's watcher
-	$(VENV)/bin/mypy operator/scalekeeper bench hack/demo_watch
+typecheck: venv ## mypy --strict on the package, the benchmarks, the demo's watcher and the Celery exporter
+	$(VENV)/bin/mypy operator/scalekeeper bench hack/demo_watch exporter/scalekeeper_celery_exporter
 
 crd: venv ## regenerate the CRD from the pydantic model
 	$(PY) -m scalekeeper.crdgen --write $(CRD)

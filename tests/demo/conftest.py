@@ -57,30 +57,28 @@ def _tail(path: Path, n: int = 40) -> str:
         return "(no log)"
 
 
-def ensure_redis_server() -> str:
-    """Path of redis-server, installing Debian's package when it is missing. Fails (never skips) otherwise."""
-    path = shutil.which("redis-server")
+def ensure_debian_binary(binary: str, package: str) -> str:
+    """Path of a server binary (a name on PATH or an absolute path), installing Debian's package when it is
+    missing. Fails (never skips) otherwise."""
+    path = shutil.which(binary)
     if path:
         return path
     if os.geteuid() != 0 or not shutil.which("apt-get"):
-        pytest.fail(
-            "redis-server is missing and cannot be installed here: install the Debian package redis-server"
-        )
+        pytest.fail(f"{binary} is missing and cannot be installed here: install the Debian package {package}")
     env = dict(os.environ, DEBIAN_FRONTEND="noninteractive")
     subprocess.run(["apt-get", "update", "-qq"], env=env, capture_output=True, timeout=300, check=False)
     r = subprocess.run(
-        ["apt-get", "install", "-y", "-qq", "--no-install-recommends", "redis-server"],
+        ["apt-get", "install", "-y", "-qq", "--no-install-recommends", package],
         env=env,
         capture_output=True,
         text=True,
         timeout=600,
         check=False,
     )
-    path = shutil.which("redis-server")
+    path = shutil.which(binary)
     if r.returncode != 0 or not path:
         pytest.fail(
-            f"apt-get install redis-server failed (exit {r.returncode}):\n"
-            f"{r.stdout[-2000:]}\n{r.stderr[-2000:]}"
+            f"apt-get install {package} failed (exit {r.returncode}):\n{r.stdout[-2000:]}\n{r.stderr[-2000:]}"
         )
     return path
 
@@ -89,7 +87,7 @@ class RedisServer:
     """One redis-server process on 127.0.0.1, no persistence. stop()/start() keep the port."""
 
     def __init__(self, workdir: Path, port: int | None = None, extra_args: tuple[str, ...] = ()) -> None:
-        self.binary = ensure_redis_server()
+        self.binary = ensure_debian_binary("redis-server", "redis-server")
         self.workdir = workdir
         self.workdir.mkdir(parents=True, exist_ok=True)
         self.port = port or free_port()

@@ -1,0 +1,106 @@
+"""Two threads that feed EventState from the broker: one consumes Celery's events, one asks each newly heard
+worker (remote control ``active_queues`` and ``conf``) which queues it consumes and whether it acks late."""
+
+from __future__ import annotations
+
+import logging
+import threading
+from typing import Any
+
+from celery import Celery
+from celery.events.receiver import EventReceiver
+
+from .events import EventState, WorkerInfo
+
+log = logging.getLogger("scalekeeper_celery_exporter.receiver")
+
+RECONNECT_SECONDS = 1.0
+INSPECT_TIMEOUT_SECONDS = 1.0
+INSPECT_EVERY_SECONDS = 0.5
+
+
+class _Receiver(EventReceiver):  # type: ignore[misc]  # celery ships no type information
+    """Celery's receiver, telling the state when its queue is bound (from then on no event is missed)."""
+
+    def __init__(self, state: EventState, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        self.state = state
+
+    def on_consume_ready(self, connection: Any, channel: Any, consumers: Any, **kwargs: Any) -> None:
+        self.state.listening()
+        # wakeup: every worker sends a heartbeat now, so executing counts are known within a second.
+        super().on_consume_ready(connection, channel, consumers, **kwargs)
+
+    def on_consume_end(self, connection: Any, channel: Any) -> None:
+        self.state.deaf()
+
+
+class EventListener:
+    def __init__(self, app: Celery, state: EventState) -> None:
+        self.app = app
+        self.state = state
+        self.errors = 0
+        self._stop = threading.Event()
+        self._receiver: _Receiver | None = None
+        self._threads = [
+            threading.Thread(target=self._listen, name="celery-events", daemon=True),
+            threading.Thread(target=self._inspect, name="celery-inspect", daemon=True),
+        ]
+
+    def start(self) -> None:
+        for t in self._threads:
+            t.start()
+
+    def stop(self) -> None:
+        self._stop.set()
+        if self._receiver is not None:
+            self._receiver.should_stop = True
+        for t in self._threads:
+            t.join(5)
+
+    def _listen(self) -> None:
+        while not self._stop.is_set():
+            try:
+                with self.app.connection_for_read() as conn:
+                    self._receiver = _Receiver(
+                        self.state, conn, handlers={"*": self.state.handle}, app=self.app
+                    )
+                    if self._stop.is_set():
+                        return
+                    self._receiver.capture(limit=None, timeout=None, wakeup=True)
+            except Exception as e:  # any broker failure: count it, stay deaf, reconnect
+                self.errors += 1
+                self.state.deaf()
+                log.warning("celery events: connection lost, reconnecting", extra={"error": str(e)})
+                self._stop.wait(RECONNECT_SECONDS)
+
+    def _inspect(self) -> None:
+        while not self._stop.wait(INSPECT_EVERY_SECONDS):
+            for hostname in self.state.workers_without_info():
+                try:
+                    info = self._ask(hostname)
+                except Exception as e:  # a worker that does not answer is asked again next round
+                    self.errors += 1
+                    log.warning("celery inspect failed", extra={"worker": hostname, "error": str(e)})
+                    continue
+                if info is not None:
+                    self.state.set_worker_info(hostname, info)
+                    log.info(
+                        "worker queues known",
+                        extra={
+                            "worker": hostname,
+                            "queues": sorted(info.queues),
+                            "acks_late": info.acks_late,
+                        },
+                    )
+
+    def _ask(self, hostname: str) -> WorkerInfo | None:
+        inspect = self.app.control.inspect(destination=[hostname], timeout=INSPECT_TIMEOUT_SECONDS)
+        queues = (inspect.active_queues() or {}).get(hostname)
+        conf = (inspect.conf(with_defaults=False) or {}).get(hostname)
+        if queues is None or conf is None:
+            return None
+        return WorkerInfo(
+            queues=frozenset(str(q["name"]) for q in queues if isinstance(q, dict) and "name" in q),
+            acks_late=bool(conf.get("task_acks_late", False)),
+        )

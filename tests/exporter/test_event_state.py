@@ -1,0 +1,110 @@
+"""The bookkeeping of Celery's events, fed event bodies as Celery sends them and a clock the test moves: what
+is known and what is left missing. (The threads that receive real events are tested in test_events.py.)"""
+
+from __future__ import annotations
+
+from scalekeeper_celery_exporter.events import MAX_TRACKED_TASKS, EventState, WorkerInfo
+
+
+class Clock:
+    def __init__(self) -> None:
+        self.now = 1000.0
+
+    def __call__(self) -> float:
+        return self.now
+
+
+def heartbeat(hostname: str, active: int) -> dict[str, object]:
+    return {"type": "worker-heartbeat", "hostname": hostname, "active": active, "freq": 2.0}
+
+
+def listening_state(window: float = 60.0) -> tuple[EventState, Clock]:
+    clock = Clock()
+    state = EventState(window, clock)
+    state.listening()
+    return state, clock
+
+
+def test_executing_is_missing_until_every_live_worker_is_known() -> None:
+    state, clock = listening_state()
+    clock.now += 5  # past the first heartbeat periods
+    state.handle(heartbeat("celery@a", 3))
+    state.handle(heartbeat("celery@b", 1))
+    state.set_worker_info("celery@a", WorkerInfo(frozenset({"emails"}), acks_late=False))
+    assert state.workers_without_info() == ["celery@b"]
+    assert (
+        state.snapshot(["emails"]).executing is None
+    )  # b may consume emails: no count rather than a low one
+    state.set_worker_info("celery@b", WorkerInfo(frozenset({"emails"}), acks_late=True))
+    snap = state.snapshot(["emails"])
+    assert snap.executing == {"emails": 4}
+    assert snap.executing_acked == {
+        "emails": 3
+    }  # b acks late: its running task is still unacked at the broker
+    assert snap.per_worker == {"celery@a": 3, "celery@b": 1}
+
+
+def test_executing_is_missing_for_the_first_heartbeat_periods() -> None:
+    state, clock = listening_state()
+    assert state.snapshot(["emails"]).executing is None
+    clock.now += 4
+    assert state.snapshot(["emails"]).executing == {"emails": 0}
+
+
+def test_a_worker_of_several_queues_is_unattributed_and_a_silent_one_expires() -> None:
+    state, clock = listening_state()
+    clock.now += 5
+    state.handle(heartbeat("celery@multi", 2))
+    state.set_worker_info("celery@multi", WorkerInfo(frozenset({"emails", "video"}), acks_late=False))
+    snap = state.snapshot(["emails", "video"])
+    assert (snap.executing, snap.unattributed_executing) == ({"emails": 0, "video": 0}, 2)
+    clock.now += 4.1  # two heartbeat periods without one: gone
+    snap = state.snapshot(["emails"])
+    assert (snap.per_worker, snap.unattributed_executing) == ({}, 0)
+
+
+def test_finished_tasks_go_to_their_sent_queue_else_to_their_worker_queue() -> None:
+    state, clock = listening_state(window=10)
+    state.set_worker_info("celery@v", WorkerInfo(frozenset({"video"}), acks_late=False))
+    state.handle({"type": "task-sent", "uuid": "t1", "queue": "emails"})
+    state.handle({"type": "task-succeeded", "uuid": "t1", "hostname": "celery@v", "runtime": 0.3})
+    state.handle({"type": "task-failed", "uuid": "t2", "hostname": "celery@v"})  # no task-sent seen
+    state.handle({"type": "task-failed", "uuid": "t3", "hostname": "celery@unknown"})
+    assert state.snapshot(["emails"]).completed is None  # not a full window yet
+    clock.now += 10
+    snap = state.snapshot(["emails", "video"])
+    assert snap.published == {"emails": 1, "video": 0}
+    assert snap.completed == {"emails": 1, "video": 1}
+    assert snap.failed == {"emails": 0, "video": 1}
+    assert snap.unattributed_finished == 1
+    assert snap.runtimes is not None and snap.runtimes["emails"].count == 1
+    assert snap.runtimes["emails"].buckets[:4] == [0, 0, 0, 0] and snap.runtimes["emails"].buckets[4] == 1
+
+
+def test_counters_are_missing_again_after_deafness_and_arrivals_without_task_sent() -> None:
+    state, clock = listening_state(window=10)
+    clock.now += 10
+    snap = state.snapshot(["emails"])
+    assert snap.completed == {"emails": 0}
+    assert snap.published is None  # no task-sent ever: producers may not send them
+    state.deaf()
+    assert state.snapshot(["emails"]).completed is None
+    state.listening()
+    clock.now += 9
+    assert state.snapshot(["emails"]).completed is None
+    clock.now += 1
+    assert state.snapshot(["emails"]).completed == {"emails": 0}
+
+
+def test_task_ids_never_finished_do_not_grow_without_bound() -> None:
+    state, clock = listening_state(window=0.1)
+    for i in range(MAX_TRACKED_TASKS + 5):
+        state.handle({"type": "task-sent", "uuid": f"t{i}", "queue": "emails"})
+    state.handle({"type": "task-succeeded", "uuid": "t0", "hostname": "celery@x", "runtime": 1.0})
+    state.handle(
+        {"type": "task-succeeded", "uuid": f"t{MAX_TRACKED_TASKS}", "hostname": "celery@x", "runtime": 1.0}
+    )
+    clock.now += 1
+    snap = state.snapshot(["emails"])
+    # The oldest id was dropped (its end unattributed); a recent one is still known.
+    assert (snap.completed, snap.unattributed_finished) == ({"emails": 1}, 1)
