@@ -74,7 +74,7 @@ family() {
     case "$c" in
       # helm renders for the Kubernetes version it was built against unless told otherwise (--kube-version)
       helm) pkg=helm.sh/helm/v3/cmd/helm; ldf="-s -w -X helm.sh/helm/v3/internal/version.version=$HELM_VERSION"
-        local minor=${K8S_STAGING_VERSION#v0.}; minor=${minor%%.*} p
+        local minor p; minor=${K8S_STAGING_VERSION#v0.}; minor=${minor%%.*}
         for p in helm.sh/helm/v3/pkg/lint/rules helm.sh/helm/v3/pkg/chartutil; do
           ldf="$ldf -X $p.k8sVersionMajor=1 -X $p.k8sVersionMinor=$minor"
         done ;;
@@ -167,9 +167,17 @@ prometheus() {
     "replace github.com/prometheus/prometheus => ./prometheus"
 }
 
+kill_tree() { # pid
+  local child
+  for child in $(pgrep -P "$1"); do kill_tree "$child"; done
+  kill "$1" 2>/dev/null || true
+}
+
 # Two lanes at once: one `go build` alone leaves a core idle while it downloads modules and links.
 offline() {
   ( components ) & local components_pid=$!
+  # A failed lane stops the script; the other lane (its go build and compilers too) must not go on without it.
+  trap 'kill_tree "$components_pid"' EXIT
   family "${KUBE_COMMANDS[@]}" metrics-server helm
   wait "$components_pid" || die "building the components failed (above)"
   link_tools
