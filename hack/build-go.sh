@@ -177,7 +177,8 @@ kill_tree() { # pid
 offline() {
   ( components ) & local components_pid=$!
   # A failed lane stops the script; the other lane (its go build and compilers too) must not go on without it.
-  trap 'kill_tree "$components_pid"' EXIT
+  # shellcheck disable=SC2064  # the pid is expanded now: the local is gone when the EXIT trap runs
+  trap "kill_tree $components_pid" EXIT
   family "${KUBE_COMMANDS[@]}" metrics-server helm
   wait "$components_pid" || die "building the components failed (above)"
   link_tools
