@@ -2,7 +2,7 @@
 # `make demo`: the kind cluster, the operator from the Helm chart (watching only namespace demo, with its own
 # Lease), the demo application and its ScalingPolicy (windows shortened), real load on web and on the video
 # queue, the tiers scaling live in the terminal, and a plot of it all in out/demo.png. Leaves everything running.
-#   hack/demo.sh                    the whole demo (about 6 minutes on a warm machine)
+#   hack/demo.sh                    the whole demo (about 20 min on a fresh 2-core machine, 7 min once built)
 #   DEMO_SKIP_SETUP=1 hack/demo.sh  only the policy, the load and the live view (cluster, chart, app in place)
 #   PYTHONPATH=hack .venv/bin/python -m demo_watch plot   re-draws out/demo.png from the last run's record
 set -euo pipefail
@@ -52,7 +52,7 @@ step() { printf '\n%s==> %s%s  (+%ss)\n' "$B" "$*" "$N" "$(( $(date +%s) - T0 ))
 setup() {
   # The venv installs while the cluster builds: they share nothing, and a first run waits for both.
   make -C "$ROOT_DIR" -s venv >"$LOG_DIR/demo-venv.log" 2>&1 & local venv_pid=$!
-  step "cluster: hack/cluster.sh up (reuses a healthy one; about 14 min on a fresh 2-core machine)"
+  step "cluster: hack/cluster.sh up (reuses a healthy one; about 13 min on a fresh 2-core machine)"
   "$HACK_DIR/cluster.sh" up
 
   step "project venv (.venv) for the live view and the plot (installed beside the cluster build)"
@@ -61,7 +61,7 @@ setup() {
   "$PY" -c 'import kubernetes, matplotlib, requests, yaml, scalekeeper' \
     || die "the venv $ROOT_DIR/.venv lacks a package: run make venv"
 
-  step "images: operator (hack/project-image.sh) and demo app (hack/demo-image.sh)"
+  step "images: operator (hack/project-image.sh) and demo app (hack/demo-image.sh), about 40 s the first time"
   local images op_image demo_image op_ref demo_ref
   images=$(app_images); op_image=$(sed -n 1p <<<"$images"); demo_image=$(sed -n 2p <<<"$images")
   # Pods run the digest just pushed: a rebuilt :dev rolls the pods, an unchanged one leaves them alone.
@@ -218,7 +218,7 @@ demo_watch policy --namespace "$NS" >"$LOG_DIR/demo-policy.yaml"
 kubectl -n "$NS" apply -f "$LOG_DIR/demo-policy.yaml" >/dev/null
 log "applied (the full policy as applied: $LOG_DIR/demo-policy.yaml)"
 
-step "load and the tiers, live"
+step "load and the tiers, live (about 5.5 min)"
 rc=0
 demo_watch run --namespace "$NS" --policy "$POLICY" --out "$ROOT_DIR/out" \
   --log "$LOG_DIR/demo-load.log" || rc=$?

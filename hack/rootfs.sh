@@ -17,7 +17,7 @@ SLIM_PKGS=iptables,nftables,conntrack,iproute2,kmod,ca-certificates
 bootstrap() { # dir packages
   [ -e "$R/$1/.complete" ] && return 0
   rm -rf "${R:?}/$1"; mkdir -p "$R"
-  log "debootstrap $1 ($DEBIAN_SUITE from $MIRROR)"
+  log "debootstrap $1 ($DEBIAN_SUITE from $MIRROR): about 2.5 min"
   run_logged "debootstrap-$1" debootstrap --variant=minbase --include="$2" "$DEBIAN_SUITE" "$R/$1" "$MIRROR"
   # Images built FROM these install Debian packages at their current versions: updates and security too.
   printf 'deb %s %s main\ndeb %s %s-updates main\ndeb %s %s-security main\n' \
