@@ -20,14 +20,17 @@ from pathlib import Path
 
 import pytest
 
+# The demo's fixtures, one copy: a session redis-server, a test's emptied database, its subprocesses.
 from tests.demo.conftest import (
     Procs,
-    RedisServer,
     Samples,
     _tail,
     ensure_debian_binary,
     free_port,
     http_get,
+    procs,
+    redis_server,
+    redis_url,
     scrape,
     wait_until,
 )
@@ -38,7 +41,7 @@ EXPORTER_DIR = HERE.parents[1] / "exporter"
 RABBITMQ_SERVER = "/usr/lib/rabbitmq/bin/rabbitmq-server"
 APP = "shop"
 
-__all__ = ["Procs", "Samples", "scrape", "wait_until"]
+__all__ = ["Procs", "Samples", "procs", "redis_server", "redis_url", "scrape", "wait_until"]
 
 
 class RabbitMQServer:
@@ -146,29 +149,9 @@ def rabbitmq(tmp_path_factory: pytest.TempPathFactory) -> Iterator[RabbitMQServe
     server.stop()
 
 
-@pytest.fixture(scope="session")
-def redis_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[RedisServer]:
-    server = RedisServer(tmp_path_factory.mktemp("redis")).start()
-    yield server
-    server.stop()
-
-
-@pytest.fixture
-def redis_url(redis_server: RedisServer) -> str:
-    redis_server.client().flushall()
-    return redis_server.url(0)
-
-
 @pytest.fixture
 def amqp_url(rabbitmq: RabbitMQServer) -> str:
     return rabbitmq.vhost()
-
-
-@pytest.fixture
-def procs(tmp_path: Path) -> Iterator[Procs]:
-    p = Procs(tmp_path)
-    yield p
-    p.cleanup()
 
 
 def _env(broker_url: str, **extra: str) -> dict[str, str]:
