@@ -98,15 +98,18 @@ bench-scale: venv ## cost at scale: one operator, SIZES policies (100,300): CPU,
 image: ## build the operator image and push it to the local registry
 	hack/project-image.sh
 
-# requirements.lock: the image's runtime dependencies and the setuptools that builds the package, each with
-# its hashes (the Dockerfile installs with --require-hashes). pip-compile keeps the current pins of whatever
+# requirements.lock and exporter/requirements.lock: each image's runtime dependencies and the setuptools that
+# builds its package, each with its hashes (the Dockerfile installs with --require-hashes). pip-compile keeps the current pins of whatever
 # still fits pyproject.toml; LOCK_ARGS=--upgrade moves every pin to the newest release. It resolves for the
 # venv's Python: keep that the image's (3.11).
 LOCK_ARGS ?=
-lock: venv ## re-pin the image's dependencies, with hashes (pip-compile; LOCK_ARGS=--upgrade for the newest)
+lock: venv ## re-pin the images' dependencies, with hashes (pip-compile; LOCK_ARGS=--upgrade for the newest)
 	CUSTOM_COMPILE_COMMAND="make lock" $(VENV)/bin/pip-compile --quiet --generate-hashes --allow-unsafe \
 	  --strip-extras --no-emit-index-url --no-emit-find-links --build-deps-for=wheel $(LOCK_ARGS) \
 	  --output-file requirements.lock pyproject.toml
+	cd exporter && CUSTOM_COMPILE_COMMAND="make lock" ../$(VENV)/bin/pip-compile --quiet --generate-hashes \
+	  --allow-unsafe --strip-extras --no-emit-index-url --no-emit-find-links --build-deps-for=wheel $(LOCK_ARGS) \
+	  --extra image --output-file requirements.lock pyproject.toml
 
 # The whole suite. The cluster comes up (a first run builds it for about 12 minutes) while the venv, lint, types
 # and CRD drift are checked beside it. Leaves the cluster running for the next run; `make cluster-down` removes it.

@@ -79,14 +79,16 @@ go_binary_image() { # tag binary context-dir user entrypoint (JSON array items, 
   mv "$ctx/Dockerfile.tmp" "$ctx/Dockerfile"
 }
 
-# The operator's image and the demo app's build side by side (mostly pip downloads on a first run); prints
-# the two references, the operator's first.
+# The operator's, the demo app's and the Celery exporter's images build side by side (mostly pip downloads on a
+# first run); prints their three references, a line each, in that order.
 app_images() {
-  local demo_out=$LOG_DIR/demo-image.ref op
+  local demo_out=$LOG_DIR/demo-image.ref exporter_out=$LOG_DIR/exporter-image.ref op
   "$HACK_DIR/demo-image.sh" >"$demo_out" & local demo_pid=$!
+  "$HACK_DIR/exporter-image.sh" >"$exporter_out" & local exporter_pid=$!
   op=$("$HACK_DIR/project-image.sh" | tail -n 1)
   wait "$demo_pid" || die "hack/demo-image.sh failed (above)"
-  echo "$op"; tail -n 1 "$demo_out"
+  wait "$exporter_pid" || die "hack/exporter-image.sh failed (above)"
+  echo "$op"; tail -n 1 "$demo_out"; tail -n 1 "$exporter_out"
 }
 
 # Fail when a loopback port is taken by something that is not ours.
