@@ -60,7 +60,7 @@ bench-reaction: venv cluster-up image ## reaction time: metric queryable -> scal
 KEDA_SIGNALS ?= prometheus redis-list
 
 bench-keda: venv cluster-up image ## reaction time beside KEDA (built from its Go module, hack/keda.sh) per KEDA_SIGNALS, out/reaction-peer*.png
-	hack/demo-image.sh >/dev/null
+	hack/demo-image.sh >/dev/null && hack/exporter-image.sh >/dev/null
 	hack/keda.sh build install
 	mkdir -p out; pids=""; for signal in $(KEDA_SIGNALS); do \
 	  PYTHONPATH=$(CURDIR)/operator $(PY) -m bench.reaction_peer --signal $$signal --steps 20 \
@@ -80,10 +80,10 @@ bench-quality: venv ## scaling quality on a real trace (fpp3 bank_calls), in the
 	$(PY) -m bench.quality
 
 # bench-quality-real installs KEDA and the prometheus-adapter for its run and uninstalls them after; it needs the
-# cluster up (make cluster-up) and builds the demo image (SCALEKEEPER_DEMO_IMAGE picks its tag).
+# cluster up (make cluster-up) and builds the demo's and the exporter's images (SCALEKEEPER_DEMO_IMAGE picks a tag).
 PROMETHEUS_ADAPTER_SH ?= hack/prometheus-adapter.sh
 bench-quality-real: venv ## a 10-min trace slice for real, 3 namespaces at once: scalekeeper, KEDA, plain HPA vs the simulator
-	DEMO_IMAGE=$$(hack/demo-image.sh | tail -n 1) || exit 1; \
+	DEMO_IMAGE=$$(hack/demo-image.sh | tail -n 1) && hack/exporter-image.sh >/dev/null || exit 1; \
 	hack/keda.sh build install && $(PROMETHEUS_ADAPTER_SH) build install && \
 	  PYTHONPATH=$(CURDIR)/operator $(PY) -m bench.quality_real --demo-image "$$DEMO_IMAGE"; rc=$$?; \
 	$(PROMETHEUS_ADAPTER_SH) uninstall; hack/keda.sh uninstall; exit $$rc

@@ -123,6 +123,12 @@ up() {
     render "$HACK_DIR/addons/$f.yaml" | kubectl apply -f - >"$LOG_DIR/addon-$f.log" 2>&1 \
       || { cat "$LOG_DIR/addon-$f.log" >&2; die "applying addon $f failed"; }
   done
+  # Prometheus reads its configuration only at start: a changed one (a cluster kept from an older checkout)
+  # restarts it.
+  if grep -q "configmap/prometheus-config configured" "$LOG_DIR/addon-prometheus.log"; then
+    log "the Prometheus configuration changed: restarting Prometheus"
+    kubectl -n scalekeeper-system rollout restart deploy/prometheus >/dev/null
+  fi
   kubectl -n scalekeeper-system rollout status deploy/prometheus --timeout=180s >/dev/null \
     || die "Prometheus did not become ready (kubectl -n scalekeeper-system describe pod -l app=prometheus)"
   kubectl -n scalekeeper-system rollout status deploy/redis --timeout=120s >/dev/null || die "Redis did not become ready"

@@ -61,12 +61,13 @@ setup() {
   "$PY" -c 'import kubernetes, matplotlib, requests, yaml, scalekeeper' \
     || die "the venv $ROOT_DIR/.venv lacks a package: run make venv"
 
-  step "images: operator (hack/project-image.sh) and demo app (hack/demo-image.sh), about 40 s the first time"
-  local images op_image demo_image op_ref demo_ref
-  images=$(app_images); op_image=$(sed -n 1p <<<"$images"); demo_image=$(sed -n 2p <<<"$images")
+  step "images: operator, demo app and Celery exporter (hack/*-image.sh), about 40 s the first time"
+  local images op_image demo_image exporter_image op_ref demo_ref exporter_ref
+  images=$(app_images)
+  op_image=$(sed -n 1p <<<"$images"); demo_image=$(sed -n 2p <<<"$images"); exporter_image=$(sed -n 3p <<<"$images")
   # Pods run the digest just pushed: a rebuilt :dev rolls the pods, an unchanged one leaves them alone.
-  op_ref=$(repo_digest "$op_image"); demo_ref=$(repo_digest "$demo_image")
-  log "operator $op_ref"; log "demo app $demo_ref"
+  op_ref=$(repo_digest "$op_image"); demo_ref=$(repo_digest "$demo_image"); exporter_ref=$(repo_digest "$exporter_image")
+  log "operator $op_ref"; log "demo app $demo_ref"; log "Celery exporter $exporter_ref"
 
   step "CRD and the operator's chart (release $RELEASE in namespace $RELEASE_NS, watching only namespace $NS)"
   kubectl apply --server-side --force-conflicts -f "$ROOT_DIR/crds/scalingpolicies.scalekeeper.dev.yaml" >/dev/null
@@ -85,7 +86,8 @@ setup() {
   step "demo app in namespace $NS (manifests/examples/demo, key prefix \"$NS:\") and a load generator pod"
   # shellcheck source=/dev/null
   . "$STATE_DIR/images.env"
-  demo_watch app --demo-image "$demo_ref" --redis-image "$REDIS_IMAGE" --key-prefix "$NS:" \
+  demo_watch app --demo-image "$demo_ref" --exporter-image "$exporter_ref" --redis-image "$REDIS_IMAGE" \
+    --key-prefix "$NS:" \
     >"$LOG_DIR/demo-app.yaml"
   kubectl -n "$NS" apply -f "$LOG_DIR/demo-app.yaml" >"$LOG_DIR/demo-apply.log" \
     || { cat "$LOG_DIR/demo-apply.log" >&2; die "applying the demo app ($LOG_DIR/demo-app.yaml) failed"; }

@@ -17,7 +17,7 @@
 # cluster's metrics-server's, and its resource-metrics RBAC (system:aggregated-metrics-reader, also
 # metrics-server's) goes with it: neither is applied, and our rules have no resourceRules, so the adapter does not
 # even build a resource-metrics provider. external.metrics.k8s.io is KEDA's here: never registered.
-# Metrics (Object metrics on the exporter's Deployment; label `app` -> deployments.apps, `namespace` -> namespace):
+# Metrics (Object metrics on the exporter's Deployment; label `workload` -> deployments.apps, `namespace` -> namespace):
 #   celery_queue_backlog_tasks   waiting + in-flight messages (what scalekeeper sizes on)
 #   celery_queue_waiting_tasks   waiting messages only
 # A metric selector on `queue` (an HPA's metric.selector, or ?metricLabelSelector=queue%3Dvideo on the raw API;
@@ -90,20 +90,20 @@ build() {
   log "prometheus-adapter $PROMETHEUS_ADAPTER_VERSION image in the registry: $img"
 }
 
-# The adapter's discovery rules: each Prometheus series celery_queue_waiting_tasks{namespace, app, queue, pod}
-# (hack/addons/prometheus.yaml sets namespace, pod and app = the pod's `app` label) yields two Object metrics
-# on the Deployment named by `app`. <<.LabelMatchers>> carries namespace, app and the request's metric selector
-# (queue="video"), so a selector narrows before anything is summed. `max by (app, queue)` first: while the
-# exporter rolls, an old and a new pod report the same queue, and summing them would count it twice.
+# The adapter's discovery rules: each Prometheus series celery_queue_waiting_tasks{namespace, workload, queue, pod}
+# (hack/addons/prometheus.yaml sets namespace, pod and workload = the pod's `app` label) yields two Object metrics
+# on the Deployment named by `workload`. <<.LabelMatchers>> carries namespace, workload and the request's metric
+# selector (queue="video"), so a selector narrows before anything is summed. `max by (workload, queue)` first:
+# while the exporter rolls, an old and a new pod report the same queue, and summing them would count it twice.
 rules_config() {
   cat <<'YAML'
 rules:
 # waiting + in-flight (delivered, not acked yet): the work the queue still holds; what scalekeeper sizes on
-- seriesQuery: 'celery_queue_waiting_tasks{namespace!="",app!=""}'
+- seriesQuery: 'celery_queue_waiting_tasks{namespace!="",workload!=""}'
   resources:
     overrides:
       namespace: {resource: namespace}
-      app: {group: apps, resource: deployment}
+      workload: {group: apps, resource: deployment}
   name: {matches: ^celery_queue_waiting_tasks$, as: celery_queue_backlog_tasks}
   metricsQuery: |-
     sum by (<<.GroupBy>>) (
@@ -111,11 +111,11 @@ rules:
       + max by (<<.GroupBy>>, queue) (celery_queue_inflight_tasks{<<.LabelMatchers>>})
     )
 # waiting only
-- seriesQuery: 'celery_queue_waiting_tasks{namespace!="",app!=""}'
+- seriesQuery: 'celery_queue_waiting_tasks{namespace!="",workload!=""}'
   resources:
     overrides:
       namespace: {resource: namespace}
-      app: {group: apps, resource: deployment}
+      workload: {group: apps, resource: deployment}
   name: {matches: ^celery_queue_waiting_tasks$, as: celery_queue_waiting_tasks}
   metricsQuery: sum by (<<.GroupBy>>) (max by (<<.GroupBy>>, queue) (<<.Series>>{<<.LabelMatchers>>}))
 YAML
@@ -315,8 +315,8 @@ check_cleanup() {
 }
 
 # The demo's config, video worker and queue exporter (manifests/examples/demo/render.py), nothing else.
-check_manifests() { # demo-image redis-image
-  "$PY" - "$1" "$2" "$CHECK_PREFIX" <<'PY'
+check_manifests() { # demo-image exporter-image redis-image
+  "$PY" - "$1" "$2" "$3" "$CHECK_PREFIX" <<'PY'
 import sys
 
 sys.path.insert(0, "manifests/examples/demo")
@@ -325,7 +325,8 @@ from render import render
 
 wanted = {("ConfigMap", "demo-config"), ("Deployment", "worker-video"), ("Deployment", "queue-exporter"),
           ("Service", "queue-exporter")}
-docs = render({"DEMO_IMAGE": sys.argv[1], "REDIS_IMAGE": sys.argv[2]}, key_prefix=sys.argv[3])
+images = {"DEMO_IMAGE": sys.argv[1], "EXPORTER_IMAGE": sys.argv[2], "REDIS_IMAGE": sys.argv[3]}
+docs = render(images, key_prefix=sys.argv[4])
 yaml.safe_dump_all([d for d in docs if (d["kind"], d["metadata"]["name"]) in wanted], sys.stdout, sort_keys=False)
 PY
 }
@@ -338,8 +339,8 @@ check() {
     [ "$(kubectl get apiservice "$a" -o jsonpath='{.status.conditions[?(@.type=="Available")].status}' 2>/dev/null)" = True ] \
       || die "APIService $a is not Available: run hack/prometheus-adapter.sh build install"
   done
-  local demo_image redis_image t0=$SECONDS
-  demo_image=$("$HACK_DIR/demo-image.sh")
+  local demo_image exporter_image redis_image t0=$SECONDS
+  demo_image=$("$HACK_DIR/demo-image.sh"); exporter_image=$("$HACK_DIR/exporter-image.sh")
   # shellcheck source=/dev/null
   . "$STATE_DIR/images.env"; redis_image=${REDIS_IMAGE:?no REDIS_IMAGE in $STATE_DIR/images.env}
   cd "$ROOT_DIR" || die "cannot cd to $ROOT_DIR"
@@ -348,7 +349,7 @@ check() {
   purge_check_keys
   trap check_cleanup EXIT
   kubectl create namespace "$CHECK_NAMESPACE" >/dev/null
-  check_manifests "$demo_image" "$redis_image" | kubectl -n "$CHECK_NAMESPACE" apply -f - >/dev/null \
+  check_manifests "$demo_image" "$exporter_image" "$redis_image" | kubectl -n "$CHECK_NAMESPACE" apply -f - >/dev/null \
     || die "applying the demo's exporter and worker failed"
   kubectl -n "$CHECK_NAMESPACE" rollout status deploy/queue-exporter --timeout=180s >/dev/null \
     || die "queue-exporter did not become ready"

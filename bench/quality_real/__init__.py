@@ -34,7 +34,7 @@ target wait (by arrival minute, nearest-rank p95), task wait p95 (a task not sta
 its wait until then), replica-hours (worker pods from creation to deletion, watched, clipped to [start,
 horizon]), scale events (changes of the Deployment's spec.replicas), and the difference real - simulated.
 Writes out/bench-quality-real.json and out/bench-quality-real.png. Every namespace and Redis key it made is
-deleted at the end, on failure and on Ctrl-C too. Needs the cluster (`make cluster-up`), the demo image
-(hack/demo-image.sh), KEDA (hack/keda.sh install) and prometheus-adapter (hack/prometheus-adapter.sh
-install): `make bench-quality-real` does all of it.
+deleted at the end, on failure and on Ctrl-C too. Needs the cluster (`make cluster-up`), the demo's and the
+exporter's images (hack/demo-image.sh, hack/exporter-image.sh), KEDA (hack/keda.sh install) and
+prometheus-adapter (hack/prometheus-adapter.sh install): `make bench-quality-real` does all of it.
 """

@@ -146,7 +146,7 @@ class LegWatch:
             return [(t - origin, n) for t, n in self.replicas]
 
 
-def render_demo(image: str, redis_image: str, ns: str) -> list[dict[str, Any]]:
+def render_demo(images: dict[str, str], ns: str) -> list[dict[str, Any]]:
     """The demo objects one leg needs: its ConfigMap, worker-video (1 replica to start), the exporter."""
     keep = {
         ("ConfigMap", "demo-config"),
@@ -156,7 +156,7 @@ def render_demo(image: str, redis_image: str, ns: str) -> list[dict[str, Any]]:
     }
     docs = [
         d
-        for d in demo_render().render({"DEMO_IMAGE": image, "REDIS_IMAGE": redis_image}, key_prefix=f"{ns}:")
+        for d in demo_render().render(images, key_prefix=f"{ns}:")
         if (d["kind"], d["metadata"]["name"]) in keep
     ]
     for d in docs:

@@ -100,15 +100,19 @@ class Run:
     watches: dict[str, LegWatch] = field(default_factory=dict)
 
 
-def connect(args: argparse.Namespace) -> tuple[Cluster, Any, str, str]:
-    """The cluster `make cluster-up` brought up, its Redis, and the demo and Redis images to run."""
+def connect(args: argparse.Namespace) -> tuple[Cluster, Any, dict[str, str]]:
+    """The cluster `make cluster-up` brought up, its Redis, and the demo's images to run (render's keys)."""
     env = cluster_env()
     images = images_env()
     kubeconfig, prom = env["KUBECONFIG"], env["PROMETHEUS_URL"]
-    demo_image = args.demo_image or f"{env['SCALEKEEPER_REGISTRY']}/scalekeeper-demo:dev"
+    demo_images = {
+        "DEMO_IMAGE": args.demo_image or f"{env['SCALEKEEPER_REGISTRY']}/scalekeeper-demo:dev",
+        "EXPORTER_IMAGE": f"{env['SCALEKEEPER_REGISTRY']}/scalekeeper-celery-exporter:dev",
+        "REDIS_IMAGE": images["REDIS_IMAGE"],
+    }
     api = config.new_client_from_config(config_file=kubeconfig)
     c = Cluster(kubeconfig, prom, env["REDIS_URL"], client.CoreV1Api(api), client.AppsV1Api(api))
-    return c, redis_client(c.redis_url), demo_image, images["REDIS_IMAGE"]
+    return c, redis_client(c.redis_url), demo_images
 
 
 def check_autoscalers(kubeconfig: str, legs: str) -> None:
@@ -131,7 +135,7 @@ def write_schedule(folder: Path, sl: Slice) -> Path:
     return schedule
 
 
-def set_up_legs(c: Cluster, r: Any, legs: Sequence[Leg], demo_image: str, redis_image: str, run: Run) -> None:
+def set_up_legs(c: Cluster, r: Any, legs: Sequence[Leg], demo_images: dict[str, str], run: Run) -> None:
     """Each leg's namespace with the demo's objects and a watch on its worker, after deleting what an
     interrupted run left."""
     for leg in legs:  # leftovers of an interrupted run
@@ -142,7 +146,7 @@ def set_up_legs(c: Cluster, r: Any, legs: Sequence[Leg], demo_image: str, redis_
     for leg in legs:
         c.core.create_namespace({"metadata": {"name": leg.namespace}})
         c.made.append(leg.namespace)
-        for obj in render_demo(demo_image, redis_image, leg.namespace):
+        for obj in render_demo(demo_images, leg.namespace):
             apply_object(c.kubeconfig, leg.namespace, obj)
         run.watches[leg.key] = LegWatch(c.core, c.apps, leg.namespace)
 
@@ -304,7 +308,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     legs = [LEGS[k] for k in args.legs.split(",") if k]
     sl = simulate_slice(args)
-    c, r, demo_image, redis_image = connect(args)
+    c, r, demo_images = connect(args)
     print(f"machine: {machine()}", flush=True)
     print(describe_slice(sl, args), flush=True)
     check_autoscalers(c.kubeconfig, args.legs)
@@ -313,7 +317,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     with sigterm_as_interrupt(), tempfile.TemporaryDirectory(prefix="quality-real-") as tmp:
         try:
             schedule = write_schedule(Path(tmp), sl)
-            set_up_legs(c, r, legs, demo_image, redis_image, run)
+            set_up_legs(c, r, legs, demo_images, run)
             wait_legs_ready(c, legs, args.queue)
             start_autoscalers(c, legs, sl, args.queue, run)
             origin, loads = replay(c, r, legs, sl, args.queue, schedule, run)

@@ -3,8 +3,8 @@
     PYTHONPATH=operator .venv/bin/python -m bench.reaction_peer [--signal prometheus|redis-list] [--steps 20]
 
 Needs `make cluster-up`, `make image` and KEDA installed (`hack/keda.sh build install`); `--signal redis-list`
-also the demo image (`hack/demo-image.sh`). In one namespace <--namespace-prefix><random>: a signal and two
-Deployments. `target` is sized by a ScalingPolicy (intervalSeconds 1, no stabilization, no rate limit; the
+also the demo and exporter images (`hack/demo-image.sh`, `hack/exporter-image.sh`). In one namespace
+<--namespace-prefix><random>: a signal and two Deployments. `target` is sized by a ScalingPolicy (intervalSeconds 1, no stabilization, no rate limit; the
 operator runs as a local process), `target-keda` by a KEDA ScaledObject; both size as ceil(value / 10),
 min 1, max 10. The signal (--signal):
 

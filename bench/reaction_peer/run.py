@@ -67,6 +67,9 @@ def main() -> int:
         "DEMO_IMAGE": os.environ.get(
             "SCALEKEEPER_DEMO_IMAGE", f"{env['SCALEKEEPER_REGISTRY']}/scalekeeper-demo:dev"
         ),
+        "EXPORTER_IMAGE": os.environ.get(
+            "SCALEKEEPER_EXPORTER_IMAGE", f"{env['SCALEKEEPER_REGISTRY']}/scalekeeper-celery-exporter:dev"
+        ),
         "REDIS_IMAGE": images.get("REDIS_IMAGE", ""),
     }
     keda_image = keda_ready(kubeconfig)

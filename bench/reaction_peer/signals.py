@@ -115,7 +115,7 @@ def setup_redis_list(kubeconfig: str, prom: str, redis_url: str, ns: str, env: d
     render = demo_render()
 
     prefix = f"{ns}:"
-    images = {"DEMO_IMAGE": env["DEMO_IMAGE"], "REDIS_IMAGE": env["REDIS_IMAGE"]}
+    images = {k: env[k] for k in ("DEMO_IMAGE", "EXPORTER_IMAGE", "REDIS_IMAGE")}
     # Only the settings and the exporter: no worker may consume the list.
     objects = {
         (obj["kind"], obj["metadata"]["name"]): obj for obj in render.render(images, key_prefix=prefix)

@@ -3,7 +3,7 @@ program, a live table of the tiers and of the policy's Events, a record of every
 
   python -m demo_watch policy [--example FILE] [--namespace demo] [--factor 4]
       the policy to apply, as YAML on stdout (what was shortened: on stderr)
-  python -m demo_watch app --demo-image REF --redis-image REF [--key-prefix demo:]
+  python -m demo_watch app --demo-image REF --exporter-image REF --redis-image REF [--key-prefix demo:]
       the demo app's objects as YAML: render.py's, with the workers' CPU requests trimmed (why: demo_app)
   python -m demo_watch run [--namespace demo] [--policy demo] [--out out]
       drive the load, show it live, record every sample, plot

@@ -52,7 +52,12 @@ def cmd_policy(args: argparse.Namespace) -> int:
 
 
 def cmd_app(args: argparse.Namespace) -> int:
-    docs, notes = demo_app({"DEMO_IMAGE": args.demo_image, "REDIS_IMAGE": args.redis_image}, args.key_prefix)
+    images = {
+        "DEMO_IMAGE": args.demo_image,
+        "EXPORTER_IMAGE": args.exporter_image,
+        "REDIS_IMAGE": args.redis_image,
+    }
+    docs, notes = demo_app(images, args.key_prefix)
     yaml.safe_dump_all(docs, sys.stdout, sort_keys=False)
     if notes:
         print(
@@ -200,6 +205,7 @@ def main(argv: list[str] | None = None) -> int:
     pp.add_argument("--factor", type=float, default=DEFAULT_FACTOR)
     pa = sub.add_parser("app", help="print the demo app's objects (render.py, worker CPU requests trimmed)")
     pa.add_argument("--demo-image", required=True)
+    pa.add_argument("--exporter-image", required=True)
     pa.add_argument("--redis-image", required=True)
     pa.add_argument("--key-prefix", default="demo:")
     pr = sub.add_parser("run", help="drive the load, show the tiers live, record, plot")

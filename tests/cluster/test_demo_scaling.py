@@ -47,21 +47,27 @@ def _render() -> Any:
     return module.render
 
 
-@pytest.fixture(scope="module")
-def demo_image(cluster: Cluster) -> str:
-    out = subprocess.run([str(ROOT / "hack" / "demo-image.sh")], capture_output=True, text=True, check=False)
+def built_image(script: str) -> str:
+    out = subprocess.run([str(ROOT / "hack" / script)], capture_output=True, text=True, check=False)
     assert out.returncode == 0, out.stderr[-3000:]
     return out.stdout.strip().splitlines()[-1]
 
 
 @pytest.fixture(scope="module")
-def demo(cluster: Cluster, demo_image: str) -> Iterator[str]:
+def demo_images(cluster: Cluster) -> dict[str, str]:
+    return {
+        "DEMO_IMAGE": built_image("demo-image.sh"),
+        "EXPORTER_IMAGE": built_image("exporter-image.sh"),
+        "REDIS_IMAGE": cluster.images["REDIS_IMAGE"],
+    }
+
+
+@pytest.fixture(scope="module")
+def demo(cluster: Cluster, demo_images: dict[str, str]) -> Iterator[str]:
     ns = f"demo-{uuid.uuid4().hex[:6]}"
     core = client.CoreV1Api(cluster.api)
     core.create_namespace({"metadata": {"name": ns, "labels": {"scalekeeper-test": "1"}}})
-    objects = _render()(
-        {"DEMO_IMAGE": demo_image, "REDIS_IMAGE": cluster.images["REDIS_IMAGE"]}, key_prefix=f"{ns}:"
-    )
+    objects = _render()(demo_images, key_prefix=f"{ns}:")
     import yaml
 
     kubectl(cluster, "-n", ns, "apply", "-f", "-", stdin=yaml.safe_dump_all(objects))

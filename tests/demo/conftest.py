@@ -1,6 +1,6 @@
 """Fixtures for the demo application's tests: a real redis-server on a loopback port and real subprocesses
-(Celery workers, the exporter, the web app). Nothing is mocked and nothing is skipped: when redis-server is
-missing it is installed with apt-get, and when it cannot be had or started the test fails saying why."""
+(Celery workers, the web app). Nothing is mocked and nothing is skipped: when redis-server is missing it is
+installed with apt-get, and when it cannot be had or started the test fails saying why."""
 
 from __future__ import annotations
 
@@ -251,16 +251,6 @@ class Procs:
         p = self.start(name, args, demo_env(broker_url, **env))
         self.wait_log(name, " ready.", 40)
         return p
-
-    def exporter(self, name: str, broker_url: str, **env: str) -> int:
-        port = free_port()
-        self.start(
-            name,
-            [sys.executable, "-m", "scalekeeper_demo.exporter", "--port", str(port), "--addr", "127.0.0.1"],
-            demo_env(broker_url, **env),
-        )
-        wait_until(lambda: http_get(f"http://127.0.0.1:{port}/metrics")[0] == 200, 20, f"{name} to serve")
-        return port
 
     def cleanup(self) -> None:
         for p in self.procs.values():

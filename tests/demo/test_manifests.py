@@ -16,7 +16,11 @@ from scalekeeper_demo.celery_app import make_app
 
 from .conftest import DEMO_DIR
 
-IMAGES = {"DEMO_IMAGE": "localhost:5001/scalekeeper-demo:dev", "REDIS_IMAGE": "localhost:5001/redis:7.0"}
+IMAGES = {
+    "DEMO_IMAGE": "localhost:5001/scalekeeper-demo:dev",
+    "EXPORTER_IMAGE": "localhost:5001/scalekeeper-celery-exporter:dev",
+    "REDIS_IMAGE": "localhost:5001/redis:7.0",
+}
 
 
 def _render_module() -> Any:
@@ -66,17 +70,36 @@ def test_objects_and_no_namespace(docs: list[dict[str, Any]]) -> None:
 
 def test_render_options_and_errors() -> None:
     render = _render_module().render
-    docs = render({"demo": "d:1", "redis": "r:1"}, broker_url="redis://x:6379/3", key_prefix="ns1:")
+    docs = render(
+        {"demo": "d:1", "exporter": "e:1", "redis": "r:1"},
+        broker_url="redis://x:6379/3",
+        key_prefix="ns1:",
+        celery_app="shop",
+    )
     cfg = _by(docs, "ConfigMap", "demo-config")["data"]
     assert (cfg["BROKER_URL"], cfg["KEY_PREFIX"]) == ("redis://x:6379/3", "ns1:")
+    (exporter,) = _by(docs, "Deployment", "queue-exporter")["spec"]["template"]["spec"]["containers"]
+    assert exporter["args"][:2] == ["--app", "shop"]
     with pytest.raises(ValueError, match="REDIS_IMAGE"):
-        render({"DEMO_IMAGE": "d:1"})
+        render({"DEMO_IMAGE": "d:1", "EXPORTER_IMAGE": "e:1"})
+    with pytest.raises(ValueError, match="EXPORTER_IMAGE"):
+        render({"DEMO_IMAGE": "d:1", "REDIS_IMAGE": "r:1"})
+
+
+def test_the_exporter_reads_the_installations_keys_with_its_prefix(docs: list[dict[str, Any]]) -> None:
+    # The exporter, not the demo, owns the queue metrics: the demo passes only its broker, key prefix and app.
+    (exporter,) = _by(docs, "Deployment", "queue-exporter")["spec"]["template"]["spec"]["containers"]
+    env = {e["name"]: e["valueFrom"]["configMapKeyRef"]["key"] for e in exporter["env"]}
+    assert env == {"BROKER_URL": "BROKER_URL", "REDIS_KEY_PREFIX": "KEY_PREFIX"}
+    assert exporter["image"] == IMAGES["EXPORTER_IMAGE"]
+    assert _by(docs, "Deployment", "queue-exporter")["spec"]["strategy"] == {"type": "Recreate"}
 
 
 def test_cli_prints_the_same_objects(docs: list[dict[str, Any]]) -> None:
     out = subprocess.run(
-        [sys.executable, str(DEMO_DIR / "render.py"), "--demo-image", IMAGES["DEMO_IMAGE"], "--redis-image",
-         IMAGES["REDIS_IMAGE"], "--broker-url", "redis://redis.scalekeeper-system.svc.cluster.local:6379/0"],
+        [sys.executable, str(DEMO_DIR / "render.py"), "--demo-image", IMAGES["DEMO_IMAGE"],
+         "--exporter-image", IMAGES["EXPORTER_IMAGE"], "--redis-image", IMAGES["REDIS_IMAGE"],
+         "--broker-url", "redis://redis.scalekeeper-system.svc.cluster.local:6379/0"],
         capture_output=True, text=True, timeout=60, check=True,
     )  # fmt: skip
     assert [d for d in yaml.safe_load_all(out.stdout) if d] == docs

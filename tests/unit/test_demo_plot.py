@@ -155,7 +155,11 @@ def test_phase_names_what_the_load_program_does() -> None:
 
 
 def test_the_demo_app_is_the_rendered_one_with_only_the_workers_cpu_requests_trimmed() -> None:
-    images = {"DEMO_IMAGE": "localhost:5001/scalekeeper-demo@sha256:" + "0" * 64, "REDIS_IMAGE": "redis:7.0"}
+    images = {
+        "DEMO_IMAGE": "localhost:5001/scalekeeper-demo@sha256:" + "0" * 64,
+        "EXPORTER_IMAGE": "localhost:5001/scalekeeper-celery-exporter@sha256:" + "1" * 64,
+        "REDIS_IMAGE": "redis:7.0",
+    }
     render = load_script("demo_render", ROOT / "manifests" / "examples" / "demo" / "render.py").render
     rendered = render(images, key_prefix="demo:")
     docs, notes = demo_app(images, "demo:")

@@ -56,7 +56,7 @@ def make_app(
         broker_connection_retry_on_startup=True,
         # A direct exchange per queue, routing key = queue name: what task_create_missing_queues would make,
         # declared so a worker's bindings exist before the first publish and the exporter can attribute
-        # in-flight messages by (exchange, routing key).
+        # prefetched messages by (exchange, routing key).
         task_queues=[Queue(q, Exchange(q, type="direct"), routing_key=q) for q in names],  # type: ignore[no-untyped-call]
         task_default_queue=names[0],
         task_acks_late=True,
@@ -64,7 +64,10 @@ def make_app(
         task_ignore_result=True,
         task_serializer="json",
         accept_content=["json"],
-        worker_send_task_events=False,
+        # Celery's events, which scalekeeper's exporter turns into executing counts, arrivals, completions and
+        # runtimes: task events from the workers, and task-sent from the producers.
+        worker_send_task_events=True,
+        task_send_sent_event=True,
         worker_hijack_root_logger=True,
         # Our own settings, read by the task in the worker's pool processes.
         demo_redis_url=demo_redis_url or (settings.demo_redis_url() if broker_url is None else url),

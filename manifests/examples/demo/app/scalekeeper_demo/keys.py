@@ -1,25 +1,19 @@
 """Every Redis key the demo touches, in one place.
 
-kombu's Redis transport (kombu/transport/redis.py, kombu 5.7.0) stores, for a queue ``q``:
-  * waiting messages in lists: priority step 0 in the key ``q`` itself, step n > 0 in ``q\\x06\\x16n``
-    (``Channel.sep = '\\x06\\x16'``). ``_q_for_pri`` maps a priority to a step of ``priority_steps``:
-    by default [0, 3, 6, 9], configurable up to every value 0..9. The exporter counts the bare key and
-    the keys for 1..9, so it counts every step any ``priority_steps`` setting can produce.
-  * messages delivered to a consumer and not yet acked in the hash ``unacked`` (field: delivery tag,
-    value: JSON ``[message, exchange, routing_key]``) with the sorted set ``unacked_index`` (delivery
-    tag -> delivery time), which ``restore_visible`` scans for messages older than ``visibility_timeout``.
-  * bindings in sets ``_kombu.binding.<exchange>``, members ``routing_key\\x06\\x16pattern\\x06\\x16queue``.
-With the transport option ``global_keyprefix`` every one of these keys is prefixed (members and fields
-are not).
+kombu's Redis transport (kombu/transport/redis.py, kombu 5.7.0) keeps, for a queue ``q``, the waiting messages
+in lists: priority step 0 in the key ``q`` itself, step n > 0 in ``q\\x06\\x16n`` (``Channel.sep``); and the
+messages delivered to a consumer and not yet acked in the one hash ``unacked``. The tests read these to see
+where a task is; scalekeeper's exporter reads them for the metrics. With the transport option
+``global_keyprefix`` every key is prefixed.
+
+The demo's own bookkeeping keys below are the tests' and benchmarks' accounting of tasks lost or run twice;
+nothing is sized from them.
 """
 
 from __future__ import annotations
 
 KOMBU_SEP = "\x06\x16"
 PRIORITY_LEVELS = tuple(range(10))
-UNACKED = "unacked"
-UNACKED_INDEX = "unacked_index"
-BINDING = "_kombu.binding.%s"
 
 
 def queue_list_keys(queue: str, prefix: str = "") -> list[str]:
@@ -29,15 +23,7 @@ def queue_list_keys(queue: str, prefix: str = "") -> list[str]:
 
 
 def unacked(prefix: str = "") -> str:
-    return prefix + UNACKED
-
-
-def unacked_index(prefix: str = "") -> str:
-    return prefix + UNACKED_INDEX
-
-
-def binding(exchange: str, prefix: str = "") -> str:
-    return prefix + BINDING % exchange
+    return prefix + "unacked"
 
 
 # The demo's bookkeeping. The producer writes the first two, the task the rest.
@@ -47,7 +33,7 @@ def published(queue: str, prefix: str = "") -> str:
 
 
 def publishes(queue: str, prefix: str = "") -> str:
-    """Counter of publishes (celery_queue_published_total)."""
+    """Counter of publishes."""
     return f"{prefix}demo:publishes:{queue}"
 
 
@@ -62,8 +48,7 @@ def completed(queue: str, prefix: str = "") -> str:
 
 
 def completions(queue: str, prefix: str = "") -> str:
-    """Counter of executions completed (celery_queue_completed_total). More than SCARD completed = ran
-    twice."""
+    """Counter of executions completed. More than SCARD completed = ran twice."""
     return f"{prefix}demo:completions:{queue}"
 
 
