@@ -4,9 +4,9 @@
 
 Needs `make cluster-up`, `make image` and KEDA installed (`hack/keda.sh build install`); `--signal redis-list`
 also the demo and exporter images (`hack/demo-image.sh`, `hack/exporter-image.sh`). In one namespace
-<--namespace-prefix><random>: a signal and two Deployments. `target` is sized by a ScalingPolicy (intervalSeconds 1, no stabilization, no rate limit; the
-operator runs as a local process), `target-keda` by a KEDA ScaledObject; both size as ceil(value / 10),
-min 1, max 10. The signal (--signal):
+<--namespace-prefix><random>: a signal and two Deployments. `target` is sized by a ScalingPolicy
+(intervalSeconds 1, no stabilization, no rate limit; the operator runs as a local process), `target-keda` by a
+KEDA ScaledObject; both size as ceil(value / 10), min 1, max 10. The signal (--signal):
 
   prometheus   bench.reaction's gauge exporter (value set with kubectl exec). The policy's readReplicas
                metric and KEDA's prometheus trigger (threshold 10, AverageValue) run the same query.
