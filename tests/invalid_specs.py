@@ -107,6 +107,7 @@ FULL: Spec = {
             "concurrency": 4,
             "prefetchMultiplier": 1,
             "metrics": {
+                "app": "shop",
                 "waiting": 'sum(celery_queue_length{queue_name="<queue>"})',
                 "completionRate": 'sum(rate(celery_task_succeeded_total{queue="<queue>"}[2m]))',
             },
@@ -379,6 +380,13 @@ INVALID_CASES: list[tuple[str, Spec, str, str]] = [
         with_worker(metrics={"queued": "sum(x)"}),
         "spec.workers[0].metrics.queued",
         "unknown-field",
+    ),
+    ("worker-metrics-app-empty", with_worker(metrics={"app": ""}), "spec.workers[0].metrics.app", "schema"),
+    (
+        "worker-metrics-app-too-long",
+        with_worker(metrics={"app": "a" * 254}),
+        "spec.workers[0].metrics.app",
+        "schema",
     ),
     (
         "worker-template-not-object",

@@ -132,7 +132,7 @@ def shorten_policy(doc: Mapping[str, Any], namespace: str, factor: float = DEFAU
             w_doc["cooldownSeconds"] = _shorter(old, factor, 1)
             changes.append((f"{path}.cooldownSeconds", old, w_doc["cooldownSeconds"]))
             result.cooldowns[f"worker/{w.queue}"] = (old, w_doc["cooldownSeconds"])
-        q = worker_queries(w)
+        q = worker_queries(w, out["metadata"]["name"])
         w_doc["metrics"] = {
             "waiting": scoped(f"{path}.metrics.waiting", q.waiting),
             "inFlight": scoped(f"{path}.metrics.inFlight", q.in_flight),

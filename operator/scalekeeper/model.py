@@ -486,9 +486,16 @@ class WebSpec(_Spec):
 
 
 class WorkerMetrics(_Spec):
-    """PromQL overrides for one queue's metrics. ``<queue>`` in a query is replaced by the queue
-    name (escaped for a PromQL string)."""
+    """PromQL overrides for one queue's metrics. ``<app>`` and ``<queue>`` in a query are replaced by
+    the app and the queue name (escaped for a PromQL string)."""
 
+    app: str | None = Field(
+        default=None,
+        min_length=1,
+        max_length=MAX_NAME_LENGTH,
+        description="The `app` label of the exporter's series, filled in for <app> in the queries "
+        "(default: the policy's name, as a policy sizes one application).",
+    )
     waiting: PromQL | None = Field(
         default=None,
         description=f"Tasks waiting in the queue (default: {DEFAULT_WAITING_QUERY}).",
