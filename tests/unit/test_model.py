@@ -13,8 +13,8 @@ from hypothesis import strategies as st
 from pydantic import ValidationError
 
 from scalekeeper.kube.owners import OwnerRef
+from scalekeeper.metrics.presets import PRESETS, Preset
 from scalekeeper.model import (
-    DEFAULT_ARRIVAL_RATE_QUERY,
     Behavior,
     ConditionStatus,
     ConditionType,
@@ -200,7 +200,6 @@ def test_worker_defaults_and_queries() -> None:
     assert q.in_flight == 'celery_queue_inflight_tasks{app="shop",queue="video"}'
     assert q.arrival_rate == 'rate(celery_queue_published_total{app="shop",queue="video"}[1m])'
     assert q.completion_rate == 'rate(celery_queue_completed_total{app="shop",queue="video"}[1m])'
-    assert DEFAULT_ARRIVAL_RATE_QUERY.replace("<queue>", "video").replace("<app>", "shop") == q.arrival_rate
 
 
 def test_worker_query_overrides_and_escaping() -> None:
@@ -255,6 +254,7 @@ def test_target_names() -> None:
         "web",
         "worker/video",
         "worker/emails",
+        "worker/reports",
         "readReplicas",
     ]
 
@@ -431,6 +431,10 @@ def workers(draw: st.DrawFn, queue: str) -> dict[str, Any]:
         out["metrics"] = draw(st.dictionaries(keys, queries))
         if draw(st.booleans()):
             out["metrics"]["app"] = draw(st.text(min_size=1, max_size=253))
+        if draw(st.booleans()):
+            out["metrics"]["preset"] = preset = draw(st.sampled_from([p.value for p in Preset]))
+            if "drain" in targets and PRESETS[Preset(preset)].arrival_rate is None:
+                out["metrics"].setdefault("arrivalRate", draw(queries))
     if draw(st.booleans()):
         out["cooldownSeconds"] = draw(st.integers(0, 86400))
     if draw(st.booleans()):

@@ -1,5 +1,6 @@
-"""Every piece of PromQL the operator writes: escaping, a queue's default queries, forecast windows and
-the batch that folds a policy's queries into one request. No I/O; the model and the tiers call it."""
+"""Every piece of PromQL the operator writes: escaping, filling in a queue's query templates (the presets'
+are in presets.py), forecast windows and the batch that folds a policy's queries into one request. No I/O;
+the model and the tiers call it."""
 
 from __future__ import annotations
 
@@ -10,13 +11,7 @@ from typing import Any
 APP_PLACEHOLDER = "<app>"
 QUEUE_PLACEHOLDER = "<queue>"
 _PLACEHOLDER = re.compile(f"{re.escape(APP_PLACEHOLDER)}|{re.escape(QUEUE_PLACEHOLDER)}")
-# Matching `app` as well as `queue`: two applications' queues of one name, scraped by one Prometheus, would
-# otherwise add up.
-DEFAULT_WAITING_QUERY = 'celery_queue_waiting_tasks{app="<app>",queue="<queue>"}'
-DEFAULT_IN_FLIGHT_QUERY = 'celery_queue_inflight_tasks{app="<app>",queue="<queue>"}'
-DEFAULT_ARRIVAL_RATE_QUERY = 'rate(celery_queue_published_total{app="<app>",queue="<queue>"}[1m])'
-DEFAULT_COMPLETION_RATE_QUERY = 'rate(celery_queue_completed_total{app="<app>",queue="<queue>"}[1m])'
-DEFAULT_RATE_WINDOW_SECONDS = 60.0  # the default queries' rate(...[1m])
+DEFAULT_RATE_WINDOW_SECONDS = 60.0  # the presets' rate(...[1m]) (metrics/presets.py)
 
 # Labels the batch tags each part with, so one answer can be taken apart again.
 KEY_LABEL = "sk_key"

@@ -20,16 +20,8 @@ from ..kube.dryrun import DryRunCall, Verdict, refusal, verdict
 from ..kube.owners import OwnerRef
 from ..kube.targets import TargetRef
 from ..kube.workers import desired_worker_deployment
-from ..metrics.promql import (
-    DEFAULT_ARRIVAL_RATE_QUERY,
-    DEFAULT_COMPLETION_RATE_QUERY,
-    DEFAULT_IN_FLIGHT_QUERY,
-    DEFAULT_RATE_WINDOW_SECONDS,
-    DEFAULT_WAITING_QUERY,
-    backlog,
-    fill_template,
-    range_seconds,
-)
+from ..metrics.presets import PRESETS
+from ..metrics.promql import DEFAULT_RATE_WINDOW_SECONDS, backlog, fill_template, range_seconds
 from .base import (
     ActContext,
     Observation,
@@ -56,23 +48,26 @@ def worker_target(queue: str) -> str:
 
 @dataclass(frozen=True)
 class WorkerQueries:
-    """The resolved PromQL of one queue (overrides or the defaults, app and queue names filled in)."""
+    """The PromQL of one queue: the overrides, else the preset's; app and queue names filled in, or not yet.
+    No arrival rate when the preset gives none and the policy wrote none (the model allows that only without
+    drainSeconds, which alone reads it)."""
 
     waiting: str
     in_flight: str
-    arrival_rate: str
+    arrival_rate: str | None
     completion_rate: str
 
 
 def worker_templates(worker: model.WorkerSpec) -> WorkerQueries:
-    """The queue's query templates, `<app>` and `<queue>` not filled in yet: the overrides, else the
-    defaults."""
+    """The queue's query templates, `<app>` and `<queue>` not filled in yet: each override, else the
+    preset's."""
     m = worker.metrics or model.WorkerMetrics()
+    preset = PRESETS[m.preset]
     return WorkerQueries(
-        waiting=m.waiting or DEFAULT_WAITING_QUERY,
-        in_flight=m.in_flight or DEFAULT_IN_FLIGHT_QUERY,
-        arrival_rate=m.arrival_rate or DEFAULT_ARRIVAL_RATE_QUERY,
-        completion_rate=m.completion_rate or DEFAULT_COMPLETION_RATE_QUERY,
+        waiting=m.waiting or preset.waiting,
+        in_flight=m.in_flight or preset.in_flight,
+        arrival_rate=m.arrival_rate or preset.arrival_rate,
+        completion_rate=m.completion_rate or preset.completion_rate,
     )
 
 
@@ -88,7 +83,7 @@ def worker_queries(worker: model.WorkerSpec, policy: str) -> WorkerQueries:
     return WorkerQueries(
         waiting=fill(t.waiting),
         in_flight=fill(t.in_flight),
-        arrival_rate=fill(t.arrival_rate),
+        arrival_rate=None if t.arrival_rate is None else fill(t.arrival_rate),
         completion_rate=fill(t.completion_rate),
     )
 
@@ -134,8 +129,8 @@ class WorkerTier(Tier):
         q = self.resolved
         queries = {WAITING: q.waiting, IN_FLIGHT: q.in_flight}
         if self.spec.drain_seconds is not None:
-            queries[ARRIVAL_RATE] = q.arrival_rate
-            queries[COMPLETION_RATE] = q.completion_rate
+            drain = {ARRIVAL_RATE: q.arrival_rate, COMPLETION_RATE: q.completion_rate}
+            queries.update({key: query for key, query in drain.items() if query is not None})
         return {**queries, **forecast_queries(backlog(q.waiting, q.in_flight), self.spec.forecast)}
 
     def plan(
