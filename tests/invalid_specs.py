@@ -107,6 +107,7 @@ FULL: Spec = {
             "concurrency": 4,
             "prefetchMultiplier": 1,
             "metrics": {
+                "app": "shop",
                 "waiting": 'sum(celery_queue_length{queue_name="<queue>"})',
                 "completionRate": 'sum(rate(celery_task_succeeded_total{queue="<queue>"}[2m]))',
             },
@@ -119,6 +120,18 @@ FULL: Spec = {
             "template": pod_template(),
             "maxReplicas": 3,
             "drainSeconds": 60,
+            # The preset gives no arrival rate: drainSeconds needs this one.
+            "metrics": {
+                "preset": "celery-redis-prometheus",
+                "arrivalRate": 'sum(rate(shop_tasks_published_total{queue="<queue>"}[1m]))',
+            },
+        },
+        {
+            "queue": "reports",
+            "deployment": "reports-worker",
+            "maxReplicas": 2,
+            "tasksPerWorker": 5,
+            "metrics": {"preset": "celery-redis-prometheus"},  # no drainSeconds: no arrival rate needed
         },
     ],
     "readReplicas": {
@@ -381,6 +394,19 @@ INVALID_CASES: list[tuple[str, Spec, str, str]] = [
         "unknown-field",
     ),
     (
+        "worker-metrics-preset-enum",
+        with_worker(metrics={"preset": "flower"}),
+        "spec.workers[0].metrics.preset",
+        "schema",
+    ),
+    ("worker-metrics-app-empty", with_worker(metrics={"app": ""}), "spec.workers[0].metrics.app", "schema"),
+    (
+        "worker-metrics-app-too-long",
+        with_worker(metrics={"app": "a" * 254}),
+        "spec.workers[0].metrics.app",
+        "schema",
+    ),
+    (
         "worker-template-not-object",
         {"workers": [{**without(worker(), "deployment"), "template": ["nginx"]}]},
         "spec.workers[0].template",
@@ -448,6 +474,12 @@ INVALID_CASES: list[tuple[str, Spec, str, str]] = [
         "worker-no-load-target",
         {"workers": [without(worker(), "tasksPerWorker")]},
         "spec.workers[0].tasksPerWorker",
+        "cel",
+    ),
+    (
+        "worker-preset-without-arrivals-drains-without-arrival-rate",
+        with_worker(drainSeconds=60, metrics={"preset": "celery-redis-prometheus"}),
+        "spec.workers[0].metrics.arrivalRate",
         "cel",
     ),
     ("worker-duplicate-queue", {"workers": [worker("video"), worker("video")]}, "queue", "cel"),

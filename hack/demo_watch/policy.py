@@ -132,12 +132,18 @@ def shorten_policy(doc: Mapping[str, Any], namespace: str, factor: float = DEFAU
             w_doc["cooldownSeconds"] = _shorter(old, factor, 1)
             changes.append((f"{path}.cooldownSeconds", old, w_doc["cooldownSeconds"]))
             result.cooldowns[f"worker/{w.queue}"] = (old, w_doc["cooldownSeconds"])
-        q = worker_queries(w)
+        q = worker_queries(w, out["metadata"]["name"])
+        filled = {
+            "waiting": q.waiting,
+            "inFlight": q.in_flight,
+            "arrivalRate": q.arrival_rate,
+            "completionRate": q.completion_rate,
+        }
+        # The preset stays: it says which input the policy may leave out (an arrival rate, without
+        # drainSeconds).
         w_doc["metrics"] = {
-            "waiting": scoped(f"{path}.metrics.waiting", q.waiting),
-            "inFlight": scoped(f"{path}.metrics.inFlight", q.in_flight),
-            "arrivalRate": scoped(f"{path}.metrics.arrivalRate", q.arrival_rate),
-            "completionRate": scoped(f"{path}.metrics.completionRate", q.completion_rate),
+            **w_doc.get("metrics", {}),
+            **{k: scoped(f"{path}.metrics.{k}", v) for k, v in filled.items() if v is not None},
         }
     if spec.read_replicas is not None:
         rr_doc = spec_doc["readReplicas"]

@@ -34,12 +34,7 @@ from pydantic.alias_generators import to_camel
 from pydantic_core import PydanticCustomError
 
 from .kube.names import fitted
-from .metrics.promql import (
-    DEFAULT_ARRIVAL_RATE_QUERY,
-    DEFAULT_COMPLETION_RATE_QUERY,
-    DEFAULT_IN_FLIGHT_QUERY,
-    DEFAULT_WAITING_QUERY,
-)
+from .metrics.presets import PRESETS, Preset
 
 GROUP = "scalekeeper.dev"
 VERSION = "v1alpha1"
@@ -485,26 +480,61 @@ class WebSpec(_Spec):
 # ---------------------------------------------------------------------- workers
 
 
-class WorkerMetrics(_Spec):
-    """PromQL overrides for one queue's metrics. ``<queue>`` in a query is replaced by the queue
-    name (escaped for a PromQL string)."""
+def _preset_defaults(field: str) -> str:
+    """What each preset reads for one input, for the input's description."""
+    said = (f"{p}: {getattr(q, field) or 'none, set this'}" for p, q in PRESETS.items())
+    return f"(default: the preset's; {'; '.join(said)})"
 
+
+def _arrival_rate_required(prefix: str, preset: Preset) -> str:
+    """The one wording, for CEL (prefix `{path}.`) and the model (no prefix), of a preset without arrivals."""
+    return (
+        f"{prefix}metrics.arrivalRate is required with {prefix}drainSeconds: preset {preset} gives no "
+        "arrival rate"
+    )
+
+
+# The presets that give no arrival rate: with drainSeconds, the policy writes its own.
+_NO_ARRIVALS = [p for p, q in PRESETS.items() if q.arrival_rate is None]
+
+
+class WorkerMetrics(_Spec):
+    """Whose series one queue's metrics are read from (the preset), and PromQL overrides for them.
+    ``<app>`` and ``<queue>`` in a query are replaced by the app and the queue name (escaped for a
+    PromQL string)."""
+
+    preset: Preset = Field(
+        default=Preset.SCALEKEEPER,
+        description=f"The exporter whose series the default queries read (default {Preset.SCALEKEEPER}). "
+        + " ".join(f"{p}: {q.summary}." for p, q in PRESETS.items())
+        + " A query written here replaces the preset's.",
+    )
+    app: str | None = Field(
+        default=None,
+        min_length=1,
+        max_length=MAX_NAME_LENGTH,
+        description="The `app` label of the exporter's series, filled in for <app> in the queries "
+        "(default: the policy's name, as a policy sizes one application). Presets without an app label "
+        "do not use it; queries written here may.",
+    )
     waiting: PromQL | None = Field(
         default=None,
-        description=f"Tasks waiting in the queue (default: {DEFAULT_WAITING_QUERY}).",
+        description=f"Tasks waiting in the queue {_preset_defaults('waiting')}.",
     )
     in_flight: PromQL | None = Field(
         default=None,
         description="Tasks received by workers and not yet finished, including prefetched ones "
-        f"(default: {DEFAULT_IN_FLIGHT_QUERY}).",
+        f"{_preset_defaults('in_flight')}.",
     )
     arrival_rate: PromQL | None = Field(
         default=None,
-        description=f"Tasks published per second (default: {DEFAULT_ARRIVAL_RATE_QUERY}).",
+        description="Tasks published per second; read only with drainSeconds "
+        f"{_preset_defaults('arrival_rate')}.",
     )
     completion_rate: PromQL | None = Field(
         default=None,
-        description=f"Tasks completed per second (default: {DEFAULT_COMPLETION_RATE_QUERY}).",
+        description="Tasks completed per second; read only with drainSeconds "
+        f"{_preset_defaults('completion_rate')}.",
     )
 
 
@@ -621,6 +651,17 @@ class WorkerSpec(_Spec):
                 ".tasksPerWorker",
                 "FieldValueRequired",
             ),
+            # Without metrics the default preset's queries are read, and it gives every input.
+            *(
+                (
+                    "!has(self.drainSeconds) || !has(self.metrics) || "
+                    f"self.metrics.preset != '{preset}' || has(self.metrics.arrivalRate)",
+                    _arrival_rate_required("{path}.", preset),
+                    ".metrics.arrivalRate",
+                    "FieldValueRequired",
+                )
+                for preset in _NO_ARRIVALS
+            ),
         )
     )
 
@@ -679,7 +720,8 @@ class WorkerSpec(_Spec):
     )
     metrics: WorkerMetrics | None = Field(
         default=None,
-        description="PromQL overrides for this queue's metrics; omitted ones use the defaults.",
+        description="Whose series this queue's metrics are read from (preset, app), and PromQL overrides; "
+        "omitted ones use the preset's (default: the scalekeeper exporter's, app the policy's name).",
     )
     cooldown_seconds: StrictInt = Field(
         default=300,
@@ -708,6 +750,9 @@ class WorkerSpec(_Spec):
             raise cross_field_error("deployment", "must set exactly one of deployment or template")
         if self.tasks_per_worker is None and self.drain_seconds is None:
             raise cross_field_error("tasksPerWorker", "must set at least one of tasksPerWorker, drainSeconds")
+        metrics = self.metrics or WorkerMetrics()
+        if self.drain_seconds is not None and metrics.arrival_rate is None and metrics.preset in _NO_ARRIVALS:
+            raise cross_field_error("metrics.arrivalRate", _arrival_rate_required("", metrics.preset))
         if self.template is not None and (problem := pod_template_problem(self.template)) is not None:
             raise cross_field_error(f"template.{problem[0]}", problem[1])
         return self
@@ -1169,10 +1214,6 @@ def parse_spec(data: Any) -> ScalingPolicySpec:
 __all__ = [
     "API_VERSION",
     "CRD_NAME",
-    "DEFAULT_ARRIVAL_RATE_QUERY",
-    "DEFAULT_COMPLETION_RATE_QUERY",
-    "DEFAULT_IN_FLIGHT_QUERY",
-    "DEFAULT_WAITING_QUERY",
     "GROUP",
     "KIND",
     "PLURAL",
@@ -1187,6 +1228,7 @@ __all__ = [
     "LimitedBy",
     "Mode",
     "PolicyType",
+    "Preset",
     "ReadReplicasSpec",
     "ReplicaMetric",
     "RequestRateMetric",

@@ -114,12 +114,12 @@ def test_the_demo_policy_is_the_example_with_every_window_divided_and_every_quer
 
     queries = [spec.web.request_rate.query if spec.web.request_rate else "", spec.read_replicas.metric.query]
     for w in workers.values():
-        queries += list(vars(worker_queries(w)).values())
+        queries += list(vars(worker_queries(w, "demo")).values())
     assert len(queries) == 2 + 4 * len(workers)
     for q in queries:
         assert re.search(r'namespace="demo"', q), q
         assert "<queue>" not in q
-    assert 'queue="video",namespace="demo"' in worker_queries(video).waiting
+    assert 'queue="video",namespace="demo"' in worker_queries(video, "demo").waiting
 
 
 def test_the_terminal_says_what_was_shortened_next_to_the_examples_numbers() -> None:

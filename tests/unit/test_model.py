@@ -13,8 +13,8 @@ from hypothesis import strategies as st
 from pydantic import ValidationError
 
 from scalekeeper.kube.owners import OwnerRef
+from scalekeeper.metrics.presets import PRESETS, Preset
 from scalekeeper.model import (
-    DEFAULT_ARRIVAL_RATE_QUERY,
     Behavior,
     ConditionStatus,
     ConditionType,
@@ -195,12 +195,11 @@ def test_worker_defaults_and_queries() -> None:
     assert (w.min_replicas, w.activation_tasks, w.concurrency, w.prefetch_multiplier) == (0, 1, 1, 4)
     assert w.cooldown_seconds == 300
     assert w.slots_per_pod == 4
-    q = worker_queries(w)
-    assert q.waiting == 'celery_queue_waiting_tasks{queue="video"}'
-    assert q.in_flight == 'celery_queue_inflight_tasks{queue="video"}'
-    assert q.arrival_rate == 'rate(celery_queue_published_total{queue="video"}[1m])'
-    assert q.completion_rate == 'rate(celery_queue_completed_total{queue="video"}[1m])'
-    assert DEFAULT_ARRIVAL_RATE_QUERY.replace("<queue>", "video") == q.arrival_rate
+    q = worker_queries(w, "shop")
+    assert q.waiting == 'celery_queue_waiting_tasks{app="shop",queue="video"}'
+    assert q.in_flight == 'celery_queue_inflight_tasks{app="shop",queue="video"}'
+    assert q.arrival_rate == 'rate(celery_queue_published_total{app="shop",queue="video"}[1m])'
+    assert q.completion_rate == 'rate(celery_queue_completed_total{app="shop",queue="video"}[1m])'
 
 
 def test_worker_query_overrides_and_escaping() -> None:
@@ -213,9 +212,9 @@ def test_worker_query_overrides_and_escaping() -> None:
             "metrics": {"waiting": 'sum(my_backlog{q="<queue>"})'},
         }
     )
-    q = worker_queries(w)
+    q = worker_queries(w, "shop")
     assert q.waiting == 'sum(my_backlog{q="we\\"ird"})'
-    assert q.in_flight == 'celery_queue_inflight_tasks{queue="we\\"ird"}'
+    assert q.in_flight == 'celery_queue_inflight_tasks{app="shop",queue="we\\"ird"}'
 
 
 def test_the_completion_rate_window_is_the_query_range() -> None:
@@ -223,7 +222,7 @@ def test_the_completion_rate_window_is_the_query_range() -> None:
         metrics = {"completionRate": completion} if completion else {}
         data = {"queue": "v", "deployment": "vw", "maxReplicas": 1, "drainSeconds": 60, "metrics": metrics}
         worker = WorkerSpec.model_validate(data)
-        return worker_params(worker, worker_queries(worker)).rate_window_seconds
+        return worker_params(worker).rate_window_seconds
 
     assert window(None) == 60  # the default query's [1m]
     assert window('sum(rate(done_total{q="<queue>"}[5m]))') == 300
@@ -255,6 +254,7 @@ def test_target_names() -> None:
         "web",
         "worker/video",
         "worker/emails",
+        "worker/reports",
         "readReplicas",
     ]
 
@@ -429,6 +429,12 @@ def workers(draw: st.DrawFn, queue: str) -> dict[str, Any]:
     if draw(st.booleans()):
         keys = st.sampled_from(["waiting", "inFlight", "arrivalRate", "completionRate"])
         out["metrics"] = draw(st.dictionaries(keys, queries))
+        if draw(st.booleans()):
+            out["metrics"]["app"] = draw(st.text(min_size=1, max_size=253))
+        if draw(st.booleans()):
+            out["metrics"]["preset"] = preset = draw(st.sampled_from([p.value for p in Preset]))
+            if "drain" in targets and PRESETS[Preset(preset)].arrival_rate is None:
+                out["metrics"].setdefault("arrivalRate", draw(queries))
     if draw(st.booleans()):
         out["cooldownSeconds"] = draw(st.integers(0, 86400))
     if draw(st.booleans()):

@@ -84,7 +84,7 @@ def test_worker_policy_is_valid_and_reads_only_its_namespace() -> None:
     worker = (spec.workers or [])[0]
     assert (worker.deployment, worker.min_replicas, worker.max_replicas) == ("target", 1, 10)
     assert worker.tasks_per_worker == 10
-    queries = worker_queries(worker)
+    queries = worker_queries(worker, doc["metadata"]["name"])
     assert queries.waiting == 'celery_queue_waiting_tasks{namespace="rlist-abc",queue="video"}'
     assert queries.in_flight == 'celery_queue_inflight_tasks{namespace="rlist-abc",queue="video"}'
     assert spec.interval_seconds == 1

@@ -31,7 +31,7 @@ from scalekeeper.simulate import (
     stream_rules,
     summarize,
 )
-from scalekeeper.tiers.workers import worker_params, worker_queries
+from scalekeeper.tiers.workers import worker_params
 
 POLICY = """\
 apiVersion: scalekeeper.dev/v1alpha1
@@ -388,9 +388,9 @@ def test_effective_tasks_per_worker_falls_back_to_what_a_pod_holds() -> None:
         queue="q", deployment="w", max_replicas=5, drain_seconds=60, concurrency=2, prefetch_multiplier=3
     )
     # the engine's rule, which the simulator's KEDA-style rule uses too (no second copy of it)
-    assert worker_params(drain_only, worker_queries(drain_only)).effective_tasks_per_worker == 6
+    assert worker_params(drain_only).effective_tasks_per_worker == 6
     given = drain_only.model_copy(update={"tasks_per_worker": 4})
-    assert worker_params(given, worker_queries(given)).effective_tasks_per_worker == 4
+    assert worker_params(given).effective_tasks_per_worker == 4
 
 
 def test_reversals_count_quick_changes_of_direction() -> None:

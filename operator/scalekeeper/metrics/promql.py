@@ -1,5 +1,6 @@
-"""Every piece of PromQL the operator writes: escaping, a queue's default queries, forecast windows and
-the batch that folds a policy's queries into one request. No I/O; the model and the tiers call it."""
+"""Every piece of PromQL the operator writes: escaping, filling in a queue's query templates (the presets'
+are in presets.py), forecast windows and the batch that folds a policy's queries into one request. No I/O;
+the model and the tiers call it."""
 
 from __future__ import annotations
 
@@ -7,12 +8,10 @@ import re
 from collections.abc import Mapping
 from typing import Any
 
+APP_PLACEHOLDER = "<app>"
 QUEUE_PLACEHOLDER = "<queue>"
-DEFAULT_WAITING_QUERY = 'celery_queue_waiting_tasks{queue="<queue>"}'
-DEFAULT_IN_FLIGHT_QUERY = 'celery_queue_inflight_tasks{queue="<queue>"}'
-DEFAULT_ARRIVAL_RATE_QUERY = 'rate(celery_queue_published_total{queue="<queue>"}[1m])'
-DEFAULT_COMPLETION_RATE_QUERY = 'rate(celery_queue_completed_total{queue="<queue>"}[1m])'
-DEFAULT_RATE_WINDOW_SECONDS = 60.0  # the default queries' rate(...[1m])
+_PLACEHOLDER = re.compile(f"{re.escape(APP_PLACEHOLDER)}|{re.escape(QUEUE_PLACEHOLDER)}")
+DEFAULT_RATE_WINDOW_SECONDS = 60.0  # the presets' rate(...[1m]) (metrics/presets.py)
 
 # Labels the batch tags each part with, so one answer can be taken apart again.
 KEY_LABEL = "sk_key"
@@ -29,9 +28,11 @@ def string_escape(value: str) -> str:
     return value.replace("\\", "\\\\").replace('"', '\\"').replace("\n", "\\n")
 
 
-def fill_queue(template: str, queue: str) -> str:
-    """A query template with `<queue>` replaced by the queue's name, escaped for a PromQL string."""
-    return template.replace(QUEUE_PLACEHOLDER, string_escape(queue))
+def fill_template(template: str, *, app: str, queue: str) -> str:
+    """A query template with `<app>` and `<queue>` replaced by the app's and the queue's names, each escaped
+    for a PromQL string. One pass: a name that holds a placeholder's text is not filled in again."""
+    values = {APP_PLACEHOLDER: string_escape(app), QUEUE_PLACEHOLDER: string_escape(queue)}
+    return _PLACEHOLDER.sub(lambda m: values[m.group()], template)
 
 
 def range_seconds(query: str) -> float | None:

@@ -24,7 +24,6 @@ from ..tiers.workers import (
     IN_FLIGHT,
     WAITING,
     worker_params,
-    worker_queries,
     worker_target,
 )
 from .queue import Observation
@@ -111,7 +110,7 @@ def engine_decider(spec: model.ScalingPolicySpec, worker: model.WorkerSpec) -> D
 
 def keda_decider(worker: model.WorkerSpec) -> Decider:
     # the engine's own fallback: tasksPerWorker, else what a pod holds
-    target = worker_params(worker, worker_queries(worker)).effective_tasks_per_worker
+    target = worker_params(worker).effective_tasks_per_worker
     recent: deque[tuple[float, int]] = deque()
 
     def decide_now(now: float, current: int, obs: Observation) -> int:

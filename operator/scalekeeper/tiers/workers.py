@@ -1,8 +1,8 @@
 """The worker tier: one Celery queue's worker Deployment, sized from the tasks waiting and in flight.
 
-The queue's metrics come from Prometheus (the spec's queries or the defaults, `<queue>` filled in); the
-sizing is the engine's (`size_worker`). A worker given as a pod template gets a Deployment the operator
-makes and owns; its replicas are then written through /scale like any other target's.
+The queue's metrics come from Prometheus (the spec's queries or the defaults, `<app>` and `<queue>` filled
+in); the sizing is the engine's (`size_worker`). A worker given as a pod template gets a Deployment the
+operator makes and owns; its replicas are then written through /scale like any other target's.
 """
 
 from __future__ import annotations
@@ -20,16 +20,8 @@ from ..kube.dryrun import DryRunCall, Verdict, refusal, verdict
 from ..kube.owners import OwnerRef
 from ..kube.targets import TargetRef
 from ..kube.workers import desired_worker_deployment
-from ..metrics.promql import (
-    DEFAULT_ARRIVAL_RATE_QUERY,
-    DEFAULT_COMPLETION_RATE_QUERY,
-    DEFAULT_IN_FLIGHT_QUERY,
-    DEFAULT_RATE_WINDOW_SECONDS,
-    DEFAULT_WAITING_QUERY,
-    backlog,
-    fill_queue,
-    range_seconds,
-)
+from ..metrics.presets import PRESETS
+from ..metrics.promql import DEFAULT_RATE_WINDOW_SECONDS, backlog, fill_template, range_seconds
 from .base import (
     ActContext,
     Observation,
@@ -56,25 +48,47 @@ def worker_target(queue: str) -> str:
 
 @dataclass(frozen=True)
 class WorkerQueries:
-    """The resolved PromQL of one queue (overrides or the defaults, queue name filled in)."""
+    """The PromQL of one queue: the overrides, else the preset's; app and queue names filled in, or not yet.
+    No arrival rate when the preset gives none and the policy wrote none (the model allows that only without
+    drainSeconds, which alone reads it)."""
 
     waiting: str
     in_flight: str
-    arrival_rate: str
+    arrival_rate: str | None
     completion_rate: str
 
 
-def worker_queries(worker: model.WorkerSpec) -> WorkerQueries:
+def worker_templates(worker: model.WorkerSpec) -> WorkerQueries:
+    """The queue's query templates, `<app>` and `<queue>` not filled in yet: each override, else the
+    preset's."""
     m = worker.metrics or model.WorkerMetrics()
+    preset = PRESETS[m.preset]
     return WorkerQueries(
-        waiting=fill_queue(m.waiting or DEFAULT_WAITING_QUERY, worker.queue),
-        in_flight=fill_queue(m.in_flight or DEFAULT_IN_FLIGHT_QUERY, worker.queue),
-        arrival_rate=fill_queue(m.arrival_rate or DEFAULT_ARRIVAL_RATE_QUERY, worker.queue),
-        completion_rate=fill_queue(m.completion_rate or DEFAULT_COMPLETION_RATE_QUERY, worker.queue),
+        waiting=m.waiting or preset.waiting,
+        in_flight=m.in_flight or preset.in_flight,
+        arrival_rate=m.arrival_rate or preset.arrival_rate,
+        completion_rate=m.completion_rate or preset.completion_rate,
     )
 
 
-def worker_params(worker: model.WorkerSpec, queries: WorkerQueries) -> WorkerParams:
+def worker_queries(worker: model.WorkerSpec, policy: str) -> WorkerQueries:
+    """The queue's queries, `<app>` filled with `metrics.app`, else with the policy's name (a policy sizes one
+    application), and `<queue>` with the queue's."""
+    app = policy if worker.metrics is None or worker.metrics.app is None else worker.metrics.app
+    t = worker_templates(worker)
+
+    def fill(template: str) -> str:
+        return fill_template(template, app=app, queue=worker.queue)
+
+    return WorkerQueries(
+        waiting=fill(t.waiting),
+        in_flight=fill(t.in_flight),
+        arrival_rate=None if t.arrival_rate is None else fill(t.arrival_rate),
+        completion_rate=fill(t.completion_rate),
+    )
+
+
+def worker_params(worker: model.WorkerSpec) -> WorkerParams:
     return WorkerParams(
         queue=worker.queue,
         concurrency=worker.concurrency,
@@ -84,8 +98,10 @@ def worker_params(worker: model.WorkerSpec, queries: WorkerQueries) -> WorkerPar
         activation_tasks=float(worker.activation_tasks),
         cooldown_seconds=float(worker.cooldown_seconds),
         min_replicas=worker.min_replicas,
-        # The completion rate is averaged over its query's longest range.
-        rate_window_seconds=range_seconds(queries.completion_rate) or DEFAULT_RATE_WINDOW_SECONDS,
+        # The completion rate is averaged over its query's longest range, read from the template: a name
+        # filled in could hold text that looks like one.
+        rate_window_seconds=range_seconds(worker_templates(worker).completion_rate)
+        or DEFAULT_RATE_WINDOW_SECONDS,
     )
 
 
@@ -98,8 +114,8 @@ class WorkerTier(Tier):
         self.spec = spec
         self.name = worker_target(spec.queue)
         self.behavior = behavior_of(spec.behavior)
-        self.resolved = worker_queries(spec)
-        self.params = worker_params(spec, self.resolved)
+        self.resolved = worker_queries(spec, owner.name)
+        self.params = worker_params(spec)
 
     def target(self) -> TargetRef:
         return TargetRef(
@@ -113,8 +129,8 @@ class WorkerTier(Tier):
         q = self.resolved
         queries = {WAITING: q.waiting, IN_FLIGHT: q.in_flight}
         if self.spec.drain_seconds is not None:
-            queries[ARRIVAL_RATE] = q.arrival_rate
-            queries[COMPLETION_RATE] = q.completion_rate
+            drain = {ARRIVAL_RATE: q.arrival_rate, COMPLETION_RATE: q.completion_rate}
+            queries.update({key: query for key, query in drain.items() if query is not None})
         return {**queries, **forecast_queries(backlog(q.waiting, q.in_flight), self.spec.forecast)}
 
     def plan(

@@ -1,0 +1,173 @@
+"""A worker's queries: templates filled with the app and the queue, each escaped for a PromQL string, the
+preset's templates by default, and the overrides a policy writes winning query by query."""
+
+from __future__ import annotations
+
+import re
+from typing import Any
+
+import pytest
+from hypothesis import given
+from hypothesis import strategies as st
+
+from scalekeeper.kube.owners import OwnerRef
+from scalekeeper.metrics.presets import PRESETS, Preset
+from scalekeeper.metrics.promql import fill_template, string_escape
+from scalekeeper.model import WorkerSpec
+from scalekeeper.tiers.workers import (
+    ARRIVAL_RATE,
+    COMPLETION_RATE,
+    IN_FLIGHT,
+    WAITING,
+    WorkerQueries,
+    WorkerTier,
+    worker_params,
+    worker_queries,
+)
+
+
+def worker(drain: bool = True, **metrics: str) -> WorkerSpec:
+    data: dict[str, Any] = {"queue": "emails", "deployment": "w", "maxReplicas": 3, "tasksPerWorker": 5}
+    if drain:
+        data["drainSeconds"] = 60
+    if metrics:
+        data["metrics"] = metrics
+    return WorkerSpec.model_validate(data)
+
+
+# (template, app, queue, filled), worked by hand.
+FILLED = [
+    ('x{app="<app>",queue="<queue>"}', "shop", "emails", 'x{app="shop",queue="emails"}'),
+    ("<queue><queue><app>", "a", "q", "qqa"),
+    ('x{queue="<queue>"}', "shop", 'we"ird', 'x{queue="we\\"ird"}'),
+    ('x{app="<app>"}', "back\\slash", "q", 'x{app="back\\\\slash"}'),
+    ('x{app="<app>"}', "two\nlines", "q", 'x{app="two\\nlines"}'),
+    # One pass: a name holding a placeholder's text is not filled in again.
+    ('x{app="<app>",queue="<queue>"}', "<queue>", "<app>", 'x{app="<queue>",queue="<app>"}'),
+    ("<APP> <Queue> <ap p>", "a", "q", "<APP> <Queue> <ap p>"),  # only the exact spellings
+    ("no placeholder", "a", "q", "no placeholder"),
+]
+
+
+@pytest.mark.parametrize(("template", "app", "queue", "filled"), FILLED)
+def test_fill_template(template: str, app: str, queue: str, filled: str) -> None:
+    assert fill_template(template, app=app, queue=queue) == filled
+
+
+names = st.text(min_size=1, max_size=30)
+
+
+def _unescape(text: str) -> str:
+    return re.sub(r"\\(.)", lambda m: "\n" if m.group(1) == "n" else m.group(1), text)
+
+
+@given(names, names, st.lists(st.sampled_from(["<app>", "<queue>", "x", '"', "\\", " "]), max_size=12))
+def test_filled_names_read_back_as_written(app: str, queue: str, parts: list[str]) -> None:
+    template = "".join(parts)
+    filled = fill_template(f'{{app="<app>",queue="<queue>"}}{template}', app=app, queue=queue)
+    # The labels' string literals end at the first unescaped quote and read back as the names themselves.
+    m = re.match(r'\{app="((?:[^"\\]|\\.)*)",queue="((?:[^"\\]|\\.)*)"\}', filled)
+    assert m is not None, filled
+    assert (_unescape(m.group(1)), _unescape(m.group(2))) == (app, queue)
+    names_ = {"<app>": string_escape(app), "<queue>": string_escape(queue)}
+    assert filled[m.end() :] == "".join(names_.get(p, p) for p in parts)
+
+
+def test_the_app_is_the_policys_name_unless_metrics_app_says_otherwise() -> None:
+    assert worker_queries(worker(), "shop").waiting == 'celery_queue_waiting_tasks{app="shop",queue="emails"}'
+    named = worker(app="billing")
+    q = worker_queries(named, "shop")
+    assert all('app="billing",queue="emails"' in query for query in vars(q).values()), q
+
+
+def test_overrides_win_query_by_query_and_may_use_both_placeholders() -> None:
+    q = worker_queries(worker(waiting='sum(my_waiting{job="<app>-<queue>"})', app='a"b'), "shop")
+    assert q.waiting == 'sum(my_waiting{job="a\\"b-emails"})'
+    assert q.in_flight == 'celery_queue_inflight_tasks{app="a\\"b",queue="emails"}'
+    assert q.arrival_rate == 'rate(celery_queue_published_total{app="a\\"b",queue="emails"}[1m])'
+
+
+def test_the_worker_tier_fills_in_its_policys_name() -> None:
+    tier = WorkerTier(OwnerRef("ns", "shop", "uid"), worker())
+    queries = tier.queries()
+    assert queries[WAITING] == 'celery_queue_waiting_tasks{app="shop",queue="emails"}'
+    assert queries[IN_FLIGHT] == 'celery_queue_inflight_tasks{app="shop",queue="emails"}'
+
+
+# Each preset's queries for app shop, queue emails, written out by hand.
+CRP_ENDED = 'state=~"succeeded|failed|retries-exceeded|retried"'
+PRESET_QUERIES = {
+    Preset.SCALEKEEPER: WorkerQueries(
+        waiting='celery_queue_waiting_tasks{app="shop",queue="emails"}',
+        in_flight='celery_queue_inflight_tasks{app="shop",queue="emails"}',
+        arrival_rate='rate(celery_queue_published_total{app="shop",queue="emails"}[1m])',
+        completion_rate='rate(celery_queue_completed_total{app="shop",queue="emails"}[1m])',
+    ),
+    Preset.CELERY_REDIS_PROMETHEUS: WorkerQueries(
+        waiting='celery_queue_length{queue="emails"}',
+        in_flight='clamp_min((sum(celery_tasks_total{queue="emails",state="started"}) or vector(0)) - '
+        f'(sum(celery_tasks_total{{queue="emails",{CRP_ENDED}}}) or vector(0)), 0)',
+        arrival_rate=None,
+        completion_rate='sum(rate(celery_tasks_total{queue="emails",state=~"succeeded|failed|retries-exceeded"}'
+        "[1m])) or vector(0)",
+    ),
+}
+
+
+def test_every_preset_is_written_out() -> None:
+    assert set(PRESET_QUERIES) == set(Preset) == set(PRESETS)
+
+
+@pytest.mark.parametrize("preset", list(Preset))
+def test_a_preset_gives_its_queries(preset: Preset) -> None:
+    arrival = {} if PRESETS[preset].arrival_rate else {"arrivalRate": "published"}
+    got = worker_queries(worker(preset=preset, **arrival), "shop")
+    expected = PRESET_QUERIES[preset]
+    assert got == WorkerQueries(
+        expected.waiting, expected.in_flight, expected.arrival_rate or "published", expected.completion_rate
+    )
+    # Both average completions over a minute, as the engine's default window assumes.
+    assert worker_params(worker(preset=preset, **arrival)).rate_window_seconds == 60
+
+
+def test_no_metrics_is_the_scalekeeper_preset() -> None:
+    assert worker_queries(worker(), "shop") == PRESET_QUERIES[Preset.SCALEKEEPER]
+
+
+FIELDS = {
+    "waiting": "waiting",
+    "inFlight": "in_flight",
+    "arrivalRate": "arrival_rate",
+    "completionRate": "completion_rate",
+}
+
+
+@given(
+    st.sampled_from(list(Preset)),
+    st.dictionaries(st.sampled_from(list(FIELDS)), st.text(min_size=1, max_size=20).filter(str.strip)),
+)
+def test_overrides_win_query_by_query(preset: Preset, overrides: dict[str, str]) -> None:
+    written = {**overrides, "preset": preset, "app": "shop"}
+    if PRESETS[preset].arrival_rate is None:
+        written.setdefault("arrivalRate", "published")
+    got = worker_queries(worker(**written), "other")
+    for field, attr in FIELDS.items():
+        query = getattr(got, attr)
+        if field in written:
+            assert query == fill_template(written[field], app="shop", queue="emails")
+        else:
+            assert query == getattr(PRESET_QUERIES[preset], attr)
+
+
+def test_without_drain_seconds_a_preset_without_arrivals_asks_for_none() -> None:
+    owner = OwnerRef("ns", "shop", "uid")
+    crp = PRESET_QUERIES[Preset.CELERY_REDIS_PROMETHEUS]
+    tier = WorkerTier(owner, worker(drain=False, preset=Preset.CELERY_REDIS_PROMETHEUS))
+    assert tier.queries() == {WAITING: crp.waiting, IN_FLIGHT: crp.in_flight}
+    drains = WorkerTier(owner, worker(preset=Preset.CELERY_REDIS_PROMETHEUS, arrivalRate="sum(published)"))
+    assert drains.queries() == {
+        WAITING: crp.waiting,
+        IN_FLIGHT: crp.in_flight,
+        ARRIVAL_RATE: "sum(published)",
+        COMPLETION_RATE: crp.completion_rate,
+    }
