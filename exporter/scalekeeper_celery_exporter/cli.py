@@ -58,6 +58,20 @@ def _seconds(text: str) -> float:
     return value
 
 
+# Glob characters: kombu subscribes to its prefixed event and control channels by pattern (PSUBSCRIBE), so
+# with ``ns[12]:`` it would also hear ``ns1:``'s, and a SCAN for the bindings would match theirs too.
+GLOB_CHARACTERS = "*?[]\\"
+
+
+def _key_prefix(text: str) -> str:
+    if found := sorted({c for c in text if c in GLOB_CHARACTERS}):
+        raise argparse.ArgumentTypeError(
+            f"{text!r} has the glob character(s) {' '.join(found)}: kombu subscribes to the prefixed "
+            "channels by pattern, so it would also match other installations' events"
+        )
+    return text
+
+
 def _queues(text: str) -> list[str]:
     queues = [q.strip() for q in text.split(",") if q.strip()]
     if not queues:
@@ -90,6 +104,12 @@ def parser() -> Parser:
         default=os.environ.get("RABBITMQ_MANAGEMENT_URL"),
         help="default: http://<broker host>:15672 (credentials from the broker URL)",
     )
+    p.add_argument(
+        "--redis-key-prefix",
+        type=_key_prefix,
+        metavar="PREFIX",
+        help="the applications' kombu global_keyprefix transport option (env REDIS_KEY_PREFIX); Redis only",
+    )
     p.add_argument("--port", type=_port, default=9808)
     p.add_argument("--addr", default="0.0.0.0")
     p.add_argument("--log-level", choices=["DEBUG", "INFO", "WARNING", "ERROR"], default="INFO")
@@ -103,10 +123,10 @@ def broker_label(url: str) -> str:
     return f"{parts.scheme}://{host}{port}{parts.path}"
 
 
-def make_broker(url: str, management_url: str | None) -> Broker:
+def make_broker(url: str, management_url: str | None, redis_key_prefix: str) -> Broker:
     scheme = urllib.parse.urlsplit(url).scheme
     if scheme in REDIS_SCHEMES:
-        return RedisBroker(url)
+        return RedisBroker(url, redis_key_prefix)
     return RabbitMQBroker(url, management_url)
 
 
@@ -119,6 +139,12 @@ def main(argv: list[str] | None = None) -> int:
             queues = _queues(os.environ["QUEUES"])
         except argparse.ArgumentTypeError as e:
             p.error(f"QUEUES: {e}")
+    key_prefix = args.redis_key_prefix
+    if key_prefix is None:
+        try:
+            key_prefix = _key_prefix(os.environ.get("REDIS_KEY_PREFIX", ""))
+        except argparse.ArgumentTypeError as e:
+            p.error(f"REDIS_KEY_PREFIX: {e}")
     if not args.app:
         p.error("--app (or APP) is required: the app label keeps two apps' same-named queues apart")
     url = os.environ.get(args.broker_url_env, "")
@@ -134,10 +160,18 @@ def main(argv: list[str] | None = None) -> int:
             f"{args.broker_url_env}: scheme {scheme!r} is not one of "
             f"{', '.join(REDIS_SCHEMES + AMQP_SCHEMES)}"
         )
+    if key_prefix and scheme not in REDIS_SCHEMES:
+        p.error(
+            f"--redis-key-prefix (or REDIS_KEY_PREFIX) is kombu's Redis transport option; "
+            f"{args.broker_url_env} is not a Redis URL (scheme {scheme!r})"
+        )
 
     logs.configure(args.log_level)
-    broker = make_broker(url, args.rabbitmq_management_url)
+    broker = make_broker(url, args.rabbitmq_management_url, key_prefix)
     app = Celery("scalekeeper-celery-exporter", broker=url, set_as_current=False)
+    if key_prefix:
+        # kombu prefixes the event and remote-control pub/sub channels too: unprefixed, none would be heard.
+        app.conf.broker_transport_options = {"global_keyprefix": key_prefix}
     state = EventState(args.rate_window)
     listener = EventListener(app, state)
     registry = CollectorRegistry(auto_describe=True)
@@ -150,6 +184,7 @@ def main(argv: list[str] | None = None) -> int:
             "app": args.app,
             "broker": label,
             "queues": queues or "discovered",
+            "redis_key_prefix": key_prefix or None,
             "addr": args.addr,
             "port": args.port,
             "rate_window": args.rate_window,

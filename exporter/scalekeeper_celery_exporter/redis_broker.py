@@ -5,6 +5,11 @@ step 0) and ``q<sep>n`` for step n > 0; every message delivered to a consumer an
 hash ``unacked`` (value: JSON ``[message, exchange, routing_key]``); bindings in the sets
 ``_kombu.binding.<exchange>`` (members ``routing_key<sep>pattern<sep>queue``). The layout's names come from
 kombu itself, so a kombu that changed them would be seen by the tests rather than read wrongly in silence.
+
+With the transport option ``global_keyprefix`` kombu prepends the prefix to every one of these keys (not to
+the members, the hash's values, nor the queue names inside them), so several installations share a database.
+kombu's own prefixing client covers only the commands kombu sends (not SCAN nor HVALS): the keys are
+prefixed here instead.
 """
 
 from __future__ import annotations
@@ -26,12 +31,12 @@ def _text(v: bytes | str) -> str:
     return v.decode() if isinstance(v, bytes) else v
 
 
-def list_keys(queue: str) -> list[str]:
-    return [queue] + [f"{queue}{Channel.sep}{n}" for n in PRIORITY_STEPS]
+def list_keys(queue: str, prefix: str) -> list[str]:
+    return [prefix + queue] + [f"{prefix}{queue}{Channel.sep}{n}" for n in PRIORITY_STEPS]
 
 
-def binding_key(exchange: str) -> str:
-    return Channel.keyprefix_queue % exchange
+def binding_key(exchange: str, prefix: str) -> str:
+    return prefix + Channel.keyprefix_queue % exchange
 
 
 def parse_binding(member: bytes | str) -> tuple[str, str]:
@@ -43,15 +48,18 @@ def parse_binding(member: bytes | str) -> tuple[str, str]:
 class RedisBroker:
     kind = "redis"
 
-    def __init__(self, url: str) -> None:
+    def __init__(self, url: str, key_prefix: str = "") -> None:
         self.client = redis.Redis.from_url(url, socket_timeout=3, socket_connect_timeout=2)
+        self.prefix = key_prefix
         kw = self.client.connection_pool.connection_kwargs
         self.where = f"{kw.get('host', '?')}:{kw.get('port', '?')}/{kw.get('db', 0)}"
+        if key_prefix:
+            self.where += f" (key prefix {key_prefix!r})"
 
     def discover(self) -> list[str]:
         try:
             found: set[str] = set()
-            for key in self.client.scan_iter(match=binding_key("*"), count=500):
+            for key in self.client.scan_iter(match=binding_key("*", self.prefix), count=500):
                 for member in self.client.smembers(key):
                     queue = parse_binding(member)[1]
                     if queue and not is_celery_internal(queue):
@@ -65,9 +73,9 @@ class RedisBroker:
             # One MULTI/EXEC: every list length and the unacked hash from the same instant.
             pipe = self.client.pipeline(transaction=True)
             for q in queues:
-                for key in list_keys(q):
+                for key in list_keys(q, self.prefix):
                     pipe.llen(key)
-            pipe.hvals(Channel.unacked_key)
+            pipe.hvals(self.prefix + Channel.unacked_key)
             results = pipe.execute()
             steps = 1 + len(PRIORITY_STEPS)
             reading = BrokerReading()
@@ -95,7 +103,7 @@ class RedisBroker:
         if exchanges:
             pipe = self.client.pipeline(transaction=False)
             for ex in exchanges:
-                pipe.smembers(binding_key(ex))
+                pipe.smembers(binding_key(ex, self.prefix))
             for ex, members in zip(exchanges, pipe.execute(), strict=True):
                 bindings[ex] = [parse_binding(m) for m in members]
         counts: Counter[str] = Counter()

@@ -158,6 +158,7 @@ def _env(broker_url: str, **extra: str) -> dict[str, str]:
     env = dict(os.environ, BROKER_URL=broker_url, PYTHONUNBUFFERED="1")
     env.pop("QUEUES", None)
     env.pop("APP", None)
+    env.pop("REDIS_KEY_PREFIX", None)
     env["PYTHONPATH"] = os.pathsep.join(filter(None, [str(HERE), str(EXPORTER_DIR), env.get("PYTHONPATH")]))
     env.update(extra)
     return env
@@ -178,7 +179,13 @@ def start_exporter(procs: Procs, broker_url: str, *args: str, name: str = "expor
 
 
 def start_worker(
-    procs: Procs, pod: str, broker_url: str, queue: str, concurrency: int, acks_late: bool
+    procs: Procs,
+    pod: str,
+    broker_url: str,
+    queue: str,
+    concurrency: int,
+    acks_late: bool,
+    key_prefix: str = "",
 ) -> subprocess.Popen[bytes]:
     args = [
         sys.executable,
@@ -202,7 +209,8 @@ def start_worker(
         "--loglevel",
         "INFO",
     ]
-    p = procs.start(pod, args, _env(broker_url, ACKS_LATE="1" if acks_late else "0"))
+    env = _env(broker_url, ACKS_LATE="1" if acks_late else "0", KEY_PREFIX=key_prefix)
+    p = procs.start(pod, args, env)
     procs.wait_log(pod, " ready.", 40)
     return p
 

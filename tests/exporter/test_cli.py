@@ -22,6 +22,18 @@ BAD = [
     (["--app", "shop", "--queues", " , "], {"BROKER_URL": "redis://127.0.0.1:1/0"}, "--queues"),
     (["--app", "shop"], {"BROKER_URL": "redis://127.0.0.1:1/0", "QUEUES": ","}, "QUEUES"),
     (["--app", "shop", "--broker-url-env", "SECRET_URL"], {}, "SECRET_URL is not set"),
+    (
+        ["--app", "shop", "--redis-key-prefix", "ns1:"],
+        {"BROKER_URL": "amqp://127.0.0.1/"},
+        "--redis-key-prefix",
+    ),
+    (["--app", "shop"], {"BROKER_URL": "amqp://127.0.0.1/", "REDIS_KEY_PREFIX": "ns1:"}, "not a Redis URL"),
+    (["--app", "shop", "--redis-key-prefix", "ns[12]:"], {"BROKER_URL": "redis://127.0.0.1:1/0"}, "glob"),
+    (
+        ["--app", "shop"],
+        {"BROKER_URL": "redis://127.0.0.1:1/0", "REDIS_KEY_PREFIX": "ns*"},
+        "REDIS_KEY_PREFIX: 'ns*'",
+    ),
 ]
 
 
@@ -33,7 +45,7 @@ def test_bad_input_is_one_line_and_exit_2(
     monkeypatch: pytest.MonkeyPatch,
     capsys: pytest.CaptureFixture[str],
 ) -> None:
-    for name in ("BROKER_URL", "SECRET_URL", "QUEUES", "APP"):
+    for name in ("BROKER_URL", "SECRET_URL", "QUEUES", "APP", "REDIS_KEY_PREFIX"):
         monkeypatch.delenv(name, raising=False)
     for name, v in env.items():
         monkeypatch.setenv(name, v)

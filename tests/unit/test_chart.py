@@ -329,10 +329,11 @@ def test_artifact_hub_annotations_match_what_they_describe() -> None:
     assert listed["name"] == crd["metadata"]["name"]
     assert listed["version"] in [v["name"] for v in crd["spec"]["versions"]]
     assert listed["description"]
-    # The image the chart installs by default: values.yaml's repository at the chart's appVersion.
-    (image,) = yaml.safe_load(notes["artifacthub.io/images"])
-    repository = yaml.safe_load((CHART / "values.yaml").read_text())["image"]["repository"]
-    assert image["image"] == f"{repository}:{chart['appVersion']}"
+    # The images the chart installs: values.yaml's repositories at the chart's appVersion.
+    images = {i["name"]: i["image"] for i in yaml.safe_load(notes["artifacthub.io/images"])}
+    values = yaml.safe_load((CHART / "values.yaml").read_text())
+    repositories = [values["image"]["repository"], values["celeryExporter"]["image"]["repository"]]
+    assert images == {r.rsplit("/", 1)[1]: f"{r}:{chart['appVersion']}" for r in repositories}
 
 
 def test_the_chart_refuses_a_kubernetes_older_than_its_kube_version(helm: Helm, tmp_path: Path) -> None:

@@ -47,12 +47,35 @@ app.kubernetes.io/component: operator
 {{- end }}
 {{- end }}
 
+{{/* An image reference from an image value {repository, tag, digest}: by digest when set, else by tag, the
+chart's appVersion when empty. Called with (list $ .Values.image) or (list $ .Values.celeryExporter.image). */}}
 {{- define "scalekeeper.image" -}}
-{{- if .Values.image.digest }}
-{{- printf "%s@%s" .Values.image.repository .Values.image.digest }}
+{{- $root := index . 0 }}
+{{- $image := index . 1 }}
+{{- if $image.digest }}
+{{- printf "%s@%s" $image.repository $image.digest }}
 {{- else }}
-{{- printf "%s:%s" .Values.image.repository (default .Chart.AppVersion .Values.image.tag) }}
+{{- printf "%s:%s" $image.repository (default $root.Chart.AppVersion $image.tag) }}
 {{- end }}
+{{- end }}
+
+{{/* The Celery exporter's app.kubernetes.io/name. Not the operator's: each one's Deployment selector and
+Service would otherwise match the other's pods. */}}
+{{- define "scalekeeper.celeryExporter.name" -}}
+{{- printf "%s-celery-exporter" (include "scalekeeper.name" .) | trunc 63 | trimSuffix "-" }}
+{{- end }}
+
+{{- define "scalekeeper.celeryExporter.selectorLabels" -}}
+app.kubernetes.io/name: {{ include "scalekeeper.celeryExporter.name" . }}
+app.kubernetes.io/instance: {{ .Release.Name }}
+{{- end }}
+
+{{- define "scalekeeper.celeryExporter.labels" -}}
+helm.sh/chart: {{ include "scalekeeper.chart" . }}
+{{ include "scalekeeper.celeryExporter.selectorLabels" . }}
+app.kubernetes.io/version: {{ .Chart.AppVersion | quote }}
+app.kubernetes.io/managed-by: {{ .Release.Service }}
+app.kubernetes.io/component: celery-exporter
 {{- end }}
 
 {{/*
