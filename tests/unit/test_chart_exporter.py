@@ -203,6 +203,14 @@ def test_service_monitor_keeps_the_exporters_labels(helm: Helm, tmp_path: Path) 
     assert endpoint["honorLabels"] is False
 
 
+def test_pods_are_annotated_for_scraping_only_without_the_service_monitor(helm: Helm, tmp_path: Path) -> None:
+    # Both would have a Prometheus that does both scrape every series twice, and the operator sum it twice.
+    plain = by_name(render(helm, tmp_path, TWO_BROKERS), "Deployment")[f"{EXPORTER}-shop"]
+    assert plain["spec"]["template"]["metadata"]["annotations"]["prometheus.io/scrape"] == "true"
+    monitored = by_name(render(helm, tmp_path, WITH_SERVICE_MONITORS), "Deployment")[f"{EXPORTER}-shop"]
+    assert "annotations" not in monitored["spec"]["template"]["metadata"]
+
+
 def test_pods_are_locked_down_like_the_operators(helm: Helm, tmp_path: Path) -> None:
     docs = render(helm, tmp_path, TWO_BROKERS)
     deployments = by_name(docs, "Deployment")
