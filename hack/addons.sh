@@ -128,17 +128,19 @@ ensure_image() { # name
 
 render() { # file
   sed -e "s#\${PROMETHEUS_IMAGE}#$PROMETHEUS_IMAGE#g" -e "s#\${REDIS_IMAGE}#$REDIS_IMAGE#g" \
-      -e "s#\${METRICS_SERVER_IMAGE}#$METRICS_SERVER_IMAGE#g" "$1"
+      -e "s#\${RABBITMQ_IMAGE}#$RABBITMQ_IMAGE#g" -e "s#\${METRICS_SERVER_IMAGE}#$METRICS_SERVER_IMAGE#g" "$1"
 }
 
 images() {
   PROMETHEUS_IMAGE=$(ensure_image prometheus)
   REDIS_IMAGE=$(ensure_image redis)
+  RABBITMQ_IMAGE=$(ensure_image rabbitmq)
   METRICS_SERVER_IMAGE=$(ensure_image metrics-server)
   PYTHON_IMAGE=$(ensure_image python)
   cat >"$STATE_DIR/images.env" <<ENV
 PROMETHEUS_IMAGE=$PROMETHEUS_IMAGE
 REDIS_IMAGE=$REDIS_IMAGE
+RABBITMQ_IMAGE=$RABBITMQ_IMAGE
 METRICS_SERVER_IMAGE=$METRICS_SERVER_IMAGE
 PYTHON_BASE_IMAGE=$(dep_image python)
 ENV
@@ -147,7 +149,7 @@ ENV
 up() {
   images
   local f
-  for f in priority prometheus redis metrics-server; do
+  for f in priority prometheus redis rabbitmq metrics-server; do
     render "$HACK_DIR/addons/$f.yaml" | kubectl apply -f - >"$LOG_DIR/addon-$f.log" 2>&1 \
       || { cat "$LOG_DIR/addon-$f.log" >&2; die "applying addon $f failed"; }
   done
@@ -160,8 +162,11 @@ up() {
   kubectl -n scalekeeper-system rollout status deploy/prometheus --timeout=180s >/dev/null \
     || die "Prometheus did not become ready (kubectl -n scalekeeper-system describe pod -l app=prometheus)"
   kubectl -n scalekeeper-system rollout status deploy/redis --timeout=120s >/dev/null || die "Redis did not become ready"
+  kubectl -n scalekeeper-system rollout status deploy/rabbitmq --timeout=180s >/dev/null \
+    || die "RabbitMQ did not become ready (kubectl -n scalekeeper-system logs deploy/rabbitmq)"
   kubectl -n kube-system rollout status deploy/metrics-server --timeout=180s >/dev/null || die "metrics-server did not become ready"
-  log "addons ready: prometheus ($PROMETHEUS_IMAGE), redis ($REDIS_IMAGE), metrics-server ($METRICS_SERVER_IMAGE)"
+  log "addons ready: prometheus ($PROMETHEUS_IMAGE), redis ($REDIS_IMAGE), rabbitmq ($RABBITMQ_IMAGE)," \
+    "metrics-server ($METRICS_SERVER_IMAGE)"
 }
 
 "${1:-up}"
