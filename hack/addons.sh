@@ -1,8 +1,8 @@
 #!/usr/bin/env bash
-# The cluster's own dependencies: Prometheus, Redis, metrics-server. Stock images when the machine can pull,
-# else built here (Debian packages / Go modules) under our own names; either way pushed to the local
+# The cluster's own dependencies: Prometheus, Redis, RabbitMQ, metrics-server. Stock images when the machine
+# can pull, else built here (Debian packages / Go modules) under our own names; either way pushed to the local
 # registry and applied from hack/addons/*.yaml.
-#   hack/addons.sh up | images | debian_images
+#   hack/addons.sh up | images | debian_images | rabbitmq_dockerfile
 . "$(dirname "$0")/lib.sh"
 B=scalekeeper-build
 
@@ -12,10 +12,12 @@ dep_image() { # name
   case "$1:$mode" in
     prometheus:online) echo "$PROMETHEUS_IMAGE_STOCK" ;;
     redis:online) echo "$REDIS_IMAGE_STOCK" ;;
+    rabbitmq:online) echo "$RABBITMQ_IMAGE_STOCK" ;;
     metrics-server:online) echo "$METRICS_SERVER_IMAGE_STOCK" ;;
     python:online) echo "$PYTHON_IMAGE_STOCK" ;;
     prometheus:offline) echo "$B/prometheus:$PROMETHEUS_VERSION" ;;
     redis:offline) local v=${DEB_REDIS#*:}; echo "$B/redis:${v%%-*}-debian" ;;
+    rabbitmq:offline) echo "$B/rabbitmq:${DEB_RABBITMQ%%-*}-debian" ;;
     metrics-server:offline) echo "$B/metrics-server:$METRICS_SERVER_VERSION" ;;
     python:offline) echo "$B/python:${DEB_PYTHON%%-*}-debian" ;;
     *) die "unknown dependency $1 or image mode '$mode' (run hack/cluster.sh up first)" ;;
@@ -49,6 +51,31 @@ DOCKERFILE
   run_logged image-python docker build -t "$1" "$d"; rm -rf "$d"
 }
 
+# RabbitMQ from Debian's package, shaped like the stock image so one manifest (hack/addons/rabbitmq.yaml) runs
+# either: the same user and group (999, made before the package would pick other ids), HOME where the server
+# and its CLI keep the Erlang cookie, and the scripts on PATH that log to stdout (Debian's /usr/sbin wrappers
+# send the server's output to files under /var/log/rabbitmq). Printed alone by `addons.sh rabbitmq_dockerfile`
+# for hack/lint-dockerfile.sh.
+rabbitmq_dockerfile() {
+  cat <<DOCKERFILE
+FROM $B/debian-slim:$DEBIAN_SUITE
+RUN groupadd --system --gid 999 rabbitmq \\
+    && useradd --system --uid 999 --gid rabbitmq --home-dir /var/lib/rabbitmq --shell /usr/sbin/nologin rabbitmq \\
+    && apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends \\
+      rabbitmq-server=$DEB_RABBITMQ && rm -rf /var/lib/apt/lists/* /var/lib/rabbitmq/.erlang.cookie
+ENV PATH=/usr/lib/rabbitmq/bin:\$PATH HOME=/var/lib/rabbitmq LANG=C.UTF-8
+USER 999:999
+EXPOSE 5672 15672
+ENTRYPOINT ["rabbitmq-server"]
+DOCKERFILE
+}
+
+rabbitmq_image() { # tag
+  local d; d=$(mktemp -d)
+  rabbitmq_dockerfile >"$d/Dockerfile"
+  run_logged image-rabbitmq docker build -t "$1" "$d"; rm -rf "$d"
+}
+
 build_offline() { # name tag
   case "$1" in
     prometheus)
@@ -57,6 +84,7 @@ build_offline() { # name tag
       printf 'FROM scratch\nCOPY prometheus /bin/prometheus\nUSER 65534\nENTRYPOINT ["/bin/prometheus"]\n' >"$p/Dockerfile"
       run_logged image-prometheus docker build -t "$2" "$p"; rm -rf "$p" ;;
     redis) debian_image "$2" "redis-server=$DEB_REDIS" '["/usr/bin/redis-server"]' ;;
+    rabbitmq) rabbitmq_image "$2" ;;
     metrics-server)
       "$HACK_DIR/build-go.sh" offline >&2
       local d; d=$(mktemp -d); cp "$CACHE_DIR/components/metrics-server-$METRICS_SERVER_VERSION" "$d/metrics-server"
@@ -84,7 +112,7 @@ local_image() { # name
 # The images made of Debian packages need no Go build: hack/cluster.sh makes them while Go compiles.
 debian_images() {
   local name
-  for name in redis python; do local_image "$name" >/dev/null; done
+  for name in redis rabbitmq python; do local_image "$name" >/dev/null; done
 }
 
 # Make one dependency image available locally and in the registry; print the reference pods use.
@@ -100,17 +128,19 @@ ensure_image() { # name
 
 render() { # file
   sed -e "s#\${PROMETHEUS_IMAGE}#$PROMETHEUS_IMAGE#g" -e "s#\${REDIS_IMAGE}#$REDIS_IMAGE#g" \
-      -e "s#\${METRICS_SERVER_IMAGE}#$METRICS_SERVER_IMAGE#g" "$1"
+      -e "s#\${RABBITMQ_IMAGE}#$RABBITMQ_IMAGE#g" -e "s#\${METRICS_SERVER_IMAGE}#$METRICS_SERVER_IMAGE#g" "$1"
 }
 
 images() {
   PROMETHEUS_IMAGE=$(ensure_image prometheus)
   REDIS_IMAGE=$(ensure_image redis)
+  RABBITMQ_IMAGE=$(ensure_image rabbitmq)
   METRICS_SERVER_IMAGE=$(ensure_image metrics-server)
   PYTHON_IMAGE=$(ensure_image python)
   cat >"$STATE_DIR/images.env" <<ENV
 PROMETHEUS_IMAGE=$PROMETHEUS_IMAGE
 REDIS_IMAGE=$REDIS_IMAGE
+RABBITMQ_IMAGE=$RABBITMQ_IMAGE
 METRICS_SERVER_IMAGE=$METRICS_SERVER_IMAGE
 PYTHON_BASE_IMAGE=$(dep_image python)
 ENV
@@ -119,7 +149,7 @@ ENV
 up() {
   images
   local f
-  for f in priority prometheus redis metrics-server; do
+  for f in priority prometheus redis rabbitmq metrics-server; do
     render "$HACK_DIR/addons/$f.yaml" | kubectl apply -f - >"$LOG_DIR/addon-$f.log" 2>&1 \
       || { cat "$LOG_DIR/addon-$f.log" >&2; die "applying addon $f failed"; }
   done
@@ -132,8 +162,11 @@ up() {
   kubectl -n scalekeeper-system rollout status deploy/prometheus --timeout=180s >/dev/null \
     || die "Prometheus did not become ready (kubectl -n scalekeeper-system describe pod -l app=prometheus)"
   kubectl -n scalekeeper-system rollout status deploy/redis --timeout=120s >/dev/null || die "Redis did not become ready"
+  kubectl -n scalekeeper-system rollout status deploy/rabbitmq --timeout=180s >/dev/null \
+    || die "RabbitMQ did not become ready (kubectl -n scalekeeper-system logs deploy/rabbitmq)"
   kubectl -n kube-system rollout status deploy/metrics-server --timeout=180s >/dev/null || die "metrics-server did not become ready"
-  log "addons ready: prometheus ($PROMETHEUS_IMAGE), redis ($REDIS_IMAGE), metrics-server ($METRICS_SERVER_IMAGE)"
+  log "addons ready: prometheus ($PROMETHEUS_IMAGE), redis ($REDIS_IMAGE), rabbitmq ($RABBITMQ_IMAGE)," \
+    "metrics-server ($METRICS_SERVER_IMAGE)"
 }
 
 "${1:-up}"

@@ -158,8 +158,8 @@ up() {
     "$HACK_DIR/build-go.sh" tools
     node_image=$KIND_NODE_IMAGE_STOCK
   else
-    # What downloads Debian packages (the root filesystems, the node's base image, the Redis and Python images)
-    # runs while Go compiles in the other two lanes.
+    # What downloads Debian packages (the root filesystems, the node's base image, the Redis, RabbitMQ and Python
+    # images) runs while Go compiles in the other two lanes.
     log "building the cluster from source: about 13 min on a fresh 2-core machine, seconds once cached"
     ( "$HACK_DIR/rootfs.sh" && "$HACK_DIR/node-image.sh" base >/dev/null && "$HACK_DIR/addons.sh" debian_images ) &
     local debian_pid=$!

@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # Debian root filesystems imported as Docker images, the bases of everything built offline:
 #   scalekeeper-build/debian-systemd:<suite>  systemd, containerd, runc, CNI plugins: the kind node's base
-#   scalekeeper-build/debian-slim:<suite>     minbase + iptables/conntrack: kube-proxy, Prometheus, Redis, Python
+#   scalekeeper-build/debian-slim:<suite>     minbase + iptables/conntrack: kube-proxy, Prometheus, Redis, RabbitMQ,
+#                                             Python
 . "$(dirname "$0")/lib.sh"
 need_pkg debootstrap debootstrap
 MIRROR=${DEBIAN_MIRROR:-$(awk '/^URIs:/{print $2; exit} /^deb /{print $2; exit}' \
