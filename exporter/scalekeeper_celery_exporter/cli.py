@@ -169,9 +169,14 @@ def main(argv: list[str] | None = None) -> int:
     logs.configure(args.log_level)
     broker = make_broker(url, args.rabbitmq_management_url, key_prefix)
     app = Celery("scalekeeper-celery-exporter", broker=url, set_as_current=False)
-    if key_prefix:
-        # kombu prefixes the event and remote-control pub/sub channels too: unprefixed, none would be heard.
-        app.conf.broker_transport_options = {"global_keyprefix": key_prefix}
+    if scheme in REDIS_SCHEMES:
+        # Without a socket timeout a command on a connection whose broker vanished (a deleted pod leaves it
+        # half-open) waits forever: the receiver's probe and inspections must fail instead, and try anew.
+        options: dict[str, object] = {"socket_timeout": 5.0, "socket_connect_timeout": 5.0}
+        if key_prefix:
+            # kombu prefixes the event and remote-control pub/sub channels too: unprefixed, none is heard.
+            options["global_keyprefix"] = key_prefix
+        app.conf.broker_transport_options = options
     state = EventState(args.rate_window)
     listener = EventListener(app, state)
     registry = CollectorRegistry(auto_describe=True)

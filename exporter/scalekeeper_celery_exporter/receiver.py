@@ -1,10 +1,20 @@
-"""Two threads that feed EventState from the broker: one consumes Celery's events, one asks each newly heard
-worker (remote control ``active_queues`` and ``conf``) which queues it consumes and whether it acks late."""
+"""Three threads that feed EventState from the broker: one consumes Celery's events, one asks each newly heard
+worker (remote control ``active_queues`` and ``conf``) which queues it consumes and whether it acks late, and
+one sends the exporter a probe event now and then and drops the event connection when none comes back.
+
+Why the probe: a broker that vanishes without closing its TCP connections (a deleted pod, a failover) leaves
+the event consumer on a half-open connection that never errors; kombu checks a Redis pub/sub connection's
+health only from its event loop, not from ``drain_events``, which Celery's receiver uses. An application
+with no worker running sends no event at all, so silence alone cannot tell a dead connection from an idle
+app: the exporter's own probe, sent on a fresh connection each time, can."""
 
 from __future__ import annotations
 
 import logging
+import os
+import socket
 import threading
+import time
 from typing import Any
 
 from celery import Celery
@@ -17,6 +27,9 @@ log = logging.getLogger("scalekeeper_celery_exporter.receiver")
 RECONNECT_SECONDS = 1.0
 INSPECT_TIMEOUT_SECONDS = 1.0
 INSPECT_EVERY_SECONDS = 0.5
+PROBE_EVENT = "scalekeeper-exporter-probe"  # Celery's State ignores an event type outside task-/worker-
+PROBE_EVERY_SECONDS = 2.0
+PROBE_TIMEOUT_SECONDS = 10.0  # no probe back for this long, while listening: the connection is dead
 
 
 class _Receiver(EventReceiver):  # type: ignore[misc]  # celery ships no type information
@@ -42,9 +55,12 @@ class EventListener:
         self.errors = 0
         self._stop = threading.Event()
         self._receiver: _Receiver | None = None
+        self._probe_heard = time.monotonic()
+        self._probe_source = f"scalekeeper-exporter@{socket.gethostname()}.{os.getpid()}"
         self._threads = [
             threading.Thread(target=self._listen, name="celery-events", daemon=True),
             threading.Thread(target=self._inspect, name="celery-inspect", daemon=True),
+            threading.Thread(target=self._probe, name="celery-probe", daemon=True),
         ]
 
     def start(self) -> None:
@@ -62,8 +78,12 @@ class EventListener:
         while not self._stop.is_set():
             try:
                 with self.app.connection_for_read() as conn:
+                    self._probe_heard = time.monotonic()
                     self._receiver = _Receiver(
-                        self.state, conn, handlers={"*": self.state.handle}, app=self.app
+                        self.state,
+                        conn,
+                        handlers={"*": self.state.handle, PROBE_EVENT: self._heard},
+                        app=self.app,
                     )
                     if self._stop.is_set():
                         return
@@ -73,6 +93,30 @@ class EventListener:
                 self.state.deaf()
                 log.warning("celery events: connection lost, reconnecting", extra={"error": str(e)})
                 self._stop.wait(RECONNECT_SECONDS)
+
+    def _heard(self, event: dict[str, Any]) -> None:
+        if event.get("hostname") == self._probe_source:  # another exporter's probes say nothing of ours
+            self._probe_heard = time.monotonic()
+
+    def _probe(self) -> None:
+        while not self._stop.wait(PROBE_EVERY_SECONDS):
+            receiver = self._receiver
+            silent = time.monotonic() - self._probe_heard
+            if receiver is not None and not receiver.should_stop and silent > PROBE_TIMEOUT_SECONDS:
+                # The consumer polls with a 1 s timeout and leaves its loop on should_stop; _listen then
+                # connects again.
+                self.errors += 1
+                self.state.deaf()
+                log.warning(
+                    "celery events: no probe came back, reconnecting", extra={"silent_seconds": silent}
+                )
+                receiver.should_stop = True
+            try:
+                with self.app.connection_for_write() as conn:
+                    conn.ensure_connection(max_retries=1)
+                    self.app.events.Dispatcher(conn, hostname=self._probe_source).send(PROBE_EVENT)
+            except Exception as e:  # the broker is away: broker_up says so; the next probe tries again
+                log.debug("celery events: probe not sent", extra={"error": str(e)})
 
     def _inspect(self) -> None:
         while not self._stop.wait(INSPECT_EVERY_SECONDS):

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import importlib.util
 import itertools
+import json
 import subprocess
 import threading
 import uuid
@@ -48,9 +49,20 @@ def _render() -> Any:
 
 
 def built_image(script: str) -> str:
+    """The image a hack/*-image.sh script built and pushed, by digest: its tag is reused by every build, and a
+    node that already holds the tag would run the old image."""
     out = subprocess.run([str(ROOT / "hack" / script)], capture_output=True, text=True, check=False)
     assert out.returncode == 0, out.stderr[-3000:]
-    return out.stdout.strip().splitlines()[-1]
+    ref = out.stdout.strip().splitlines()[-1]
+    repo = ref.rsplit(":", 1)[0]
+    digests = subprocess.run(
+        ["docker", "image", "inspect", "--format", "{{json .RepoDigests}}", ref],
+        capture_output=True,
+        text=True,
+        check=True,
+    ).stdout
+    (pushed,) = [d for d in json.loads(digests) if d.startswith(f"{repo}@")]
+    return str(pushed)
 
 
 @pytest.fixture(scope="module")
