@@ -1,0 +1,374 @@
+"""A Celery application that knows nothing of scalekeeper, sized through the chart: one helm release installs
+the operator and the shipped Celery exporter (`celeryExporter`, one exporter per broker); the app has one
+queue on the cluster's Redis and one on its RabbitMQ; its ScalingPolicy writes no query, so the default
+queries read the exporter by the policy's name (the exporters' `app`) and the queue.
+
+The app is the demo's Celery code (stock settings plus events: task events from the workers, task-sent from
+the producer), run with plain `celery worker` commands; the operator released here serves only this module's
+namespace (`celery-*`, which the session's shared operator does not serve), under a lease of its own.
+"""
+
+from __future__ import annotations
+
+import base64
+import json
+import subprocess
+import urllib.parse
+import urllib.request
+import uuid
+from collections.abc import Iterator
+from dataclasses import dataclass
+from typing import Any
+
+import pytest
+import redis
+import yaml
+from kubernetes import client
+
+from .conftest import ROOT, Cluster, kubectl, release_policies, tool_env
+from .kube_helpers import apply_policy, condition, policy_status, replicas_of, target
+from .test_chart_lifecycle import helm
+from .test_demo_scaling import built_image
+from .waiting import metric_sum, wait_cycles, wait_for
+
+pytestmark = pytest.mark.cluster
+CHART = ROOT / "manifests" / "chart" / "scalekeeper"
+APP = "shop"  # the policy's name, and the `app` both exporters label their series with
+REDIS_QUEUE, RABBIT_QUEUE = "mail", "video"
+REDIS_BROKER = "redis://redis.scalekeeper-system.svc.cluster.local:6379/0"
+RABBIT_HOST = "rabbitmq.scalekeeper-system.svc.cluster.local"
+
+
+@dataclass
+class ReleasedOperator:
+    """The operator of this module's release: its one pod's /metrics, through the API server's pod proxy."""
+
+    cluster: Cluster
+    namespace: str
+    release: str
+
+    def metrics_text(self) -> str:
+        core = client.CoreV1Api(self.cluster.api)
+        (pod,) = [
+            p
+            for p in core.list_namespaced_pod(
+                self.namespace,
+                label_selector=f"app.kubernetes.io/instance={self.release},app.kubernetes.io/name=scalekeeper",
+            ).items
+            if p.metadata.deletion_timestamp is None
+        ]
+        port = next(
+            p.container_port for c in pod.spec.containers for p in c.ports or [] if p.name == "metrics"
+        )
+        resp = core.connect_get_namespaced_pod_proxy_with_path(
+            f"{pod.metadata.name}:{port}", self.namespace, "metrics", _preload_content=False
+        )
+        return str(resp.data.decode())
+
+
+@dataclass
+class CeleryApp:
+    namespace: str
+    operator: ReleasedOperator
+    prefix: str  # the Redis queue's kombu global_keyprefix, so the shared Redis holds no other run's keys
+
+
+def rabbitmq_url(cluster: Cluster) -> str:
+    secret = client.CoreV1Api(cluster.api).read_namespaced_secret("rabbitmq", "scalekeeper-system")
+    user, password = (base64.b64decode(secret.data[k]).decode() for k in ("username", "password"))
+    return f"amqp://{urllib.parse.quote(user)}:{urllib.parse.quote(password)}@{RABBIT_HOST}:5672//"
+
+
+def worker(
+    name: str, image: str, queue: str, env: dict[str, str], concurrency: int, prefetch: int
+) -> dict[str, Any]:
+    """A plain `celery worker` Deployment of the demo's app, with stock heartbeats and the app's events."""
+    labels = {"app": name}
+    return {
+        "apiVersion": "apps/v1",
+        "kind": "Deployment",
+        "metadata": {"name": name, "labels": labels},
+        "spec": {
+            "selector": {"matchLabels": labels},
+            "template": {
+                "metadata": {"labels": labels},
+                "spec": {
+                    "securityContext": {"runAsUser": 10001, "runAsGroup": 10001, "runAsNonRoot": True},
+                    "terminationGracePeriodSeconds": 5,
+                    "containers": [
+                        {
+                            "name": "worker",
+                            "image": image,
+                            "command": [
+                                *("celery", "-A", "scalekeeper_demo.celery_app", "worker", "-Q", queue),
+                                *("--concurrency", str(concurrency), "--prefetch-multiplier", str(prefetch)),
+                                *("--hostname", f"{name}@%h", "--loglevel", "INFO"),
+                            ],
+                            "env": [{"name": k, "value": v} for k, v in {"QUEUES": queue, **env}.items()],
+                            "resources": {"requests": {"cpu": "20m", "memory": "96Mi"}},
+                        }
+                    ],
+                },
+            },
+        },
+    }
+
+
+@pytest.fixture(scope="module")
+def app(cluster: Cluster) -> Iterator[CeleryApp]:
+    ns = f"celery-{uuid.uuid4().hex[:6]}"
+    prefix = f"{ns}:"
+    core = client.CoreV1Api(cluster.api)
+    core.create_namespace({"metadata": {"name": ns, "labels": {"scalekeeper-test": "1"}}})
+    release = f"sk-{ns}"
+    demo_image = built_image("demo-image.sh")
+    exporter_image = built_image("exporter-image.sh")
+    amqp = rabbitmq_url(cluster)
+    core.create_namespaced_secret(
+        ns, {"metadata": {"name": "brokers"}, "stringData": {"redis": REDIS_BROKER, "rabbitmq": amqp}}
+    )
+    workers = [
+        worker(
+            f"worker-{REDIS_QUEUE}",
+            demo_image,
+            REDIS_QUEUE,
+            {"BROKER_URL": REDIS_BROKER, "KEY_PREFIX": prefix},
+            concurrency=1,
+            prefetch=1,
+        ),
+        # Bookkeeping (the demo's task records its completions) stays in Redis; the queue is RabbitMQ's.
+        worker(
+            f"worker-{RABBIT_QUEUE}",
+            demo_image,
+            RABBIT_QUEUE,
+            {"BROKER_URL": amqp, "DEMO_REDIS_URL": REDIS_BROKER, "KEY_PREFIX": prefix},
+            concurrency=1,
+            prefetch=4,
+        ),
+    ]
+    kubectl(cluster, "-n", ns, "apply", "-f", "-", stdin=yaml.safe_dump_all(workers))
+    exporter_repo, _, exporter_digest = exporter_image.partition("@")
+    operator_repo, _, operator_tag = cluster.operator_image.rpartition(":")
+    values = {
+        "image": {"repository": operator_repo, "tag": operator_tag, "pullPolicy": "Always"},
+        "watchNamespaces": [ns],
+        "leaderElection": {"leaseName": release},
+        "prometheus": {"url": "http://prometheus.scalekeeper-system.svc:9090"},
+        "celeryExporter": {
+            "enabled": True,
+            "image": {"repository": exporter_repo, "digest": exporter_digest},
+            "brokers": [
+                {
+                    "name": "redis",
+                    "app": APP,
+                    "brokerUrlSecret": {"name": "brokers", "key": "redis"},
+                    "queues": [REDIS_QUEUE],
+                    "redisKeyPrefix": prefix,
+                },
+                {
+                    "name": "rabbitmq",
+                    "app": APP,
+                    "brokerUrlSecret": {"name": "brokers", "key": "rabbitmq"},
+                    "queues": [RABBIT_QUEUE],
+                },
+            ],
+        },
+    }
+    values_file = ROOT / "logs" / f"{release}-values.yaml"
+    values_file.parent.mkdir(exist_ok=True)
+    values_file.write_text(yaml.safe_dump(values))
+    helm(
+        cluster,
+        "install",
+        release,
+        str(CHART),
+        "--namespace",
+        ns,
+        "--wait",
+        "--timeout",
+        "300s",
+        "-f",
+        str(values_file),
+    )
+    for name in (f"worker-{REDIS_QUEUE}", f"worker-{RABBIT_QUEUE}"):
+        kubectl(cluster, "-n", ns, "rollout", "status", f"deploy/{name}", "--timeout=180s")
+    try:
+        yield CeleryApp(ns, ReleasedOperator(cluster, ns, release), prefix)
+    finally:
+        release_policies(cluster, ns)
+        helm(cluster, "uninstall", release, "--namespace", ns, "--wait", check=False)
+        core.delete_namespace(ns, propagation_policy="Background")
+        r = redis.Redis.from_url(cluster.redis_url)
+        keys = list(r.scan_iter(match=f"{prefix}*", count=1000))
+        if keys:
+            r.delete(*keys)
+
+
+def produce(cluster: Cluster, app: CeleryApp, deployment: str, queue: str, *args: str) -> None:
+    """Tasks sent from inside a worker pod (its broker settings), by the demo's producer."""
+    kubectl(
+        cluster, "-n", app.namespace, "exec", f"deploy/{deployment}", "--",
+        "python", "-m", "scalekeeper_demo.produce", "--queue", queue, *args,
+    )  # fmt: skip
+
+
+def prometheus(cluster: Cluster, query: str) -> list[dict[str, Any]]:
+    url = f"{cluster.prometheus_url}/api/v1/query?" + urllib.parse.urlencode({"query": query})
+    with urllib.request.urlopen(url, timeout=10) as resp:
+        return list(json.load(resp)["data"]["result"])
+
+
+def fast_rules() -> dict[str, Any]:
+    # Up at once; down only after the module is over, so every replica count a test reads is the scale-up's.
+    up = {"type": "Pods", "value": 3, "periodSeconds": 10}
+    down = {"type": "Pods", "value": 1, "periodSeconds": 60}
+    return {
+        "scaleUp": {"stabilizationWindowSeconds": 0, "policies": [up]},
+        "scaleDown": {"stabilizationWindowSeconds": 600, "policies": [down]},
+    }
+
+
+@pytest.fixture(scope="module")
+def policy(cluster: Cluster, app: CeleryApp) -> str:
+    """The app's policy: no query anywhere, so every input comes from the default queries."""
+    spec = {
+        "intervalSeconds": 2,
+        "workers": [
+            {
+                "queue": REDIS_QUEUE,
+                "deployment": f"worker-{REDIS_QUEUE}",
+                "minReplicas": 1,
+                "maxReplicas": 3,
+                "tasksPerWorker": 5,
+                "drainSeconds": 20,
+                "concurrency": 1,
+                "prefetchMultiplier": 1,
+                "behavior": fast_rules(),
+            },
+            {
+                "queue": RABBIT_QUEUE,
+                "deployment": f"worker-{RABBIT_QUEUE}",
+                "minReplicas": 1,
+                "maxReplicas": 3,
+                "tasksPerWorker": 2,
+                "concurrency": 1,
+                "prefetchMultiplier": 4,
+                "behavior": fast_rules(),
+            },
+        ],
+    }
+    apply_policy(cluster, app.namespace, APP, spec)
+    # The RabbitMQ queue's inputs are there at once; the Redis queue's rates only once tasks were sent (no
+    # arrivals cannot be told from producers that send no task-sent event: missing until the first one).
+    wait_for(
+        "a decision from the RabbitMQ queue's load",
+        lambda: "load" in worker_metrics(cluster, app, RABBIT_QUEUE),
+        timeout=120,
+    )
+    return APP
+
+
+def worker_metrics(cluster: Cluster, app: CeleryApp, queue: str) -> dict[str, float]:
+    found = target(policy_status(cluster, app.namespace, APP), f"worker/{queue}")
+    return dict(found.get("metrics") or {}) if found else {}
+
+
+def video_status(cluster: Cluster, app: CeleryApp) -> dict[str, Any] | None:
+    return target(policy_status(cluster, app.namespace, APP), f"worker/{RABBIT_QUEUE}")
+
+
+def series(cluster: Cluster, name: str, queue: str) -> float | None:
+    found = prometheus(cluster, f'{name}{{app="{APP}",queue="{queue}"}}')
+    return float(found[0]["value"][1]) if len(found) == 1 else None
+
+
+def test_tasks_prefetched_by_a_busy_rabbitmq_worker_count_as_load(
+    cluster: Cluster, app: CeleryApp, policy: str
+) -> None:
+    # One worker, concurrency 1, prefetch 4: of six long tasks it runs one and holds three more, unacked;
+    # two stay ready. A queue-length reading (RabbitMQ's ready messages, which KEDA reads by AMQP) sees 2.
+    produce(cluster, app, f"worker-{RABBIT_QUEUE}", RABBIT_QUEUE, "--count", "6", "--seconds", "30")
+    wait_for(
+        "RabbitMQ's 2 ready and 4 unacked messages, read through the exporter",
+        lambda: (
+            series(cluster, "celery_queue_waiting_tasks", RABBIT_QUEUE) == 2
+            and series(cluster, "celery_queue_prefetched_tasks", RABBIT_QUEUE) == 4
+        ),
+        timeout=60,
+    )
+    # The operator sizes on all six: ceil(6 / tasksPerWorker 2) = 3.
+    seen = wait_for(
+        "the policy to read a load of 6 on the RabbitMQ queue",
+        lambda: (m := worker_metrics(cluster, app, RABBIT_QUEUE)).get("load") == 6 and m,
+        timeout=60,
+    )
+    assert seen["in_flight"] >= 4, seen
+    wait_for(
+        "3 RabbitMQ workers", lambda: replicas_of(cluster, app.namespace, f"worker-{RABBIT_QUEUE}") == 3, 60
+    )
+
+
+def test_a_rabbitmq_restart_holds_the_workers_and_they_recover(
+    cluster: Cluster, app: CeleryApp, policy: str
+) -> None:
+    name = f"worker-{RABBIT_QUEUE}"
+    before = replicas_of(cluster, app.namespace, name)
+    kubectl(cluster, "-n", "scalekeeper-system", "delete", "pod", "-l", "app=rabbitmq", "--wait=false")
+    blind = wait_for(
+        "the RabbitMQ queue's inputs to go missing",
+        lambda: (t := video_status(cluster, app)) and t.get("limitedBy") == "missingMetric" and t,
+        timeout=60,
+    )
+    assert RABBIT_QUEUE in blind["reason"], blind
+    # Missing data scales nothing: the workers stay as they were for as long as the broker is away.
+    wait_cycles(
+        app.operator,
+        3,
+        holds=lambda: replicas_of(cluster, app.namespace, name) == before,
+        what=f"{name} held at {before} while RabbitMQ was away",
+    )
+    kubectl(cluster, "-n", "scalekeeper-system", "rollout", "status", "deploy/rabbitmq", "--timeout=180s")
+    back = wait_for(
+        "the RabbitMQ queue's inputs back",
+        lambda: (t := video_status(cluster, app)) and t.get("limitedBy") != "missingMetric" and t,
+        timeout=180,
+    )
+    assert "load" in back["metrics"], back
+
+
+def test_redis_workers_drain_by_the_arrival_and_completion_rates_of_celery_events(
+    cluster: Cluster, app: CeleryApp, policy: str
+) -> None:
+    # 3 tasks/s of 1 s for 100 s against one worker that completes 1/s: the backlog grows, the load sizes
+    # the workers up first, and once it has lasted a rate window (1 min) the drain estimate reads the
+    # event-derived arrival and completion rates.
+    producer = subprocess.Popen(
+        [
+            "kubectl", "--kubeconfig", cluster.kubeconfig, "-n", app.namespace, "exec",
+            f"deploy/worker-{REDIS_QUEUE}", "--", "python", "-m", "scalekeeper_demo.produce",
+            "--queue", REDIS_QUEUE, "--count", "300", "--rate", "3", "--seconds", "1",
+        ],
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.PIPE,
+        env=tool_env(),
+    )  # fmt: skip
+    try:
+        wait_for(
+            "3 Redis workers", lambda: replicas_of(cluster, app.namespace, f"worker-{REDIS_QUEUE}") == 3, 60
+        )
+        seen = wait_for(
+            "the drain estimate from event rates",
+            lambda: "per_worker_rate" in (m := worker_metrics(cluster, app, REDIS_QUEUE)) and m,
+            timeout=120,
+        )
+        # Arrivals as Celery's task-sent events count them: 3/s sent, read lower while the rate's 1 min
+        # window still holds the time before the producer started. Completions per worker at most 1/s.
+        assert 1.0 <= seen["arrival_rate"] <= 4.0, seen
+        assert 0 < seen["per_worker_rate"] <= 1.2, seen
+        status = target(policy_status(cluster, app.namespace, APP), f"worker/{REDIS_QUEUE}")
+        assert status is not None and "draining in 20s" in status["reason"], status
+        assert metric_sum(app.operator.metrics_text(), "scalekeeper_policies") == 1
+    finally:
+        producer.kill()
+        producer.wait(10)
+    assert condition(policy_status(cluster, app.namespace, APP), "MetricsAvailable")["status"] == "True"
