@@ -69,6 +69,10 @@ class RabbitMQServer:
             f"management.tcp.port = {self.management_port}\n"
             "management.tcp.ip = 127.0.0.1\n"
             "collect_statistics_interval = 1000\n"
+            # Counts aggregated at the smallest sample interval: 1 s, not 5 s (as hack/addons/rabbitmq.yaml).
+            "management.sample_retention_policies.global.minute = 1\n"
+            "management.sample_retention_policies.basic.minute = 1\n"
+            "management.sample_retention_policies.detailed.10 = 1\n"
         )
         return dict(
             os.environ,
