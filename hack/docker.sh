@@ -31,7 +31,7 @@ up() {
   if [ -f "$PID_FILE" ] && ! kill -0 "$(cat "$PID_FILE")" 2>/dev/null; then rm -f "$PID_FILE"; fi
   rm -f /var/run/docker.sock
   log "starting dockerd (data root $DOCKER_DATA_ROOT, log $LOG_DIR/dockerd.log)"
-  nohup dockerd "${args[@]}" >>"$LOG_DIR/dockerd.log" 2>&1 </dev/null &
+  (detached nohup dockerd "${args[@]}") >>"$LOG_DIR/dockerd.log" 2>&1 </dev/null &
   local i
   for i in $(seq 1 60); do docker info >/dev/null 2>&1 && break; sleep 1; done
   docker info >/dev/null 2>&1 || { tail -n 30 "$LOG_DIR/dockerd.log" >&2; die "dockerd did not answer within 60 s"; }

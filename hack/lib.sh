@@ -34,6 +34,18 @@ run_logged() { # name cmd...
   fi
 }
 
+# Run a command that outlives its caller (a daemon) without the descriptors the caller inherited: a lock held
+# by a parent (`flock FILE make test`) or a pipe a CI harness reads would otherwise stay taken, or never reach
+# end of file, for as long as the daemon runs. stdin, stdout and stderr are the caller's to redirect.
+detached() { # cmd...
+  local fd
+  for fd in /proc/$BASHPID/fd/*; do
+    fd=${fd##*/}
+    if [ "$fd" -gt 2 ]; then eval "exec $fd>&-"; fi
+  done 2>/dev/null
+  exec "$@"
+}
+
 # Install Debian packages only when a command is missing; fail at once naming what could not be installed.
 APT_UPDATED=
 need_pkg() { # command package
