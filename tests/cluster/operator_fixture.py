@@ -74,17 +74,22 @@ class RunningOperator:
             .read_namespaced_lease(LEASE, LEASE_NAMESPACE)
             .spec.holder_identity
         )
-        core = client.CoreV1Api(self.cluster.api)
-        port = next(
-            p.container_port
-            for c in core.read_namespaced_pod(pod, LEASE_NAMESPACE).spec.containers
-            for p in c.ports or []
-            if p.name == "metrics"
-        )
-        resp = core.connect_get_namespaced_pod_proxy_with_path(
-            f"{pod}:{port}", LEASE_NAMESPACE, "metrics", _preload_content=False
-        )
-        return str(resp.data.decode())
+        return pod_metrics_text(self.cluster, LEASE_NAMESPACE, pod)
+
+
+def pod_metrics_text(cluster: Cluster, namespace: str, pod: str) -> str:
+    """An operator pod's /metrics (its port named `metrics`), through the API server's pod proxy."""
+    core = client.CoreV1Api(cluster.api)
+    port = next(
+        p.container_port
+        for c in core.read_namespaced_pod(pod, namespace).spec.containers
+        for p in c.ports or []
+        if p.name == "metrics"
+    )
+    resp = core.connect_get_namespaced_pod_proxy_with_path(
+        f"{pod}:{port}", namespace, "metrics", _preload_content=False
+    )
+    return str(resp.data.decode())
 
 
 def free_port() -> int:

@@ -10,11 +10,8 @@ namespace (`celery-*`, which the session's shared operator does not serve), unde
 
 from __future__ import annotations
 
-import base64
-import json
 import subprocess
 import urllib.parse
-import urllib.request
 import uuid
 from collections.abc import Iterator
 from dataclasses import dataclass
@@ -27,8 +24,11 @@ from kubernetes import client
 
 from .conftest import ROOT, Cluster, kubectl, release_policies, tool_env
 from .kube_helpers import apply_policy, condition, policy_status, replicas_of, target
+from .operator_fixture import pod_metrics_text
 from .test_chart_lifecycle import helm
-from .test_demo_scaling import built_image
+from .test_demo_scaling import built_image, fast_rules
+from .test_operator_basics import prometheus_value
+from .test_rabbitmq_addon import credentials
 from .waiting import metric_sum, wait_cycles, wait_for
 
 pytestmark = pytest.mark.cluster
@@ -48,22 +48,17 @@ class ReleasedOperator:
     release: str
 
     def metrics_text(self) -> str:
-        core = client.CoreV1Api(self.cluster.api)
         (pod,) = [
-            p
-            for p in core.list_namespaced_pod(
+            p.metadata.name
+            for p in client.CoreV1Api(self.cluster.api)
+            .list_namespaced_pod(
                 self.namespace,
                 label_selector=f"app.kubernetes.io/instance={self.release},app.kubernetes.io/name=scalekeeper",
-            ).items
+            )
+            .items
             if p.metadata.deletion_timestamp is None
         ]
-        port = next(
-            p.container_port for c in pod.spec.containers for p in c.ports or [] if p.name == "metrics"
-        )
-        resp = core.connect_get_namespaced_pod_proxy_with_path(
-            f"{pod.metadata.name}:{port}", self.namespace, "metrics", _preload_content=False
-        )
-        return str(resp.data.decode())
+        return pod_metrics_text(self.cluster, self.namespace, pod)
 
 
 @dataclass
@@ -74,8 +69,7 @@ class CeleryApp:
 
 
 def rabbitmq_url(cluster: Cluster) -> str:
-    secret = client.CoreV1Api(cluster.api).read_namespaced_secret("rabbitmq", "scalekeeper-system")
-    user, password = (base64.b64decode(secret.data[k]).decode() for k in ("username", "password"))
+    user, password = credentials(cluster)
     return f"amqp://{urllib.parse.quote(user)}:{urllib.parse.quote(password)}@{RABBIT_HOST}:5672//"
 
 
@@ -204,33 +198,19 @@ def app(cluster: Cluster) -> Iterator[CeleryApp]:
             r.delete(*keys)
 
 
-def produce(cluster: Cluster, app: CeleryApp, deployment: str, queue: str, *args: str) -> None:
-    """Tasks sent from inside a worker pod (its broker settings), by the demo's producer."""
-    kubectl(
-        cluster, "-n", app.namespace, "exec", f"deploy/{deployment}", "--",
-        "python", "-m", "scalekeeper_demo.produce", "--queue", queue, *args,
-    )  # fmt: skip
-
-
-def prometheus(cluster: Cluster, query: str) -> list[dict[str, Any]]:
-    url = f"{cluster.prometheus_url}/api/v1/query?" + urllib.parse.urlencode({"query": query})
-    with urllib.request.urlopen(url, timeout=10) as resp:
-        return list(json.load(resp)["data"]["result"])
-
-
-def fast_rules() -> dict[str, Any]:
-    # Up at once; down only after the module is over, so every replica count a test reads is the scale-up's.
-    up = {"type": "Pods", "value": 3, "periodSeconds": 10}
-    down = {"type": "Pods", "value": 1, "periodSeconds": 60}
-    return {
-        "scaleUp": {"stabilizationWindowSeconds": 0, "policies": [up]},
-        "scaleDown": {"stabilizationWindowSeconds": 600, "policies": [down]},
-    }
+def producer(app: CeleryApp, queue: str, *args: str) -> list[str]:
+    """kubectl arguments sending tasks from inside the queue's worker pod (its broker settings), by the
+    demo's producer."""
+    return [
+        *("-n", app.namespace, "exec", f"deploy/worker-{queue}", "--"),
+        *("python", "-m", "scalekeeper_demo.produce", "--queue", queue, *args),
+    ]
 
 
 @pytest.fixture(scope="module")
 def policy(cluster: Cluster, app: CeleryApp) -> str:
-    """The app's policy: no query anywhere, so every input comes from the default queries."""
+    """The app's policy: no query anywhere, so every input comes from the default queries. Up at once, down
+    only after the module is over (a 600 s window), so every replica count a test reads is a scale-up's."""
     spec = {
         "intervalSeconds": 2,
         "workers": [
@@ -243,7 +223,7 @@ def policy(cluster: Cluster, app: CeleryApp) -> str:
                 "drainSeconds": 20,
                 "concurrency": 1,
                 "prefetchMultiplier": 1,
-                "behavior": fast_rules(),
+                "behavior": fast_rules(up_pods=3, down_window=600),
             },
             {
                 "queue": RABBIT_QUEUE,
@@ -253,7 +233,7 @@ def policy(cluster: Cluster, app: CeleryApp) -> str:
                 "tasksPerWorker": 2,
                 "concurrency": 1,
                 "prefetchMultiplier": 4,
-                "behavior": fast_rules(),
+                "behavior": fast_rules(up_pods=3, down_window=600),
             },
         ],
     }
@@ -278,7 +258,7 @@ def video_status(cluster: Cluster, app: CeleryApp) -> dict[str, Any] | None:
 
 
 def series(cluster: Cluster, name: str, queue: str) -> float | None:
-    found = prometheus(cluster, f'{name}{{app="{APP}",queue="{queue}"}}')
+    found = prometheus_value(cluster, f'{name}{{app="{APP}",queue="{queue}"}}')
     return float(found[0]["value"][1]) if len(found) == 1 else None
 
 
@@ -287,7 +267,7 @@ def test_tasks_prefetched_by_a_busy_rabbitmq_worker_count_as_load(
 ) -> None:
     # One worker, concurrency 1, prefetch 4: of six long tasks it runs one and holds three more, unacked;
     # two stay ready. A queue-length reading (RabbitMQ's ready messages, which KEDA reads by AMQP) sees 2.
-    produce(cluster, app, f"worker-{RABBIT_QUEUE}", RABBIT_QUEUE, "--count", "6", "--seconds", "30")
+    kubectl(cluster, *producer(app, RABBIT_QUEUE, "--count", "6", "--seconds", "30"))
     wait_for(
         "RabbitMQ's 2 ready and 4 unacked messages, read through the exporter",
         lambda: (
@@ -342,11 +322,10 @@ def test_redis_workers_drain_by_the_arrival_and_completion_rates_of_celery_event
     # 3 tasks/s of 1 s for 100 s against one worker that completes 1/s: the backlog grows, the load sizes
     # the workers up first, and once it has lasted a rate window (1 min) the drain estimate reads the
     # event-derived arrival and completion rates.
-    producer = subprocess.Popen(
+    sending = subprocess.Popen(
         [
-            "kubectl", "--kubeconfig", cluster.kubeconfig, "-n", app.namespace, "exec",
-            f"deploy/worker-{REDIS_QUEUE}", "--", "python", "-m", "scalekeeper_demo.produce",
-            "--queue", REDIS_QUEUE, "--count", "300", "--rate", "3", "--seconds", "1",
+            *("kubectl", "--kubeconfig", cluster.kubeconfig),
+            *producer(app, REDIS_QUEUE, "--count", "300", "--rate", "3", "--seconds", "1"),
         ],
         stdout=subprocess.DEVNULL,
         stderr=subprocess.PIPE,
@@ -369,6 +348,6 @@ def test_redis_workers_drain_by_the_arrival_and_completion_rates_of_celery_event
         assert status is not None and "draining in 20s" in status["reason"], status
         assert metric_sum(app.operator.metrics_text(), "scalekeeper_policies") == 1
     finally:
-        producer.kill()
-        producer.wait(10)
+        sending.kill()
+        sending.wait(10)
     assert condition(policy_status(cluster, app.namespace, APP), "MetricsAvailable")["status"] == "True"

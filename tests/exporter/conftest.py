@@ -158,7 +158,9 @@ def amqp_url(rabbitmq: RabbitMQServer) -> str:
     return rabbitmq.vhost()
 
 
-def _env(broker_url: str, **extra: str) -> dict[str, str]:
+def process_env(broker_url: str, **extra: str) -> dict[str, str]:
+    """The environment of a process the tests start against `broker_url`: none of the exporter's settings
+    inherited from the caller's shell, the exporter's source and the tests' apps importable."""
     env = dict(os.environ, BROKER_URL=broker_url, PYTHONUNBUFFERED="1")
     env.pop("QUEUES", None)
     env.pop("APP", None)
@@ -171,7 +173,7 @@ def _env(broker_url: str, **extra: str) -> dict[str, str]:
 def start_exporter(procs: Procs, broker_url: str, *args: str, name: str = "exporter") -> int:
     port = free_port()
     argv = [sys.executable, "-m", "scalekeeper_celery_exporter", "--app", APP, "--port", str(port)]
-    procs.start(name, [*argv, "--addr", "127.0.0.1", "--log-level", "DEBUG", *args], _env(broker_url))
+    procs.start(name, [*argv, "--addr", "127.0.0.1", "--log-level", "DEBUG", *args], process_env(broker_url))
     wait_until(lambda: http_get(f"http://127.0.0.1:{port}/metrics")[0] == 200, 20, f"{name} to serve")
     # Events sent before its event queue is bound never reach it: tests publish only once it listens.
     wait_until(
@@ -213,7 +215,7 @@ def start_worker(
         "--loglevel",
         "INFO",
     ]
-    env = _env(broker_url, ACKS_LATE="1" if acks_late else "0", KEY_PREFIX=key_prefix)
+    env = process_env(broker_url, ACKS_LATE="1" if acks_late else "0", KEY_PREFIX=key_prefix)
     p = procs.start(pod, args, env)
     procs.wait_log(pod, " ready.", 40)
     return p

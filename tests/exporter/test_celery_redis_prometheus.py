@@ -15,7 +15,7 @@ from scalekeeper.metrics.promql import fill_template
 from tests.demo.conftest import RedisServer, free_port, http_get
 
 from .celery_tasks import make_app
-from .conftest import Procs, Samples, _env, scrape, start_worker, value, wait_until
+from .conftest import Procs, Samples, process_env, scrape, start_worker, value, wait_until
 
 _SELECTOR = re.compile(r"([a-zA-Z_:][a-zA-Z0-9_:]*)\{([^}]*)\}")
 _MATCHER = re.compile(r'([a-zA-Z_]\w*)(=~|=)"((?:[^"\\]|\\.)*)"')
@@ -40,7 +40,7 @@ def selected(samples: Samples, selector: str) -> list[float]:
 def start_crp_exporter(procs: Procs, redis: RedisServer, broker_url: str, queue: str) -> int:
     port = free_port()
     argv = [sys.executable, "-m", "celery", "-A", "crp_tasks", "prometheus", "--host", "127.0.0.1"]
-    procs.start("crp", [*argv, "--port", str(port), "--queue-length"], _env(broker_url, QUEUES=queue))
+    procs.start("crp", [*argv, "--port", str(port), "--queue-length"], process_env(broker_url, QUEUES=queue))
     wait_until(lambda: http_get(f"http://127.0.0.1:{port}/metrics")[0] == 200, 30, "the exporter to serve")
     # Its event queue is bound to the celeryev exchange once it listens: events published before are lost.
     wait_until(lambda: redis.client().scard("_kombu.binding.celeryev") > 0, 20, "the exporter to hear events")

@@ -9,7 +9,7 @@ import pytest
 
 from scalekeeper_celery_exporter.cli import main
 
-from .conftest import _env
+from .conftest import process_env
 
 BAD = [
     ([], {"BROKER_URL": "redis://127.0.0.1:1/0"}, "--app"),
@@ -58,7 +58,7 @@ def test_bad_input_is_one_line_and_exit_2(
 
 
 def test_the_process_answers_bad_input_without_a_traceback() -> None:
-    env = _env("ftp://127.0.0.1/")
+    env = process_env("ftp://127.0.0.1/")
     r = subprocess.run(
         [sys.executable, "-m", "scalekeeper_celery_exporter", "--app", "shop"],
         env=env,

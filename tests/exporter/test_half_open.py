@@ -7,7 +7,8 @@ from __future__ import annotations
 
 import socket
 import threading
-from pathlib import Path
+
+from tests.demo.conftest import RedisServer
 
 from .celery_tasks import make_app
 from .conftest import Procs, scrape, start_exporter, value, wait_until
@@ -65,10 +66,9 @@ class Relay:
 
 
 def test_events_come_back_after_the_broker_vanished_without_closing(
-    redis_server: object, redis_url: str, procs: Procs, tmp_path: Path
+    redis_server: RedisServer, redis_url: str, procs: Procs
 ) -> None:
-    port_of_redis = int(redis_url.rsplit(":", 1)[1].split("/")[0])
-    relay = Relay(port_of_redis)
+    relay = Relay(redis_server.port)
     try:
         url = f"redis://127.0.0.1:{relay.port}/0"
         port = start_exporter(procs, url, "--queues", "emails", "--rate-window", "1")

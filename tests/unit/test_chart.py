@@ -635,7 +635,11 @@ def test_service_monitor_is_optional(helm: Helm, tmp_path: Path) -> None:
 @pytest.mark.parametrize("name", sorted(INVALID_VALUES))
 def test_invalid_values_fail_naming_the_value(helm: Helm, tmp_path: Path, name: str) -> None:
     # `helm template` runs the same values-schema validation as `helm install` (which needs a cluster).
-    values, named = INVALID_VALUES[name]
+    assert_refused(helm, tmp_path, *INVALID_VALUES[name])
+
+
+def assert_refused(helm: Helm, tmp_path: Path, values: dict[str, Any], named: str) -> None:
+    """`helm template` refuses the values, and its error names `named`."""
     result = template(helm, tmp_path, values)
     assert result.returncode != 0, f"{values} rendered:\n{result.stdout[:500]}"
     assert named in result.stderr, result.stderr
