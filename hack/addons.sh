@@ -126,8 +126,11 @@ ensure_image() { # name
   echo "$dst"
 }
 
+# ${ADDON_SHA}: the manifest file's own digest. A pod template carrying it rolls whenever the file changes, a
+# ConfigMap the pod reads only at start included.
 render() { # file
-  sed -e "s#\${PROMETHEUS_IMAGE}#$PROMETHEUS_IMAGE#g" -e "s#\${REDIS_IMAGE}#$REDIS_IMAGE#g" \
+  local sha; sha=$(sha256sum "$1" | cut -c1-16)
+  sed -e "s#\${ADDON_SHA}#$sha#g" -e "s#\${PROMETHEUS_IMAGE}#$PROMETHEUS_IMAGE#g" -e "s#\${REDIS_IMAGE}#$REDIS_IMAGE#g" \
       -e "s#\${RABBITMQ_IMAGE}#$RABBITMQ_IMAGE#g" -e "s#\${METRICS_SERVER_IMAGE}#$METRICS_SERVER_IMAGE#g" "$1"
 }
 
@@ -153,12 +156,6 @@ up() {
     render "$HACK_DIR/addons/$f.yaml" | kubectl apply -f - >"$LOG_DIR/addon-$f.log" 2>&1 \
       || { cat "$LOG_DIR/addon-$f.log" >&2; die "applying addon $f failed"; }
   done
-  # Prometheus reads its configuration only at start: a changed one (a cluster kept from an older checkout)
-  # restarts it.
-  if grep -q "configmap/prometheus-config configured" "$LOG_DIR/addon-prometheus.log"; then
-    log "the Prometheus configuration changed: restarting Prometheus"
-    kubectl -n scalekeeper-system rollout restart deploy/prometheus >/dev/null
-  fi
   kubectl -n scalekeeper-system rollout status deploy/prometheus --timeout=180s >/dev/null \
     || die "Prometheus did not become ready (kubectl -n scalekeeper-system describe pod -l app=prometheus)"
   kubectl -n scalekeeper-system rollout status deploy/redis --timeout=120s >/dev/null || die "Redis did not become ready"
