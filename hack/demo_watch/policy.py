@@ -138,6 +138,9 @@ def shorten_policy(doc: Mapping[str, Any], namespace: str, factor: float = DEFAU
             "inFlight": q.in_flight,
             "arrivalRate": q.arrival_rate,
             "completionRate": q.completion_rate,
+            "serviceSeconds": q.service_seconds,
+            "serviceScv": q.service_scv,
+            "executingPerPod": q.executing_per_pod,
         }
         # The preset stays: it says which input the policy may leave out (an arrival rate, without
         # drainSeconds).

@@ -25,6 +25,7 @@ from pydantic import (
     ConfigDict,
     Field,
     PlainSerializer,
+    StrictBool,
     StrictFloat,
     StrictInt,
     ValidationError,
@@ -486,16 +487,22 @@ def _preset_defaults(field: str) -> str:
     return f"(default: the preset's; {'; '.join(said)})"
 
 
-def _arrival_rate_required(prefix: str, preset: Preset) -> str:
-    """The one wording, for CEL (prefix `{path}.`) and the model (no prefix), of a preset without arrivals."""
+def _arrival_rate_required(prefix: str, preset: Preset, field: str) -> str:
+    """The one wording, for CEL (prefix `{path}.`) and the model (no prefix), of a preset without arrivals
+    under a field that reads them (drainSeconds, targetWaitSeconds)."""
     return (
-        f"{prefix}metrics.arrivalRate is required with {prefix}drainSeconds: preset {preset} gives no "
-        "arrival rate"
+        f"{prefix}metrics.arrivalRate is required with {prefix}{field}: preset {preset} gives no arrival rate"
     )
 
 
-# The presets that give no arrival rate: with drainSeconds, the policy writes its own.
+# The fields whose estimate reads the arrival rate.
+_READS_ARRIVALS = ("drainSeconds", "targetWaitSeconds")
+
+
+# The presets that give no arrival rate: with drainSeconds or targetWaitSeconds, the policy writes its own.
 _NO_ARRIVALS = [p for p, q in PRESETS.items() if q.arrival_rate is None]
+# The fields a worker is sized by: at least one is set.
+_SIZED_BY = "tasksPerWorker, drainSeconds, targetWaitSeconds"
 
 
 class WorkerMetrics(_Spec):
@@ -528,13 +535,28 @@ class WorkerMetrics(_Spec):
     )
     arrival_rate: PromQL | None = Field(
         default=None,
-        description="Tasks published per second; read only with drainSeconds "
+        description="Tasks published per second; read only with drainSeconds or targetWaitSeconds "
         f"{_preset_defaults('arrival_rate')}.",
     )
     completion_rate: PromQL | None = Field(
         default=None,
         description="Tasks completed per second; read only with drainSeconds "
         f"{_preset_defaults('completion_rate')}.",
+    )
+    service_seconds: PromQL | None = Field(
+        default=None,
+        description="A task's mean runtime, in seconds; read only with targetWaitSeconds "
+        f"{_preset_defaults('service_seconds')}.",
+    )
+    service_scv: PromQL | None = Field(
+        default=None,
+        description="The runtime's squared coefficient of variation (variance / mean^2; 1 for exponential "
+        f"runtimes); read only with targetWaitSeconds {_preset_defaults('service_scv')}.",
+    )
+    executing_per_pod: PromQL | None = Field(
+        default=None,
+        description="Tasks executing in each worker pod, one series per pod with a `pod` label; read only "
+        f"on a scale-down with protectBusyWorkers {_preset_defaults('executing_per_pod')}.",
     )
 
 
@@ -646,20 +668,21 @@ class WorkerSpec(_Spec):
                 ".deployment",
             ),
             (
-                "has(self.tasksPerWorker) || has(self.drainSeconds)",
-                "{path} must set at least one of tasksPerWorker, drainSeconds",
+                "has(self.tasksPerWorker) || has(self.drainSeconds) || has(self.targetWaitSeconds)",
+                "{path} must set at least one of " + _SIZED_BY,
                 ".tasksPerWorker",
                 "FieldValueRequired",
             ),
             # Without metrics the default preset's queries are read, and it gives every input.
             *(
                 (
-                    "!has(self.drainSeconds) || !has(self.metrics) || "
+                    f"!has(self.{field}) || !has(self.metrics) || "
                     f"self.metrics.preset != '{preset}' || has(self.metrics.arrivalRate)",
-                    _arrival_rate_required("{path}.", preset),
+                    _arrival_rate_required("{path}.", preset, field),
                     ".metrics.arrivalRate",
                     "FieldValueRequired",
                 )
+                for field in _READS_ARRIVALS
                 for preset in _NO_ARRIVALS
             ),
         )
@@ -698,6 +721,23 @@ class WorkerSpec(_Spec):
         le=86400,
         description="Target time, in seconds, to drain the backlog, given the arrival rate and the "
         "completion rate per worker.",
+    )
+    target_wait_seconds: StrictInt | None = Field(
+        default=None,
+        ge=1,
+        le=86400,
+        description="Objective: the 95th percentile of a task's wait before it starts, in seconds. The "
+        "fewest workers whose predicted p95 wait meets it, from the arrival rate, the runtime's mean and "
+        "variance (metrics.serviceSeconds, metrics.serviceScv) and the tasks in the queue (Erlang C with the "
+        "Allen-Cunneen correction). Until a runtime is read (no task finished in the query's window) the "
+        "other estimates size alone. With tasksPerWorker or drainSeconds, the largest estimate wins.",
+    )
+    protect_busy_workers: StrictBool = Field(
+        default=True,
+        description="Before lowering replicas, annotate each pod with controller.kubernetes.io/"
+        "pod-deletion-cost from its executing tasks (metrics.executingPerPod), so that idle pods are "
+        "removed first (default true). Without a per-pod reading the scale-down goes ahead unprotected, "
+        "with a Warning Event.",
     )
     activation_tasks: StrictInt = Field(
         default=1,
@@ -748,11 +788,17 @@ class WorkerSpec(_Spec):
             )
         if (self.deployment is None) == (self.template is None):
             raise cross_field_error("deployment", "must set exactly one of deployment or template")
-        if self.tasks_per_worker is None and self.drain_seconds is None:
-            raise cross_field_error("tasksPerWorker", "must set at least one of tasksPerWorker, drainSeconds")
+        if self.tasks_per_worker is None and self.drain_seconds is None and self.target_wait_seconds is None:
+            raise cross_field_error("tasksPerWorker", "must set at least one of " + _SIZED_BY)
         metrics = self.metrics or WorkerMetrics()
-        if self.drain_seconds is not None and metrics.arrival_rate is None and metrics.preset in _NO_ARRIVALS:
-            raise cross_field_error("metrics.arrivalRate", _arrival_rate_required("", metrics.preset))
+        if metrics.arrival_rate is None and metrics.preset in _NO_ARRIVALS:
+            for field, value in zip(
+                _READS_ARRIVALS, (self.drain_seconds, self.target_wait_seconds), strict=True
+            ):
+                if value is not None:
+                    raise cross_field_error(
+                        "metrics.arrivalRate", _arrival_rate_required("", metrics.preset, field)
+                    )
         if self.template is not None and (problem := pod_template_problem(self.template)) is not None:
             raise cross_field_error(f"template.{problem[0]}", problem[1])
         return self

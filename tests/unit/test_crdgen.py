@@ -103,6 +103,8 @@ def test_descriptions_reach_kubectl_explain(root: dict[str, Any]) -> None:
         "maxReplicas",
         "tasksPerWorker",
         "drainSeconds",
+        "targetWaitSeconds",
+        "protectBusyWorkers",
         "activationTasks",
         "concurrency",
         "prefetchMultiplier",
@@ -186,8 +188,10 @@ def test_cel_rules_present_with_field_named_messages(root: dict[str, Any]) -> No
         ".spec.workers[]": [
             "spec.workers[].minReplicas must be <= spec.workers[].maxReplicas",
             "spec.workers[] must set exactly one of deployment or template",
-            "spec.workers[] must set at least one of tasksPerWorker, drainSeconds",
+            "spec.workers[] must set at least one of tasksPerWorker, drainSeconds, targetWaitSeconds",
             "spec.workers[].metrics.arrivalRate is required with spec.workers[].drainSeconds: preset "
+            "celery-redis-prometheus gives no arrival rate",
+            "spec.workers[].metrics.arrivalRate is required with spec.workers[].targetWaitSeconds: preset "
             "celery-redis-prometheus gives no arrival rate",
         ],
         ".spec.readReplicas": [
@@ -577,18 +581,21 @@ def _spec_schema() -> dict[str, Any]:
 # same field in the same words.
 ARRIVAL_RULE_CASES = list(
     itertools.product(
-        [None, "scalekeeper", "celery-redis-prometheus"], [False, True], [False, True], [False, True]
+        [None, "scalekeeper", "celery-redis-prometheus"],
+        [None, "drainSeconds", "targetWaitSeconds"],
+        [False, True],
+        [False, True],
     )
 )
 
 
-@pytest.mark.parametrize(("preset", "drains", "arrival_rate", "metrics"), ARRIVAL_RULE_CASES)
-def test_a_preset_without_arrivals_needs_an_arrival_rate_to_drain(
-    spec_schema: dict[str, Any], preset: str | None, drains: bool, arrival_rate: bool, metrics: bool
+@pytest.mark.parametrize(("preset", "reader", "arrival_rate", "metrics"), ARRIVAL_RULE_CASES)
+def test_a_preset_without_arrivals_needs_an_arrival_rate_where_one_is_read(
+    spec_schema: dict[str, Any], preset: str | None, reader: str | None, arrival_rate: bool, metrics: bool
 ) -> None:
     worker: dict[str, Any] = {"queue": "q", "deployment": "d", "maxReplicas": 2, "tasksPerWorker": 1}
-    if drains:
-        worker["drainSeconds"] = 30
+    if reader:
+        worker[reader] = 30
     written = {"preset": preset} if preset else {}
     if arrival_rate:
         written["arrivalRate"] = 'rate(published_total{queue="<queue>"}[1m])'
@@ -602,8 +609,8 @@ def test_a_preset_without_arrivals_needs_an_arrival_rate_to_drain(
         model_errors = error_messages(exc)
     server_errors = LocalServer(spec_schema).validate(spec)
 
-    if drains and not arrival_rate and preset == "celery-redis-prometheus":
-        words = "is required with {}drainSeconds: preset celery-redis-prometheus gives no arrival rate"
+    if reader and not arrival_rate and preset == "celery-redis-prometheus":
+        words = f"is required with {{}}{reader}: preset celery-redis-prometheus gives no arrival rate"
         field = "spec.workers[0].metrics.arrivalRate"
         assert model_errors == [f"{field}: metrics.arrivalRate {words.format('')}"]
         assert server_errors == [

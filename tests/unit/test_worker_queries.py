@@ -4,6 +4,7 @@ preset's templates by default, and the overrides a policy writes winning query b
 from __future__ import annotations
 
 import re
+from dataclasses import replace
 from typing import Any
 
 import pytest
@@ -12,12 +13,14 @@ from hypothesis import strategies as st
 
 from scalekeeper.kube.owners import OwnerRef
 from scalekeeper.metrics.presets import PRESETS, Preset
-from scalekeeper.metrics.promql import fill_template, string_escape
+from scalekeeper.metrics.promql import fill_template, runtime_scv, string_escape
 from scalekeeper.model import WorkerSpec
 from scalekeeper.tiers.workers import (
     ARRIVAL_RATE,
     COMPLETION_RATE,
     IN_FLIGHT,
+    SERVICE_SCV,
+    SERVICE_SECONDS,
     WAITING,
     WorkerQueries,
     WorkerTier,
@@ -26,10 +29,12 @@ from scalekeeper.tiers.workers import (
 )
 
 
-def worker(drain: bool = True, **metrics: str) -> WorkerSpec:
+def worker(drain: bool = True, wait: bool = False, **metrics: str) -> WorkerSpec:
     data: dict[str, Any] = {"queue": "emails", "deployment": "w", "maxReplicas": 3, "tasksPerWorker": 5}
     if drain:
         data["drainSeconds"] = 60
+    if wait:
+        data["targetWaitSeconds"] = 30
     if metrics:
         data["metrics"] = metrics
     return WorkerSpec.model_validate(data)
@@ -77,7 +82,9 @@ def test_the_app_is_the_policys_name_unless_metrics_app_says_otherwise() -> None
     assert worker_queries(worker(), "shop").waiting == 'celery_queue_waiting_tasks{app="shop",queue="emails"}'
     named = worker(app="billing")
     q = worker_queries(named, "shop")
-    assert all('app="billing",queue="emails"' in query for query in vars(q).values()), q
+    per_queue = [query for field, query in vars(q).items() if field != "executing_per_pod"]
+    assert all('app="billing",queue="emails"' in query for query in per_queue), q
+    assert q.executing_per_pod == 'sum by (pod) (celery_worker_executing_tasks{app="billing"})'
 
 
 def test_overrides_win_query_by_query_and_may_use_both_placeholders() -> None:
@@ -102,6 +109,10 @@ PRESET_QUERIES = {
         in_flight='celery_queue_inflight_tasks{app="shop",queue="emails"}',
         arrival_rate='rate(celery_queue_published_total{app="shop",queue="emails"}[1m])',
         completion_rate='rate(celery_queue_completed_total{app="shop",queue="emails"}[1m])',
+        service_seconds='sum(rate(celery_queue_task_runtime_seconds_sum{app="shop",queue="emails"}[5m])) / '
+        'sum(rate(celery_queue_task_runtime_seconds_count{app="shop",queue="emails"}[5m]))',
+        service_scv=runtime_scv('celery_queue_task_runtime_seconds_bucket{app="shop",queue="emails"}'),
+        executing_per_pod='sum by (pod) (celery_worker_executing_tasks{app="shop"})',
     ),
     Preset.CELERY_REDIS_PROMETHEUS: WorkerQueries(
         waiting='celery_queue_length{queue="emails"}',
@@ -110,6 +121,10 @@ PRESET_QUERIES = {
         arrival_rate=None,
         completion_rate='sum(rate(celery_tasks_total{queue="emails",state=~"succeeded|failed|retries-exceeded"}'
         "[1m])) or vector(0)",
+        service_seconds='sum(rate(celery_task_runtime_seconds_sum{queue="emails"}[5m])) / '
+        'sum(rate(celery_task_runtime_seconds_count{queue="emails"}[5m]))',
+        service_scv=runtime_scv('celery_task_runtime_seconds_bucket{queue="emails"}'),
+        executing_per_pod=None,
     ),
 }
 
@@ -123,9 +138,7 @@ def test_a_preset_gives_its_queries(preset: Preset) -> None:
     arrival = {} if PRESETS[preset].arrival_rate else {"arrivalRate": "published"}
     got = worker_queries(worker(preset=preset, **arrival), "shop")
     expected = PRESET_QUERIES[preset]
-    assert got == WorkerQueries(
-        expected.waiting, expected.in_flight, expected.arrival_rate or "published", expected.completion_rate
-    )
+    assert got == replace(expected, arrival_rate=expected.arrival_rate or "published")
     # Both average completions over a minute, as the engine's default window assumes.
     assert worker_params(worker(preset=preset, **arrival)).rate_window_seconds == 60
 
@@ -139,6 +152,9 @@ FIELDS = {
     "inFlight": "in_flight",
     "arrivalRate": "arrival_rate",
     "completionRate": "completion_rate",
+    "serviceSeconds": "service_seconds",
+    "serviceScv": "service_scv",
+    "executingPerPod": "executing_per_pod",
 }
 
 
@@ -171,3 +187,35 @@ def test_without_drain_seconds_a_preset_without_arrivals_asks_for_none() -> None
         ARRIVAL_RATE: "sum(published)",
         COMPLETION_RATE: crp.completion_rate,
     }
+
+
+def test_the_objective_reads_the_arrival_rate_and_the_runtime() -> None:
+    owner = OwnerRef("ns", "shop", "uid")
+    sk = PRESET_QUERIES[Preset.SCALEKEEPER]
+    tier = WorkerTier(owner, worker(drain=False, wait=True))
+    assert tier.queries() == {
+        WAITING: sk.waiting,
+        IN_FLIGHT: sk.in_flight,
+        ARRIVAL_RATE: sk.arrival_rate,
+        SERVICE_SECONDS: sk.service_seconds,
+        SERVICE_SCV: sk.service_scv,
+    }
+
+
+def test_the_runtime_scv_weighs_quantiles_that_cover_the_distribution_once() -> None:
+    query = runtime_scv('h_bucket{q="a"}', "2m")
+    found = re.findall(
+        r"([0-9.]+) \* histogram_quantile\(([0-9.]+), sum by \(le\) \(rate\(h_bucket\{q=\"a\"\}\[2m\]\)\)\)",
+        query,
+    )
+    first, second = found[: len(found) // 2], found[len(found) // 2 :]
+    assert first == second  # the same quantiles and weights in both moments
+    weights = [float(w) for w, _ in first]
+    quantiles = [float(q) for _, q in first]
+    assert sum(weights) == pytest.approx(1.0)
+    assert quantiles == sorted(quantiles) and quantiles[0] > 0 and quantiles[-1] < 1
+    # Each quantile sits inside the share of the distribution it stands for.
+    edge = 0.0
+    for w, q in zip(weights, quantiles, strict=True):
+        assert edge < q < edge + w + 1e-9
+        edge += w

@@ -11,6 +11,7 @@ import math
 from dataclasses import dataclass
 
 from .types import LimitedBy, Proposal
+from .wait import objective_estimate
 
 # A sample is what the operator hands over per metric: a bare value, (value, timestamp), or None.
 SampleInput = float | tuple[float | None, float | None] | None
@@ -133,6 +134,9 @@ class WorkerParams:
     min_replicas: int = 0
     # The range the completion rate is averaged over (the default query's rate(...[1m])).
     rate_window_seconds: float = 60.0
+    target_wait_seconds: float | None = None
+    # The objective's search stops here (the tier's maxReplicas).
+    max_replicas: int = _MAX_REPLICAS
 
     @property
     def effective_tasks_per_worker(self) -> float:
@@ -168,6 +172,8 @@ def size_worker(
     idle_since: float | None = None,
     ready: int | None = None,
     backlog_since: float | None = None,
+    service_seconds: Reading | None = None,
+    service_scv: Reading | None = None,
 ) -> WorkerSizing:
     """Recommendation for one queue's worker Deployment.
 
@@ -184,6 +190,10 @@ def size_worker(
         complete tasks: dividing by `current`, which counts pods still starting, would make each
         worker look slower right after every scale-up. `ready` None (not reported) falls back to
         `current`.
+      * objective (with targetWaitSeconds): the fewest workers whose predicted p95 wait meets it
+        (engine/wait.py), from the arrival rate, the runtime's mean and scv, and the load. Until a
+        runtime is read it gives no answer and says so; then, and whenever tasksPerWorker or
+        drainSeconds is set, the queue estimate sizes too.
     From zero only when load >= activationTasks; to zero only after the backlog has been
     zero for cooldownSeconds. The result carries idle_since and backlog_since for the next
     cycle. `arrival_rate`/`completion_rate` None means "not collected"; a Reading with a
@@ -214,13 +224,37 @@ def size_worker(
         new_backlog = None
 
     estimates: list[tuple[int, bool, str]] = []
-    if load is not None:
+    notes: list[str] = []
+    objective_sized = False
+    if params.target_wait_seconds is not None and load is not None:
+        # A bad arrival rate is a fault (it blocks scale-down); a runtime not read yet is not.
+        if arrival_rate is not None and arrival_rate.problem is not None:
+            missing.append(arrival_rate.problem)
+        estimate = objective_estimate(
+            params.target_wait_seconds,
+            params.concurrency,
+            load,
+            None if arrival_rate is None else arrival_rate.value,
+            None if service_seconds is None else service_seconds.value,
+            None if service_scv is None else service_scv.value,
+            params.max_replicas,
+        )
+        if estimate.replicas is not None:
+            objective_sized = True
+            estimates.append((estimate.replicas, estimate.replicas == current, estimate.text))
+            if arrival_rate is not None and arrival_rate.value is not None:
+                metrics.update(arrival_rate=arrival_rate.value)
+        else:
+            notes.append(estimate.text)
+    if load is not None and not (
+        objective_sized and params.tasks_per_worker is None and params.drain_seconds is None
+    ):
         tpw = params.effective_tasks_per_worker
         replicas, held_band = ratio_replicas(load, tpw, current, tolerance)
         estimates.append(
             (replicas, held_band, f"load {_fmt(load)} at {_fmt(tpw)} tasks/worker needs {replicas}")
         )
-
+    if load is not None:
         # The workers the in-flight tasks fill are busy, not spare: sizing below them would only send
         # tasks back to the broker and start a backlog that the next cycle scales up for again.
         capacity = float(params.concurrency * params.prefetch_multiplier)
@@ -230,7 +264,7 @@ def size_worker(
 
     if params.drain_seconds is not None:
         for reading in (arrival_rate, completion_rate):
-            if reading is not None and reading.problem is not None:
+            if reading is not None and reading.problem is not None and reading.problem not in missing:
                 missing.append(reading.problem)
         per_worker: float | None = None
         completing = current if ready is None else ready
@@ -267,7 +301,7 @@ def size_worker(
     desired = max(e[0] for e in estimates)
     all_held = desired == current and all(e[1] for e in estimates)
     limited_by = LimitedBy.TOLERANCE if all_held else LimitedBy.NONE
-    reason = f"{head}: " + "; ".join(e[2] for e in estimates)
+    reason = f"{head}: " + "; ".join([*notes, *(e[2] for e in estimates)])
     if all_held:
         reason += f" (within tolerance {tolerance:g})"
 

@@ -8,6 +8,8 @@ from __future__ import annotations
 from dataclasses import dataclass
 from enum import StrEnum
 
+from .promql import runtime_scv
+
 
 class Preset(StrEnum):
     """An exporter whose series the default queries read."""
@@ -24,6 +26,12 @@ class PresetQueries:
     in_flight: str
     arrival_rate: str | None
     completion_rate: str
+    # The objective's inputs (targetWaitSeconds): a task's mean runtime, and its runtime's squared
+    # coefficient of variation.
+    service_seconds: str | None
+    service_scv: str | None
+    # Busy-worker protection's input: tasks executing per worker pod, by a `pod` label.
+    executing_per_pod: str | None
     summary: str
 
 
@@ -45,6 +53,13 @@ PRESETS: dict[Preset, PresetQueries] = {
         in_flight='celery_queue_inflight_tasks{app="<app>",queue="<queue>"}',
         arrival_rate='rate(celery_queue_published_total{app="<app>",queue="<queue>"}[1m])',
         completion_rate='rate(celery_queue_completed_total{app="<app>",queue="<queue>"}[1m])',
+        # Over 5 minutes: a runtime reading needs tasks that finished, and long tasks finish seldom.
+        service_seconds=(
+            'sum(rate(celery_queue_task_runtime_seconds_sum{app="<app>",queue="<queue>"}[5m])) / '
+            'sum(rate(celery_queue_task_runtime_seconds_count{app="<app>",queue="<queue>"}[5m]))'
+        ),
+        service_scv=runtime_scv('celery_queue_task_runtime_seconds_bucket{app="<app>",queue="<queue>"}'),
+        executing_per_pod='sum by (pod) (celery_worker_executing_tasks{app="<app>"})',
         summary="the exporter shipped with scalekeeper, exporter/, for Redis or RabbitMQ",
     ),
     Preset.CELERY_REDIS_PROMETHEUS: PresetQueries(
@@ -65,8 +80,18 @@ PRESETS: dict[Preset, PresetQueries] = {
             'sum(rate(celery_tasks_total{queue="<queue>",state=~"succeeded|failed|retries-exceeded"}[1m])) '
             "or vector(0)"
         ),
+        # Its runtime histogram, with prometheus_client's default buckets: none above 10 s, so the variance of
+        # longer runtimes is not seen (the mean, from _sum and _count, still is).
+        service_seconds=(
+            'sum(rate(celery_task_runtime_seconds_sum{queue="<queue>"}[5m])) / '
+            'sum(rate(celery_task_runtime_seconds_count{queue="<queue>"}[5m]))'
+        ),
+        service_scv=runtime_scv('celery_task_runtime_seconds_bucket{queue="<queue>"}'),
+        executing_per_pod=None,
         summary="PyPI celery-redis-prometheus 2.0, run with --queue-length, Redis only; it has no app label, "
-        "so its queries match the queue only; no arrival rate, so drainSeconds needs metrics.arrivalRate; "
-        "in flight is estimated as started minus ended task counters",
+        "so its queries match the queue only; no arrival rate, so drainSeconds and targetWaitSeconds need "
+        "metrics.arrivalRate; its runtime buckets end at 10 s; no per-worker executing count, so busy "
+        "workers are not protected without metrics.executingPerPod; in flight is estimated as started minus "
+        "ended task counters",
     ),
 }

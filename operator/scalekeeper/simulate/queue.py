@@ -24,6 +24,7 @@ from typing import Protocol
 from .workload import Workload
 
 RATE_WINDOW_SECONDS = 60.0  # like rate(...[1m]) in the default queries
+RUNTIME_WINDOW_SECONDS = 300.0  # like the runtime queries' rate(...[5m])
 
 
 @dataclass
@@ -52,6 +53,10 @@ class Observation:
     completion_rate: float
     # Pods ready to take tasks (a Deployment's readyReplicas): not starting, not terminating.
     ready: int
+    # The runtime of the tasks finished in the runtime window: mean and squared coefficient of variation,
+    # None when none finished (as the runtime queries answer NaN then).
+    service_seconds: float | None = None
+    service_scv: float | None = None
 
 
 class Recorder(Protocol):
@@ -139,7 +144,8 @@ class QueueModel:
         self.live: dict[int, Pod] = {}
         self.arrived_recently: deque[float] = deque()  # arrival times within the rate window
         self.completions: deque[float] = deque()  # completion times within the rate window
-        self.events: list[tuple[float, int, int, int]] = []  # (time, order, pod, task)
+        self.runtimes = RuntimeWindow()
+        self.events: list[tuple[float, int, int, float]] = []  # (time, order, pod, service)
         self.seq = 0
         self.rr = 0
         for _ in range(initial_replicas):
@@ -157,6 +163,7 @@ class QueueModel:
         twin.starts = list(self.starts)
         twin.arrived_recently = deque(self.arrived_recently)
         twin.completions = deque(self.completions)
+        twin.runtimes = self.runtimes.copy()
         twin.events = list(self.events)
         return twin
 
@@ -167,11 +174,11 @@ class QueueModel:
             self.pods.append(pod)
         self.live[pod.ident] = pod
         if ready_at > now:
-            self._push(ready_at, -1, -1)  # a wake-up for the dispatcher
+            self._push(ready_at, -1, 0.0)  # a wake-up for the dispatcher
 
-    def _push(self, when: float, pod: int, task: int) -> None:
+    def _push(self, when: float, pod: int, service: float) -> None:
         self.seq += 1
-        heapq.heappush(self.events, (when, self.seq, pod, task))
+        heapq.heappush(self.events, (when, self.seq, pod, service))
 
     @property
     def replicas(self) -> int:
@@ -234,7 +241,7 @@ class QueueModel:
                     self.starts[task] = now
                 if self.recorder is not None:
                     self.recorder.started(arrival, now)
-                self._push(now + service, pod.ident, task)
+                self._push(now + service, pod.ident, service)
 
     def advance(self, until: float) -> None:
         """Process every arrival and event up to `until` (inclusive)."""
@@ -254,11 +261,12 @@ class QueueModel:
                 self.next_arrival = self.feed.arrival(task + 1)
                 self._dispatch(t_arrival)
                 continue
-            now, _, pod_id, _task = heapq.heappop(self.events)
+            now, _, pod_id, service = heapq.heappop(self.events)
             if pod_id >= 0:
                 pod = self.live[pod_id]
                 pod.running -= 1
                 _within_window(self.completions, now)
+                self.runtimes.add(now, service)
                 if pod.terminating and pod.running == 0:
                     self._end(pod, now)
             self._dispatch(now)
@@ -274,6 +282,8 @@ class QueueModel:
             arrival_rate=len(self.arrived_recently) / RATE_WINDOW_SECONDS,
             completion_rate=len(self.completions) / RATE_WINDOW_SECONDS,
             ready=sum(1 for p in self.live.values() if p.ready(now)),
+            service_seconds=self.runtimes.mean(now),
+            service_scv=self.runtimes.scv(now),
         )
 
     def pod_spans(self, horizon: float) -> tuple[tuple[float, float], ...]:
@@ -295,3 +305,42 @@ def _within_window(times: deque[float], now: float) -> None:
     window = now - RATE_WINDOW_SECONDS
     while times[0] <= window:
         times.popleft()
+
+
+class RuntimeWindow:
+    """The runtimes of the tasks finished within RUNTIME_WINDOW_SECONDS: their count and first two moments,
+    kept as running sums."""
+
+    def __init__(self) -> None:
+        self.finished: deque[tuple[float, float]] = deque()  # (time, runtime)
+        self.total = 0.0
+        self.squares = 0.0
+
+    def copy(self) -> RuntimeWindow:
+        twin = RuntimeWindow()
+        twin.finished, twin.total, twin.squares = deque(self.finished), self.total, self.squares
+        return twin
+
+    def add(self, now: float, runtime: float) -> None:
+        self.finished.append((now, runtime))
+        self.total += runtime
+        self.squares += runtime * runtime
+        self._expire(now)
+
+    def _expire(self, now: float) -> None:
+        while self.finished and self.finished[0][0] <= now - RUNTIME_WINDOW_SECONDS:
+            _, runtime = self.finished.popleft()
+            self.total -= runtime
+            self.squares -= runtime * runtime
+        if not self.finished:  # sums that drifted by rounding start again from zero
+            self.total = self.squares = 0.0
+
+    def mean(self, now: float) -> float | None:
+        self._expire(now)
+        return self.total / len(self.finished) if self.finished else None
+
+    def scv(self, now: float) -> float | None:
+        mean = self.mean(now)
+        if mean is None or mean <= 0:
+            return None
+        return max(0.0, self.squares / len(self.finished) / (mean * mean) - 1.0)

@@ -22,6 +22,8 @@ from ..tiers.workers import (
     ARRIVAL_RATE,
     COMPLETION_RATE,
     IN_FLIGHT,
+    SERVICE_SCV,
+    SERVICE_SECONDS,
     WAITING,
     worker_params,
     worker_target,
@@ -93,6 +95,8 @@ def engine_decider(spec: model.ScalingPolicySpec, worker: model.WorkerSpec) -> D
                 IN_FLIGHT: (float(obs.in_flight), now),
                 ARRIVAL_RATE: (obs.arrival_rate, now),
                 COMPLETION_RATE: (obs.completion_rate, now),
+                SERVICE_SECONDS: (obs.service_seconds, now),
+                SERVICE_SCV: (obs.service_scv, now),
             }
         }
         if forecast is not None:

@@ -40,6 +40,8 @@ WAITING = "waiting"
 IN_FLIGHT = "in_flight"
 ARRIVAL_RATE = "arrival_rate"
 COMPLETION_RATE = "completion_rate"
+SERVICE_SECONDS = "service_seconds"
+SERVICE_SCV = "service_scv"
 
 
 def worker_target(queue: str) -> str:
@@ -49,13 +51,16 @@ def worker_target(queue: str) -> str:
 @dataclass(frozen=True)
 class WorkerQueries:
     """The PromQL of one queue: the overrides, else the preset's; app and queue names filled in, or not yet.
-    No arrival rate when the preset gives none and the policy wrote none (the model allows that only without
-    drainSeconds, which alone reads it)."""
+    None for an input the preset gives none of and the policy wrote none of (the model allows that only
+    where nothing reads it)."""
 
     waiting: str
     in_flight: str
     arrival_rate: str | None
     completion_rate: str
+    service_seconds: str | None
+    service_scv: str | None
+    executing_per_pod: str | None
 
 
 def worker_templates(worker: model.WorkerSpec) -> WorkerQueries:
@@ -68,6 +73,9 @@ def worker_templates(worker: model.WorkerSpec) -> WorkerQueries:
         in_flight=m.in_flight or preset.in_flight,
         arrival_rate=m.arrival_rate or preset.arrival_rate,
         completion_rate=m.completion_rate or preset.completion_rate,
+        service_seconds=m.service_seconds or preset.service_seconds,
+        service_scv=m.service_scv or preset.service_scv,
+        executing_per_pod=m.executing_per_pod or preset.executing_per_pod,
     )
 
 
@@ -77,14 +85,17 @@ def worker_queries(worker: model.WorkerSpec, policy: str) -> WorkerQueries:
     app = policy if worker.metrics is None or worker.metrics.app is None else worker.metrics.app
     t = worker_templates(worker)
 
-    def fill(template: str) -> str:
-        return fill_template(template, app=app, queue=worker.queue)
+    def fill(template: str | None) -> str | None:
+        return None if template is None else fill_template(template, app=app, queue=worker.queue)
 
     return WorkerQueries(
-        waiting=fill(t.waiting),
-        in_flight=fill(t.in_flight),
-        arrival_rate=None if t.arrival_rate is None else fill(t.arrival_rate),
-        completion_rate=fill(t.completion_rate),
+        waiting=fill_template(t.waiting, app=app, queue=worker.queue),
+        in_flight=fill_template(t.in_flight, app=app, queue=worker.queue),
+        arrival_rate=fill(t.arrival_rate),
+        completion_rate=fill_template(t.completion_rate, app=app, queue=worker.queue),
+        service_seconds=fill(t.service_seconds),
+        service_scv=fill(t.service_scv),
+        executing_per_pod=fill(t.executing_per_pod),
     )
 
 
@@ -102,6 +113,8 @@ def worker_params(worker: model.WorkerSpec) -> WorkerParams:
         # filled in could hold text that looks like one.
         rate_window_seconds=range_seconds(worker_templates(worker).completion_rate)
         or DEFAULT_RATE_WINDOW_SECONDS,
+        target_wait_seconds=None if worker.target_wait_seconds is None else float(worker.target_wait_seconds),
+        max_replicas=worker.max_replicas,
     )
 
 
@@ -128,9 +141,14 @@ class WorkerTier(Tier):
     def queries(self) -> dict[str, str]:
         q = self.resolved
         queries = {WAITING: q.waiting, IN_FLIGHT: q.in_flight}
+        read: dict[str, str | None] = {}
         if self.spec.drain_seconds is not None:
-            drain = {ARRIVAL_RATE: q.arrival_rate, COMPLETION_RATE: q.completion_rate}
-            queries.update({key: query for key, query in drain.items() if query is not None})
+            read.update({ARRIVAL_RATE: q.arrival_rate, COMPLETION_RATE: q.completion_rate})
+        if self.spec.target_wait_seconds is not None:
+            read.update(
+                {ARRIVAL_RATE: q.arrival_rate, SERVICE_SECONDS: q.service_seconds, SERVICE_SCV: q.service_scv}
+            )
+        queries.update({key: query for key, query in read.items() if query is not None})
         return {**queries, **forecast_queries(backlog(q.waiting, q.in_flight), self.spec.forecast)}
 
     def plan(
@@ -156,6 +174,8 @@ class WorkerTier(Tier):
             idle_since=history.idle_since,
             ready=observed.ready,
             backlog_since=history.backlog_since,
+            service_seconds=reading(samples, SERVICE_SECONDS, f"task runtime for queue {q}", now, max_age),
+            service_scv=reading(samples, SERVICE_SCV, f"task runtime scv for queue {q}", now, max_age),
         )
         history = replace(history, idle_since=sizing.idle_since, backlog_since=sizing.backlog_since)
         proposal = raise_by_forecast(
