@@ -188,7 +188,11 @@ TRACES = {
         "fpp3/bank_calls", "call", "business days", "nights and weekends", load_bank_calls
     ),
     "nyc_flights": TraceSource(
-        "nycflights13/flights", "departure", "days", "the small hours", load_nyc_flights
+        "nycflights13/flights",
+        "departure",
+        "days",
+        "the small hours (and any 5 min without one)",
+        load_nyc_flights,
     ),
     "mpls_stops": TraceSource(
         "carData/MplsStops", "stop", "days", "5-min intervals without a stop", load_mpls_stops
