@@ -62,7 +62,7 @@ def test_predicted_p95_wait_by_hand(servers: int, scv: float, wait: float) -> No
         ({"target_wait_seconds": 0.5, "service_scv": 3.0}, 0, 4),
         # Two processes a pod: 4 servers in 2 pods.
         ({"target_wait_seconds": 0.1, "concurrency": 2}, 0, 2),
-        # 10 in the system (running or waiting): the last queued starts after (10 - m) / (m - 1) s,
+        # 10 in the system (running or waiting): the last queued starts after (10 - m) / m s,
         # <= 2 s from m = 4.
         ({"target_wait_seconds": 2.0, "in_system": 10.0}, 0, 4),
         # The busy-worker floor wins over a lighter need.

@@ -6,7 +6,7 @@ Real runtimes are not exponential (they are heavy-tailed), and plain Erlang C un
 Allen-Cunneen approximation scales the wait by (ca^2 + cs^2) / 2, with cs^2 the service time's squared
 coefficient of variation (measured from the runtime histogram) and ca^2 = 1 (Poisson arrivals). Tasks
 already in the system (waiting, prefetched or running) must clear in time too: the last of those queued
-starts after about (in_system - m) / (m*mu - lambda), the time the spare capacity takes to clear them.
+starts after about (in_system - m) / (m*mu): tasks start in order, the ones arriving later behind them.
 
 Pure: no I/O, no clock. The tier reads the inputs; the rules (stabilization, rate limits, bounds) apply after.
 """
@@ -83,7 +83,7 @@ def predicted_wait(servers: int, inputs: WaitInputs, table: _ErlangTable | None 
     waits = (table or _ErlangTable(inputs.arrival_rate / mu)).waits(servers)
     steady = max(0.0, math.log(waits / (1.0 - inputs.quantile))) / spare if waits > 0 else 0.0
     steady *= (_POISSON_SCV + inputs.service_scv) / 2.0
-    backlog = max(0.0, inputs.in_system - servers) / spare
+    backlog = max(0.0, inputs.in_system - servers) / (servers * mu)
     return max(steady, backlog)
 
 
