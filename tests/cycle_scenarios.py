@@ -9,12 +9,12 @@ decides where the objects live; the scenarios do not know.
 from __future__ import annotations
 
 from collections.abc import Callable, Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any, Protocol
 
 from scalekeeper.cycle import CycleResult
 from scalekeeper.engine.claims import PolicyId
-from scalekeeper.metrics.prometheus import BatchResult, Missing, QueryResult, Sample
+from scalekeeper.metrics.prometheus import BatchResult, MetricsUnreadable, Missing, QueryResult, Sample
 from scalekeeper.policy import claims_of
 
 TARGET = "db"
@@ -60,6 +60,7 @@ class StandInMetrics:
 
     clock: Callable[[], float]
     value: float | None = None
+    per_label: dict[str, float] | None = field(default_factory=dict)
 
     def read(self, queries: Mapping[Any, str]) -> BatchResult[Any]:
         readings: dict[Any, QueryResult] = {
@@ -69,6 +70,12 @@ class StandInMetrics:
             for key, q in queries.items()
         }
         return BatchResult(readings, 1, 0.0)
+
+    def by_label(self, query: str, label: str) -> dict[str, float]:
+        """`per_label`'s values (a worker's tasks executing per pod); None: Prometheus cannot answer."""
+        if self.per_label is None:
+            raise MetricsUnreadable("Prometheus at stand-in is unreachable")
+        return dict(self.per_label)
 
 
 def claimants(bodies: Mapping[str, dict[str, Any]], names: tuple[str, ...]) -> dict[str, list[PolicyId]]:

@@ -19,6 +19,7 @@ from .engine.sizing import SampleInput
 from .engine.types import PolicyDecision, TargetHistory
 from .kube.dryrun import DryRunCall
 from .kube.hpa import HpaClient
+from .kube.pods import PodCosts
 from .kube.targets import ReplicaClient
 from .kube.watched import Watched
 from .kube.workers import WorkerDeployments
@@ -56,6 +57,7 @@ class Reconciler:
         replicas: ReplicaClient,
         hpas: HpaClient,
         workers: WorkerDeployments,
+        pod_costs: PodCosts,
         prometheus: PrometheusReader,
         metrics: OperatorMetrics,
         *,
@@ -77,6 +79,7 @@ class Reconciler:
         self._reporter = Reporter(metrics, log_every_decision)
         self._max_age = max_metric_age_seconds
         self._dry_run = dry_run
+        self._pod_costs = pod_costs
 
     def run(
         self,
@@ -200,6 +203,8 @@ class Reconciler:
             c.decision,
             self._monotonic(),
             self._clock(),
+            self._pod_costs,
+            self._prometheus.by_label,
         )
         writes = 0
         for tier in c.tiers:
@@ -207,7 +212,7 @@ class Reconciler:
             if seen.contested is not None or tier.name in c.refused:
                 continue
             outcome = tier.act(ctx, c.decision.targets[tier.name], seen)
-            if outcome is Outcome.FAILED:
+            if outcome in (Outcome.FAILED, Outcome.DEFERRED):
                 c.failed.add(tier.name)
             writes += outcome is Outcome.WRITTEN
         c.errors, c.unavailable = ctx.errors, ctx.unavailable

@@ -45,6 +45,14 @@ class OwnWrite:
         return is_older(watched_version, self.after_version, skipped)
 
 
+@dataclass(frozen=True)
+class DeletionCosts:
+    """Pod deletion costs written (pod -> cost) at `since` (monotonic seconds), not yet seen by the watch."""
+
+    costs: dict[str, int]
+    since: float
+
+
 @dataclass
 class PolicyMemory:
     """What one policy carries between cycles inside the operator process."""
@@ -66,6 +74,10 @@ class PolicyMemory:
     logged: dict[str, tuple[int, int, str]] = field(default_factory=dict)
     # The spec parsed at this generation, with its tiers: built once, not every cycle.
     parsed: Parsed | None = None
+    # Per worker target: the deletion costs written before a scale-down, until the pod watch shows them.
+    protections: dict[str, DeletionCosts] = field(default_factory=dict)
+    # Per worker target: why its last scale-down went ahead unprotected (absent: it was protected).
+    unprotected: dict[str, str] = field(default_factory=dict)
 
     def wrote(self, key: tuple[str, str], write: OwnWrite) -> None:
         self.own_writes[key] = write

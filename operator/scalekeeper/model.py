@@ -153,6 +153,8 @@ class ConditionType(StrEnum):
     SCALING_LIMITED = "ScalingLimited"
     CONFLICT = "Conflict"
     SPEC_VALID = "SpecValid"
+    # Only on a policy with a worker whose busy workers are protected (protectBusyWorkers).
+    BUSY_WORKERS_PROTECTED = "BusyWorkersProtected"
 
 
 class LimitedBy(StrEnum):
@@ -1112,7 +1114,9 @@ def utcnow() -> datetime:
 class Condition(_Status):
     """A standard Kubernetes condition."""
 
-    type: ConditionType = Field(description="Ready, MetricsAvailable, ScalingLimited, Conflict or SpecValid.")
+    type: ConditionType = Field(
+        description="Ready, MetricsAvailable, ScalingLimited, Conflict, SpecValid or BusyWorkersProtected."
+    )
     status: ConditionStatus = Field(description="True, False or Unknown.")
     reason: str = Field(default="", description="A CamelCase reason for the last transition.")
     message: str = Field(default="", description="A human readable explanation.")

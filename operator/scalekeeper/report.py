@@ -217,6 +217,23 @@ class Reporter:
         else:
             conditions.set(C.SCALING_LIMITED, F, "Unlimited", "every target is at its recommendation")
 
+        protected = [
+            t.name for t in c.tiers if t.protects_busy_pods() and c.observed[t.name].contested is None
+        ]
+        if protected:
+            bare = [
+                f"{name}: {c.memory.unprotected[name]}" for name in protected if name in c.memory.unprotected
+            ]
+            if bare:
+                conditions.set(C.BUSY_WORKERS_PROTECTED, F, "ScaleDownUnprotected", "; ".join(bare))
+            else:
+                conditions.set(
+                    C.BUSY_WORKERS_PROTECTED,
+                    T,
+                    "Protected",
+                    "scale-downs set each pod's deletion cost from its executing tasks first",
+                )
+
         unavailable = c.unusable
         problems = [f"{name}: {why}" for name, why in unavailable.items()] + c.errors
         problems += [f.problem for f in foreign]

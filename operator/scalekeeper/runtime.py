@@ -19,6 +19,7 @@ from .kube.dryrun import dry_run_call
 from .kube.events import EventRecorder
 from .kube.hpa import HpaClient
 from .kube.leader import LeaseElector
+from .kube.pods import PodCosts
 from .kube.targets import ReplicaClient, transport_for
 from .kube.watched import Watched, WatchedObjects
 from .kube.workers import WorkerDeployments
@@ -66,6 +67,7 @@ class Runtime:
             ReplicaClient(transport_for(self.api)),
             HpaClient(self.api),
             WorkerDeployments(self.api),
+            PodCosts(self.api),
             prometheus_reader(cfg),
             self.metrics,
             status_refresh_seconds=cfg.status_refresh_seconds,

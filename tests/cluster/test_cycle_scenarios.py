@@ -19,6 +19,7 @@ from kubernetes.client.rest import ApiException
 from scalekeeper.cycle import CycleResult, Reconciler
 from scalekeeper.kube.dryrun import dry_run_call
 from scalekeeper.kube.hpa import HpaClient
+from scalekeeper.kube.pods import PodCosts
 from scalekeeper.kube.targets import ReplicaClient, transport_for
 from scalekeeper.kube.watched import Watched, hpa_entry, replica_entry
 from scalekeeper.kube.workers import WorkerDeployments
@@ -51,6 +52,7 @@ class KindWorld:
             ReplicaClient(transport_for(cluster.api)),
             HpaClient(cluster.api),
             WorkerDeployments(cluster.api),
+            PodCosts(cluster.api),
             self.metric,  # type: ignore[arg-type]
             OperatorMetrics(),
             dry_run=dry_run_call(cluster.api),

@@ -16,6 +16,7 @@ from kubernetes.client.rest import ApiException
 
 from scalekeeper.cycle import CycleResult, Reconciler
 from scalekeeper.kube.hpa import HpaClient
+from scalekeeper.kube.pods import PodCosts, WorkerPod, pod_entry
 from scalekeeper.kube.targets import ReplicaClient
 from scalekeeper.kube.watched import Watched, hpa_entry, replica_entry
 from scalekeeper.kube.workers import WorkerDeployments
@@ -158,6 +159,15 @@ class FakeApiServer:
         self._bump(current)
         return copy.deepcopy(current)
 
+    # ---------------------------------------------------------------- CoreV1Api (PodCosts)
+
+    def patch_namespaced_pod(self, name: str, namespace: str, body: dict[str, Any]) -> dict[str, Any]:
+        self._fault("PATCH", "Pod")
+        pod = self._get("pods", name)
+        pod["metadata"].setdefault("annotations", {}).update(body["metadata"]["annotations"])
+        self._bump(pod)
+        return copy.deepcopy(pod)
+
     # ---------------------------------------------------------------- server-side dry-runs
 
     def dry_run(self, path: str, body: dict[str, Any]) -> None:
@@ -180,7 +190,11 @@ class FakeApiServer:
         for body in self.objects.get("hpas", {}).values():
             for key, entry in hpa_entry(body).items():
                 hpas.setdefault(key, []).append(entry)
-        return Watched(replicas, hpas, hpas_watched=True)
+        pods: dict[str, list[WorkerPod]] = {}
+        for body in self.objects.get("pods", {}).values():
+            for key, pod in pod_entry(body).items():
+                pods.setdefault(key, []).append(pod)
+        return Watched(replicas, hpas, hpas_watched=True, pods=pods, pods_watched=True)
 
     def write_status(self, name: str, status: dict[str, Any]) -> None:
         self._fault("PATCH", "ScalingPolicy")
@@ -202,6 +216,7 @@ class FakeWorld:
             ReplicaClient(self.api.transport),
             HpaClient(raw, autoscaling=self.api),
             WorkerDeployments(raw, apps=self.api),
+            PodCosts(raw, core=self.api),
             self.prometheus,  # type: ignore[arg-type]
             self.metrics,
             clock=self.clock.wall,

@@ -182,7 +182,7 @@ def test_hpas_count_as_watched_only_once_every_hpa_informer_has_listed() -> None
     from scalekeeper.kube.watched import WatchedObjects, replica_key
 
     watches = WatchedObjects(client.ApiClient(), ["shop", "tools"])  # nothing is started: no API call
-    assert len(watches.informers) == 6 and not watches.ready()
+    assert len(watches.informers) == 8 and not watches.ready()
     api, unseen = replica_key("Deployment", "shop", "api"), replica_key("Deployment", "shop", "x")
     watches.replicas.put("shop/api", {api: ReplicaState(3, "9")})
     seen = watches.snapshot([api, unseen])
@@ -193,3 +193,9 @@ def test_hpas_count_as_watched_only_once_every_hpa_informer_has_listed() -> None
         if informer.index is watches.hpas:
             informer.ready.set()
     assert watches.snapshot([]).hpas_watched and not watches.ready()
+    # Pods likewise: a worker's pods count as seen only once every pod informer has listed.
+    assert watches.snapshot([]).pods_of("pods/shop/w") is None
+    for informer in watches.informers:
+        if informer.index is watches.pods:
+            informer.ready.set()
+    assert watches.snapshot([]).pods_of("pods/shop/w") == []

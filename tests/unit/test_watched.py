@@ -89,8 +89,15 @@ def test_only_deployments_and_statefulsets_without_a_replicas_path_are_read_from
         }
     )
     keys = [key for tier in tiers_of(spec, POLICY) for key in tier.watched_keys()]
-    # web: its Deployment and HPAs (ours by name, others by target); the worker; a Cluster is not watched
-    assert keys == ["Deployment/shop/api", "name/shop/web-web", "target/shop/api", "Deployment/shop/w"]
+    # web: its Deployment and HPAs (ours by name, others by target); the worker and its pods (busy-worker
+    # protection is on by default); a Cluster is not watched
+    assert keys == [
+        "Deployment/shop/api",
+        "name/shop/web-web",
+        "target/shop/api",
+        "Deployment/shop/w",
+        "pods/shop/w",
+    ]
 
 
 def test_the_hpa_entry_keeps_what_the_cycle_compares_and_no_status() -> None:

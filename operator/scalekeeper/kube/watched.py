@@ -19,6 +19,7 @@ from typing import Any
 from kubernetes import client
 
 from .informer import EntryIndex, Informer
+from .pods import WorkerPod, pod_entry
 from .targets import ReplicaState, TargetRef
 
 # Kinds whose `/scale` replicas are the object's own `spec.replicas`, with the same resourceVersion.
@@ -78,11 +79,18 @@ class Watched:
     hpas: Mapping[str, list[dict[str, Any]]] = field(default_factory=dict)
     # False when no HPA index runs (a caller without kopf): list HPAs instead.
     hpas_watched: bool = False
+    # A Deployment's pods by kube/pods.py's key; a key absent: no pod seen, or the pod watch has not listed.
+    pods: Mapping[str, list[WorkerPod]] = field(default_factory=dict)
+    pods_watched: bool = False
 
     def replica_state(self, ref: TargetRef) -> ReplicaState | None:
         if not watches_kind(ref):
             return None
         return self.replicas.get(replica_key(ref.kind, ref.namespace, ref.name))
+
+    def pods_of(self, key: str) -> list[WorkerPod] | None:
+        """The pods under a Deployment's key; None when the pod watch has not listed yet."""
+        return list(self.pods.get(key, [])) if self.pods_watched else None
 
 
 def watches_kind(ref: TargetRef) -> bool:
@@ -91,7 +99,7 @@ def watches_kind(ref: TargetRef) -> bool:
 
 
 class WatchedObjects:
-    """The informers of Deployments, StatefulSets and HPAs in the served namespaces, and their indexes.
+    """The informers of Deployments, StatefulSets, HPAs and pods in the served namespaces, and their indexes.
 
     No namespaces: cluster-wide. Plain names: one watch per name and kind (what namespaced RBAC allows).
     Any glob ("team-*"): cluster-wide, filtered here (needs cluster-wide list/watch)."""
@@ -99,7 +107,9 @@ class WatchedObjects:
     def __init__(self, api: client.ApiClient, namespaces: Sequence[str] = ()) -> None:
         self.replicas: EntryIndex[ReplicaState] = EntryIndex()
         self.hpas: EntryIndex[dict[str, Any]] = EntryIndex()
+        self.pods: EntryIndex[WorkerPod] = EntryIndex()
         apps, autoscaling = client.AppsV1Api(api), client.AutoscalingV2Api(api)
+        core = client.CoreV1Api(api)
         EntryFn = Callable[[Mapping[str, Any]], Mapping[str, Any]]
         kinds: list[tuple[str, Any, Any, EntryFn, EntryIndex[Any]]] = [
             (
@@ -123,6 +133,8 @@ class WatchedObjects:
                 hpa_entry,
                 self.hpas,
             ),
+            # Worker pods' deletion costs (busy-worker protection); each pod kept as a name and two fields.
+            ("pods", core.list_pod_for_all_namespaces, core.list_namespaced_pod, pod_entry, self.pods),
         ]
         globbed = any(ch in "".join(namespaces) for ch in "*?[")
         self.informers: list[Informer[Any]] = []
@@ -155,16 +167,26 @@ class WatchedObjects:
         HPA there means "none" and the cycle would create one."""
         replicas: dict[str, ReplicaState] = {}
         hpas: dict[str, list[dict[str, Any]]] = {}
+        pods: dict[str, list[WorkerPod]] = {}
         for key in keys:
             for state in self.replicas.get(key):
                 replicas[key] = state
             found = self.hpas.get(key)
             if found:
                 hpas[key] = found
-        return Watched(replicas, hpas, hpas_watched=self._hpas_listed())
+            seen = self.pods.get(key)
+            if seen:
+                pods[key] = seen
+        return Watched(
+            replicas,
+            hpas,
+            hpas_watched=self._listed(self.hpas),
+            pods=pods,
+            pods_watched=self._listed(self.pods),
+        )
 
-    def _hpas_listed(self) -> bool:
-        return all(i.ready.is_set() for i in self.informers if i.index is self.hpas)
+    def _listed(self, index: EntryIndex[Any]) -> bool:
+        return all(i.ready.is_set() for i in self.informers if i.index is index)
 
 
 def namespace_filter(namespaces: Sequence[str]) -> Callable[[str], bool]:

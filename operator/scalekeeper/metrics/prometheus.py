@@ -153,6 +153,25 @@ class PrometheusReader:
             return self._read_one_by_one(queries, at, started)
         return BatchResult(readings_from_result(queries, result, at), 1, time.perf_counter() - started)
 
+    def by_label(self, query: str, label: str) -> dict[str, float]:
+        """One query's series by the value of `label` (series without it are left out), now. Raises
+        MetricsUnreadable with why when Prometheus cannot answer or a value is not a finite number."""
+        try:
+            result = self._query(query, self._clock())
+        except (PrometheusApiClientException, requests.RequestException, ValueError, KeyError) as exc:
+            why = _whole_batch_failure(self.url, exc) or f"Prometheus rejected the query: {exc}"
+            raise MetricsUnreadable(why) from exc
+        values: dict[str, float] = {}
+        for series in result:
+            name = series.get("metric", {}).get(label)
+            if name is None:
+                continue
+            value = _parse_value(series["value"][1])
+            if not math.isfinite(value):
+                raise MetricsUnreadable(f"{label} {name}: the value is {value}")
+            values[name] = value
+        return values
+
     def _read_one_by_one(self, queries: Mapping[K, str], at: float, started: float) -> BatchResult[K]:
         readings: dict[K, QueryResult] = {}
         for key, query in queries.items():
@@ -163,6 +182,10 @@ class PrometheusReader:
             else:
                 readings.update(readings_from_result({key: query}, result, at))
         return BatchResult(readings, 1 + len(queries), time.perf_counter() - started)
+
+
+class MetricsUnreadable(Exception):
+    """A query Prometheus could not answer usably; the message says why."""
 
 
 def _whole_batch_failure(url: str, exc: Exception) -> str | None:

@@ -9,7 +9,7 @@ act, report. Adding a signal is one module like these plus a line in `tiers/__in
 from __future__ import annotations
 
 from abc import ABC, abstractmethod
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from enum import Enum
@@ -24,6 +24,7 @@ from ..engine.types import ObservedTarget, PolicyDecision, Proposal, TargetDecis
 from ..kube.dryrun import DryRunCall, Verdict
 from ..kube.hpa import HpaClient
 from ..kube.owners import OwnerRef
+from ..kube.pods import PodCosts, WorkerPod
 from ..kube.targets import ReplicaClient, ReplicaState, TargetNotFound, TargetRef, WriteConflict
 from ..kube.watched import Watched, replica_key, watches_kind
 from ..kube.workers import WorkerDeployments
@@ -62,6 +63,8 @@ class Observation:
     # ... by another target of this same policy, not by an older policy.
     contested_within: bool = False
     conflict: Conflict | None = None
+    # The workload's pods as the pod watch sees them, for a tier that writes to its pods (None: not read).
+    pods: tuple[WorkerPod, ...] | None = None
 
     def engine_view(self) -> ObservedTarget | None:
         """What the engine sizes from; None when the workload is absent."""
@@ -99,6 +102,9 @@ class ActContext:
     decision: PolicyDecision
     monotonic: float
     wall: float
+    pod_costs: PodCosts
+    # One query's values by a label, now (metrics/prometheus.py PrometheusReader.by_label).
+    by_label: Callable[[str, str], dict[str, float]]
     errors: list[str] = field(default_factory=list)
     # Workloads found unusable while acting (a worker Deployment that cannot be created), by target name.
     unavailable: dict[str, str] = field(default_factory=dict)
@@ -111,6 +117,8 @@ class Outcome(Enum):
     UNCHANGED = "unchanged"
     WRITTEN = "written"
     FAILED = "failed"
+    # Not written this cycle on purpose (workers: waiting for the pods' deletion costs to be seen).
+    DEFERRED = "deferred"
 
 
 class Tier(ABC):
@@ -191,6 +199,10 @@ class Tier(ABC):
         """The API server's dry-run verdicts on the objects this tier creates or patches (none: it only
         writes replicas)."""
         return []
+
+    def protects_busy_pods(self) -> bool:
+        """Whether a scale-down first sets its pods' deletion costs (the BusyWorkersProtected condition)."""
+        return False
 
     def subject(self) -> str:
         """What a Scaled Event says was scaled."""

@@ -3,6 +3,12 @@
 The queue's metrics come from Prometheus (the spec's queries or the defaults, `<app>` and `<queue>` filled
 in); the sizing is the engine's (`size_worker`). A worker given as a pod template gets a Deployment the
 operator makes and owns; its replicas are then written through /scale like any other target's.
+
+Busy-worker protection (`protectBusyWorkers`): before lowering the replicas, each pod's deletion cost is set
+to the tasks it executes (read through Prometheus, so the operator never holds broker credentials), and the
+replicas are lowered on a later cycle, once the pod watch shows every cost: the ReplicaSet then removes idle
+pods first. Without per-pod data, or when a pod refuses the patch, the scale-down goes ahead unprotected, told
+by a Warning Event and the BusyWorkersProtected condition.
 """
 
 from __future__ import annotations
@@ -18,9 +24,12 @@ from ..engine.sizing import SampleInput, WorkerParams, size_worker
 from ..engine.types import ObservedTarget, TargetDecision, TargetHistory, TargetPlan
 from ..kube.dryrun import DryRunCall, Verdict, refusal, verdict
 from ..kube.owners import OwnerRef
+from ..kube.pods import WorkerPod, pods_key
 from ..kube.targets import TargetRef
 from ..kube.workers import desired_worker_deployment
+from ..memory import DeletionCosts
 from ..metrics.presets import PRESETS
+from ..metrics.prometheus import MetricsUnreadable
 from ..metrics.promql import DEFAULT_RATE_WINDOW_SECONDS, backlog, fill_template, range_seconds
 from .base import (
     ActContext,
@@ -40,6 +49,8 @@ WAITING = "waiting"
 IN_FLIGHT = "in_flight"
 ARRIVAL_RATE = "arrival_rate"
 COMPLETION_RATE = "completion_rate"
+# How long the pod watch may take to show the deletion costs written before a scale-down goes ahead anyway.
+PROTECTION_WAIT_SECONDS = 10.0
 SERVICE_SECONDS = "service_seconds"
 SERVICE_SCV = "service_scv"
 
@@ -196,11 +207,26 @@ class WorkerTier(Tier):
             history,
         )
 
+    def protects_busy_pods(self) -> bool:
+        return self.spec.protect_busy_workers
+
+    def watched_keys(self) -> list[str]:
+        keys = super().watched_keys()
+        if self.spec.protect_busy_workers:
+            keys.append(self._pods_key())
+        return keys
+
+    def _pods_key(self) -> str:
+        return pods_key(self.owner.namespace, self.spec.deployment_name(self.owner.name))
+
     def observe(self, ctx: ObserveContext) -> Observation:
         seen = super().observe(ctx)
         if seen.state is None and self.spec.template is not None and ctx.enforce:
             # Made by act, from the template: absent until then is expected, not a fault.
             return Observation()
+        if self.spec.protect_busy_workers:
+            pods = ctx.watched.pods_of(self._pods_key())
+            return replace(seen, pods=None if pods is None else tuple(pods))
         return seen
 
     def act(self, ctx: ActContext, decided: TargetDecision, observed: Observation) -> Outcome:
@@ -216,7 +242,86 @@ class WorkerTier(Tier):
                 made = self.spec.deployment_name(self.owner.name)
                 ctx.emit("Normal", "Created", f"Created worker Deployment {made} for queue {self.spec.queue}")
                 ctx.metrics.write("Deployment", "created")
+        state = observed.state
+        lowering = decided.exists and state is not None and decided.desired < state.replicas
+        if not lowering:
+            ctx.memory.protections.pop(self.name, None)
+        elif self.spec.protect_busy_workers and not self._protected(ctx, observed.pods):
+            return Outcome.DEFERRED
         return super().act(ctx, decided, observed)
+
+    def _protected(self, ctx: ActContext, pods: tuple[WorkerPod, ...] | None) -> bool:
+        """Whether the scale-down may go ahead now: the deletion costs are in place and seen, or cannot be
+        (told as unprotected). False: costs were written this cycle, or are not seen yet."""
+        written = ctx.memory.protections.get(self.name)
+        if written is not None:
+            seen = {p.name: p.cost for p in pods or ()}
+            if pods is not None and all(seen.get(n, str(c)) == str(c) for n, c in written.costs.items()):
+                del ctx.memory.protections[self.name]
+                ctx.memory.unprotected.pop(self.name, None)
+                return True
+            if ctx.monotonic - written.since < PROTECTION_WAIT_SECONDS:
+                return False
+            del ctx.memory.protections[self.name]
+            return self._unprotected(
+                ctx, f"the pod watch did not show the deletion costs within {PROTECTION_WAIT_SECONDS:g}s"
+            )
+        if pods is None:
+            return self._unprotected(ctx, "the pod watch has not listed the pods yet")
+        costs = self._costs(ctx, pods)
+        if isinstance(costs, str):
+            return self._unprotected(ctx, costs)
+        current = {p.name: p.cost for p in pods}
+        # An absent annotation is cost 0 already.
+        changed = {
+            n: c for n, c in costs.items() if current[n] != str(c) and not (c == 0 and current[n] is None)
+        }
+        for pod, cost in changed.items():
+            try:
+                ctx.pod_costs.write(self.owner.namespace, pod, cost)
+            except ApiException as exc:
+                if exc.status == 404:  # gone since the watch saw it: nothing to protect
+                    continue
+                return self._unprotected(ctx, f"pod {pod} refused its deletion cost: {refusal(exc)}")
+        if not changed:
+            ctx.memory.unprotected.pop(self.name, None)
+            return True
+        ctx.memory.protections[self.name] = DeletionCosts(changed, ctx.monotonic)
+        busy = ", ".join(f"{n}={c}" for n, c in sorted(costs.items()) if c > 0) or "none busy"
+        ctx.emit(
+            "Normal",
+            "ProtectingBusyWorkers",
+            f"Set pod-deletion-cost on {len(changed)} pods of Deployment "
+            f"{self.spec.deployment_name(self.owner.name)} from their executing tasks ({busy}); lowering "
+            "its replicas once the pod watch shows them",
+        )
+        return False
+
+    def _costs(self, ctx: ActContext, pods: tuple[WorkerPod, ...]) -> dict[str, int] | str:
+        """Each pod's deletion cost, its executing tasks; or why they cannot be known. A pod not ready has
+        none to read, and is removed first anyway."""
+        query = self.resolved.executing_per_pod
+        if query is None:
+            preset = (self.spec.metrics or model.WorkerMetrics()).preset
+            return f"preset {preset} gives no tasks executing per pod: set metrics.executingPerPod"
+        try:
+            executing = ctx.by_label(query, "pod")
+        except MetricsUnreadable as exc:
+            return f"tasks executing per pod unreadable: {exc}"
+        unknown = sorted(p.name for p in pods if p.ready and p.name not in executing)
+        if unknown:
+            return f"no executing count for pods {', '.join(unknown)} (query: {query})"
+        return {p.name: max(0, round(executing.get(p.name, 0.0))) for p in pods}
+
+    def _unprotected(self, ctx: ActContext, why: str) -> bool:
+        ctx.memory.unprotected[self.name] = why
+        ctx.emit(
+            "Warning",
+            "ScaleDownUnprotected",
+            f"Lowering Deployment {self.spec.deployment_name(self.owner.name)} without busy-worker "
+            f"protection: {why}",
+        )
+        return True
 
     def verify(self, call: DryRunCall) -> list[Verdict]:
         if self.spec.template is None:
