@@ -3,11 +3,15 @@ uninstall of a release that watches one namespace (so it sizes nothing of the ot
 
 from __future__ import annotations
 
+import itertools
+import json
 import subprocess
 import uuid
+from typing import Any
 
 import pytest
-from kubernetes import client
+from kubernetes import client, config
+from kubernetes.client.rest import ApiException
 
 from .conftest import ROOT, Cluster, kubectl, tool_env
 from .operator_fixture import install_crd
@@ -59,13 +63,20 @@ def test_rendered_chart_passes_a_server_side_dry_run(cluster: Cluster, namespace
         "serviceaccount/",
         "role.rbac.authorization.k8s.io/",
         "poddisruptionbudget",
+        "validatingadmissionpolicy.admissionregistration.k8s.io/",
+        "validatingadmissionpolicybinding.admissionregistration.k8s.io/",
     ):
         assert kind in result.stdout, result.stdout
 
 
-def test_install_upgrade_uninstall_leaves_only_the_crd(cluster: Cluster, namespace: str) -> None:
+def test_install_upgrade_uninstall_leaves_only_the_crd(
+    cluster: Cluster, namespace: str, request: pytest.FixtureRequest
+) -> None:
     install_crd(cluster)
     release = f"sk-{uuid.uuid4().hex[:6]}"
+    # The namespace fixture removes the release's namespaced objects whatever happens; the cluster-scoped
+    # admission policy of a test that failed before its uninstall would stay.
+    request.addfinalizer(lambda: _delete_admission_policies(cluster, release))
     repo, _, tag = cluster.operator_image.rpartition(":")
     common = [
         "--namespace",
@@ -96,6 +107,7 @@ def test_install_upgrade_uninstall_leaves_only_the_crd(cluster: Cluster, namespa
     assert container.read_only_root_filesystem and not container.allow_privilege_escalation
     assert container.capabilities.drop == ["ALL"]
     _the_running_operator_is_confined(cluster, namespace, deployments[0])
+    _its_pod_patches_are_limited_to_the_deletion_cost(cluster, namespace, deployments[0])
 
     helm(cluster, "upgrade", release, str(CHART), *common, "--set", "logLevel=DEBUG")
     env = {
@@ -109,6 +121,8 @@ def test_install_upgrade_uninstall_leaves_only_the_crd(cluster: Cluster, namespa
 
     helm(cluster, "uninstall", release, "--namespace", namespace, "--wait")
 
+    admission = client.AdmissionregistrationV1Api(cluster.api)
+
     def nothing_left() -> bool:
         selector = f"app.kubernetes.io/instance={release}"
         rbac = client.RbacAuthorizationV1Api(cluster.api)
@@ -121,6 +135,8 @@ def test_install_upgrade_uninstall_leaves_only_the_crd(cluster: Cluster, namespa
             + rbac.list_namespaced_role(namespace, label_selector=selector).items
             + rbac.list_namespaced_role_binding(namespace, label_selector=selector).items
             + rbac.list_cluster_role(label_selector=selector).items
+            + admission.list_validating_admission_policy(label_selector=selector).items
+            + admission.list_validating_admission_policy_binding(label_selector=selector).items
         )
         return not left
 
@@ -179,3 +195,99 @@ def _the_running_operator_is_confined(cluster: Cluster, namespace: str, dep: cli
     for verb in ("get", "list", "watch"):
         assert not allowed(verb, "secrets", namespace), f"{verb} secrets in {namespace}"
         assert not allowed(verb, "secrets", None), f"{verb} secrets cluster-wide"
+
+
+def _delete_admission_policies(cluster: Cluster, release: str) -> None:
+    admission = client.AdmissionregistrationV1Api(cluster.api)
+    selector = f"app.kubernetes.io/instance={release}"
+    for binding in admission.list_validating_admission_policy_binding(label_selector=selector).items:
+        admission.delete_validating_admission_policy_binding(binding.metadata.name)
+    for policy in admission.list_validating_admission_policy(label_selector=selector).items:
+        admission.delete_validating_admission_policy(policy.metadata.name)
+
+
+COST = "controller.kubernetes.io/pod-deletion-cost"
+
+
+def _its_pod_patches_are_limited_to_the_deletion_cost(
+    cluster: Cluster, namespace: str, dep: client.V1Deployment
+) -> None:
+    """The release's ValidatingAdmissionPolicy (templates/pod-deletion-cost-policy.yaml), asked of the API
+    server as the operator's ServiceAccount (impersonated): the deletion-cost annotation may be set, changed
+    and removed; anything else about a pod is refused with the rule's message; anyone else is not limited."""
+    core = client.CoreV1Api(cluster.api)
+    name = "busy-worker"
+    # Never scheduled to run anything that matters: only its object is patched.
+    core.create_namespaced_pod(
+        namespace,
+        {
+            "metadata": {"name": name, "labels": {"app": "worker"}, "annotations": {"team": "shop"}},
+            "spec": {
+                "containers": [
+                    {"name": "worker", "image": cluster.operator_image, "command": ["sleep", "infinity"]}
+                ],
+                "terminationGracePeriodSeconds": 0,
+            },
+        },
+    )
+    as_operator = config.new_client_from_config(config_file=cluster.kubeconfig)
+    sa = f"system:serviceaccount:{namespace}:{dep.spec.template.spec.service_account_name}"
+    as_operator.set_default_header("Impersonate-User", sa)
+    pods = client.CoreV1Api(as_operator)
+
+    def refusal(body: Any, content_type: str = "application/merge-patch+json") -> str:
+        """'' when the operator's patch is admitted, else the API server's message."""
+        try:
+            pods.patch_namespaced_pod(name, namespace, body, _content_type=content_type)
+        except ApiException as exc:
+            if exc.status != 422:  # an RBAC refusal (403) is not the policy's
+                raise
+            return str(json.loads(exc.body)["message"])
+        return ""
+
+    # The API server applies a new policy once its admission informer has it: until the first refusal.
+    probe = itertools.count()
+    wait_for(
+        "the pod-deletion-cost policy to refuse the operator a label change",
+        lambda: (
+            "its labels must not change" in refusal({"metadata": {"labels": {"probe": str(next(probe))}}})
+        ),
+        timeout=30,
+        interval=0.5,
+    )
+
+    def cost() -> str | None:
+        annotations = core.read_namespaced_pod(name, namespace).metadata.annotations or {}
+        return annotations.get(COST)
+
+    for value in ("3", "0", None):  # set, change, remove
+        assert refusal({"metadata": {"annotations": {COST: value}}}) == "", value
+        assert cost() == value
+    add = [{"op": "add", "path": "/metadata/annotations/" + COST.replace("/", "~1"), "value": "1"}]
+    assert refusal(add, "application/json-patch+json") == ""
+    assert cost() == "1"
+
+    rule = f"the scalekeeper operator may change only the {COST} annotation of a pod"
+    image = [{"op": "replace", "path": "/spec/containers/0/image", "value": "registry.invalid/evil:1"}]
+    for body, content_type, what in (
+        (image, "application/json-patch+json", "its spec"),
+        ({"spec": {"activeDeadlineSeconds": 60}}, "application/merge-patch+json", "its spec"),
+        ({"metadata": {"labels": {"app": None}}}, "application/merge-patch+json", "its labels"),
+        ({"metadata": {"annotations": {"team": "billing"}}}, "application/merge-patch+json", ": team"),
+        # The cost carries nothing along with it.
+        ({"metadata": {"annotations": {COST: "2", "extra": "x"}}}, "application/merge-patch+json", ": extra"),
+        (
+            {"metadata": {"finalizers": ["example.com/hold"]}},
+            "application/merge-patch+json",
+            "its finalizers",
+        ),
+    ):
+        message = refusal(body, content_type)
+        assert rule in message and what in message, f"{body}: {message!r}"
+    pod = core.read_namespaced_pod(name, namespace)
+    assert pod.spec.containers[0].image == cluster.operator_image and pod.spec.active_deadline_seconds is None
+    assert pod.metadata.labels["app"] == "worker" and not pod.metadata.finalizers
+    assert pod.metadata.annotations["team"] == "shop" and pod.metadata.annotations[COST] == "1"
+    # Only the operator is limited: the test's own user changes a label.
+    core.patch_namespaced_pod(name, namespace, {"metadata": {"labels": {"app": "other"}}})
+    as_operator.close()

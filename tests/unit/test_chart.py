@@ -25,6 +25,8 @@ REPO_CRD = ROOT / "crds" / "scalingpolicies.scalekeeper.dev.yaml"
 CHART_CRD = CHART / "crds" / REPO_CRD.name
 RELEASE, NAMESPACE = "sk", "sk-system"
 FULLNAME = "sk-scalekeeper"
+# Cluster-scoped kinds the chart renders besides the ClusterRole and its binding.
+CLUSTER_SCOPED = ("ValidatingAdmissionPolicy", "ValidatingAdmissionPolicyBinding")
 RESYNC = f"cp {REPO_CRD.relative_to(ROOT)} {CHART_CRD.parent.relative_to(ROOT)}/"
 
 # ---------------------------------------------------------------- the expected RBAC, one row per grant
@@ -46,6 +48,8 @@ NAMESPACED_RULES: dict[tuple[str, str, tuple[str, ...]], set[str]] = {
     ("autoscaling", "horizontalpodautoscalers", ()): {"list", "watch", "create", "update"},
     # kube/events.py EventRecorder.post
     ("", "events", ()): {"create"},
+    # kube/pods.py: the worker pods' watch, the pod-deletion-cost patch (test_chart_pod_policy.py)
+    ("", "pods", ()): {"list", "watch", "patch"},
 }
 # kube/leader.py LeaseElector: read, replace; create the first time (create cannot be limited by name).
 LEASE_RULES: dict[tuple[str, str, tuple[str, ...]], set[str]] = {
@@ -352,7 +356,7 @@ def test_every_values_set_renders_the_operator(helm: Helm, tmp_path: Path, name:
     assert {"Deployment", "ServiceAccount", "Service", "Role", "RoleBinding"} <= kinds
     for d in docs:
         assert d["metadata"]["name"].startswith(RELEASE), d["metadata"]["name"]
-        if d["kind"] not in ("ClusterRole", "ClusterRoleBinding", "Role", "RoleBinding"):
+        if d["kind"] not in ("ClusterRole", "ClusterRoleBinding", "Role", "RoleBinding", *CLUSTER_SCOPED):
             assert d["metadata"]["namespace"] == NAMESPACE, d["metadata"]
     sa = one(docs, "ServiceAccount")["metadata"]["name"]
     assert one(docs, "Deployment")["spec"]["template"]["spec"]["serviceAccountName"] == sa

@@ -112,6 +112,12 @@ one Role per watched namespace. The Lease is in a separate Role in the release n
 - apiGroups: [""]
   resources: ["events"]
   verbs: ["create"]
+# Busy-worker protection (kube/pods.py): a watch of the worker pods, and the patch of each one's
+# controller.kubernetes.io/pod-deletion-cost annotation before a scale-down. The patch can do no more:
+# templates/pod-deletion-cost-policy.yaml refuses any other change to a pod by the operator.
+- apiGroups: [""]
+  resources: ["pods"]
+  verbs: ["list", "watch", "patch"]
 {{- range .Values.extraScaleTargets }}
 # extraScaleTargets: replicas through /scale.
 - apiGroups: [{{ .apiGroup | quote }}]
