@@ -10,6 +10,7 @@ namespace (`celery-*`, which the session's shared operator does not serve), unde
 
 from __future__ import annotations
 
+import re
 import subprocess
 import urllib.parse
 import uuid
@@ -23,8 +24,8 @@ import yaml
 from kubernetes import client
 
 from .conftest import ROOT, Cluster, kubectl, release_policies, tool_env
-from .kube_helpers import apply_policy, condition, policy_status, replicas_of, target
-from .operator_fixture import pod_metrics_text
+from .kube_helpers import apply_policy, condition, events_for, policy_status, replicas_of, target
+from .operator_fixture import install_crd, pod_metrics_text
 from .test_chart_lifecycle import helm
 from .test_demo_scaling import built_image, fast_rules
 from .test_operator_basics import prometheus_value
@@ -33,8 +34,11 @@ from .waiting import metric_sum, wait_cycles, wait_for
 
 pytestmark = pytest.mark.cluster
 CHART = ROOT / "manifests" / "chart" / "scalekeeper"
-APP = "shop"  # the policy's name, and the `app` both exporters label their series with
+# The policy's name, and the `app` both exporters label their series with: one per run, so that series an
+# earlier run left in Prometheus (a runtime histogram read over 5 minutes) are not read as this run's.
+APP = f"shop-{uuid.uuid4().hex[:6]}"
 REDIS_QUEUE, RABBIT_QUEUE = "mail", "video"
+SLOW_QUEUE = "slow"  # long tasks on Redis: busy-worker protection and the wait objective
 REDIS_BROKER = "redis://redis.scalekeeper-system.svc.cluster.local:6379/0"
 RABBIT_HOST = "rabbitmq.scalekeeper-system.svc.cluster.local"
 
@@ -66,6 +70,7 @@ class CeleryApp:
     namespace: str
     operator: ReleasedOperator
     prefix: str  # the Redis queue's kombu global_keyprefix, so the shared Redis holds no other run's keys
+    image: str  # the demo's, which every worker runs
 
 
 def rabbitmq_url(cluster: Cluster) -> str:
@@ -74,7 +79,7 @@ def rabbitmq_url(cluster: Cluster) -> str:
 
 
 def worker(
-    name: str, image: str, queue: str, env: dict[str, str], concurrency: int, prefetch: int
+    name: str, image: str, queue: str, env: dict[str, str], concurrency: int, prefetch: int, replicas: int = 1
 ) -> dict[str, Any]:
     """A plain `celery worker` Deployment of the demo's app, with stock heartbeats and the app's events."""
     labels = {"app": name}
@@ -83,6 +88,7 @@ def worker(
         "kind": "Deployment",
         "metadata": {"name": name, "labels": labels},
         "spec": {
+            "replicas": replicas,
             "selector": {"matchLabels": labels},
             "template": {
                 "metadata": {"labels": labels},
@@ -110,6 +116,8 @@ def worker(
 
 @pytest.fixture(scope="module")
 def app(cluster: Cluster) -> Iterator[CeleryApp]:
+    # Helm installs a chart's CRD only where none is: the one of this checkout, as an upgrade would apply it.
+    install_crd(cluster)
     ns = f"celery-{uuid.uuid4().hex[:6]}"
     prefix = f"{ns}:"
     core = client.CoreV1Api(cluster.api)
@@ -139,6 +147,17 @@ def app(cluster: Cluster) -> Iterator[CeleryApp]:
             concurrency=1,
             prefetch=4,
         ),
+        # Four idle workers until test_a_protected_scale_down... gives two of them a task; started here so
+        # the exporter knows which queue they consume by then.
+        worker(
+            f"worker-{SLOW_QUEUE}",
+            demo_image,
+            SLOW_QUEUE,
+            {"BROKER_URL": REDIS_BROKER, "KEY_PREFIX": prefix},
+            concurrency=1,
+            prefetch=1,
+            replicas=4,
+        ),
     ]
     kubectl(cluster, "-n", ns, "apply", "-f", "-", stdin=yaml.safe_dump_all(workers))
     exporter_repo, _, exporter_digest = exporter_image.partition("@")
@@ -156,7 +175,7 @@ def app(cluster: Cluster) -> Iterator[CeleryApp]:
                     "name": "redis",
                     "app": APP,
                     "brokerUrlSecret": {"name": "brokers", "key": "redis"},
-                    "queues": [REDIS_QUEUE],
+                    "queues": [REDIS_QUEUE, SLOW_QUEUE],
                     "redisKeyPrefix": prefix,
                 },
                 {
@@ -184,10 +203,10 @@ def app(cluster: Cluster) -> Iterator[CeleryApp]:
         "-f",
         str(values_file),
     )
-    for name in (f"worker-{REDIS_QUEUE}", f"worker-{RABBIT_QUEUE}"):
+    for name in (f"worker-{REDIS_QUEUE}", f"worker-{RABBIT_QUEUE}", f"worker-{SLOW_QUEUE}"):
         kubectl(cluster, "-n", ns, "rollout", "status", f"deploy/{name}", "--timeout=180s")
     try:
-        yield CeleryApp(ns, ReleasedOperator(cluster, ns, release), prefix)
+        yield CeleryApp(ns, ReleasedOperator(cluster, ns, release), prefix, demo_image)
     finally:
         release_policies(cluster, ns)
         helm(cluster, "uninstall", release, "--namespace", ns, "--wait", check=False)
@@ -351,3 +370,100 @@ def test_redis_workers_drain_by_the_arrival_and_completion_rates_of_celery_event
         sending.kill()
         sending.wait(10)
     assert condition(policy_status(cluster, app.namespace, APP), "MetricsAvailable")["status"] == "True"
+
+
+def pod_names(cluster: Cluster, namespace: str, app_label: str) -> set[str]:
+    pods = client.CoreV1Api(cluster.api).list_namespaced_pod(namespace, label_selector=f"app={app_label}")
+    return {p.metadata.name for p in pods.items if p.metadata.deletion_timestamp is None}
+
+
+def pods_logging(cluster: Cluster, namespace: str, pods: set[str], text: str) -> set[str]:
+    """The pods whose Celery log holds `text` (read from each pod's log, not from any metric)."""
+    core = client.CoreV1Api(cluster.api)
+    return {p for p in pods if text in core.read_namespaced_pod_log(p, namespace, container="worker")}
+
+
+def explained(cluster: Cluster, namespace: str, policy: str, queue: str) -> str:
+    """A policy's worker status and Events, for a failure message."""
+    status = target(policy_status(cluster, namespace, policy), f"worker/{queue}")
+    told = [(e.reason, e.message) for e in events_for(cluster, namespace, policy)]
+    return f"status {status}; events {told}"
+
+
+def test_a_protected_scale_down_removes_idle_workers_then_the_objective_sizes_a_scale_up(
+    cluster: Cluster, app: CeleryApp, policy: str
+) -> None:
+    name, ns = f"worker-{SLOW_QUEUE}", app.namespace
+    pods = pod_names(cluster, ns, name)
+    assert len(pods) == 4, pods
+    # Two 30 s tasks on two of the four workers, before any policy sizes them.
+    kubectl(cluster, *producer(app, SLOW_QUEUE, "--count", "2", "--seconds", "30"))
+    wait_for(
+        "the exporter to count both tasks in flight, and the workers' heartbeats both executing",
+        lambda: series(cluster, "celery_queue_inflight_tasks", SLOW_QUEUE) == 2
+        and sum(float(s["value"][1]) for s in prometheus_value(
+            cluster, f'celery_worker_executing_tasks{{app="{APP}",pod=~"{name}-.*"}}'
+        )) == 2,
+        timeout=30,
+    )  # fmt: skip
+    busy = pods_logging(cluster, ns, pods, "] received")  # from the workers' own logs, not from a metric
+    assert 1 <= len(busy) <= 2, busy
+    # The policy: the two tasks in flight fill two workers; the others are idle and must go first.
+    spec = {
+        "intervalSeconds": 2,
+        "workers": [
+            {
+                "queue": SLOW_QUEUE,
+                "deployment": name,
+                "minReplicas": 1,
+                "maxReplicas": 8,
+                "targetWaitSeconds": 20,
+                "concurrency": 1,
+                "prefetchMultiplier": 1,
+                "metrics": {"app": APP},
+                "behavior": fast_rules(up_pods=8, down_window=0)
+                | {
+                    "scaleDown": {
+                        "stabilizationWindowSeconds": 0,
+                        "policies": [{"type": "Percent", "value": 100, "periodSeconds": 10}],
+                    }
+                },
+            }
+        ],
+    }
+    apply_policy(cluster, ns, "slow", spec)
+    try:
+        wait_for("2 slow workers", lambda: replicas_of(cluster, ns, name) == 2, timeout=60)
+        left = wait_for("2 worker pods", lambda: len(p := pod_names(cluster, ns, name)) == 2 and p, 60)
+    except AssertionError as exc:
+        raise AssertionError(f"{exc}; {explained(cluster, ns, 'slow', SLOW_QUEUE)}") from exc
+    reasons = {e.reason: e.message for e in events_for(cluster, ns, "slow")}
+    assert busy <= left, f"busy {sorted(busy)}, left {sorted(left)}, events {reasons}"
+    assert "ProtectingBusyWorkers" in reasons and "ScaleDownUnprotected" not in reasons, reasons
+    assert condition(policy_status(cluster, ns, "slow"), "BusyWorkersProtected")["status"] == "True"
+    # No task was interrupted: each finished on the pod that received it.
+    wait_for(
+        "both tasks to succeed where they started",
+        lambda: len(pods_logging(cluster, ns, busy, "succeeded in")) == len(busy),
+        timeout=45,
+    )
+
+    # A runtime is read now (30 s tasks): the next scale-up is the objective's.
+    kubectl(cluster, *producer(app, SLOW_QUEUE, "--count", "4", "--seconds", "30"))
+
+    def objective_scale_up() -> str | None:
+        for e in events_for(cluster, ns, "slow"):
+            if e.reason == "Scaled" and re.match(r"Scaled worker/slow [12] -> ", e.message):
+                return str(e.message)
+        return None
+
+    try:
+        scaled = wait_for("a scale-up", objective_scale_up, timeout=60)
+    except AssertionError as exc:
+        raise AssertionError(f"{exc}; {explained(cluster, ns, 'slow', SLOW_QUEUE)}") from exc
+    match = re.search(
+        r"-> (\d+): .*p95 wait 20s at [\d.e+-]+ tasks/s, ([\d.]+)s runtime .* needs (\d+)", scaled
+    )
+    assert match is not None, scaled
+    assert 29 <= float(match.group(2)) <= 31, scaled  # the 30 s runtime, read from the exporter's histogram
+    assert int(match.group(1)) == int(match.group(3)), scaled
