@@ -169,8 +169,13 @@ def cmd_run(args: argparse.Namespace) -> int:
     print(f"\nlive part: {end - start:.0f}s, {outcome}.")
     scaled = [e for e in record["events"] if e["source"] == "policy" and e["reason"] == "Scaled"]
     holding = [e for e in record["events"] if e["source"] == "policy" and e["reason"] == "Holding"]
+    protected = [
+        e for e in record["events"] if e["source"] == "policy" and e["reason"] == "ProtectingBusyWorkers"
+    ]
+    bare = [e for e in record["events"] if e["source"] == "policy" and e["reason"] == "ScaleDownUnprotected"]
     print(
-        f"Events: {len(scaled)} Scaled, {len(holding)} Holding; peak replicas: "
+        f"Events: {len(scaled)} Scaled, {len(holding)} Holding, {len(protected)} ProtectingBusyWorkers, "
+        f"{len(bare)} ScaleDownUnprotected; peak replicas: "
         + ", ".join(
             f"{tier} {max(y)}"
             for tier in TIER_ORDER

@@ -33,6 +33,10 @@ WEB_URL = "http://web/?ms=2"  # 2 ms of CPU per request: the request-rate floor,
 # starting at once take most of a 2-core machine for a few seconds; web would serve less meanwhile).
 VIDEO_START = 100.0
 VIDEO_TASKS, VIDEO_RATE, VIDEO_TASK_SECONDS = 240, 6.0, 2.0
+# Then a few long ones, sent as the burst ends: the workers scale down while they run, and the pods running
+# them are kept (busy-worker protection: the ProtectingBusyWorkers Event names them).
+LONG_START = VIDEO_START + VIDEO_TASKS / VIDEO_RATE - 5.0
+LONG_TASKS, LONG_TASK_SECONDS = 4, 40.0
 TRACE_PATH_IN_POD = "/tmp/demo-web.csv"
 _PEAK = max(r for _, r in WEB_RAMP)
 _RAMP_SECONDS = min(t for t, r in WEB_RAMP if r == _PEAK)
@@ -101,6 +105,16 @@ def load_program() -> list[Step]:
                 "demo",
             ),
             VIDEO_TASKS / VIDEO_RATE,
+        ),
+        Step(
+            LONG_START,
+            "video",
+            f"video: {LONG_TASKS} tasks of {LONG_TASK_SECONDS:g}s as the burst ends (their pods are kept)",
+            (
+                *("python", "-m", "scalekeeper_demo.produce", "--queue", "video"),
+                *("--count", str(LONG_TASKS), "--seconds", f"{LONG_TASK_SECONDS:g}", "--run-id", "demo-long"),
+            ),
+            LONG_TASK_SECONDS,
         ),
     ]
 

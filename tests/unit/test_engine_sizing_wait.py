@@ -9,7 +9,7 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from scalekeeper.engine.sizing import Reading, WorkerParams, WorkerSizing, size_worker
+from scalekeeper.engine.sizing import Reading, WorkerParams, WorkerSizing, read_metric, size_worker
 from scalekeeper.engine.types import LimitedBy
 
 NOW = 50_000.0
@@ -131,6 +131,24 @@ def test_a_bad_arrival_rate_blocks_scale_down() -> None:
     s = sized(objective(), 5, waiting=10.0, arrival=math.nan)
     assert s.proposal.missing == ("arrival rate is NaN",)
     assert "no arrival rate read" in s.proposal.reason
+
+
+def test_no_arrival_series_yet_is_not_a_fault() -> None:
+    # A queue no task was ever sent to has no published counter: the other estimates size, scale-down too.
+    s = size_worker(
+        objective(),
+        3,
+        0.1,
+        NOW,
+        waiting=Reading("waiting", 0.0),
+        in_flight=Reading("in_flight", 0.0),
+        arrival_rate=read_metric("arrival rate", None, NOW, 60.0),
+        service_seconds=read_metric("runtime", None, NOW, 60.0),
+        service_scv=read_metric("runtime scv", None, NOW, 60.0),
+        idle_since=NOW - 400,
+    )
+    assert s.proposal.missing == () and s.proposal.replicas == 0, s.proposal
+    assert "no task runtime read yet" in s.proposal.reason
 
 
 def test_with_tasks_per_worker_the_largest_estimate_wins() -> None:

@@ -62,6 +62,8 @@ class Reading:
     label: str
     value: float | None
     problem: str | None = None
+    # No series at all (not a bad value): for an input that only refines a decision, "not read yet".
+    absent: bool = False
 
     @property
     def ok(self) -> bool:
@@ -76,7 +78,7 @@ def read_metric(label: str, sample: SampleInput, now: float, max_age_seconds: fl
     else:
         value = sample
     if value is None:
-        return Reading(label, None, f"{label} is absent")
+        return Reading(label, None, f"{label} is absent", absent=True)
     if isinstance(value, bool) or not isinstance(value, int | float):
         return Reading(label, None, f"{label} is not a number ({value!r})")
     value = float(value)
@@ -227,8 +229,9 @@ def size_worker(
     notes: list[str] = []
     objective_sized = False
     if params.target_wait_seconds is not None and load is not None:
-        # A bad arrival rate is a fault (it blocks scale-down); a runtime not read yet is not.
-        if arrival_rate is not None and arrival_rate.problem is not None:
+        # A bad arrival rate is a fault (it blocks scale-down). None read yet is not: a counter is created by
+        # its first event, so a queue no task was ever sent to has none; nor is a runtime not read yet.
+        if arrival_rate is not None and arrival_rate.problem is not None and not arrival_rate.absent:
             missing.append(arrival_rate.problem)
         estimate = objective_estimate(
             params.target_wait_seconds,
