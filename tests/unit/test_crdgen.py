@@ -25,11 +25,9 @@ from pydantic import ValidationError
 
 from scalekeeper import crdgen
 from scalekeeper.model import ScaleDownRules, ScaleUpRules, ScalingPolicySpec, error_messages
+from tests.unit.spec_strategies import specs
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
-sys.path.insert(0, str(Path(__file__).resolve().parent))
-from test_model import specs
-
 from invalid_specs import INVALID_CASES, VALID_SPECS
 
 REPO = Path(__file__).resolve().parents[2]
