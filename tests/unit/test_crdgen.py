@@ -9,7 +9,6 @@ from __future__ import annotations
 import functools
 import itertools
 import json
-import sys
 from pathlib import Path
 from typing import Any
 
@@ -20,11 +19,10 @@ from pydantic import ValidationError
 
 from scalekeeper import crdgen
 from scalekeeper.model import ScaleDownRules, ScaleUpRules, ScalingPolicySpec, error_messages
+from tests.invalid_specs import INVALID_CASES
 from tests.unit.local_api_server import CelParser, LocalServer
 from tests.unit.spec_strategies import specs
-
-sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
-from invalid_specs import INVALID_CASES, VALID_SPECS
+from tests.valid_specs import VALID_SPECS
 
 REPO = Path(__file__).resolve().parents[2]
 CRD_FILE = REPO / "crds" / "scalingpolicies.scalekeeper.dev.yaml"

@@ -2,9 +2,7 @@
 
 from __future__ import annotations
 
-import sys
 from datetime import UTC, datetime
-from pathlib import Path
 from typing import Any
 
 import pytest
@@ -33,11 +31,9 @@ from scalekeeper.model import (
 )
 from scalekeeper.tiers import tiers_of
 from scalekeeper.tiers.workers import worker_params, worker_queries
+from tests.invalid_specs import INVALID_CASES
 from tests.unit.spec_strategies import specs
-
-# The shared table lives beside the test packages so the cluster tests can use it too.
-sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
-from invalid_specs import FULL, INVALID_CASES, VALID_SPECS, WEB_ONLY
+from tests.valid_specs import FULL, VALID_SPECS, WEB_ONLY
 
 POD = {"spec": {"containers": [{"name": "worker", "image": "app"}]}}
 
