@@ -47,7 +47,7 @@ STAGES: tuple[Stage, ...] = (
         "pydantic/main.py",
         ("Reconciler.run", ""),
     ),
-    Stage("  spec parsing (model.parse_spec)", "parse_spec", "scalekeeper/model.py"),
+    Stage("  spec parsing (model.parse_spec)", "parse_spec", "scalekeeper/model/policy.py"),
     Stage("  decision (decide_tiers)", "decide_tiers", "scalekeeper/decision.py"),
     Stage("  report: conditions, Events, logs (Reporter.report)", "Reporter.report", "scalekeeper/report.py"),
     Stage(

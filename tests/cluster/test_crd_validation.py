@@ -10,7 +10,8 @@ from kubernetes import client
 from kubernetes.client.rest import ApiException
 
 from scalekeeper import model
-from tests.invalid_specs import INVALID_SPECS, VALID_SPECS
+from tests.invalid_specs import INVALID_SPECS
+from tests.valid_specs import VALID_SPECS
 
 from .conftest import Cluster, kubectl
 from .operator_fixture import install_crd

@@ -37,7 +37,7 @@ from scalekeeper.tiers import tiers_of
 from scalekeeper.tiers.read_replicas import READ_REPLICAS
 from scalekeeper.tiers.web import WEB
 from scalekeeper.tiers.workers import worker_target
-from tests.invalid_specs import VALID_SPECS
+from tests.valid_specs import VALID_SPECS
 
 from .conftest import ROOT, Cluster
 from .kube_helpers import policy_status

@@ -1,108 +1,45 @@
-"""The Helm chart, checked with the real helm binary: lint, what each values set renders, the RBAC against
-an explicit table, the values schema rejecting bad values by name, and the CRD copy matching the repo's.
-
-helm comes from $SCALEKEEPER_HELM, the project's cache (`hack/build-go.sh tools`), or PATH. Without it the
-tests fail (not skip): the chart is part of what the suite vouches for.
+"""The Helm chart, checked with the real helm binary: lint, what each values set renders, the pod's
+settings, the values schema rejecting bad values by name, and the CRD copy matching the repo's. The RBAC is
+checked in test_chart_rbac.py; helm is found as tests/unit/helm_chart.py says.
 """
 
 from __future__ import annotations
 
-import os
 import re
-import shutil
-import subprocess
 from collections.abc import Iterator
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import pytest
 import yaml
 
-ROOT = Path(__file__).resolve().parents[2]
-CHART = ROOT / "manifests" / "chart" / "scalekeeper"
+from tests.unit.helm_chart import (
+    CHART,
+    NAMESPACE,
+    RELEASE,
+    ROOT,
+    VALUES_SETS,
+    Helm,
+    _differences,
+    _kube_version,
+    _values_file,
+    assert_refused,
+    container,
+    env_of,
+    helm,
+    of_kind,
+    one,
+    render,
+    template,
+)
+
+__all__ = ["helm"]
+
 REPO_CRD = ROOT / "crds" / "scalingpolicies.scalekeeper.dev.yaml"
 CHART_CRD = CHART / "crds" / REPO_CRD.name
-RELEASE, NAMESPACE = "sk", "sk-system"
-FULLNAME = "sk-scalekeeper"
 # Cluster-scoped kinds the chart renders besides the ClusterRole and its binding.
 CLUSTER_SCOPED = ("ValidatingAdmissionPolicy", "ValidatingAdmissionPolicyBinding")
 RESYNC = f"cp {REPO_CRD.relative_to(ROOT)} {CHART_CRD.parent.relative_to(ROOT)}/"
-
-# ---------------------------------------------------------------- the expected RBAC, one row per grant
-# (apiGroup, resource, resourceNames) -> verbs. Derived from the calls in operator/scalekeeper (see the
-# chart README's RBAC table). Changing the chart's rules without changing this table fails the test.
-NAMESPACED_RULES: dict[tuple[str, str, tuple[str, ...]], set[str]] = {
-    # kopf: list + watch the policies, patch its finalizer in/out (handlers.py)
-    ("scalekeeper.dev", "scalingpolicies", ()): {"list", "watch", "patch"},
-    # Runtime.cycle write_status, kopf's status patches
-    ("scalekeeper.dev", "scalingpolicies/status", ()): {"patch"},
-    # kube/workers.py WorkerDeployments.ensure: read, create, patch the template; kopf's watch (handlers.py
-    # the informers of kube/watched.py WatchedObjects)
-    ("apps", "deployments", ()): {"get", "list", "watch", "create", "patch"},
-    ("apps", "statefulsets", ()): {"list", "watch"},
-    # kube/targets.py ReplicaClient.read/write through /scale
-    ("apps", "deployments/scale", ()): {"get", "patch"},
-    ("apps", "statefulsets/scale", ()): {"get", "patch"},
-    # kube/hpa.py HpaClient: list (observe), create, replace (apply); the informer of kube/watched.py
-    ("autoscaling", "horizontalpodautoscalers", ()): {"list", "watch", "create", "update"},
-    # kube/events.py EventRecorder.post
-    ("", "events", ()): {"create"},
-    # kube/pods.py: the worker pods' watch, the pod-deletion-cost patch (test_chart_pod_policy.py)
-    ("", "pods", ()): {"list", "watch", "patch"},
-}
-# kube/leader.py LeaseElector: read, replace; create the first time (create cannot be limited by name).
-LEASE_RULES: dict[tuple[str, str, tuple[str, ...]], set[str]] = {
-    ("coordination.k8s.io", "leases", ("scalekeeper-leader",)): {"get", "update"},
-    ("coordination.k8s.io", "leases", ()): {"create"},
-}
-
-VALUES_SETS: dict[str, dict[str, Any]] = {
-    "defaults": {},
-    "watch-namespaces": {"watchNamespaces": ["shop", "billing"]},
-    "watch-namespace-patterns": {"watchNamespacePatterns": ["team-*", "shop"]},
-    "replicas-2": {"replicas": 2},
-    "bearer-token": {"prometheus": {"bearerTokenSecret": {"name": "prom-token", "key": "tok"}}},
-    "everything": {
-        "replicas": 3,
-        "watchNamespaces": ["shop"],
-        "prometheus": {
-            "url": "https://prometheus.example:9091/prefix",
-            "bearerTokenSecret": {"name": "prom-token", "key": "tok"},
-            "tls": {"caSecret": {"name": "prom-ca", "key": "bundle.pem"}, "insecureSkipVerify": False},
-        },
-        "serviceMonitor": {"enabled": True, "labels": {"release": "kps"}},
-        "extraScaleTargets": [{"apiGroup": "postgresql.cnpg.io", "resource": "clusters"}],
-        "extraPatchTargets": [{"apiGroup": "acid.zalan.do", "resource": "postgresqls"}],
-        "leaderElection": {"enabled": True, "leaseName": "other-lease", "leaseSeconds": 30},
-        "logLevel": "DEBUG",
-        "logDecisions": "all",
-        "image": {"repository": "localhost:5001/scalekeeper", "tag": "dev", "pullPolicy": "Always"},
-    },
-    # What the schema bounds (quantities, tolerations, priority class, PDB) still lets through.
-    "placement": {
-        "replicas": 2,
-        "podDisruptionBudget": {"minAvailable": "50%"},
-        # Strings: the client's typed models (test_rendered_objects_are_valid_api_objects) refuse the bare
-        # numbers (cpu: 0.5) that the API server and the schema accept.
-        "resources": {
-            "requests": {"cpu": "500m", "memory": "128Mi"},
-            "limits": {"cpu": "1", "memory": "1.5Gi"},
-        },
-        "tmpSizeLimit": "100M",
-        "priorityClassName": "ops.critical-operators",
-        "tolerations": [
-            {"key": "dedicated", "operator": "Equal", "value": "ops", "effect": "NoSchedule"},
-            {"operator": "Exists", "effect": ""},
-            {
-                "key": "node.kubernetes.io/unreachable",
-                "operator": "Exists",
-                "effect": "NoExecute",
-                "tolerationSeconds": 30,
-            },
-        ],
-    },
-}
 
 # values -> what the error must name. Schema errors name the value's path; template checks name the value.
 INVALID_VALUES: dict[str, tuple[dict[str, Any], str]] = {
@@ -148,132 +85,6 @@ INVALID_VALUES: dict[str, tuple[dict[str, Any], str]] = {
     ),
     "pdb-word": ({"podDisruptionBudget": {"minAvailable": "half"}}, "/podDisruptionBudget/minAvailable"),
 }
-
-
-# ---------------------------------------------------------------- helm
-
-
-def _versions() -> dict[str, str]:
-    out: dict[str, str] = {}
-    for line in (ROOT / "hack" / "versions.env").read_text().splitlines():
-        if "=" in line and not line.lstrip().startswith("#"):
-            key, _, value = line.partition("=")
-            out[key.strip()] = value.strip()
-    return out
-
-
-def _find_helm() -> str | None:
-    if os.environ.get("SCALEKEEPER_HELM"):
-        return os.environ["SCALEKEEPER_HELM"]
-    xdg = Path(os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache")
-    cache = Path(os.environ.get("SCALEKEEPER_CACHE") or xdg / "scalekeeper") / "bin"
-    pinned = cache / f"helm-{_versions().get('HELM_VERSION', '')}"
-    candidates = [pinned, cache / "current" / "helm"]
-    on_path = shutil.which("helm")
-    if on_path:
-        candidates.append(Path(on_path))
-    candidates += sorted(cache.glob("helm-*"), reverse=True)
-    for c in candidates:
-        if c.is_file() and os.access(c, os.X_OK):
-            return str(c)
-    return None
-
-
-@dataclass(frozen=True)
-class Helm:
-    binary: str
-    env: dict[str, str]
-
-    def run(self, *args: str) -> subprocess.CompletedProcess[str]:
-        return subprocess.run(
-            [self.binary, *args], capture_output=True, text=True, timeout=120, check=False, env=self.env
-        )
-
-
-@pytest.fixture(scope="session")
-def helm(tmp_path_factory: pytest.TempPathFactory) -> Helm:
-    found = _find_helm()
-    if found is None:
-        pytest.fail(
-            "helm not found: looked at $SCALEKEEPER_HELM, ~/.cache/scalekeeper/bin/helm-<HELM_VERSION> and "
-            "PATH. Build it with `hack/build-go.sh tools` (make cluster-up does) or install helm v3.",
-            pytrace=False,
-        )
-    home = tmp_path_factory.mktemp("helm-home")
-    # Keep helm away from the user's repositories, plugins and caches.
-    env = dict(os.environ)
-    for var in ("HELM_CACHE_HOME", "HELM_CONFIG_HOME", "HELM_DATA_HOME"):
-        env[var] = str(home / var.lower())
-    return Helm(found, env)
-
-
-def _values_file(tmp_path: Path, values: dict[str, Any], name: str = "values.yaml") -> str:
-    path = tmp_path / name
-    path.write_text(yaml.safe_dump(values))
-    return str(path)
-
-
-def _kube_version() -> str:
-    """The Kubernetes the chart is rendered for: the cluster's, not the one helm was built against (a helm
-    built from its module without the version stamps assumes v1.20, below the chart's kubeVersion)."""
-    return _versions()["K8S_VERSION"]
-
-
-def template(
-    helm: Helm, tmp_path: Path, values: dict[str, Any], kube_version: str = ""
-) -> subprocess.CompletedProcess[str]:
-    return helm.run(
-        "template",
-        RELEASE,
-        str(CHART),
-        "-n",
-        NAMESPACE,
-        "--kube-version",
-        kube_version or _kube_version(),
-        "-f",
-        _values_file(tmp_path, values),
-    )
-
-
-def render(helm: Helm, tmp_path: Path, values: dict[str, Any]) -> list[dict[str, Any]]:
-    result = template(helm, tmp_path, values)
-    assert result.returncode == 0, f"helm template failed:\n{result.stderr}"
-    return [d for d in yaml.safe_load_all(result.stdout) if d]
-
-
-def of_kind(docs: list[dict[str, Any]], kind: str) -> list[dict[str, Any]]:
-    return [d for d in docs if d["kind"] == kind]
-
-
-def one(docs: list[dict[str, Any]], kind: str) -> dict[str, Any]:
-    found = of_kind(docs, kind)
-    assert len(found) == 1, f"expected one {kind}, found {len(found)}"
-    return found[0]
-
-
-def grants(role: dict[str, Any]) -> dict[tuple[str, str, tuple[str, ...]], set[str]]:
-    """A Role's rules as {(apiGroup, resource, resourceNames): verbs}; every rule must be plain."""
-    out: dict[tuple[str, str, tuple[str, ...]], set[str]] = {}
-    for rule in role["rules"]:
-        assert "nonResourceURLs" not in rule, rule
-        names = tuple(sorted(rule.get("resourceNames") or ()))
-        for group in rule["apiGroups"]:
-            for resource in rule["resources"]:
-                key = (group, resource, names)
-                assert key not in out, f"{key} granted by two rules of {role['metadata']['name']}"
-                out[key] = set(rule["verbs"])
-    return out
-
-
-def container(docs: list[dict[str, Any]]) -> dict[str, Any]:
-    pod = one(docs, "Deployment")["spec"]["template"]["spec"]
-    assert len(pod["containers"]) == 1
-    c: dict[str, Any] = pod["containers"][0]
-    return c
-
-
-def env_of(docs: list[dict[str, Any]]) -> dict[str, Any]:
-    return {e["name"]: e.get("value", e.get("valueFrom")) for e in container(docs)["env"]}
 
 
 # ---------------------------------------------------------------- lint
@@ -368,22 +179,6 @@ def test_every_values_set_renders_the_operator(helm: Helm, tmp_path: Path, name:
         assert (b["roleRef"]["kind"], ns, b["roleRef"]["name"]) in roles, b["roleRef"]
 
 
-def _differences(original: Any, back: Any, path: str = "") -> Iterator[str]:
-    if isinstance(original, dict) and isinstance(back, dict):
-        for key in original.keys() | back.keys():
-            if key not in back:
-                yield f"{path}.{key}: not a field of the API (dropped)"
-            elif key not in original:
-                yield f"{path}.{key}: added"
-            else:
-                yield from _differences(original[key], back[key], f"{path}.{key}")
-    elif isinstance(original, list) and isinstance(back, list) and len(original) == len(back):
-        for i, (a, b) in enumerate(zip(original, back, strict=True)):
-            yield from _differences(a, b, f"{path}[{i}]")
-    elif original != back:
-        yield f"{path}: {original!r} became {back!r}"
-
-
 @pytest.mark.parametrize("name", sorted(VALUES_SETS))
 def test_rendered_objects_are_valid_api_objects(helm: Helm, tmp_path: Path, name: str) -> None:
     """Each object round-trips through the kubernetes client's typed models without losing a field:
@@ -400,138 +195,6 @@ def test_rendered_objects_are_valid_api_objects(helm: Helm, tmp_path: Path, name
         model = api.deserialize(json.dumps(doc), f"V1{doc['kind']}", "application/json")
         problems = list(_differences(doc, api.sanitize_for_serialization(model)))
         assert not problems, f"{doc['kind']} {doc['metadata']['name']}: {problems}"
-
-
-def test_default_rbac_is_one_clusterrole_with_exactly_the_table(helm: Helm, tmp_path: Path) -> None:
-    docs = render(helm, tmp_path, {})
-    assert grants(one(docs, "ClusterRole")) == NAMESPACED_RULES
-    binding = one(docs, "ClusterRoleBinding")
-    assert binding["roleRef"]["name"] == one(docs, "ClusterRole")["metadata"]["name"]
-    # Cluster-scoped names carry the namespace: two releases of one name must not collide.
-    assert NAMESPACE in binding["metadata"]["name"]
-    roles = of_kind(docs, "Role")
-    assert [r["metadata"]["name"] for r in roles] == [f"{FULLNAME}-leader-election"]
-    assert roles[0]["metadata"]["namespace"] == NAMESPACE
-    assert grants(roles[0]) == LEASE_RULES
-    assert env_of(docs)["SCALEKEEPER_NAMESPACES"] == ""
-
-
-def test_watch_namespaces_gives_a_role_per_namespace_and_nothing_cluster_wide(
-    helm: Helm, tmp_path: Path
-) -> None:
-    docs = render(helm, tmp_path, VALUES_SETS["watch-namespaces"])
-    assert of_kind(docs, "ClusterRole") == [] and of_kind(docs, "ClusterRoleBinding") == []
-    served = {
-        r["metadata"]["namespace"]: r for r in of_kind(docs, "Role") if r["metadata"]["name"] == FULLNAME
-    }
-    assert set(served) == {"shop", "billing"}
-    for role in served.values():
-        assert grants(role) == NAMESPACED_RULES
-    bound = {
-        b["metadata"]["namespace"] for b in of_kind(docs, "RoleBinding") if b["roleRef"]["name"] == FULLNAME
-    }
-    assert bound == {"shop", "billing"}
-    lease = [r for r in of_kind(docs, "Role") if r["metadata"]["name"].endswith("-leader-election")]
-    assert len(lease) == 1 and lease[0]["metadata"]["namespace"] == NAMESPACE
-    assert env_of(docs)["SCALEKEEPER_NAMESPACES"] == "shop,billing"
-
-
-def test_watch_namespace_patterns_keep_cluster_rbac_and_reach_the_operator(
-    helm: Helm, tmp_path: Path
-) -> None:
-    docs = render(helm, tmp_path, VALUES_SETS["watch-namespace-patterns"])
-    # Patterns cannot be RBAC subjects: the grants stay cluster-wide, the operator filters, and kopf needs to
-    # watch namespaces (and CRDs) to find the matching ones.
-    assert grants(one(docs, "ClusterRole")) == {
-        **NAMESPACED_RULES,
-        ("", "namespaces", ()): {"list", "watch"},
-        ("apiextensions.k8s.io", "customresourcedefinitions", ()): {"list", "watch"},
-    }
-    assert env_of(docs)["SCALEKEEPER_NAMESPACES"] == "team-*,shop"
-
-
-def test_extra_targets_add_exactly_their_grants(helm: Helm, tmp_path: Path) -> None:
-    docs = render(helm, tmp_path, VALUES_SETS["everything"])
-    role = next(r for r in of_kind(docs, "Role") if r["metadata"]["name"] == FULLNAME)
-    assert grants(role) == {
-        **NAMESPACED_RULES,
-        ("postgresql.cnpg.io", "clusters/scale", ()): {"get", "patch"},
-        ("acid.zalan.do", "postgresqls", ()): {"get", "patch"},
-    }
-    lease = next(r for r in of_kind(docs, "Role") if r["metadata"]["name"].endswith("-leader-election"))
-    assert grants(lease) == {
-        ("coordination.k8s.io", "leases", ("other-lease",)): {"get", "update"},
-        ("coordination.k8s.io", "leases", ()): {"create"},
-    }
-    assert env_of(docs)["SCALEKEEPER_LEASE_NAME"] == "other-lease"
-
-
-def readme_rbac(readme: Path, heading: str) -> dict[str, set[str]]:
-    """The RBAC table under `heading` in a README as {resource or value name: verbs}. A row names its
-    resources in backticks (`deployments/scale`); an API group in parentheses is not one. A row about the
-    extraScaleTargets/extraPatchTargets values is keyed by the value's name."""
-    section = readme.read_text().split(f"\n{heading}\n", 1)[1]
-    lines = section[section.index("\n|") + 1 :].splitlines()
-    table: dict[str, set[str]] = {}
-    for line in lines[2:]:  # past the header and the |---| line
-        if not line.startswith("|"):
-            break
-        what, verbs = [cell.strip() for cell in line.strip("|").split("|")][:2]
-        names = re.findall(r"`([^`]+)`", re.sub(r"\([^)]*\)", "", what))
-        keys = [n for n in names if re.fullmatch(r"[a-z]+(/[a-z]+)?|extra(Scale|Patch)Targets", n)]
-        assert keys, f"{readme.name}: an RBAC row naming no resource: {line}"
-        for key in keys:
-            table.setdefault(key, set()).update(v.strip() for v in verbs.split(","))
-    return table
-
-
-@pytest.mark.parametrize(
-    ("readme", "heading"),
-    [(ROOT / "README.md", "## Installing with Helm"), (CHART / "README.md", "## RBAC")],
-    ids=["README", "chart-README"],
-)
-def test_the_readme_rbac_tables_are_the_rendered_rules(
-    helm: Helm, tmp_path: Path, readme: Path, heading: str
-) -> None:
-    """Each resource's verbs in the README are the rendered chart's, across the defaults (ClusterRole and
-    the Lease Role), namespace patterns, and extra targets: a rule changed in the chart and not in the
-    README (or the other way) fails here."""
-    rendered: dict[str, set[str]] = {}
-    roles = of_kind(render(helm, tmp_path, {}), "ClusterRole") + of_kind(render(helm, tmp_path, {}), "Role")
-    roles += of_kind(render(helm, tmp_path, VALUES_SETS["watch-namespace-patterns"]), "ClusterRole")
-    for role in roles:
-        for (_, resource, _), verbs in grants(role).items():
-            rendered.setdefault(resource, set()).update(verbs)
-    everything = render(helm, tmp_path, VALUES_SETS["everything"])
-    served = next(r for r in of_kind(everything, "Role") if r["metadata"]["name"] == FULLNAME)
-    extra = {k: v for k, v in grants(served).items() if k not in NAMESPACED_RULES}
-    scale = {v for (_, resource, _), verbs in extra.items() if resource.endswith("/scale") for v in verbs}
-    patch = {v for (_, resource, _), verbs in extra.items() if not resource.endswith("/scale") for v in verbs}
-    rendered.update({"extraScaleTargets": scale, "extraPatchTargets": patch})
-    table = readme_rbac(readme, heading)
-    differences = {
-        r: {"README": sorted(table.get(r, ())), "chart": sorted(rendered.get(r, ()))}
-        for r in table.keys() | rendered.keys()
-        if table.get(r) != rendered.get(r)
-    }
-    assert not differences, f"{readme.relative_to(ROOT)} RBAC table vs templates/rbac.yaml: {differences}"
-
-
-def test_no_lease_role_without_leader_election(helm: Helm, tmp_path: Path) -> None:
-    docs = render(helm, tmp_path, {"leaderElection": {"enabled": False}})
-    assert [r["metadata"]["name"] for r in of_kind(docs, "Role")] == []
-    assert env_of(docs)["SCALEKEEPER_LEADER_ELECTION"] == "false"
-
-
-@pytest.mark.parametrize("name", sorted(VALUES_SETS))
-def test_no_rule_reaches_secrets_or_wildcards(helm: Helm, tmp_path: Path, name: str) -> None:
-    docs = render(helm, tmp_path, VALUES_SETS[name])
-    for role in of_kind(docs, "Role") + of_kind(docs, "ClusterRole"):
-        for rule in role["rules"]:
-            assert "secrets" not in rule["resources"], rule
-            for field in ("apiGroups", "resources", "verbs"):
-                assert "*" not in rule[field], rule
-            assert not {"escalate", "bind", "impersonate", "delete", "deletecollection"} & set(rule["verbs"])
 
 
 def test_pdb_only_with_more_than_one_replica(helm: Helm, tmp_path: Path) -> None:
@@ -640,13 +303,6 @@ def test_service_monitor_is_optional(helm: Helm, tmp_path: Path) -> None:
 def test_invalid_values_fail_naming_the_value(helm: Helm, tmp_path: Path, name: str) -> None:
     # `helm template` runs the same values-schema validation as `helm install` (which needs a cluster).
     assert_refused(helm, tmp_path, *INVALID_VALUES[name])
-
-
-def assert_refused(helm: Helm, tmp_path: Path, values: dict[str, Any], named: str) -> None:
-    """`helm template` refuses the values, and its error names `named`."""
-    result = template(helm, tmp_path, values)
-    assert result.returncode != 0, f"{values} rendered:\n{result.stdout[:500]}"
-    assert named in result.stderr, result.stderr
 
 
 def test_bare_number_quantities_pass_the_schema(helm: Helm, tmp_path: Path) -> None:

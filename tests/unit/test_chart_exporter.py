@@ -15,7 +15,7 @@ import pytest
 import yaml
 
 from scalekeeper_celery_exporter.cli import parser
-from tests.unit.test_chart import (
+from tests.unit.helm_chart import (
     CHART,
     FULLNAME,
     NAMESPACE,

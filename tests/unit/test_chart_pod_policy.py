@@ -12,7 +12,7 @@ from typing import Any
 
 import pytest
 
-from tests.unit.test_chart import (
+from tests.unit.helm_chart import (
     FULLNAME,
     NAMESPACE,
     Helm,

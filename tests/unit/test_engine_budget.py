@@ -8,7 +8,7 @@ from hypothesis import strategies as st
 from scalekeeper import model
 from scalekeeper.decision import decide
 from scalekeeper.engine.budget import level_cuts
-from tests.invalid_specs import AT_THE_BOUNDS
+from tests.valid_specs import AT_THE_BOUNDS
 
 
 def one_pod_at_a_time(growth: list[int], units: int) -> list[int]:
