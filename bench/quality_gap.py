@@ -27,6 +27,7 @@ from dataclasses import dataclass
 from datetime import date
 
 from bench import quality as Q
+from bench import traces as T
 from bench.common import reproduce_command
 from scalekeeper import model
 from scalekeeper.simulate import (
@@ -53,15 +54,15 @@ class Segment:
     phase: str
 
 
-def phase_segments(calls: Sequence[Q.CallCount], factor: float, horizon: float) -> list[Segment]:
+def phase_segments(calls: Sequence[T.CallCount], factor: float, horizon: float) -> list[Segment]:
     """The simulated time line cut into phases (see the module docstring), covering [0, horizon)."""
     origin = calls[0].start
-    length = Q.TRACE_INTERVAL_SECONDS / factor
+    length = T.TRACE_INTERVAL_SECONDS / factor
 
-    def at(i: int, day: list[Q.CallCount]) -> float:
+    def at(i: int, day: list[T.CallCount]) -> float:
         return (day[i].start - origin).total_seconds() / factor
 
-    by_day: dict[date, list[Q.CallCount]] = {}
+    by_day: dict[date, list[T.CallCount]] = {}
     for c in calls:
         by_day.setdefault(c.start.date(), []).append(c)
     out: list[Segment] = []
@@ -152,9 +153,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     args = parser.parse_args(argv)
     spec, _ = load_policy(args.policy)
     worker = select_worker(spec, args.queue)
-    calls = Q.select_days(Q.load_bank_calls(), args.first_day, args.days)
-    scale = Q.tasks_per_call(calls, args.compress, worker, args.service_seconds, args.peak_load)
-    trace = Q.compress(calls, args.compress, scale)
+    calls = T.select_days(T.load_bank_calls(), args.first_day, args.days)
+    scale = T.tasks_per_call(calls, args.compress, worker, args.service_seconds, args.peak_load)
+    trace = T.compress(calls, args.compress, scale)
     workload: Workload = make_workload(
         trace, ServiceTime(args.service_seconds, args.service_distribution), args.seed
     )
@@ -219,7 +220,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         changed = scale_down(window, ONE_POD)(wait_worker)
         rows.append(run(f"tasksPerWorker {wait_tpw}, scale-down window {window} s, 1 pod/15 s", changed))
 
-    days = Q.business_days(calls)
+    days = T.business_days(calls)
     span = {p: sum(s.end - s.start for s in segments if s.phase == p) / 60.0 for p in PHASES}
     print(
         f"trace: {len(days)} business days {days[0]} .. {days[-1]}, --peak-load {args.peak_load:g}; "

@@ -14,18 +14,7 @@ from typing import Any
 
 import yaml
 
-from bench.quality import (
-    MINUTE,
-    TRACE_INTERVAL_SECONDS,
-    CallCount,
-    RuleMetrics,
-    arrival_rate_steps,
-    business_days,
-    compress,
-    load_bank_calls,
-    rule_metrics,
-    tasks_per_call,
-)
+from bench.quality import MINUTE, RuleMetrics, arrival_rate_steps, rule_metrics
 from bench.quality_real.legs import LEGS, Leg
 from bench.quality_real.records import (
     PodLife,
@@ -37,6 +26,14 @@ from bench.quality_real.records import (
     task_waits,
 )
 from bench.replay import Simulation, simulate
+from bench.traces import (
+    TRACE_INTERVAL_SECONDS,
+    CallCount,
+    business_days,
+    compress,
+    load_bank_calls,
+    tasks_per_call,
+)
 from scalekeeper import model
 from scalekeeper.simulate import (
     ServiceTime,

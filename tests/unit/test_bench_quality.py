@@ -12,6 +12,7 @@ import pandas as pd
 import pytest
 
 from bench import quality as Q
+from bench import traces as T
 from scalekeeper import model
 from scalekeeper.simulate import (
     RuleResult,
@@ -55,7 +56,7 @@ def bank_frame() -> pd.DataFrame:
 
 
 def test_calls_are_read_in_time_order_on_the_local_clock() -> None:
-    calls = Q.calls_from_frame(bank_frame())
+    calls = T.calls_from_frame(bank_frame())
     assert [c.start for c in calls] == [
         datetime(2003, 1, 3, 7, 0),
         datetime(2003, 1, 3, 7, 5),
@@ -64,17 +65,17 @@ def test_calls_are_read_in_time_order_on_the_local_clock() -> None:
         datetime(2003, 1, 6, 7, 5),
     ]
     assert [c.calls for c in calls] == [10.0, 30.0, 20.0, 40.0, 60.0]
-    assert [d.isoformat() for d in Q.business_days(calls)] == ["2003-01-03", "2003-01-06"]
+    assert [d.isoformat() for d in T.business_days(calls)] == ["2003-01-03", "2003-01-06"]
 
 
 def test_a_slice_of_business_days() -> None:
-    calls = Q.calls_from_frame(bank_frame())
-    assert [c.calls for c in Q.select_days(calls, 1, 1)] == [40.0, 60.0]
-    assert len(Q.select_days(calls, 0, 5)) == 5  # asking past the end keeps what there is
+    calls = T.calls_from_frame(bank_frame())
+    assert [c.calls for c in T.select_days(calls, 1, 1)] == [40.0, 60.0]
+    assert len(T.select_days(calls, 0, 5)) == 5  # asking past the end keeps what there is
     with pytest.raises(ValueError, match="first-day"):
-        Q.select_days(calls, 2, 1)
+        T.select_days(calls, 2, 1)
     with pytest.raises(ValueError, match="days"):
-        Q.select_days(calls, 0, 0)
+        T.select_days(calls, 0, 0)
 
 
 def flights_frame() -> pd.DataFrame:
@@ -92,7 +93,7 @@ def flights_frame() -> pd.DataFrame:
 
 
 def test_departures_are_counted_per_5_minutes_at_the_actual_departure() -> None:
-    calls = Q.departures_from_frame(flights_frame())
+    calls = T.departures_from_frame(flights_frame())
     assert [(c.start, c.calls) for c in calls] == [
         (datetime(2013, 1, 1, 5, 10), 1.0),  # 05:13
         (datetime(2013, 1, 1, 5, 15), 1.0),  # 05:19
@@ -112,7 +113,7 @@ def test_stops_are_counted_per_5_minutes_on_standard_time() -> None:
             ]
         }
     )
-    calls = Q.stops_from_frame(frame)
+    calls = T.stops_from_frame(frame)
     assert [(c.start, c.calls) for c in calls] == [
         (datetime(2017, 1, 1, 0, 0), 2.0),
         (datetime(2017, 1, 1, 0, 20), 1.0),
@@ -122,32 +123,32 @@ def test_stops_are_counted_per_5_minutes_on_standard_time() -> None:
 
 def test_counts_per_interval_floor_to_the_5_minutes_of_the_clock() -> None:
     times = [datetime(2013, 1, 1, 7, 4, 59, 999), datetime(2013, 1, 1, 7, 0), datetime(2013, 1, 1, 7, 5)]
-    assert [(c.start, c.calls) for c in Q.counts_per_interval(times)] == [
+    assert [(c.start, c.calls) for c in T.counts_per_interval(times)] == [
         (datetime(2013, 1, 1, 7, 0), 2.0),
         (datetime(2013, 1, 1, 7, 5), 1.0),
     ]
-    assert Q.counts_per_interval([]) == []
+    assert T.counts_per_interval([]) == []
 
 
 def test_days_of_a_trace_that_runs_all_week() -> None:
     # Saturday 5 Jan 2013 to Tuesday 8 Jan, around the clock: each calendar day is a day, weekend or not;
     # one that had no arrival at all (Monday 7 Jan here) is not one, as the bank's weekends are not.
     times = [datetime(2013, 1, d, h, 30) for d in (5, 6, 8) for h in (0, 12, 23)]
-    calls = Q.counts_per_interval(times)
-    assert [d.isoformat() for d in Q.business_days(calls)] == ["2013-01-05", "2013-01-06", "2013-01-08"]
-    sunday = Q.select_days(calls, 1, 1)
+    calls = T.counts_per_interval(times)
+    assert [d.isoformat() for d in T.business_days(calls)] == ["2013-01-05", "2013-01-06", "2013-01-08"]
+    sunday = T.select_days(calls, 1, 1)
     assert [c.start for c in sunday] == [datetime(2013, 1, 6, h, 30) for h in (0, 12, 23)]
-    assert [c.start.date().isoformat() for c in Q.select_days(calls, 1, 2)][::3] == [
+    assert [c.start.date().isoformat() for c in T.select_days(calls, 1, 2)][::3] == [
         "2013-01-06",
         "2013-01-08",
     ]
-    trace = Q.compress(Q.select_days(calls, 0, 2), 60.0, 1.0)
+    trace = T.compress(T.select_days(calls, 0, 2), 60.0, 1.0)
     assert trace.starts[3] == 86400 / 60.0  # midnight to midnight: a day of real time, compressed
 
 
 def test_every_trace_is_named_for_its_dataset_and_loader() -> None:
-    assert Q.TRACES["bank_calls"].load is Q.load_bank_calls
-    assert {name: t.dataset for name, t in Q.TRACES.items()} == {
+    assert T.TRACES["bank_calls"].load is T.load_bank_calls
+    assert {name: t.dataset for name, t in T.TRACES.items()} == {
         "bank_calls": "fpp3/bank_calls",
         "nyc_flights": "nycflights13/flights",
         "mpls_stops": "carData/MplsStops",
@@ -157,29 +158,29 @@ def test_every_trace_is_named_for_its_dataset_and_loader() -> None:
 
 
 def test_compression_keeps_the_calendar_and_scales_counts() -> None:
-    trace = Q.compress(Q.calls_from_frame(bank_frame()), 60.0, 0.5)
+    trace = T.compress(T.calls_from_frame(bank_frame()), 60.0, 0.5)
     # 5 minutes -> 5 s; Monday 07:00 is 72 h after Friday 07:00 -> 4320 s, the weekend a gap.
     assert trace.starts == (0.0, 5.0, 10.0, 4320.0, 4325.0)
     assert trace.lengths == (5.0,) * 5
     assert trace.counts == (5.0, 15.0, 10.0, 20.0, 30.0)
     with pytest.raises(ValueError):
-        Q.compress([], 60.0, 1.0)
+        T.compress([], 60.0, 1.0)
 
 
 def test_the_plot_ends_after_the_last_day_shown() -> None:
-    calls = Q.calls_from_frame(bank_frame())
+    calls = T.calls_from_frame(bank_frame())
     # Friday's last interval ends at 07:15, 15 s compressed; then 100 s for the scale-down.
-    assert Q.plot_until(calls, 1, 60.0, 100.0, 9999.0) == 115.0
-    assert Q.plot_until(calls, 1, 60.0, 100.0, 50.0) == 50.0
-    assert Q.plot_until(calls, 2, 60.0, 100.0, 9999.0) == 9999.0  # every day: all of the run
-    assert Q.plot_until(calls, 0, 60.0, 100.0, 9999.0) == 9999.0
+    assert T.plot_until(calls, 1, 60.0, 100.0, 9999.0) == 115.0
+    assert T.plot_until(calls, 1, 60.0, 100.0, 50.0) == 50.0
+    assert T.plot_until(calls, 2, 60.0, 100.0, 9999.0) == 9999.0  # every day: all of the run
+    assert T.plot_until(calls, 0, 60.0, 100.0, 9999.0) == 9999.0
 
 
 def test_counts_are_scaled_to_the_asked_share_of_capacity() -> None:
-    calls = Q.calls_from_frame(bank_frame())
+    calls = T.calls_from_frame(bank_frame())
     w = worker(max_replicas=6, concurrency=2)
-    scale = Q.tasks_per_call(calls, 60.0, w, 2.0, 0.8)
-    trace = Q.compress(calls, 60.0, scale)
+    scale = T.tasks_per_call(calls, 60.0, w, 2.0, 0.8)
+    trace = T.compress(calls, 60.0, scale)
     busiest = max(c / n for c, n in zip(trace.counts, trace.lengths, strict=True))
     assert busiest == pytest.approx(0.8 * 6 * 2 / 2.0)  # 80% of 6 pods x 2 slots at 2 s each
 
@@ -328,7 +329,7 @@ def test_table_has_a_row_per_rule() -> None:
 
 def test_backlog_and_plot_series() -> None:
     assert Q.not_started([1.0, 2.0, 3.0], [1.5, None, 3.0], [0.0, 1.0, 2.0, 3.0, 9.0]) == [0, 1, 1, 1, 1]
-    trace = Q.compress(Q.calls_from_frame(bank_frame()), 60.0, 1.0)
+    trace = T.compress(T.calls_from_frame(bank_frame()), 60.0, 1.0)
     xs, ys = Q.arrival_rate_steps(trace)
     # Between Friday's last interval (ends at 15 s = 0.25 min) and Monday (72 min): zero.
     gap = xs.index(0.25)

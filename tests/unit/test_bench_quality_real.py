@@ -10,6 +10,7 @@ from typing import Any
 import pytest
 
 from bench import quality as Q
+from bench import traces as T
 from bench.quality_real import compare, records
 from bench.quality_real.legs import Leg
 
@@ -75,8 +76,8 @@ def test_real_metrics_over_target_minutes_p95_and_slot_use() -> None:
 
 
 def test_window_of_a_business_day() -> None:
-    calls = [Q.CallCount(datetime(2003, 3, 3, h, m), 1.0) for h in range(7, 21) for m in range(0, 60, 5)]
-    calls += [Q.CallCount(datetime(2003, 3, 4, 8, 0), 5.0)]
+    calls = [T.CallCount(datetime(2003, 3, 3, h, m), 1.0) for h in range(7, 21) for m in range(0, 60, 5)]
+    calls += [T.CallCount(datetime(2003, 3, 4, 8, 0), 5.0)]
     window = compare.select_window(calls, 0, "08:00", 2 * 3600)
     assert window[0].start == datetime(2003, 3, 3, 8, 0)
     assert window[-1].start == datetime(2003, 3, 3, 9, 55)
