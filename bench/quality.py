@@ -361,24 +361,26 @@ def wait_target_variants(
     write it: a worker carries half the target wait of work (tasksPerWorker = target / 2 x concurrency /
     mean service; the other half is the margin for pod start and bursts); the same with a 30 s scale-down
     stabilization window instead of the policy's (the shortest that did not flap on the trace windows
-    tried, see bench.quality_gap); the wait objective (targetWaitSeconds) with that window; then with the
-    opt-in forecast, one season a (compressed) day and one a week."""
+    tried, see bench.quality_gap); then with the opt-in forecast, one season a (compressed) day and one a
+    week; last, the wait objective (targetWaitSeconds, no tasksPerWorker) with that 30 s window."""
     per_worker = max(1, round(args.target_wait / 2 * worker.concurrency / args.service_seconds))
-    wait = worker.model_copy(update={"tasks_per_worker": per_worker, "drain_seconds": None})
+    wait = worker.model_copy(
+        update={"tasks_per_worker": per_worker, "drain_seconds": None, "target_wait_seconds": None}
+    )
     out = [(f"scalekeeper, tasksPerWorker {per_worker} (for {args.target_wait:g} s waits)", wait)]
     down = worker.behavior.scale_down.model_copy(update={"stabilization_window_seconds": 30})
     quick = wait.model_copy(update={"behavior": wait.behavior.model_copy(update={"scale_down": down})})
     out.append(("... + scale-down window 30 s", quick))
+    lead = max(1, round(args.forecast_lead))
+    for label, season in (("day", 86400), ("week", 7 * 86400)):
+        forecast = model.Forecast(season_seconds=round(season / args.compress), lead_seconds=lead)
+        out.append((f"... + forecast (season: a {label})", wait.model_copy(update={"forecast": forecast})))
     # The objective, one setting for every trace: targetWaitSeconds = --objective (default the target wait)
     # and the same 30 s scale-down window, nothing tuned per trace.
     objective = quick.model_copy(
         update={"tasks_per_worker": None, "drain_seconds": None, "target_wait_seconds": round(args.objective)}
     )
     out.append((f"scalekeeper, targetWaitSeconds {args.objective:g}, scale-down window 30 s", objective))
-    lead = max(1, round(args.forecast_lead))
-    for label, season in (("day", 86400), ("week", 7 * 86400)):
-        forecast = model.Forecast(season_seconds=round(season / args.compress), lead_seconds=lead)
-        out.append((f"... + forecast (season: a {label})", wait.model_copy(update={"forecast": forecast})))
     return out
 
 
