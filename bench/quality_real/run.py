@@ -356,7 +356,8 @@ def report(
     print()
     print(
         f"worker: queue {worker.queue} of {args.policy.name} (minReplicas {worker.min_replicas}, maxReplicas "
-        f"{worker.max_replicas}, tasksPerWorker {worker.tasks_per_worker}, "
+        f"{worker.max_replicas}, tasksPerWorker {worker.tasks_per_worker}, targetWaitSeconds "
+        f"{worker.target_wait_seconds}, "
         f"concurrency {worker.concurrency} x "
         f"prefetch {worker.prefetch_multiplier}); simulator start delay {args.start_delay:g} s, target wait "
         f"{args.target_wait:g} s, horizon {horizon:g} s; the real legs ran at once and shared this machine"

@@ -8,11 +8,14 @@ from types import SimpleNamespace
 from typing import Any
 
 import pytest
+import yaml
 
 from bench import quality as Q
 from bench import traces as T
-from bench.quality_real import compare, records
+from bench.quality import DEMO_POLICY
+from bench.quality_real import compare, legs, records
 from bench.quality_real.legs import Leg
+from scalekeeper import model
 
 
 def timing(index: int, enqueued: float, started: float, finished: float, host: str = "p") -> object:
@@ -133,3 +136,21 @@ def test_a_legs_record_has_its_figures_and_what_the_report_reads() -> None:
     assert record["scale_up_to_pod_created"] == [0.5]
     assert record["pods_alive"] == [(0.0, 1), (4.0, 2)]
     assert record["metrics"]["scale_events"] == 1
+
+
+def test_the_scalekeeper_legs_queries_are_narrowed_to_its_namespace() -> None:
+    raw = yaml.safe_load(DEMO_POLICY.read_text())
+    spec = model.parse_spec(raw["spec"])
+    # The demo's video worker reads the objective's inputs too (targetWaitSeconds) and protects its busy pods.
+    body = legs.scaling_policy(spec, raw, "video", "slice-sk")
+    metrics = body["spec"]["workers"][0]["metrics"]
+    assert set(metrics) == {
+        "waiting",
+        "inFlight",
+        "arrivalRate",
+        "completionRate",
+        "serviceSeconds",
+        "serviceScv",
+        "executingPerPod",
+    }
+    assert all('namespace="slice-sk"' in query for query in metrics.values()), metrics
