@@ -5,7 +5,6 @@ termination, the time to the target), the printed table and the plot."""
 from __future__ import annotations
 
 import re
-import time
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from datetime import datetime
@@ -193,7 +192,9 @@ def plot(records: Sequence[LegRecord], png: Path, grace: int) -> None:
         t0 = rec.applied
         spans = task_spans(rec.events)
         names = sorted(rec.pods)
-        end = max([time.time() - t0] + [s.succeeded - t0 for s in spans if s.succeeded is not None])
+        seen = [s.succeeded for s in spans if s.succeeded is not None] + [s.received for s in spans]
+        seen += [t for life in rec.pods.values() for t in (life.deleting, life.gone) if t is not None]
+        end = max(seen, default=t0) - t0 + 5  # the leg's last event, not the time of plotting
         for y, pod in enumerate(names):
             life = rec.pods[pod]
             start = (life.ready or life.created) - t0
