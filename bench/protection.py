@@ -1,19 +1,23 @@
 """bench.protection: busy-worker protection on and off, for real on the kind cluster.
 
 Each leg runs a plain `celery worker` Deployment of the demo's app (6 pods, concurrency 1, prefetch 1, the
-cluster's Redis as broker under a per-run key prefix), sends three 60 s tasks so that 3 of the 6 pods are busy
-(seen in the workers' own logs), then applies a ScalingPolicy whose decision is 3 (minReplicas 3; the 3 tasks
-in flight fill 3 workers), with `protectBusyWorkers` true (leg "on") or false (leg "off"), scale-down
-stabilization 0 and 100 % per period. The operator and the shipped Celery exporter are installed by the Helm
-chart into the run's own namespace; both legs run there one after the other, each with its own queue and
-Deployment.
+demo's acks_late and reject_on_worker_lost, the cluster's Redis as broker under a per-run key prefix), lets
+every worker run ready for --settle s (pods ready within the same power of two of seconds are alike to the
+ReplicaSet, which then picks among them by UID), sends three 60 s tasks so that 3 of the 6 pods are busy (seen
+in the workers' own logs), then applies a ScalingPolicy whose decision is 3 (minReplicas 3; the 3 tasks in
+flight fill 3 workers), with `protectBusyWorkers` true (leg "on") or false (leg "off"), scale-down
+stabilization 0 and 100 % per period. The workers' terminationGracePeriodSeconds is Kubernetes' default, 30 s,
+set explicitly: shorter than a task, so a busy worker removed is killed mid-task; kombu's visibility timeout
+is 80 s, so the survivors restore its unacked task within the run. The operator and the shipped Celery
+exporter are installed by the Helm chart into the run's own namespace; the legs run there one after the other,
+--rounds times, each with its own queue, Deployment and policy.
 
 What it measures, from the cluster (a pod watch) and the workers' logs (`kubectl logs -f` of every pod from
 its start), never from the operator's own account: which pods were removed (busy: a task received and not
 finished when its deletion began), tasks interrupted (received on a pod deleted before that task's
 "succeeded in" line there), tasks redelivered (a task id received twice), seconds in termination (deletion
 seen -> pod gone, per removed pod) and the time from the policy's apply to the Deployment at 3 replicas and
-to 3 pods left.
+to 3 pods left. The counting, the table and the plot are bench.protection_figures'.
 
   PYTHONPATH=operator .venv/bin/python -m bench.protection      (make bench-protection)
 """
@@ -60,6 +64,7 @@ from bench.protection_figures import (
     LegRecord,
     PodLife,
     TaskEvent,
+    combined,
     leg_figures,
     parse_log,
     plot,
@@ -106,6 +111,11 @@ class Setup:
         return f"sk-protect-{self.run_id}"
 
 
+def protected(leg: str) -> bool:
+    """A leg's key is its setting and its round: on-1, off-1, on-2..."""
+    return leg.split("-")[0] == "on"
+
+
 def queue_of(leg: str) -> str:
     return f"slow-{leg}"
 
@@ -148,7 +158,7 @@ def helm(kubeconfig: str, *args: str, check: bool = True) -> str:
     return out.stdout
 
 
-def install_chart(s: Setup, operator_image: str, exporter_image: str) -> None:
+def install_chart(s: Setup, operator_image: str, exporter_image: str, legs: Sequence[str]) -> None:
     """The operator (serving only the run's namespace, under a lease of its own) and one exporter of the
     cluster's Redis under the run's key prefix, reading both legs' queues, by the chart."""
     apply_policy_crd(s.kubeconfig)  # Helm installs a chart's CRD only where none is: this checkout's
@@ -170,7 +180,7 @@ def install_chart(s: Setup, operator_image: str, exporter_image: str) -> None:
                     "name": "redis",
                     "app": s.app,
                     "brokerUrlSecret": {"name": "brokers", "key": "redis"},
-                    "queues": [queue_of(leg) for leg in LEGS],
+                    "queues": [queue_of(leg) for leg in legs],
                     "redisKeyPrefix": s.prefix,
                 }
             ],
@@ -253,7 +263,7 @@ def scaling_policy(leg: str, s: Setup, target: int, workers: int) -> dict[str, A
                     "tasksPerWorker": workers,
                     "concurrency": 1,
                     "prefetchMultiplier": 1,
-                    "protectBusyWorkers": leg == "on",
+                    "protectBusyWorkers": protected(leg),
                     "metrics": {"app": s.app},
                     "behavior": {
                         "scaleUp": {
@@ -425,7 +435,7 @@ def operator_events(s: Setup, policy: str) -> list[str]:
 
 def run_leg(s: Setup, leg: str, demo_image: str, args: argparse.Namespace) -> LegRecord:
     name = deployment_of(leg)
-    print(f"leg {leg}: {args.workers} workers of {name}, protectBusyWorkers={leg == 'on'}", flush=True)
+    print(f"leg {leg}: {args.workers} workers of {name}, protectBusyWorkers={protected(leg)}", flush=True)
     workers = worker_deployment(
         leg, demo_image, s, args.workers, args.task_seconds, args.grace, args.visibility_timeout
     )
@@ -445,6 +455,11 @@ def run_leg(s: Setup, leg: str, demo_image: str, args: argparse.Namespace) -> Le
             every=1.0,
             retry_on=(OSError, ValueError),
         )
+        # Pods ready within the same power of two of seconds are alike to the ReplicaSet (its
+        # LogarithmicScaleDown): among them it picks by UID, not by which pod started last.
+        readiness = [p.ready or time.time() for p in pod_watch.snapshot().values()]
+        settled = max(readiness) + args.settle
+        time.sleep(max(0.0, settled - time.time()))
         sent = time.time()
         kubectl(s.kubeconfig, "-n", s.namespace, "exec", f"deploy/{name}", "--", "python", "-m",
                 "scalekeeper_demo.produce", "--queue", queue_of(leg), "--count", str(args.busy), "--seconds",
@@ -508,6 +523,10 @@ def run_leg(s: Setup, leg: str, demo_image: str, args: argparse.Namespace) -> Le
 def build_parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog="python -m bench.protection", description=(__doc__ or "").split("\n")[0])
     p.add_argument("--legs", default=",".join(LEGS), help="legs to run, in order (default on,off)")
+    p.add_argument("--rounds", type=int, default=2, help="rounds of the legs, one after the other (2)")
+    p.add_argument(
+        "--settle", type=float, default=35.0, help="seconds every worker runs ready before the tasks (35)"
+    )
     p.add_argument("--workers", type=int, default=6, help="worker pods before the scale-down (6)")
     p.add_argument("--busy", type=int, default=3, help="tasks sent, one per busy worker (3)")
     p.add_argument("--target", type=int, default=3, help="the policy's decision (3)")
@@ -521,8 +540,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument(
         "--visibility-timeout",
         type=int,
-        default=125,
-        help="kombu's, s: when an unacked task is restored (125)",
+        default=80,
+        help="kombu's, s: when an unacked task is restored (80; above the 60 s task)",
     )
     p.add_argument("--png", type=Path, default=ROOT / "out" / "bench-protection.png")
     p.add_argument("--json", type=Path, default=ROOT / "out" / "bench-protection.json")
@@ -576,12 +595,13 @@ def main(argv: Sequence[str] | None = None) -> int:
     print(f"images: {operator_image}, {demo_image}, {exporter_image}", flush=True)
     records: list[LegRecord] = []
     with sigterm_as_interrupt(), run_namespace(s):
-        install_chart(s, operator_image, exporter_image)
+        keys = [f"{leg}-{r + 1}" for r in range(args.rounds) for leg in legs]
+        install_chart(s, operator_image, exporter_image, keys)
         print(
             f"namespace {s.namespace}: operator and exporter installed by the chart (app {s.app})", flush=True
         )
-        for leg in legs:
-            rec = run_leg(s, leg, demo_image, args)
+        for key in keys:
+            rec = run_leg(s, key, demo_image, args)
             records.append(rec)
             print(f"  operator's events: {'; '.join(rec.operator_events) or 'none'}", flush=True)
     print(
@@ -590,7 +610,12 @@ def main(argv: Sequence[str] | None = None) -> int:
         f"{args.busy} tasks of {args.task_seconds:g} s, policy decision {args.target}; "
         f"terminationGracePeriodSeconds {args.grace}, visibility_timeout {args.visibility_timeout} s"
     )
-    print(table([(r.leg, r.figures) for r in records]))
+    print(
+        table(
+            [(r.leg, r.figures) for r in records]
+            + [(leg, combined([r.figures for r in records if r.leg.split("-")[0] == leg])) for leg in legs]
+        )
+    )
     print(f"wall time {time.time() - started:.0f} s")
     print(f"reproduce: {reproduce_command('bench.protection', args)}")
     plot(records, args.png, args.grace)

@@ -144,6 +144,27 @@ def leg_figures(
     )
 
 
+def combined(figures: Sequence[LegFigures]) -> LegFigures:
+    """Several rounds of a leg as one: counts summed, every termination kept, the slowest time to the
+    target (none when a round has none)."""
+
+    def slowest(values: list[float | None]) -> float | None:
+        return None if not values or None in values else max(v for v in values if v is not None)
+
+    return LegFigures(
+        removed_busy=sum(f.removed_busy for f in figures),
+        removed_idle=sum(f.removed_idle for f in figures),
+        interrupted=sum(f.interrupted for f in figures),
+        redelivered=sum(f.redelivered for f in figures),
+        succeeded=sum(f.succeeded for f in figures),
+        tasks=sum(f.tasks for f in figures),
+        termination=tuple(t for f in figures for t in f.termination),
+        still_terminating=sum(f.still_terminating for f in figures),
+        to_spec=slowest([f.to_spec for f in figures]),
+        to_pods=slowest([f.to_pods for f in figures]),
+    )
+
+
 def seconds(value: float | None) -> str:
     return "-" if value is None else f"{value:.1f}"
 
@@ -151,14 +172,14 @@ def seconds(value: float | None) -> str:
 def table(rows: Sequence[tuple[str, LegFigures]]) -> str:
     """The printed table, one row per leg."""
     head = (
-        f"{'leg':4} {'removed busy/idle':>17} {'interrupted':>11} {'redelivered':>11} {'succeeded':>9} "
+        f"{'leg':5} {'removed busy/idle':>17} {'interrupted':>11} {'redelivered':>11} {'succeeded':>9} "
         f"{'term. sum s':>11} {'term. max s':>11} {'-> spec 3 s':>11} {'-> 3 pods s':>11}"
     )
     lines = [head]
     for leg, f in rows:
         still = f" (+{f.still_terminating} not gone)" if f.still_terminating else ""
         lines.append(
-            f"{leg:4} {f'{f.removed_busy}/{f.removed_idle}':>17} {f.interrupted:>11} {f.redelivered:>11} "
+            f"{leg:5} {f'{f.removed_busy}/{f.removed_idle}':>17} {f.interrupted:>11} {f.redelivered:>11} "
             f"{f'{f.succeeded}/{f.tasks}':>9} {f.termination_sum:>11.1f} {f.termination_max:>11.1f} "
             f"{seconds(f.to_spec):>11} {seconds(f.to_pods):>11}{still}"
         )

@@ -130,3 +130,15 @@ def test_the_table_has_a_row_per_leg_and_says_pods_not_gone() -> None:
     assert lines[2].split()[:5] == ["off", "2/1", "2", "2", "1/3"]
     assert "3.3" in lines[1] and "61.0" in lines[2] and "(+1 not gone)" in lines[2]
     assert lines[2].split()[-4] == "-"  # no time to 3 pods while one is still terminating
+
+
+def test_rounds_of_a_leg_combine_by_summing_counts_and_keeping_every_termination() -> None:
+    one = P.LegFigures(0, 3, 0, 0, 3, 3, (1.0, 2.0, 1.5), 0, 4.0, 8.0)
+    two = P.LegFigures(2, 1, 2, 2, 3, 3, (30.5, 30.2, 1.0), 0, 2.0, 33.0)
+    both = P.combined([one, two])
+    assert (both.removed_busy, both.removed_idle, both.interrupted, both.redelivered) == (2, 4, 2, 2)
+    assert (both.succeeded, both.tasks) == (6, 6)
+    assert both.termination_sum == pytest.approx(66.2) and both.termination_max == pytest.approx(30.5)
+    assert (both.to_spec, both.to_pods) == (4.0, 33.0)  # the slowest round
+    stuck = P.LegFigures(1, 0, 1, 0, 0, 1, (), 1, 3.0, None)
+    assert P.combined([one, stuck]).to_pods is None and P.combined([one, stuck]).still_terminating == 1
