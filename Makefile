@@ -91,7 +91,7 @@ bench-quality-real: venv ## a 10-min trace slice for real, 3 namespaces at once:
 # bench-protection builds the operator's, the demo's and the exporter's images (hack/lib.sh app_images) and
 # installs them by the chart into a namespace of its own, deleted at the end; it needs the cluster up.
 BENCH_PROTECTION_ARGS ?=
-bench-protection: venv ## busy-worker protection on and off, for real: 60 s tasks on 3 of 6 workers scaled to 3, out/bench-protection.png
+bench-protection: venv ## busy-worker protection on and off, for real (2 rounds): 60 s tasks on 3 of 6 workers scaled to 3, out/bench-protection.png
 	PYTHONPATH=$(CURDIR)/operator $(PY) -m bench.protection $(BENCH_PROTECTION_ARGS)
 
 # Policy counts for bench-scale (issue sizes: SIZES=100,1000,3000). Needs the cluster up and `make image`.

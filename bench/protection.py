@@ -64,10 +64,11 @@ from bench.protection_figures import (
     LegRecord,
     PodLife,
     TaskEvent,
-    combined,
     leg_figures,
+    leg_rows,
     parse_log,
     plot,
+    records_from_json,
     table,
     task_spans,
 )
@@ -545,6 +546,7 @@ def build_parser() -> argparse.ArgumentParser:
     )
     p.add_argument("--png", type=Path, default=ROOT / "out" / "bench-protection.png")
     p.add_argument("--json", type=Path, default=ROOT / "out" / "bench-protection.json")
+    p.add_argument("--replot", type=Path, help="no run: the table and the plot again from a run's --json")
     return p
 
 
@@ -577,6 +579,12 @@ def main(argv: Sequence[str] | None = None) -> int:
     legs = [leg for leg in args.legs.split(",") if leg]
     if any(leg not in LEGS for leg in legs):
         raise SystemExit(f"--legs: each of {', '.join(LEGS)}")
+    if args.replot is not None:
+        replayed = records_from_json(json.loads(args.replot.read_text()))
+        print(table(leg_rows(replayed)))
+        plot(replayed, args.png, args.grace)
+        print(f"plot: {args.png}")
+        return 0
     env = cluster_env()
     kubeconfig = env["KUBECONFIG"]
     api = config.new_client_from_config(config_file=kubeconfig)
@@ -610,12 +618,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         f"{args.busy} tasks of {args.task_seconds:g} s, policy decision {args.target}; "
         f"terminationGracePeriodSeconds {args.grace}, visibility_timeout {args.visibility_timeout} s"
     )
-    print(
-        table(
-            [(r.leg, r.figures) for r in records]
-            + [(leg, combined([r.figures for r in records if r.leg.split("-")[0] == leg])) for leg in legs]
-        )
-    )
+    print(table(leg_rows(records)))
     print(f"wall time {time.time() - started:.0f} s")
     print(f"reproduce: {reproduce_command('bench.protection', args)}")
     plot(records, args.png, args.grace)

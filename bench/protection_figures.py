@@ -9,7 +9,7 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from datetime import datetime
 from pathlib import Path
-from typing import Literal
+from typing import Any, Literal
 
 # --------------------------------------------------------------------------- the workers' logs (pure)
 
@@ -165,6 +165,14 @@ def combined(figures: Sequence[LegFigures]) -> LegFigures:
     )
 
 
+def leg_rows(records: Sequence[LegRecord]) -> list[tuple[str, LegFigures]]:
+    """The table's rows: each round's (on-1, off-1...), then each setting's rounds combined (on, off)."""
+    settings = list(dict.fromkeys(r.leg.split("-")[0] for r in records))
+    return [(r.leg, r.figures) for r in records] + [
+        (leg, combined([r.figures for r in records if r.leg.split("-")[0] == leg])) for leg in settings
+    ]
+
+
 def seconds(value: float | None) -> str:
     return "-" if value is None else f"{value:.1f}"
 
@@ -198,6 +206,23 @@ class LegRecord:
     figures: LegFigures
 
 
+def records_from_json(data: list[dict[str, Any]]) -> list[LegRecord]:
+    """The records a run wrote (--json), to plot them again without the cluster (--replot)."""
+    return [
+        LegRecord(
+            leg=r["leg"],
+            applied=r["applied"],
+            sent=r["sent"],
+            spec_at=r["spec_at"],
+            pods={k: PodLife(**v) for k, v in r["pods"].items()},
+            events=[TaskEvent(**e) for e in r["events"]],
+            operator_events=list(r["operator_events"]),
+            figures=LegFigures(**{**r["figures"], "termination": tuple(r["figures"]["termination"])}),
+        )
+        for r in data
+    ]
+
+
 # --------------------------------------------------------------------------- the plot
 
 
@@ -228,7 +253,7 @@ def plot(records: Sequence[LegRecord], png: Path, grace: int) -> None:
                 finish = sp.succeeded if sp.succeeded is not None else (life.gone or t0 + end)
                 color = "tab:green" if sp.succeeded is not None else "tab:red"
                 ax.plot([sp.received - t0, finish - t0], [y, y], color=color, lw=2.5)
-                ax.text(sp.received - t0, y + 0.22, sp.task[:8], fontsize=7)
+                ax.text(sp.received - t0, y + 0.22, sp.task.rsplit("-", 1)[-1], fontsize=7)
         ax.axvline(0, color="k", ls="--", lw=1)
         if rec.spec_at is not None:
             ax.axvline(rec.spec_at - t0, color="tab:blue", ls=":", lw=1)

@@ -142,3 +142,23 @@ def test_rounds_of_a_leg_combine_by_summing_counts_and_keeping_every_termination
     assert (both.to_spec, both.to_pods) == (4.0, 33.0)  # the slowest round
     stuck = P.LegFigures(1, 0, 1, 0, 0, 1, (), 1, 3.0, None)
     assert P.combined([one, stuck]).to_pods is None and P.combined([one, stuck]).still_terminating == 1
+
+
+def test_a_runs_records_come_back_from_its_json_for_a_replot_and_rows_combine_each_setting() -> None:
+    import json
+    from dataclasses import asdict
+
+    pods = {"a": life("a", deleting=10, gone=40), "b": life("b")}
+    events = [received("a", "t-1", 1), received("b", "t-1", 150), succeeded("b", "t-1", 210)]
+    figures = P.leg_figures(pods, events, applied=T0, spec_at=T0 + 1)
+    records = [
+        P.LegRecord(k, T0, T0 - 3, T0 + 1, pods, events, ["Normal Scaled"], figures)
+        for k in ("on-1", "off-1", "off-2")
+    ]
+    again = P.records_from_json(json.loads(json.dumps([asdict(r) for r in records])))
+    assert again == records
+    rows = P.leg_rows(again)
+    assert [leg for leg, _ in rows] == ["on-1", "off-1", "off-2", "on", "off"]
+    assert (
+        rows[-1][1].interrupted == 2 and rows[-1][1].redelivered == 2 and rows[-2][1] == P.combined([figures])
+    )
