@@ -5,7 +5,7 @@ PY := $(VENV)/bin/python
 CRD := crds/scalingpolicies.scalekeeper.dev.yaml
 CHART_CRD := manifests/chart/scalekeeper/crds/scalingpolicies.scalekeeper.dev.yaml
 
-.PHONY: bench-reaction bench-keda prometheus-adapter bench-quality bench-quality-real bench-soak bench-scale demo help venv lint typecheck crd crd-check unit test cluster-up cluster-down cluster-status cluster-logs image lock
+.PHONY: bench-reaction bench-protection bench-keda prometheus-adapter bench-quality bench-quality-real bench-soak bench-scale demo help venv lint typecheck crd crd-check unit test cluster-up cluster-down cluster-status cluster-logs image lock
 
 help:
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  %-16s %s\n", $$1, $$2}'
@@ -87,6 +87,12 @@ bench-quality-real: venv ## a 10-min trace slice for real, 3 namespaces at once:
 	hack/keda.sh build install && $(PROMETHEUS_ADAPTER_SH) build install && \
 	  PYTHONPATH=$(CURDIR)/operator $(PY) -m bench.quality_real --demo-image "$$DEMO_IMAGE"; rc=$$?; \
 	$(PROMETHEUS_ADAPTER_SH) uninstall; hack/keda.sh uninstall; exit $$rc
+
+# bench-protection builds the operator's, the demo's and the exporter's images (hack/lib.sh app_images) and
+# installs them by the chart into a namespace of its own, deleted at the end; it needs the cluster up.
+BENCH_PROTECTION_ARGS ?=
+bench-protection: venv ## busy-worker protection on and off, for real (2 rounds): 60 s tasks on 3 of 6 workers scaled to 3, out/bench-protection.png
+	PYTHONPATH=$(CURDIR)/operator $(PY) -m bench.protection $(BENCH_PROTECTION_ARGS)
 
 # Policy counts for bench-scale (issue sizes: SIZES=100,1000,3000). Needs the cluster up and `make image`.
 SIZES ?= 100,300
