@@ -204,6 +204,16 @@ def test_operator_killed_after_a_step_does_not_double_step_after_restart(cluster
         )
         stepped = time.monotonic()
         wait_for("cap held at its max, told once", lambda: holding() == 1, timeout=60)
+        # The Event is posted before the status is written in the same cycle: a kill in between would leave
+        # the next process nothing to read the hold from. What this test asks is that a hold in the status
+        # is not told again, so it waits for the status to hold it.
+        wait_for(
+            "cap's hold in its status",
+            lambda: (
+                (target(policy_status(cluster, ns, "cap"), "readReplicas") or {}).get("limitedBy") == "max"
+            ),
+            timeout=30,
+        )
         wait_for(
             "the step recorded in status",
             lambda: (target(policy_status(cluster, ns, "p"), "readReplicas") or {}).get("history"),
