@@ -29,7 +29,7 @@ from bench.common import (
 )
 from bench.quality_real.records import PodLife, TaskTiming
 from scalekeeper import model
-from scalekeeper.metrics.promql import runtime_scv
+from scalekeeper.metrics.promql import runtime_mean, runtime_scv
 
 REDIS_IN_CLUSTER = "redis.scalekeeper-system.svc.cluster.local:6379"
 WORKER = "worker-video"
@@ -189,9 +189,7 @@ def scaling_policy(
             "inFlight": f"celery_queue_inflight_tasks{{{sel}}}",
             "arrivalRate": f"rate(celery_queue_published_total{{{sel}}}[1m])",
             "completionRate": f"rate(celery_queue_completed_total{{{sel}}}[1m])",
-            "serviceSeconds": (
-                f"sum(rate({runtime}_sum{{{sel}}}[5m])) / sum(rate({runtime}_count{{{sel}}}[5m]))"
-            ),
+            "serviceSeconds": runtime_mean(runtime, sel),
             "serviceScv": runtime_scv(f"{runtime}_bucket{{{sel}}}"),
             "executingPerPod": f'sum by (pod) (celery_worker_executing_tasks{{namespace="{ns}"}})',
         },

@@ -8,7 +8,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from enum import StrEnum
 
-from .promql import runtime_scv
+from .promql import runtime_mean, runtime_scv
 
 
 class Preset(StrEnum):
@@ -54,10 +54,7 @@ PRESETS: dict[Preset, PresetQueries] = {
         arrival_rate='rate(celery_queue_published_total{app="<app>",queue="<queue>"}[1m])',
         completion_rate='rate(celery_queue_completed_total{app="<app>",queue="<queue>"}[1m])',
         # Over 5 minutes: a runtime reading needs tasks that finished, and long tasks finish seldom.
-        service_seconds=(
-            'sum(rate(celery_queue_task_runtime_seconds_sum{app="<app>",queue="<queue>"}[5m])) / '
-            'sum(rate(celery_queue_task_runtime_seconds_count{app="<app>",queue="<queue>"}[5m]))'
-        ),
+        service_seconds=runtime_mean("celery_queue_task_runtime_seconds", 'app="<app>",queue="<queue>"'),
         service_scv=runtime_scv('celery_queue_task_runtime_seconds_bucket{app="<app>",queue="<queue>"}'),
         executing_per_pod='sum by (pod) (celery_worker_executing_tasks{app="<app>"})',
         summary="the exporter shipped with scalekeeper, exporter/, for Redis or RabbitMQ",
@@ -82,10 +79,7 @@ PRESETS: dict[Preset, PresetQueries] = {
         ),
         # Its runtime histogram, with prometheus_client's default buckets: none above 10 s, so the variance of
         # longer runtimes is not seen (the mean, from _sum and _count, still is).
-        service_seconds=(
-            'sum(rate(celery_task_runtime_seconds_sum{queue="<queue>"}[5m])) / '
-            'sum(rate(celery_task_runtime_seconds_count{queue="<queue>"}[5m]))'
-        ),
+        service_seconds=runtime_mean("celery_task_runtime_seconds", 'queue="<queue>"'),
         service_scv=runtime_scv('celery_task_runtime_seconds_bucket{queue="<queue>"}'),
         executing_per_pod=None,
         summary="PyPI celery-redis-prometheus 2.0, run with --queue-length, Redis only; it has no app label, "

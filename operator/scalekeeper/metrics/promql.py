@@ -58,6 +58,15 @@ _MOMENT_QUANTILES = (
 )
 
 
+def runtime_mean(histogram: str, matchers: str, window: str = "5m") -> str:
+    """A runtime histogram's mean observation over `window`, from its `_sum` and `_count` series matching
+    `matchers` (`app="<app>",queue="<queue>"`): NaN when none finished in the window."""
+    return (
+        f"sum(rate({histogram}_sum{{{matchers}}}[{window}])) / "
+        f"sum(rate({histogram}_count{{{matchers}}}[{window}]))"
+    )
+
+
 def runtime_scv(buckets: str, window: str = "5m") -> str:
     """The squared coefficient of variation (variance / mean^2) of a runtime histogram's observations
     over `window`, from its `_bucket` series `buckets`: NaN when none finished in the window."""
