@@ -404,3 +404,62 @@ def reproduce_command(module: str, args: argparse.Namespace) -> str:
         shown = value.relative_to(ROOT) if isinstance(value, Path) and value.is_relative_to(ROOT) else value
         options += [f"--{name.replace('_', '-')}", str(shown)]
     return f"PYTHONPATH=operator .venv/bin/python -m {module} " + shlex.join(options)
+
+
+def pushed_digest(ref: str) -> str:
+    """A pushed image's reference by digest: its tag is reused by every build, and a node that already holds
+    the tag would run the old image."""
+    repo = ref.rsplit(":", 1)[0]
+    digests = subprocess.run(
+        ["docker", "image", "inspect", "--format", "{{json .RepoDigests}}", ref],
+        capture_output=True,
+        text=True,
+        check=True,
+    ).stdout
+    (pushed,) = [d for d in json.loads(digests) if d.startswith(f"{repo}@")]
+    return str(pushed)
+
+
+def celery_worker_deployment(
+    name: str,
+    image: str,
+    queue: str,
+    env: Mapping[str, str],
+    *,
+    concurrency: int,
+    prefetch: int,
+    replicas: int = 1,
+    grace: int = 5,
+) -> dict[str, Any]:
+    """A plain `celery worker` Deployment of the demo's app on `queue`, with stock heartbeats and the app's
+    events; its Celery hostname `<name>@<pod>`, as the exporter's `pod` label reads it."""
+    labels = {"app": name}
+    return {
+        "apiVersion": "apps/v1",
+        "kind": "Deployment",
+        "metadata": {"name": name, "labels": labels},
+        "spec": {
+            "replicas": replicas,
+            "selector": {"matchLabels": labels},
+            "template": {
+                "metadata": {"labels": labels},
+                "spec": {
+                    "securityContext": {"runAsUser": 10001, "runAsGroup": 10001, "runAsNonRoot": True},
+                    "terminationGracePeriodSeconds": grace,
+                    "containers": [
+                        {
+                            "name": "worker",
+                            "image": image,
+                            "command": [
+                                *("celery", "-A", "scalekeeper_demo.celery_app", "worker", "-Q", queue),
+                                *("--concurrency", str(concurrency), "--prefetch-multiplier", str(prefetch)),
+                                *("--hostname", f"{name}@%h", "--loglevel", "INFO"),
+                            ],
+                            "env": [{"name": k, "value": v} for k, v in {"QUEUES": queue, **env}.items()],
+                            "resources": {"requests": {"cpu": "20m", "memory": "96Mi"}},
+                        }
+                    ],
+                },
+            },
+        },
+    }

@@ -45,10 +45,12 @@ from bench.common import (
     ROOT,
     apply_object,
     apply_policy_crd,
+    celery_worker_deployment,
     cluster_env,
     delete_prefixed,
     describe_machine,
     kubectl,
+    pushed_digest,
     redis_client,
     reproduce_command,
     run_kubectl,
@@ -129,17 +131,7 @@ def project_images() -> tuple[str, str, str]:
     if out.returncode:
         raise RuntimeError(f"app_images: {out.stderr[-3000:]}")
     refs = out.stdout.strip().splitlines()[-3:]
-    pushed = []
-    for ref in refs:
-        repo = ref.rsplit(":", 1)[0]
-        digests = subprocess.run(
-            ["docker", "image", "inspect", "--format", "{{json .RepoDigests}}", ref],
-            capture_output=True,
-            text=True,
-            check=True,
-        ).stdout
-        (digest,) = [d for d in json.loads(digests) if d.startswith(f"{repo}@")]
-        pushed.append(digest)
+    pushed = [pushed_digest(ref) for ref in refs]
     operator, demo, exporter = pushed
     return operator, demo, exporter
 
@@ -193,51 +185,22 @@ def worker_deployment(
 ) -> dict[str, Any]:
     """A plain `celery worker` Deployment of the demo's app on the leg's queue (concurrency 1, prefetch 1;
     the demo's settings: acks late, reject on worker lost), tasks up to `task_seconds` long."""
-    name = deployment_of(leg)
-    labels = {"app": name}
     env = {
-        "QUEUES": queue_of(leg),
-        "BROKER_URL": IN_CLUSTER_REDIS,
         "KEY_PREFIX": s.prefix,
+        "BROKER_URL": IN_CLUSTER_REDIS,
         "MAX_TASK_SECONDS": f"{task_seconds:g}",  # the task clamps its seconds to this (30 by default)
         "VISIBILITY_TIMEOUT": str(visibility),
     }
-    return {
-        "apiVersion": "apps/v1",
-        "kind": "Deployment",
-        "metadata": {"name": name, "labels": labels},
-        "spec": {
-            "replicas": replicas,
-            "selector": {"matchLabels": labels},
-            "template": {
-                "metadata": {"labels": labels},
-                "spec": {
-                    "securityContext": {"runAsUser": 10001, "runAsGroup": 10001, "runAsNonRoot": True},
-                    "terminationGracePeriodSeconds": grace,
-                    "containers": [
-                        {
-                            "name": "worker",
-                            "image": image,
-                            "command": [
-                                *(
-                                    "celery",
-                                    "-A",
-                                    "scalekeeper_demo.celery_app",
-                                    "worker",
-                                    "-Q",
-                                    queue_of(leg),
-                                ),
-                                *("--concurrency", "1", "--prefetch-multiplier", "1"),
-                                *("--hostname", f"{name}@%h", "--loglevel", "INFO"),
-                            ],
-                            "env": [{"name": k, "value": v} for k, v in env.items()],
-                            "resources": {"requests": {"cpu": "20m", "memory": "96Mi"}},
-                        }
-                    ],
-                },
-            },
-        },
-    }
+    return celery_worker_deployment(
+        deployment_of(leg),
+        image,
+        queue_of(leg),
+        env,
+        concurrency=1,
+        prefetch=1,
+        replicas=replicas,
+        grace=grace,
+    )
 
 
 def scaling_policy(leg: str, s: Setup, target: int, workers: int) -> dict[str, Any]:

@@ -23,6 +23,8 @@ import redis
 import yaml
 from kubernetes import client
 
+from bench.common import celery_worker_deployment
+
 from .conftest import ROOT, Cluster, kubectl, release_policies, tool_env
 from .kube_helpers import apply_policy, condition, events_for, policy_status, replicas_of, target
 from .operator_fixture import install_crd, pod_metrics_text
@@ -78,42 +80,6 @@ def rabbitmq_url(cluster: Cluster) -> str:
     return f"amqp://{urllib.parse.quote(user)}:{urllib.parse.quote(password)}@{RABBIT_HOST}:5672//"
 
 
-def worker(
-    name: str, image: str, queue: str, env: dict[str, str], concurrency: int, prefetch: int, replicas: int = 1
-) -> dict[str, Any]:
-    """A plain `celery worker` Deployment of the demo's app, with stock heartbeats and the app's events."""
-    labels = {"app": name}
-    return {
-        "apiVersion": "apps/v1",
-        "kind": "Deployment",
-        "metadata": {"name": name, "labels": labels},
-        "spec": {
-            "replicas": replicas,
-            "selector": {"matchLabels": labels},
-            "template": {
-                "metadata": {"labels": labels},
-                "spec": {
-                    "securityContext": {"runAsUser": 10001, "runAsGroup": 10001, "runAsNonRoot": True},
-                    "terminationGracePeriodSeconds": 5,
-                    "containers": [
-                        {
-                            "name": "worker",
-                            "image": image,
-                            "command": [
-                                *("celery", "-A", "scalekeeper_demo.celery_app", "worker", "-Q", queue),
-                                *("--concurrency", str(concurrency), "--prefetch-multiplier", str(prefetch)),
-                                *("--hostname", f"{name}@%h", "--loglevel", "INFO"),
-                            ],
-                            "env": [{"name": k, "value": v} for k, v in {"QUEUES": queue, **env}.items()],
-                            "resources": {"requests": {"cpu": "20m", "memory": "96Mi"}},
-                        }
-                    ],
-                },
-            },
-        },
-    }
-
-
 @pytest.fixture(scope="module")
 def app(cluster: Cluster) -> Iterator[CeleryApp]:
     # Helm installs a chart's CRD only where none is: the one of this checkout, as an upgrade would apply it.
@@ -130,7 +96,7 @@ def app(cluster: Cluster) -> Iterator[CeleryApp]:
         ns, {"metadata": {"name": "brokers"}, "stringData": {"redis": REDIS_BROKER, "rabbitmq": amqp}}
     )
     workers = [
-        worker(
+        celery_worker_deployment(
             f"worker-{REDIS_QUEUE}",
             demo_image,
             REDIS_QUEUE,
@@ -139,7 +105,7 @@ def app(cluster: Cluster) -> Iterator[CeleryApp]:
             prefetch=1,
         ),
         # Bookkeeping (the demo's task records its completions) stays in Redis; the queue is RabbitMQ's.
-        worker(
+        celery_worker_deployment(
             f"worker-{RABBIT_QUEUE}",
             demo_image,
             RABBIT_QUEUE,
@@ -149,7 +115,7 @@ def app(cluster: Cluster) -> Iterator[CeleryApp]:
         ),
         # Four idle workers until test_a_protected_scale_down... gives two of them a task; started here so
         # the exporter knows which queue they consume by then.
-        worker(
+        celery_worker_deployment(
             f"worker-{SLOW_QUEUE}",
             demo_image,
             SLOW_QUEUE,

@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import importlib.util
 import itertools
-import json
 import subprocess
 import threading
 import uuid
@@ -19,6 +18,8 @@ from typing import Any
 import pytest
 import redis
 from kubernetes import client
+
+from bench.common import pushed_digest
 
 from .conftest import ROOT, Cluster, kubectl, release_policies
 from .kube_helpers import (
@@ -53,16 +54,7 @@ def built_image(script: str) -> str:
     node that already holds the tag would run the old image."""
     out = subprocess.run([str(ROOT / "hack" / script)], capture_output=True, text=True, check=False)
     assert out.returncode == 0, out.stderr[-3000:]
-    ref = out.stdout.strip().splitlines()[-1]
-    repo = ref.rsplit(":", 1)[0]
-    digests = subprocess.run(
-        ["docker", "image", "inspect", "--format", "{{json .RepoDigests}}", ref],
-        capture_output=True,
-        text=True,
-        check=True,
-    ).stdout
-    (pushed,) = [d for d in json.loads(digests) if d.startswith(f"{repo}@")]
-    return str(pushed)
+    return pushed_digest(out.stdout.strip().splitlines()[-1])
 
 
 @pytest.fixture(scope="module")
