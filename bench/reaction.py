@@ -1,14 +1,19 @@
 """Reaction time on the kind cluster: from a new metric value being queryable in Prometheus to the scale
-write being visible through a watch on the target.
+write being visible through a watch on the target, for the read-replica tier and the web tier.
 
-    .venv/bin/python -m bench.reaction [--steps 20] [--interval 1] [--png out/reaction.png]
+    .venv/bin/python -m bench.reaction [--steps 20] [--interval 1] [--hold 80] [--png out/reaction.png]
 
-A gauge exporter pod serves a value the script sets (kubectl exec); a ScalingPolicy sizes a Deployment as
-ceil(value / 10) with no stabilization and no rate limit, so every step is one write. Each step alternates
-between two levels. For each: t0 = first instant Prometheus answers the new value (polled every 50 ms),
-t1 = the watch event showing the Deployment's new spec.replicas. Prints p50/p95/max of t1 - t0 and of
-t1 - (value written), and the machine. Needs `make cluster-up`; runs the operator as a local process.
-bench.reaction_peer reuses the pieces below to measure KEDA beside it.
+A gauge exporter pod serves a value the script sets (kubectl exec); one ScalingPolicy sizes two Deployments
+from it as ceil(value / 10), with no stabilization and no rate limit, so every step is one write: `target`
+as its read-replica tier, `web` as its web tier (the floor of the HPA the operator owns, which the operator
+raises the Deployment to at once). Each step alternates between two levels. For each: t0 = first instant
+Prometheus answers the new value (polled every 50 ms), t1 = the watch event showing the Deployment's new
+spec.replicas. The web tier is measured on rises only: scale-down is the HPA's (at its sync, on CPU), so
+after each fall the script itself puts `web` back at the lowered floor. Then the value rises once more and
+holds for --hold seconds (five HPA syncs at the default 80): the web Deployment must not move below the
+floor, and each rise must be one write. Prints p50/p95/max of t1 - t0 and of t1 - (value written) per tier,
+and the machine. Needs `make cluster-up`; runs the operator as a local process. bench.reaction_peer reuses
+the pieces below to measure KEDA beside it.
 """
 
 from __future__ import annotations
@@ -113,21 +118,35 @@ def wait_queryable(prom: str, query: str, value: float) -> float:
     return time.time()
 
 
-def scaling_policy(query: str, interval: int, target: str = "target") -> dict[str, Any]:
+def scaling_policy(
+    query: str, interval: int, target: str = "target", web: str | None = None
+) -> dict[str, Any]:
+    """A policy sizing `target` as its read-replica tier and, given `web`, that Deployment as its web tier,
+    both as ceil(value / 10)."""
+    behavior = {"scaleUp": FAST, "scaleDown": FAST, "tolerance": 0.0}
+    spec: dict[str, Any] = {
+        "intervalSeconds": interval,
+        "readReplicas": {
+            "target": {"apiVersion": "apps/v1", "kind": "Deployment", "name": target},
+            "minReplicas": 1,
+            "maxReplicas": 10,
+            "metric": {"query": query, "perReplica": 10},
+            "behavior": behavior,
+        },
+    }
+    if web is not None:
+        spec["web"] = {
+            "deployment": web,
+            "minReplicas": 1,
+            "maxReplicas": 10,
+            "requestRate": {"query": query, "perReplica": 10},
+            "behavior": behavior,
+        }
     return {
         "apiVersion": "scalekeeper.dev/v1alpha1",
         "kind": "ScalingPolicy",
         "metadata": {"name": "bench"},
-        "spec": {
-            "intervalSeconds": interval,
-            "readReplicas": {
-                "target": {"apiVersion": "apps/v1", "kind": "Deployment", "name": target},
-                "minReplicas": 1,
-                "maxReplicas": 10,
-                "metric": {"query": query, "perReplica": 10},
-                "behavior": {"scaleUp": FAST, "scaleDown": FAST, "tolerance": 0.0},
-            },
-        },
+        "spec": spec,
     }
 
 
@@ -156,10 +175,57 @@ def stop_operator(kubeconfig: str, ns: str, operator: subprocess.Popen[bytes] | 
     delete_lease(kubeconfig, LEASE_NAMESPACE, lease_name(ns))
 
 
+class Sizes:
+    """Every spec.replicas a watch shows of the namespace's Deployments, with when it was first seen."""
+
+    def __init__(self, apps: client.AppsV1Api, ns: str) -> None:
+        self.changes: dict[str, list[tuple[float, int]]] = {}
+        self._stop = threading.Event()
+        threading.Thread(target=self._watch, args=(apps, ns), daemon=True).start()
+
+    def _watch(self, apps: client.AppsV1Api, ns: str) -> None:
+        w = watch.Watch()
+        for event in w.stream(apps.list_namespaced_deployment, ns, timeout_seconds=3600):
+            name, replicas = event["object"].metadata.name, int(event["object"].spec.replicas)
+            seen = self.changes.setdefault(name, [])
+            if not seen or seen[-1][1] != replicas:
+                seen.append((time.time(), replicas))
+            if self._stop.is_set():
+                w.stop()
+
+    def stop(self) -> None:
+        self._stop.set()
+
+    def at(self, name: str, replicas: int, since: float, timeout: float = 60) -> float | None:
+        """When `name` was first seen at `replicas` after `since` (None: not within `timeout`)."""
+        deadline = time.time() + timeout
+        while time.time() < deadline:
+            for t, r in self.changes.get(name, []):
+                if t >= since and r == replicas:
+                    return t
+            time.sleep(0.02)
+        return None
+
+    def between(self, name: str, start: float, end: float) -> list[int]:
+        return [r for t, r in self.changes.get(name, []) if start <= t < end]
+
+
+def reset_web(apps: client.AppsV1Api, hpas: client.AutoscalingV2Api, ns: str, floor: int) -> None:
+    """After a fall: once the operator has lowered the HPA's floor, put `web` there (the HPA's job at its
+    next sync on CPU, which these idle pods do not report)."""
+    deadline = time.time() + 60
+    while hpas.read_namespaced_horizontal_pod_autoscaler("bench-web", ns).spec.min_replicas != floor:
+        if time.time() > deadline:
+            raise RuntimeError(f"the web floor did not fall to {floor} within 60 s")
+        time.sleep(0.05)
+    apps.patch_namespaced_deployment_scale("web", ns, {"spec": {"replicas": floor}})
+
+
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--steps", type=int, default=20)
     parser.add_argument("--interval", type=int, default=1, help="the policy's intervalSeconds")
+    parser.add_argument("--hold", type=int, default=80, help="seconds the last rise is held (web)")
     parser.add_argument("--png", default=str(ROOT / "out" / "reaction.png"))
     args = parser.parse_args()
 
@@ -168,90 +234,110 @@ def main() -> int:
     image = f"{env['SCALEKEEPER_REGISTRY']}/scalekeeper:dev"
     api = config.new_client_from_config(config_file=kubeconfig)
     core, apps = client.CoreV1Api(api), client.AppsV1Api(api)
+    hpas = client.AutoscalingV2Api(api)
     ns = f"bench-{uuid.uuid4().hex[:6]}"
     core.create_namespace({"metadata": {"name": ns}})
     operator = None
     try:
         query = start_exporter(apps, kubeconfig, prom, ns, image)
         create_deployment(apps, ns, "target", image, SLEEPER)
+        create_deployment(apps, ns, "web", image, SLEEPER)
         operator = start_operator(kubeconfig, prom, ns, "bench-reaction-operator.log")
-        policy = scaling_policy(query, args.interval)
-        apply_object(kubeconfig, ns, policy)
-
-        seen: dict[int, float] = {}
-        stop = threading.Event()
-
-        def watch_target() -> None:
-            w = watch.Watch()
-            for event in w.stream(
-                apps.list_namespaced_deployment,
-                ns,
-                field_selector="metadata.name=target",
-                timeout_seconds=3600,
-            ):
-                seen.setdefault(int(event["object"].spec.replicas), time.time())
-                if stop.is_set():
-                    w.stop()
-
-        threading.Thread(target=watch_target, daemon=True).start()
-        levels = [(30, 3), (70, 7)]
-        # settle at the first level
+        sizes = Sizes(apps, ns)
+        started = time.time()
         set_value(kubeconfig, ns, 30)
-        deadline = time.time() + 60
-        while 3 not in seen and time.time() < deadline:
-            time.sleep(0.1)
-        rows = []
+        apply_object(kubeconfig, ns, scaling_policy(query, args.interval, web="web"))
+        if sizes.at("target", 3, started) is None or sizes.at("web", 3, started) is None:
+            print("the tiers did not settle at 3 within 60 s", file=sys.stderr)
+            return 1
+        rows: dict[str, list[tuple[float, float]]] = {"readReplicas": [], "web": []}
+        writes_per_rise: list[int] = []
+        rising = started
+        levels = [(30, 3), (70, 7)]
         for step in range(args.steps):
             value, replicas = levels[(step + 1) % 2]
-            seen.pop(replicas, None)
             written = time.time()
             set_value(kubeconfig, ns, value)
             queryable = wait_queryable(prom, query, value)
-            deadline = queryable + 60
-            while replicas not in seen and time.time() < deadline:
-                time.sleep(0.02)
-            if replicas not in seen:
-                print(f"step {step}: no scale to {replicas} within 60 s", file=sys.stderr)
-                return 1
-            rows.append((seen[replicas] - queryable, seen[replicas] - written, queryable - written))
+            moved = [("readReplicas", "target")] + ([("web", "web")] if value == 70 else [])
+            for tier, name in moved:
+                seen = sizes.at(name, replicas, written)
+                if seen is None:
+                    print(f"step {step}: {tier} did not reach {replicas} within 60 s", file=sys.stderr)
+                    return 1
+                rows[tier].append((seen - queryable, seen - written))
+            if value == 30:
+                writes_per_rise.append(len(sizes.between("web", rising, time.time())))
+                reset_web(apps, hpas, ns, 3)
+            else:
+                rising = written
             time.sleep(0.5)
-        stop.set()
-        react = [r[0] for r in rows]
-        total = [r[1] for r in rows]
-        scrape = [r[2] for r in rows]
+        held = hold_risen(kubeconfig, ns, sizes, args.hold)
+        sizes.stop()
         print(f"machine: {describe_machine(api)}")
         print(f"policy intervalSeconds={args.interval}, Prometheus scrape interval 1 s, {args.steps} steps")
-        print(f"{'measure':44} {'p50':>7} {'p95':>7} {'max':>7}")
-        for label, values in (
-            ("queryable -> scale visible (operator)", react),
-            ("value written -> queryable (scrape)", scrape),
-            ("value written -> scale visible (end to end)", total),
-        ):
-            print(f"{label:44} {pct(values, 0.5):6.2f}s {pct(values, 0.95):6.2f}s {max(values):6.2f}s")
-        print(f"mean operator reaction {statistics.mean(react):.2f}s")
-        try:
-            import matplotlib
-
-            matplotlib.use("Agg")
-            import matplotlib.pyplot as plt
-
-            fig, ax = plt.subplots(figsize=(8, 4))
-            ax.plot(range(1, len(rows) + 1), react, "o-", label="queryable -> scale visible")
-            ax.plot(range(1, len(rows) + 1), total, "s--", label="value written -> scale visible")
-            ax.set_xlabel("step")
-            ax.set_ylabel("seconds")
-            ax.set_title(f"scalekeeper reaction time (intervalSeconds={args.interval}, scrape 1 s)")
-            ax.grid(alpha=0.3)
-            ax.legend()
-            Path(args.png).parent.mkdir(parents=True, exist_ok=True)
-            fig.savefig(args.png, dpi=100, bbox_inches="tight")
-            print(f"plot: {args.png}")
-        except ImportError:
-            pass
-        return 0
+        print(f"{'tier':13} {'measure':44} {'n':>3} {'p50':>7} {'p95':>7} {'max':>7}")
+        for tier, tier_rows in rows.items():
+            for label, values in (
+                ("queryable -> scale visible (operator)", [r[0] for r in tier_rows]),
+                ("value written -> scale visible (end to end)", [r[1] for r in tier_rows]),
+            ):
+                print(
+                    f"{tier:13} {label:44} {len(values):3} {pct(values, 0.5):6.2f}s "
+                    f"{pct(values, 0.95):6.2f}s {max(values):6.2f}s"
+                )
+            print(f"{tier:13} mean operator reaction {statistics.mean(r[0] for r in tier_rows):.2f}s")
+        print(f"web: Deployment writes per floor rise: {writes_per_rise} (each must be 1)")
+        print(
+            f"web: held {args.hold} s at the floor of 7: sizes seen {held} "
+            f"({'never below the floor' if min(held) >= 7 else 'RESCALED BELOW THE FLOOR'})"
+        )
+        plot(rows, args.interval, Path(args.png))
+        return 0 if set(writes_per_rise) == {1} and min(held) >= 7 else 1
     finally:
         stop_operator(kubeconfig, ns, operator)
         core.delete_namespace(ns)
+
+
+def hold_risen(kubeconfig: str, ns: str, sizes: Sizes, hold: int) -> list[int]:
+    """Raise to 70 once more (the steps end at 30) and hold: every web size seen from the rise to the end of
+    the hold; [7] when the operator's one write stood through the HPA's syncs."""
+    rise = time.time()
+    set_value(kubeconfig, ns, 70)
+    if sizes.at("web", 7, rise) is None:
+        raise RuntimeError("web did not reach 7 within 60 s")
+    time.sleep(hold)  # the HPA's syncs are what is watched here: nothing to wait on but time
+    return sizes.between("web", rise, time.time())
+
+
+def plot(rows: dict[str, list[tuple[float, float]]], interval: int, png: Path) -> None:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    fig, ax = plt.subplots(figsize=(8, 4))
+    for (tier, tier_rows), marker in zip(rows.items(), ("o", "s"), strict=True):
+        ax.plot(
+            range(1, len(tier_rows) + 1),
+            [r[0] for r in tier_rows],
+            f"{marker}-",
+            label=f"{tier}: queryable -> scale visible",
+        )
+        ax.plot(
+            range(1, len(tier_rows) + 1),
+            [r[1] for r in tier_rows],
+            f"{marker}--",
+            label=f"{tier}: value written -> scale visible",
+        )
+    ax.set_xlabel("rise or fall (web: rises only)")
+    ax.set_ylabel("seconds")
+    ax.set_title(f"scalekeeper reaction time (intervalSeconds={interval}, scrape 1 s)")
+    ax.grid(alpha=0.3)
+    ax.legend(fontsize=8)
+    png.parent.mkdir(parents=True, exist_ok=True)
+    fig.savefig(png, dpi=100, bbox_inches="tight")
+    print(f"plot: {png}")
 
 
 if __name__ == "__main__":

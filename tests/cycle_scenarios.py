@@ -215,12 +215,15 @@ def web_floor_through_the_owned_hpa(w: World) -> None:
     made = w.hpa("p-web")
     assert made is not None and made["spec"]["minReplicas"] == 4 and made["spec"]["maxReplicas"] == 8
     assert made["metadata"]["ownerReferences"][0]["name"] == "p"
+    # The Deployment is raised to the floor in the same cycle, not at the HPA controller's next sync.
+    assert w.replicas() == 4
     w.load(55)
     w.snapshot()
     w.cycle("p")
     moved = w.hpa("p-web")
     # 6 wanted; the default scale-up policies allow max(2 x 1, 1 + 4) = 5 within 15 s of the first step
     assert moved is not None and moved["spec"]["minReplicas"] == 5
+    assert w.replicas() == 5
     assert w.status("p")["targets"][0]["limitedBy"] == "scaleUpPolicy"
     assert reasons(w).count("Scaled") == 2
 

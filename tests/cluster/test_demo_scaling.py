@@ -254,6 +254,8 @@ def test_request_and_read_load_raise_the_web_floor_and_the_read_replicas(
         timeout=60,
     )
     assert hpa.spec.min_replicas == 1
+    apps = client.AppsV1Api(cluster.api)
+    generation = apps.read_namespaced_deployment("web", ns).metadata.generation
     # The floor bounds scale-down only (minReplicas bounds everything): without load the tier stays at 1.
     assert (
         client.AppsV1Api(cluster.api).read_namespaced_stateful_set_scale("db-replica", ns).spec.replicas == 1
@@ -284,6 +286,15 @@ def test_request_and_read_load_raise_the_web_floor_and_the_read_replicas(
         interval=2,
     )
     wait_for("web to grow to 4", lambda: replicas_of(cluster, ns, "web") == 4, timeout=60, interval=2)
+    # The operator raised the Deployment itself, one write per floor rise (each spec write bumps the
+    # Deployment's generation; each rise is one Scaled Event), and the HPA controller never had to.
+    messages = [e.message for e in events_for(cluster, ns, "demo-web") if e.reason == "Scaled"]
+    assert any("web floor" in m and "request rate" in m for m in messages), messages
+    rises = sum("web floor" in m for m in messages)
+    deployment = apps.read_namespaced_deployment("web", ns)
+    assert deployment.metadata.generation - generation == rises, (rises, messages, deployment.metadata)
+    scalers = {f.manager for f in deployment.metadata.managed_fields if f.subresource == "scale"}
+    assert scalers and "kube-controller-manager" not in scalers, scalers
     wait_for(
         "read replicas to rise to 3",
         lambda: (
@@ -293,8 +304,6 @@ def test_request_and_read_load_raise_the_web_floor_and_the_read_replicas(
         timeout=60,
         interval=2,
     )
-    messages = [e.message for e in events_for(cluster, ns, "demo-web") if e.reason == "Scaled"]
-    assert any("web floor" in m and "request rate" in m for m in messages), messages
     load.join(timeout=120)
 
     # After the load: the floor comes down one pod per 10 s after a 20 s window, and reads back to the floor.

@@ -57,6 +57,9 @@ class FakeApiServer:
     # path -> (status, the API server's answer) for server-side dry-runs it refuses; every dry-run's path
     dry_run_answers: dict[str, tuple[int, dict[str, Any]]] = field(default_factory=dict)
     dry_runs: list[str] = field(default_factory=list)
+    # Replica writes as the API server accepted them, in order: ("scale", replicas) for a /scale patch,
+    # ("hpa", minReplicas) for an HPA created or replaced.
+    replica_writes: list[tuple[str, int]] = field(default_factory=list)
 
     def _bump(self, body: dict[str, Any]) -> None:
         self.version += 1
@@ -103,6 +106,7 @@ class FakeApiServer:
                 raise _refused(409, "Conflict")
             obj["spec"]["replicas"] = body["spec"]["replicas"]
             self._bump(obj)
+            self.replica_writes.append(("scale", int(body["spec"]["replicas"])))
         meta = obj["metadata"]
         return {
             "metadata": {
@@ -127,6 +131,7 @@ class FakeApiServer:
         self._fault("POST", "HorizontalPodAutoscaler")
         if body["metadata"]["name"] in self.objects.get("hpas", {}):
             raise _refused(409, "AlreadyExists")
+        self.replica_writes.append(("hpa", int(body["spec"]["minReplicas"])))
         return copy.deepcopy(self.put("hpas", body))
 
     def replace_namespaced_horizontal_pod_autoscaler(
@@ -138,6 +143,7 @@ class FakeApiServer:
             raise _refused(409, "Conflict")
         current["spec"] = copy.deepcopy(body["spec"])
         self._bump(current)
+        self.replica_writes.append(("hpa", int(body["spec"]["minReplicas"])))
         return copy.deepcopy(current)
 
     # ---------------------------------------------------------------- AppsV1Api (WorkerDeployments)

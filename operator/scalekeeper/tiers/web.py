@@ -1,8 +1,9 @@
 """The web tier: a Deployment sized through an autoscaling/v2 HPA the operator owns.
 
 The HPA keeps sizing the Deployment on CPU and memory with the spec's behavior; this tier moves the HPA's
-`minReplicas` to a floor of ceil(request rate / perReplica), and caps its `maxReplicas` by what the
-connection budget leaves. An HPA someone else made for the Deployment is a conflict: nothing is written.
+`minReplicas` to a floor of ceil(request rate / perReplica), raises the Deployment to a new floor at once
+(never lowers it), and caps the HPA's `maxReplicas` by what the connection budget leaves. An HPA someone
+else made for the Deployment is a conflict: nothing is written.
 """
 
 from __future__ import annotations
@@ -19,7 +20,7 @@ from ..engine.types import LimitedBy, ObservedTarget, TargetDecision, TargetHist
 from ..kube.dryrun import DryRunCall, Verdict, verdict
 from ..kube.hpa import HpaClient, HpaState, desired_hpa, hpa_name
 from ..kube.owners import OwnerRef
-from ..kube.targets import TargetRef
+from ..kube.targets import TargetNotFound, TargetRef, WriteConflict
 from ..kube.watched import hpa_name_key, hpa_target_key
 from ..memory import OwnWrite
 from .base import (
@@ -58,6 +59,13 @@ class WebObservation(Observation):
     def shown_current(self, decided: TargetDecision) -> int:
         # The decision is the HPA's floor; the status shows the Deployment's own size.
         return self.state.replicas if self.state is not None else decided.current
+
+
+def raised_size(current: int, floor: int, max_replicas: int, by_budget: int | None) -> int | None:
+    """The size to raise the web Deployment to: the floor, capped by maxReplicas and what the connection
+    budget leaves; None when that is not above its current size (the operator never lowers it)."""
+    target = min(floor, max_replicas, by_budget if by_budget is not None else floor)
+    return target if target > current else None
 
 
 class WebTier(Tier):
@@ -177,12 +185,45 @@ class WebTier(Tier):
             before = hpa.owned["metadata"]["resourceVersion"] if hpa.owned else None
             write = OwnWrite(before, after, after["metadata"]["resourceVersion"], ctx.monotonic)
             ctx.memory.wrote((self.name, "hpa"), write)
+        raised = self._raise_to_floor(ctx, observed, desired["spec"]["minReplicas"], by_budget)
         if done not in ("created", "updated"):
-            return Outcome.UNCHANGED
+            return Outcome.WRITTEN if raised else Outcome.UNCHANGED
         ctx.metrics.write("HorizontalPodAutoscaler", done)
         if (hpa.owned or {}).get("spec", {}).get("minReplicas") != desired["spec"]["minReplicas"]:
             ctx.scaled(self.name)
         return Outcome.WRITTEN
+
+    def _raise_to_floor(
+        self, ctx: ActContext, observed: WebObservation, floor: int, by_budget: int | None
+    ) -> bool:
+        """Raise the Deployment to the floor now that the HPA's minReplicas holds it there.
+
+        The HPA controller acts on a new minReplicas only at its next sync (up to 15 s later), so the
+        operator writes the Deployment's replicas itself, once per rise; it never lowers them, since
+        scale-down stays with the HPA, whose minReplicas already keeps it from going back under the floor.
+        """
+        state = observed.state
+        target = (
+            None if state is None else raised_size(state.replicas, floor, self.spec.max_replicas, by_budget)
+        )
+        if state is None or target is None:
+            return False
+        ref = self.target()
+        try:
+            after = ctx.replicas.write_unless_resized(ref, target, state)
+        except WriteConflict:
+            # Another writer (the HPA itself, most often) resized it since it was read; the floor is in the
+            # HPA either way, and the next cycle looks again.
+            ctx.metrics.write(ref.kind, "conflict")
+            return False
+        except (ApiException, TargetNotFound) as exc:
+            ctx.metrics.write(ref.kind, "error")
+            ctx.errors.append(f"web: raising {ref.describe()} to the floor {target} failed: {exc}")
+            return False
+        write = OwnWrite(state.resource_version, after, after.resource_version, ctx.monotonic)
+        ctx.memory.wrote((self.name, "replicas"), write)
+        ctx.metrics.write(ref.kind, "scaled")
+        return True
 
     def verify(self, call: DryRunCall) -> list[Verdict]:
         made = desired_hpa(self.spec, self.owner, self.spec.min_replicas)
