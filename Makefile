@@ -54,10 +54,11 @@ demo: ## kind cluster + chart + demo app + its ScalingPolicy, load, and the tier
 bench-reaction: venv cluster-up image ## reaction time: metric queryable -> scale write visible (20 steps)
 	$(PY) -m bench.reaction --steps 20 --interval 1
 
-# The signals bench-keda steps: a Prometheus gauge, a Celery queue's Redis list. Each is a run of its own (own
-# namespace, own operator process and lease, ~17 min); they run side by side, so the whole target stays under
-# 20 min. Each run's output goes to out/reaction-peer-<signal>.log, printed at the end.
-KEDA_SIGNALS ?= prometheus redis-list
+# The signals bench-keda steps: a Prometheus gauge, a Celery queue's Redis list, the gauge as a web tier's
+# request rate. Each is a run of its own (own namespace, own operator process and lease, ~17 min); they run
+# side by side, so the whole target stays near 20 min. Each run's output goes to
+# out/reaction-peer-<signal>.log, printed at the end.
+KEDA_SIGNALS ?= prometheus redis-list web
 
 bench-keda: venv cluster-up image ## reaction time beside KEDA (built from its Go module, hack/keda.sh) per KEDA_SIGNALS, out/reaction-peer*.png
 	hack/demo-image.sh >/dev/null && hack/exporter-image.sh >/dev/null

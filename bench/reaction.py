@@ -119,21 +119,20 @@ def wait_queryable(prom: str, query: str, value: float) -> float:
 
 
 def scaling_policy(
-    query: str, interval: int, target: str = "target", web: str | None = None
+    query: str, interval: int, target: str | None = "target", web: str | None = None
 ) -> dict[str, Any]:
-    """A policy sizing `target` as its read-replica tier and, given `web`, that Deployment as its web tier,
-    both as ceil(value / 10)."""
+    """A policy sizing, as ceil(value / 10), the Deployment `target` as its read-replica tier and the
+    Deployment `web` as its web tier (each when given)."""
     behavior = {"scaleUp": FAST, "scaleDown": FAST, "tolerance": 0.0}
-    spec: dict[str, Any] = {
-        "intervalSeconds": interval,
-        "readReplicas": {
+    spec: dict[str, Any] = {"intervalSeconds": interval}
+    if target is not None:
+        spec["readReplicas"] = {
             "target": {"apiVersion": "apps/v1", "kind": "Deployment", "name": target},
             "minReplicas": 1,
             "maxReplicas": 10,
             "metric": {"query": query, "perReplica": 10},
             "behavior": behavior,
-        },
-    }
+        }
     if web is not None:
         spec["web"] = {
             "deployment": web,
@@ -210,15 +209,17 @@ class Sizes:
         return [r for t, r in self.changes.get(name, []) if start <= t < end]
 
 
-def reset_web(apps: client.AppsV1Api, hpas: client.AutoscalingV2Api, ns: str, floor: int) -> None:
-    """After a fall: once the operator has lowered the HPA's floor, put `web` there (the HPA's job at its
-    next sync on CPU, which these idle pods do not report)."""
+def reset_web(
+    apps: client.AppsV1Api, hpas: client.AutoscalingV2Api, ns: str, deployment: str, floor: int
+) -> None:
+    """After a fall: once the operator has lowered the floor of the HPA of the policy `bench`, put the web
+    Deployment there (the HPA's job at its next sync on CPU, which these idle pods do not report)."""
     deadline = time.time() + 60
     while hpas.read_namespaced_horizontal_pod_autoscaler("bench-web", ns).spec.min_replicas != floor:
         if time.time() > deadline:
             raise RuntimeError(f"the web floor did not fall to {floor} within 60 s")
         time.sleep(0.05)
-    apps.patch_namespaced_deployment_scale("web", ns, {"spec": {"replicas": floor}})
+    apps.patch_namespaced_deployment_scale(deployment, ns, {"spec": {"replicas": floor}})
 
 
 def main() -> int:
@@ -268,7 +269,7 @@ def main() -> int:
                 rows[tier].append((seen - queryable, seen - written))
             if value == 30:
                 writes_per_rise.append(len(sizes.between("web", rising, time.time())))
-                reset_web(apps, hpas, ns, 3)
+                reset_web(apps, hpas, ns, "web", 3)
             else:
                 rising = written
             time.sleep(0.5)

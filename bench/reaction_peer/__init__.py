@@ -1,6 +1,6 @@
 """Reaction time beside a peer: scalekeeper and KEDA sizing two Deployments from one signal, same steps.
 
-    PYTHONPATH=operator .venv/bin/python -m bench.reaction_peer [--signal prometheus|redis-list] [--steps 20]
+    PYTHONPATH=operator .venv/bin/python -m bench.reaction_peer [--signal prometheus|redis-list|web] [--steps 20]
 
 Needs `make cluster-up`, `make image` and KEDA installed (`hack/keda.sh build install`); `--signal redis-list`
 also the demo and exporter images (`hack/demo-image.sh`, `hack/exporter-image.sh`). In one namespace
@@ -18,6 +18,11 @@ KEDA ScaledObject; both size as ceil(value / 10), min 1, max 10. The signal (--s
                (rendered by manifests/examples/demo/render.py with the same key prefix), scraped by the
                cluster's Prometheus, and a ScalingPolicy worker on celery_queue_waiting_tasks
                (tasksPerWorker 10). KEDA reads LLEN itself with its redis trigger (listLength 10).
+  web          the gauge as prometheus, read by the policy's web tier as its request rate (perReplica 10):
+               the operator raises the floor of the HPA it owns, then the Deployment itself. Its falls are
+               the HPA's (on CPU, at its sync), not the operator's: the web target is timed on rises only,
+               and after a fall the bench puts it back at the lowered floor once the operator lowered the
+               HPA's minReplicas. Both sides' tables are over the rises alone.
 
 Two KEDA settings, one after the other; scalekeeper is measured on every step of both:
 

@@ -28,6 +28,7 @@ ROWS = {
         Row(SK, "queryable", "scalekeeper, from queryable"),
         Row(KEDA, "written", "KEDA, from write"),
     ),
+    "web": (Row(SK, "queryable", "scalekeeper web tier"), Row(KEDA, "queryable", "KEDA")),
 }
 
 
@@ -88,8 +89,14 @@ ORIGINS = {
 
 
 def results(bench: Bench, signal: str, timeouts: dict[str, float]) -> dict[str, list[Stats]]:
+    """Per setting, the table over its steps; with a rises-only target, over the rises alone (every row
+    over the same steps, so the ratios compare like with like)."""
     return {
-        phase: table([s for s in bench.steps if s.phase == phase], ROWS[signal], timeouts[phase])
+        phase: table(
+            [s for s in bench.steps if s.phase == phase and (s.rise or not bench.rises_only)],
+            ROWS[signal],
+            timeouts[phase],
+        )
         for phase in SETTINGS
     }
 

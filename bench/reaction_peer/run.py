@@ -8,6 +8,7 @@ import random
 import sys
 import time
 import uuid
+from functools import partial
 
 from kubernetes import client, config
 
@@ -24,7 +25,7 @@ from bench.common import (
     wait_for,
     wait_namespace_gone,
 )
-from bench.reaction import SLEEPER, create_deployment, start_operator, stop_operator
+from bench.reaction import SLEEPER, create_deployment, reset_web, start_operator, stop_operator
 from bench.reaction_peer.autoscalers import KEDA, SK, hpa_behavior, hpa_sync_period, keda_ready, scaled_object
 from bench.reaction_peer.report import plot, report, write_json
 from bench.reaction_peer.signals import SIGNALS, setup_gauge, setup_redis_list
@@ -83,8 +84,8 @@ def main() -> int:
     print(f"namespace {ns}; signal {args.signal}; {machine}; HPA sync period {sync[0]:g} s", flush=True)
     operator = None
     try:
-        if args.signal == "prometheus":
-            setup = setup_gauge(apps, kubeconfig, prom, ns, image)
+        if args.signal in ("prometheus", "web"):
+            setup = setup_gauge(apps, kubeconfig, prom, ns, image, web=args.signal == "web")
         else:
             setup = setup_redis_list(kubeconfig, prom, env["REDIS_URL"], ns, demo)
         print(f"signal: {setup.describe}", flush=True)
@@ -96,7 +97,14 @@ def main() -> int:
         settings = args.settings.split(",")
         apply_object(kubeconfig, ns, scaled_object(setup.trigger, fastest=settings[0] == "fastest"))
         bench = Bench(
-            kubeconfig, setup.signal, watcher, random.Random(args.seed), sync[0], started + args.budget
+            kubeconfig,
+            setup.signal,
+            watcher,
+            random.Random(args.seed),
+            sync[0],
+            started + args.budget,
+            rises_only=setup.rises_only,
+            lower=partial(reset_web, apps, client.AutoscalingV2Api(api), ns),
         )
         bench.settle(30, 120)
         if "defaults" in settings:

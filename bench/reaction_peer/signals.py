@@ -16,7 +16,7 @@ from bench.reaction_peer.autoscalers import SK, prometheus_trigger, redis_list_t
 QUEUE = "video"  # one of the demo's queues (its producer refuses others)
 EXPORTER = "queue-exporter"  # the demo's exporter (manifests/examples/demo/k8s/40-exporter.yaml)
 POOL = 100  # messages published once; the highest step (LADDER's 100) uses them all
-SIGNALS = ("prometheus", "redis-list")
+SIGNALS = ("prometheus", "redis-list", "web")
 
 
 class Signal(Protocol):
@@ -98,15 +98,28 @@ class Setup:
     trigger: dict[str, Any]
     policy: dict[str, Any]
     describe: str
+    # Targets whose falls belong to another controller (scalekeeper's web tier: the HPA's, on CPU): timed on
+    # rises only, and put back at the lowered floor by the bench after a fall.
+    rises_only: tuple[str, ...] = ()
 
 
-def setup_gauge(apps: client.AppsV1Api, kubeconfig: str, prom: str, ns: str, image: str) -> Setup:
+def setup_gauge(
+    apps: client.AppsV1Api, kubeconfig: str, prom: str, ns: str, image: str, web: bool = False
+) -> Setup:
+    """bench.reaction's gauge; scalekeeper sizes its target as a read-replica tier, or with `web` as its web
+    tier (the floor of the HPA it owns, which it raises the Deployment to)."""
     query = start_exporter(apps, kubeconfig, prom, ns, image)
+    if web:
+        policy = scaling_policy(query, 1, target=None, web=SK)
+        tier = "scalekeeper's web tier (requestRate floor) on the query, measured on rises only"
+    else:
+        policy, tier = scaling_policy(query, 1, SK), "scalekeeper's readReplicas metric on the query"
     return Setup(
         GaugeSignal(kubeconfig, ns, prom, query),
         prometheus_trigger(query),
-        scaling_policy(query, 1, SK),
-        f"gauge exporter, query {query}; KEDA prometheus trigger on the same query",
+        policy,
+        f"gauge exporter, query {query}; {tier}; KEDA prometheus trigger on the same query",
+        rises_only=(SK,) if web else (),
     )
 
 

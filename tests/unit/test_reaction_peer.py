@@ -3,6 +3,7 @@ signal's moves (on a fake list), and the table of reactions from each origin."""
 
 from __future__ import annotations
 
+import random
 from typing import Any
 
 import pytest
@@ -155,3 +156,62 @@ def test_table_counts_a_timeout_as_the_timeout() -> None:
     keda = next(st for st in stats if st.row.target == autoscalers.KEDA)
     assert keda.timed_out == 1 and keda.max == 60.0
     assert report.table([], report.ROWS["prometheus"], 60.0) == []
+
+
+class InstantSide:
+    """A signal and a watcher in one: the KEDA target follows every value at once; the scalekeeper web
+    target only rises by itself (its falls are the HPA's, which this fake never does)."""
+
+    def __init__(self) -> None:
+        self.current = {autoscalers.SK: 3, autoscalers.KEDA: 3}
+        self.lowered: list[tuple[str, int]] = []
+        self.clock = 100.0
+
+    def write(self, value: int) -> float:
+        self.clock += 1
+        replicas = autoscalers.replicas_for(value)
+        self.current[autoscalers.KEDA] = replicas
+        self.current[autoscalers.SK] = max(self.current[autoscalers.SK], replicas)
+        return self.clock
+
+    def queryable(self, value: int) -> float:
+        return self.clock + 0.5
+
+    def forget(self, name: str, replicas: int) -> None:
+        pass
+
+    def wait(self, name: str, replicas: int, deadline: float) -> float | None:
+        return self.clock + 1 if self.current[name] == replicas else None
+
+    def lower(self, name: str, replicas: int) -> None:
+        self.lowered.append((name, replicas))
+        self.current[name] = replicas
+
+
+def test_a_rises_only_target_is_timed_on_rises_and_put_back_after_each_fall(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    from bench.reaction_peer import steps
+
+    monkeypatch.setattr(steps.time, "sleep", lambda seconds: None)  # the random gaps between steps
+    side = InstantSide()
+    bench = steps.Bench(
+        "kubeconfig",
+        side,
+        side,  # type: ignore[arg-type]
+        random.Random(1),
+        0.0,
+        float("inf"),
+        rises_only=(autoscalers.SK,),
+        lower=side.lower,
+    )
+    bench.settle(30, 1)
+    bench.run("fastest", [70, 30, 70, 30], 60)
+    assert [sorted(s.seen) for s in bench.steps] == [
+        [autoscalers.SK, autoscalers.KEDA],
+        [autoscalers.KEDA],
+    ] * 2
+    assert [s.rise for s in bench.steps] == [True, False, True, False]
+    assert side.lowered == [(autoscalers.SK, 3), (autoscalers.SK, 3)]
+    stats = report.results(bench, "web", {"fastest": 60, "defaults-up": 60, "defaults-down": 60})["fastest"]
+    assert [(st.row.label, st.n) for st in stats] == [("scalekeeper web tier", 2), ("KEDA", 2)]
