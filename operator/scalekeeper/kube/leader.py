@@ -1,8 +1,11 @@
 """Leader election on a coordination.k8s.io Lease: several operator replicas, one acting at a time.
 
-The holder renews the Lease every third of its duration; a follower takes it over only once the holder's
-last renewal is older than the duration. A replica that cannot renew in time stops acting on its own
-before anyone else may start (it checks its last successful renewal, not the Lease).
+The holder renews the Lease every third of its duration; a follower takes it over only once it has seen the
+Lease unchanged for the whole duration on its own monotonic clock, counted from when it first saw the
+current record (as client-go's leader election does): the holder's `renewTime` is another machine's wall
+clock, and comparing it with ours would let a skewed clock take over a live holder's Lease. A replica that
+cannot renew in time stops acting on its own before anyone else may start (it checks when its last
+successful renewal began, on its monotonic clock, not the Lease).
 """
 
 from __future__ import annotations
@@ -43,14 +46,23 @@ class LeaseElector:
         lease_seconds: int = 15,
         on_change: Callable[[bool], None] | None = None,
         clock: Callable[[], float] = time.time,
+        monotonic: Callable[[], float] = time.monotonic,
+        leases: Any = None,
     ) -> None:
-        self._leases = client.CoordinationV1Api(api)
+        # `leases`: the CoordinationV1Api to call (a fake API server's in unit tests). `clock` only writes
+        # the Lease's times, for people to read; every decision is taken on `monotonic`.
+        self._leases = leases or client.CoordinationV1Api(api)
         self._raw = api
         self.name, self.namespace, self.identity = name, namespace, identity
         self.lease_seconds = lease_seconds
         self._on_change = on_change
         self._clock = clock
+        self._monotonic = monotonic
         self._renewed_at: float | None = None
+        # The Lease record last seen (holder, renewTime, transitions) and when, on our monotonic clock, it
+        # was first seen: another holder's Lease expires `duration` after that, whatever its renewTime says.
+        self._observed: tuple[Any, ...] | None = None
+        self._observed_at = 0.0
         self._stop = threading.Event()
         self._thread: threading.Thread | None = None
         self._was_leader = False
@@ -60,7 +72,7 @@ class LeaseElector:
     def is_leader(self) -> bool:
         # Margin of one renew period: stop acting before a follower may legally take over.
         renewed = self._renewed_at
-        return renewed is not None and self._clock() - renewed < self.lease_seconds * 2 / 3
+        return renewed is not None and self._monotonic() - renewed < self.lease_seconds * 2 / 3
 
     def start(self) -> None:
         self._thread = threading.Thread(target=self._loop, name="lease-elector", daemon=True)
@@ -88,7 +100,8 @@ class LeaseElector:
             self._stop.wait(self.lease_seconds / 3)
 
     def try_acquire_or_renew(self) -> bool:
-        now = self._clock()
+        # Taken before the read: a renewal counts from when it was asked for, never from when it returned.
+        started, now = self._monotonic(), self._clock()
         try:
             lease = self._raw.sanitize_for_serialization(
                 self._leases.read_namespaced_lease(self.name, self.namespace, _request_timeout=self._timeout)
@@ -108,13 +121,15 @@ class LeaseElector:
                 if create_exc.status == 409:
                     return False
                 raise
-            self._renewed_at = now
+            self._renewed_at = started
             return True
         spec = lease.get("spec") or {}
         holder = spec.get("holderIdentity")
-        renew = _parse(spec.get("renewTime")) or 0.0
+        record = (holder, spec.get("renewTime"), spec.get("leaseTransitions"))
+        if record != self._observed:
+            self._observed, self._observed_at = record, self._monotonic()
         duration = spec.get("leaseDurationSeconds") or self.lease_seconds
-        if holder not in (None, "", self.identity) and now - renew < duration:
+        if holder not in (None, "", self.identity) and self._monotonic() - self._observed_at < duration:
             return False
         acquire = _parse(spec.get("acquireTime")) if holder == self.identity else now
         transitions = int(spec.get("leaseTransitions") or 0) + (0 if holder == self.identity else 1)
@@ -127,7 +142,7 @@ class LeaseElector:
             if exc.status == 409:  # another replica won the race for this renewal
                 return False
             raise
-        self._renewed_at = now
+        self._renewed_at = started
         return True
 
     def _spec(self, acquired: float, renewed: float, transitions: int) -> dict[str, Any]:
