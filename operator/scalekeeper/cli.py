@@ -1,4 +1,5 @@
-"""`scalekeeper run | crd | simulate`, `scalekeeper --version`; `python -m scalekeeper` is the same."""
+"""`scalekeeper run | crd | simulate | check`, `scalekeeper --version`; `python -m scalekeeper` is the
+same."""
 
 from __future__ import annotations
 
@@ -100,6 +101,9 @@ def main(argv: list[str] | None = None) -> int:
     )
     sub.add_parser("crd", help="print or check the CRD generated from the model (see --help)", add_help=False)
     sub.add_parser("simulate", help="replay a load trace through the engine (see --help)", add_help=False)
+    sub.add_parser(
+        "check", help="check an installed operator answers and may read policies (see --help)", add_help=False
+    )
     args, rest = parser.parse_known_args(argv)
     if args.command == "run":
         if rest:
@@ -109,6 +113,10 @@ def main(argv: list[str] | None = None) -> int:
         from . import crdgen
 
         return int(crdgen.main(rest) or 0)
+    if args.command == "check":
+        from . import selfcheck
+
+        return selfcheck.main(rest)
     from .simulate import cli as simulate_cli
 
     return int(simulate_cli.main(rest) or 0)

@@ -7,9 +7,11 @@ import itertools
 import json
 import subprocess
 import uuid
+from pathlib import Path
 from typing import Any
 
 import pytest
+import yaml
 from kubernetes import client, config
 from kubernetes.client.rest import ApiException
 
@@ -69,10 +71,23 @@ def test_rendered_chart_passes_a_server_side_dry_run(cluster: Cluster, namespace
         assert kind in result.stdout, result.stdout
 
 
+def published_chart(cluster: Cluster, tmp_path: Path) -> str:
+    """The chart packaged and pushed to the cluster's registry as an OCI artifact, as a release would publish
+    it; its oci:// reference (with --version and --plain-http, what `helm install` takes)."""
+    registry = cluster.operator_image.split("/", 1)[0]
+    package = helm(cluster, "package", str(CHART), "--destination", str(tmp_path)).stdout
+    archive = package.strip().rsplit(": ", 1)[-1]
+    pushed = helm(cluster, "push", archive, f"oci://{registry}/charts", "--plain-http")
+    assert "Digest: sha256:" in pushed.stdout + pushed.stderr, pushed
+    return f"oci://{registry}/charts/scalekeeper"
+
+
 def test_install_upgrade_uninstall_leaves_only_the_crd(
-    cluster: Cluster, namespace: str, request: pytest.FixtureRequest
+    cluster: Cluster, namespace: str, request: pytest.FixtureRequest, tmp_path: Path
 ) -> None:
     install_crd(cluster)
+    chart = published_chart(cluster, tmp_path)
+    version = yaml.safe_load((CHART / "Chart.yaml").read_text())["version"]
     release = f"sk-{uuid.uuid4().hex[:6]}"
     # The namespace fixture removes the release's namespaced objects whatever happens; the cluster-scoped
     # admission policy of a test that failed before its uninstall would stay.
@@ -96,7 +111,8 @@ def test_install_upgrade_uninstall_leaves_only_the_crd(
         "--set",
         f"leaderElection.leaseName={release}",
     ]
-    helm(cluster, "install", release, str(CHART), *common)
+    # From the registry, as a user installs it (the chart's own kubeVersion is checked against the server).
+    helm(cluster, "install", release, chart, "--version", version, "--plain-http", *common)
     apps = client.AppsV1Api(cluster.api)
     deployments = apps.list_namespaced_deployment(
         namespace, label_selector=f"app.kubernetes.io/instance={release}"
@@ -108,8 +124,22 @@ def test_install_upgrade_uninstall_leaves_only_the_crd(
     assert container.capabilities.drop == ["ALL"]
     _the_running_operator_is_confined(cluster, namespace, deployments[0])
     _its_pod_patches_are_limited_to_the_deletion_cost(cluster, namespace, deployments[0])
+    # The chart's test hook: the operator answers on its metrics Service, its account may read policies.
+    tested = helm(cluster, "test", release, "--namespace", namespace, "--timeout", "120s", "--logs")
+    assert "Succeeded" in tested.stdout and "ok policies: " in tested.stdout, tested.stdout
 
-    helm(cluster, "upgrade", release, str(CHART), *common, "--set", "logLevel=DEBUG")
+    helm(
+        cluster,
+        "upgrade",
+        release,
+        chart,
+        "--version",
+        version,
+        "--plain-http",
+        *common,
+        "--set",
+        "logLevel=DEBUG",
+    )
     env = {
         e.name: e.value
         for e in apps.read_namespaced_deployment(deployments[0].metadata.name, namespace)
