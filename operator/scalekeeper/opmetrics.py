@@ -3,8 +3,17 @@
 from __future__ import annotations
 
 import contextlib
+import threading
+from collections.abc import Callable, Iterable
+from socketserver import ThreadingMixIn
+from typing import TYPE_CHECKING, Any
+from wsgiref.simple_server import WSGIRequestHandler, WSGIServer, make_server
 
-from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, start_http_server
+from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, make_wsgi_app
+
+if TYPE_CHECKING:
+    from wsgiref.types import StartResponse
+    from wsgiref.types import WSGIApplication as WSGIApp
 
 
 class OperatorMetrics:
@@ -77,5 +86,31 @@ class OperatorMetrics:
         self.queries.inc(requests)
         self.query_missing.inc(missing)
 
-    def serve(self, port: int, address: str = "0.0.0.0") -> None:
-        start_http_server(port, addr=address, registry=self.registry)
+    def serve(self, port: int, ready: Callable[[], bool], address: str = "0.0.0.0") -> None:
+        """/metrics, and /readyz for the readiness probe: 200 once `ready` says so, 503 before."""
+        server = make_server(address, port, self.app(ready), _ThreadingServer, _QuietHandler)
+        threading.Thread(target=server.serve_forever, name="metrics", daemon=True).start()
+
+    def app(self, ready: Callable[[], bool]) -> WSGIApp:
+        metrics = make_wsgi_app(self.registry)
+
+        def route(environ: dict[str, Any], start_response: StartResponse) -> Iterable[bytes]:
+            if environ.get("PATH_INFO") != "/readyz":
+                answer: Iterable[bytes] = metrics(environ, start_response)
+                return answer
+            ok = ready()
+            start_response("200 OK" if ok else "503 Service Unavailable", [("Content-Type", "text/plain")])
+            return [b"ready\n" if ok else b"not ready: the watches have not listed yet\n"]
+
+        return route
+
+
+class _ThreadingServer(ThreadingMixIn, WSGIServer):
+    # A slow scrape must not hold a probe back.
+    daemon_threads = True
+
+
+class _QuietHandler(WSGIRequestHandler):
+    def log_message(self, format: str, *args: Any) -> None:
+        # A probe every few seconds is not news; the operator's own logs say what it does.
+        pass

@@ -94,7 +94,7 @@ class Runtime:
         self.watches.start()
         self.heap.start()
         if self.cfg.metrics_port:
-            self.metrics.serve(self.cfg.metrics_port)
+            self.metrics.serve(self.cfg.metrics_port, ready=self.watches.ready)
         if self.elector is not None:
             self.elector.start()
         else:

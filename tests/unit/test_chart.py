@@ -230,8 +230,10 @@ def test_probes_ports_and_resources(helm: Helm, tmp_path: Path) -> None:
     c = container(docs)
     ports = {p["name"]: p["containerPort"] for p in c["ports"]}
     assert ports == {"metrics": 8080, "health": 8081}
-    for probe in ("livenessProbe", "readinessProbe"):
+    for probe in ("startupProbe", "livenessProbe"):
         assert c[probe]["httpGet"] == {"path": "/healthz", "port": "health"}
+    assert c["readinessProbe"]["httpGet"] == {"path": "/readyz", "port": "metrics"}
+    assert "initialDelaySeconds" not in c["livenessProbe"]  # the startup probe holds it back
     assert c["resources"]["requests"] and c["resources"]["limits"]
     env = env_of(docs)
     assert env["SCALEKEEPER_METRICS_PORT"] == "8080" and env["SCALEKEEPER_HEALTH_PORT"] == "8081"
