@@ -296,6 +296,16 @@ def test_service_monitor_is_optional(helm: Helm, tmp_path: Path) -> None:
     assert sm["spec"]["endpoints"][0]["port"] == "metrics"
     service_labels = one(docs, "Service")["metadata"]["labels"]
     assert sm["spec"]["selector"]["matchLabels"].items() <= service_labels.items()
+    # The operator's `namespace` (the policy's) is kept, as the kind cluster's annotation scrape keeps it.
+    assert sm["spec"]["endpoints"][0]["honorLabels"] is True
+    addon = yaml.safe_load_all((ROOT / "hack" / "addons" / "prometheus.yaml").read_text())
+    config = next(d for d in addon if d and d["kind"] == "ConfigMap")["data"]["prometheus.yml"]
+    jobs = {job["job_name"]: job for job in yaml.safe_load(config)["scrape_configs"]}
+    assert jobs["pods"]["honor_labels"] is True
+    values = {**VALUES_SETS["everything"], "serviceMonitor": {"enabled": True, "honorLabels": False}}
+    assert (
+        one(render(helm, tmp_path, values), "ServiceMonitor")["spec"]["endpoints"][0]["honorLabels"] is False
+    )
 
 
 # ---------------------------------------------------------------- invalid values
