@@ -8,6 +8,8 @@ import logging
 import sys
 from typing import NoReturn
 
+from . import package_version
+
 
 def _run(args: argparse.Namespace) -> int:
     import kopf
@@ -75,21 +77,11 @@ class Parser(argparse.ArgumentParser):
         self.exit(2, f"{self.prog}: {message} (see --help)\n")
 
 
-def _version() -> str:
-    from importlib import metadata
-
-    try:
-        return metadata.version("scalekeeper")
-    except metadata.PackageNotFoundError:
-        # Run from a source tree (PYTHONPATH=operator) that was never installed: no metadata to read.
-        return "unknown (not installed)"
-
-
 def main(argv: list[str] | None = None) -> int:
     from .config import describe_settings
 
     parser = Parser(prog="scalekeeper", description="Keeps every tier of an application sized to its load.")
-    parser.add_argument("--version", action="version", version=f"scalekeeper {_version()}")
+    parser.add_argument("--version", action="version", version=f"scalekeeper {package_version()}")
     sub = parser.add_subparsers(dest="command", required=True)
     sub.add_parser(
         "run",

@@ -10,7 +10,7 @@ from typing import Any
 
 from kubernetes import client, config
 
-from . import model
+from . import model, package_version
 from .config import OperatorConfig
 from .cycle import CycleResult, Reconciler
 from .engine.claims import PolicyId
@@ -31,14 +31,25 @@ from .policy import PolicyObject
 log = logging.getLogger("scalekeeper.runtime")
 
 
-def kube_api(pool_size: int) -> client.ApiClient:
+def kube_api(pool_size: int, identity: str = "") -> client.ApiClient:
+    """A client of the API server. Given this replica's `identity`, its writes carry the field manager
+    `scalekeeper-<identity>` (the API server takes it from the User-Agent when a write names none), so an
+    object's managedFields tell which replica wrote what."""
     try:
         config.load_incluster_config()
     except config.ConfigException:
         config.load_kube_config()
     cfg = client.Configuration.get_default_copy()
     cfg.connection_pool_maxsize = pool_size
-    return client.ApiClient(cfg)
+    api = client.ApiClient(cfg)
+    if identity:
+        api.user_agent = f"{field_manager(identity)}/{package_version()}"
+    return api
+
+
+def field_manager(identity: str) -> str:
+    # The API server keeps at most 128 characters of a field manager's name.
+    return f"scalekeeper-{identity}"[:128]
 
 
 def prometheus_reader(cfg: OperatorConfig) -> PrometheusReader:
@@ -59,7 +70,7 @@ def prometheus_reader(cfg: OperatorConfig) -> PrometheusReader:
 class Runtime:
     def __init__(self, cfg: OperatorConfig, api: client.ApiClient | None = None) -> None:
         self.cfg = cfg
-        self.api = api or kube_api(cfg.max_workers + 4)
+        self.api = api or kube_api(cfg.max_workers + 4, cfg.identity)
         self.metrics = OperatorMetrics()
         self.events = EventRecorder(self.api)
         self._objects = client.CustomObjectsApi(self.api)
