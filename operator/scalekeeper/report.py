@@ -8,6 +8,16 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime
 
 from . import model
+from .engine.bottleneck import (
+    CONNECTIONS,
+    Episode,
+    Signal,
+    Transition,
+    Windows,
+    advance,
+    connection_signals,
+    tier_signals,
+)
 from .engine.forecast import FORECAST_METRICS
 from .engine.types import LimitedBy, PolicyDecision, TargetDecision
 from .memory import PolicyMemory
@@ -86,7 +96,9 @@ class Conditions:
         before = self.memory.conditions.get(type_.value)
         now = (value.value, reason)
         self.memory.conditions[type_.value] = now
-        if type_ is model.ConditionType.SCALING_LIMITED or before == now:
+        # Bottleneck is told once per episode of each target (Reporter._bottlenecks), not per change of the
+        # condition's reason or of the targets it names.
+        if type_ in (model.ConditionType.SCALING_LIMITED, model.ConditionType.BOTTLENECK) or before == now:
             return
         bad = value is (
             model.ConditionStatus.TRUE
@@ -142,7 +154,54 @@ class Reporter:
         c.status.web = ", ".join(cells.get("web", [])) or None
         c.status.workers = ", ".join(cells.get("workers", [])) or None
         c.status.read_replicas = ", ".join(cells.get("readReplicas", [])) or None
+        self._bottlenecks(c)
         self._conditions(c)
+
+    @staticmethod
+    def _bottlenecks(c: Cycle) -> None:
+        """Advance each target's bottleneck episode (and the connection budget's) by this cycle's signals: a
+        Warning Event when one starts, a Normal one when it ends; the active ones go to the status."""
+        assert c.decision is not None
+        held: dict[str, tuple[Signal, ...]] = {CONNECTIONS: connection_signals(c.decision.connections)}
+        for tier in c.tiers:
+            if c.observed[tier.name].contested is not None:
+                continue  # sized by another policy: its saturation is that policy's to tell
+            signals, baseline = tier_signals(
+                c.decision.targets[tier.name], tier.growth(), c.memory.at_max_load.get(tier.name)
+            )
+            held[tier.name] = signals
+            if baseline is None:
+                c.memory.at_max_load.pop(tier.name, None)
+            else:
+                c.memory.at_max_load[tier.name] = baseline
+        windows = Windows.for_interval(c.spec.interval_seconds)
+        # A target gone from the spec ends its episode quietly: there is nothing left to raise.
+        episodes: dict[str, Episode] = {}
+        for name, signals in held.items():
+            episode, change = advance(c.memory.episodes.get(name, Episode()), signals, c.now, windows)
+            if episode.active or episode.held_since is not None:
+                episodes[name] = episode
+            if change is Transition.STARTED:
+                c.emit(
+                    "Warning",
+                    "Bottleneck",
+                    f"{name} saturated for {windows.hold_seconds:g}s: {_told(episode.signals)}",
+                )
+            elif change is Transition.ENDED:
+                c.emit("Normal", "BottleneckCleared", f"{name} clear for {windows.clear_seconds:g}s")
+        c.memory.episodes = episodes
+        active = [
+            model.BottleneckStatus(
+                name=name,
+                reason=e.signals[0].reason,
+                message=_told(e.signals),
+                since=None if e.started is None else datetime.fromtimestamp(e.started, UTC),
+            )
+            for name, e in episodes.items()
+            if e.active and e.signals
+        ]
+        c.status.bottlenecks = active
+        c.status.bottleneck = ", ".join(b.name for b in active) or "none"
 
     def _log(self, c: Cycle, name: str, d: TargetDecision, reason: str) -> None:
         logged = (d.current, d.desired, d.limited_by.value)
@@ -217,6 +276,13 @@ class Reporter:
         else:
             conditions.set(C.SCALING_LIMITED, F, "Unlimited", "every target is at its recommendation")
 
+        bottlenecks = c.status.bottlenecks or []
+        if bottlenecks:
+            told = "; ".join(f"{b.name}: {b.message}" for b in bottlenecks)
+            conditions.set(C.BOTTLENECK, T, bottlenecks[0].reason, told)
+        else:
+            conditions.set(C.BOTTLENECK, F, "NoBottleneck", "no target saturated for a while")
+
         protected = [
             t.name for t in c.tiers if t.protects_busy_pods() and c.observed[t.name].contested is None
         ]
@@ -271,6 +337,10 @@ class Reporter:
         if memory.announced.get("__spec__") != ("invalid", 0):
             emit("Warning", "InvalidSpec", message)
             memory.announced["__spec__"] = ("invalid", 0)
+
+
+def _told(signals: tuple[Signal, ...]) -> str:
+    return "; ".join(s.message for s in signals)
 
 
 def _history_to_persist(name: str, memory: PolicyMemory) -> dict[str, object] | None:
