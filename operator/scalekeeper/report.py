@@ -162,7 +162,7 @@ class Reporter:
         """Advance each target's bottleneck episode (and the connection budget's) by this cycle's signals: a
         Warning Event when one starts, a Normal one when it ends; the active ones go to the status."""
         assert c.decision is not None
-        held: dict[str, tuple[Signal, ...]] = {CONNECTIONS: connection_signals(c.decision.connections)}
+        held: dict[str, tuple[Signal, ...]] = {}
         for tier in c.tiers:
             if c.observed[tier.name].contested is not None:
                 continue  # sized by another policy: its saturation is that policy's to tell
@@ -174,6 +174,7 @@ class Reporter:
                 c.memory.at_max_load.pop(tier.name, None)
             else:
                 c.memory.at_max_load[tier.name] = baseline
+        held[CONNECTIONS] = connection_signals(c.decision.connections)
         windows = Windows.for_interval(c.spec.interval_seconds)
         # A target gone from the spec ends its episode quietly: there is nothing left to raise.
         episodes: dict[str, Episode] = {}
