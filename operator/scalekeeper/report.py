@@ -16,12 +16,14 @@ from .engine.bottleneck import (
     Windows,
     advance,
     connection_signals,
+    resource_signals,
     tier_signals,
 )
 from .engine.forecast import FORECAST_METRICS
 from .engine.types import LimitedBy, PolicyDecision, TargetDecision
 from .memory import PolicyMemory
-from .metrics.prometheus import BatchResult, MetricKey, Missing
+from .metrics.prometheus import BatchResult, MetricKey, Missing, Sample
+from .metrics.saturation import CPU_OF_LIMIT, MEMORY_OF_LIMIT, RESOURCE_METRICS
 from .opmetrics import OperatorMetrics
 from .policy import PolicyObject
 from .tiers.base import EventSink, Observation, Tier
@@ -169,7 +171,8 @@ class Reporter:
             signals, baseline = tier_signals(
                 c.decision.targets[tier.name], tier.growth(), c.memory.at_max_load.get(tier.name)
             )
-            held[tier.name] = signals
+            cpu, memory = (_read(c.batch, MetricKey(tier.name, m)) for m in (CPU_OF_LIMIT, MEMORY_OF_LIMIT))
+            held[tier.name] = signals + resource_signals(cpu, memory)
             if baseline is None:
                 c.memory.at_max_load.pop(tier.name, None)
             else:
@@ -238,10 +241,14 @@ class Reporter:
             conditions.set(C.SPEC_VALID, T, "Valid", "spec is valid")
         # A forecast without data (less history than a season) is told in the target's reason; it
         # blocks nothing, so it does not make the metrics unavailable.
+        # Nor do the resource readings (no cAdvisor series, or no limits): they only feed the Bottleneck
+        # condition.
         missing = {
             k: r
             for k, r in c.batch.readings.items()
-            if isinstance(r, Missing) and k.metric not in FORECAST_METRICS
+            if isinstance(r, Missing)
+            and k.metric not in FORECAST_METRICS
+            and k.metric not in RESOURCE_METRICS
         }
         invalid = [
             f"{name}: {d.reason}"
@@ -282,7 +289,21 @@ class Reporter:
             told = "; ".join(f"{b.name}: {b.message}" for b in bottlenecks)
             conditions.set(C.BOTTLENECK, T, bottlenecks[0].reason, told)
         else:
-            conditions.set(C.BOTTLENECK, F, "NoBottleneck", "no target saturated for a while")
+            # Said here, not as a fault: a Prometheus without the kubelet's cAdvisor series, or containers
+            # without limits, leave CPU and memory out; sizing does not read them.
+            unread = [
+                t.name
+                for t in c.tiers
+                if not any(
+                    isinstance(c.batch.readings.get(MetricKey(t.name, m)), Sample) for m in RESOURCE_METRICS
+                )
+            ]
+            told = "no target saturated for a while"
+            if unread:
+                told += (
+                    f" (CPU and memory not evaluated for {', '.join(unread)}: no cAdvisor series with limits)"
+                )
+            conditions.set(C.BOTTLENECK, F, "NoBottleneck", told)
 
         protected = [
             t.name for t in c.tiers if t.protects_busy_pods() and c.observed[t.name].contested is None
@@ -338,6 +359,11 @@ class Reporter:
         if memory.announced.get("__spec__") != ("invalid", 0):
             emit("Warning", "InvalidSpec", message)
             memory.announced["__spec__"] = ("invalid", 0)
+
+
+def _read(batch: BatchResult[MetricKey], key: MetricKey) -> float | None:
+    reading = batch.readings.get(key)
+    return reading.value if isinstance(reading, Sample) else None
 
 
 def _told(signals: tuple[Signal, ...]) -> str:

@@ -126,3 +126,36 @@ def test_a_budget_holding_a_worker_back_and_connections_at_their_limit_are_two_e
     )
     assert w.status("p")["bottleneck"] == "worker/video, connections"
     assert sorted(m.split(" saturated")[0] for _, r, m in told(w)) == ["connections", "worker/video"]
+
+
+def test_cpu_and_memory_above_their_thresholds_are_a_bottleneck() -> None:
+    w = FakeWorld()
+    w.target(2)
+    w.policy("p", replicas_spec())
+    w.load(20)  # two replicas' worth: no replica signal
+    w.prometheus.resources = 0.9  # CPU and memory at 90% of the containers' limits
+    for _ in range(7):
+        w.cycle("p")
+    held = bottleneck(w)
+    assert (held["status"], held["reason"]) == ("True", "CpuHigh")
+    assert (
+        held["message"]
+        == "readReplicas: CPU at 90% of its limits (> 80%); memory at 90% of its limits (> 85%)"
+    )
+
+
+def test_without_cadvisor_series_cpu_and_memory_are_said_to_be_unevaluated_and_block_nothing() -> None:
+    w = FakeWorld()
+    w.target(1)
+    w.policy("p", replicas_spec())
+    w.load(35)
+    w.cycle("p")
+    assert w.replicas() == 4  # sized as ever
+    assert condition(w.status("p"), "MetricsAvailable")["status"] == "True"
+    assert bottleneck(w)["message"] == (
+        "no target saturated for a while (CPU and memory not evaluated for readReplicas: no cAdvisor series "
+        "with limits)"
+    )
+    w.prometheus.resources = 0.1
+    w.cycle("p")
+    assert bottleneck(w)["message"] == "no target saturated for a while"

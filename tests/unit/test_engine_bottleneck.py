@@ -17,6 +17,7 @@ from scalekeeper.engine.bottleneck import (
     Windows,
     advance,
     connection_signals,
+    resource_signals,
     tier_signals,
 )
 from scalekeeper.engine.types import ConnectionUsage, LimitedBy, TargetDecision, TargetHistory
@@ -228,3 +229,23 @@ def _run_before(cycles: list[tuple[float, bool]], when: float, held: bool) -> fl
             break
         start = now
     return start
+
+
+@pytest.mark.parametrize(
+    ("cpu", "memory", "reasons"),
+    [
+        (None, None, []),  # no cAdvisor series, or no limits: not evaluated
+        (0.8, 0.85, []),  # at the thresholds: not above them
+        (0.81, None, ["CpuHigh"]),
+        (None, 0.86, ["MemoryHigh"]),
+        (1.7, 0.99, ["CpuHigh", "MemoryHigh"]),  # CPU above its limit: a burst the quota throttles
+    ],
+)
+def test_resource_signals_table(cpu: float | None, memory: float | None, reasons: list[str]) -> None:
+    assert [s.reason for s in resource_signals(cpu, memory)] == reasons
+
+
+def test_resource_messages_say_the_share_and_the_threshold() -> None:
+    cpu, memory = resource_signals(0.93, 0.9)
+    assert cpu.message == "CPU at 93% of its limits (> 80%)"
+    assert memory.message == "memory at 90% of its limits (> 85%)"

@@ -19,6 +19,9 @@ HOLD_CYCLES = 6
 CLEAR_CYCLES = 12
 # Planned connections above this share of maxConnections leave no room for the next scale-up.
 CONNECTIONS_THRESHOLD = 0.9
+# The seed's thresholds of CPU and memory use against the containers' limits.
+CPU_THRESHOLD = 0.8
+MEMORY_THRESHOLD = 0.85
 # Load counts as grown at maxReplicas once it is this much above what it was when the tier got there (the
 # HPA's default tolerance): a backlog that only wobbles is not growing.
 GROWTH_MARGIN = 0.1
@@ -94,6 +97,16 @@ def connection_signals(usage: ConnectionUsage | None) -> tuple[Signal, ...]:
             f"{CONNECTIONS_THRESHOLD:.0%})",
         ),
     )
+
+
+def resource_signals(cpu: float | None, memory: float | None) -> tuple[Signal, ...]:
+    """CPU and memory use as shares of the containers' limits (None: not known, not evaluated)."""
+    found = []
+    if cpu is not None and cpu > CPU_THRESHOLD:
+        found.append(Signal("CpuHigh", f"CPU at {cpu:.0%} of its limits (> {CPU_THRESHOLD:.0%})"))
+    if memory is not None and memory > MEMORY_THRESHOLD:
+        found.append(Signal("MemoryHigh", f"memory at {memory:.0%} of its limits (> {MEMORY_THRESHOLD:.0%})"))
+    return tuple(found)
 
 
 @dataclass(frozen=True)
