@@ -74,3 +74,35 @@ def test_a_web_tier_capped_too_low_is_one_bottleneck_episode_told_once(
     assert status["bottleneck"] == "none" and status["bottlenecks"] == []
     told = [(e.type, e.reason) for e in events_for(cluster, namespace, "shop") if "Bottleneck" in e.reason]
     assert sorted(told) == [("Normal", "BottleneckCleared"), ("Warning", "Bottleneck")], told
+
+
+def test_a_workload_using_its_cpu_limit_is_a_bottleneck_read_from_cadvisor(
+    cluster: Cluster, namespace: str, running_operator: RunningOperator
+) -> None:
+    """CPU from the kubelet's cAdvisor series, which the cluster's Prometheus scrapes through the API server:
+    one pod spinning at its 100m limit."""
+    apps = client.AppsV1Api(cluster.api)
+    spin = ["python3", "-c", "while True: pass"]
+    body = deployment("busy", 1, {"app": "busy"}, cluster.operator_image, spin, cpu_request="100m")
+    body["spec"]["template"]["spec"]["containers"][0]["resources"]["limits"] = {"cpu": "100m"}
+    apps.create_namespaced_deployment(namespace, body)
+    # One replica is all the (constant) metric asks for: only its CPU can make it a bottleneck.
+    apply_policy(
+        cluster,
+        namespace,
+        "batch",
+        {
+            "intervalSeconds": 1,
+            "readReplicas": {
+                "target": {"apiVersion": "apps/v1", "kind": "Deployment", "name": "busy"},
+                "minReplicas": 1,
+                "maxReplicas": 3,
+                "metric": {"query": "vector(1)", "perReplica": 10},
+            },
+        },
+    )
+    held = wait_condition(cluster, namespace, "batch", "Bottleneck", "True", timeout=90)
+    assert held["reason"] == "CpuHigh", held
+    assert held["message"].startswith("readReplicas: CPU at ") and "of its limits (> 80%)" in held["message"]
+    warnings = [e.message for e in events_for(cluster, namespace, "batch") if e.reason == "Bottleneck"]
+    assert len(warnings) == 1 and warnings[0].startswith("readReplicas saturated for 6s: CPU at "), warnings
