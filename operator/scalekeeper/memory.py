@@ -9,7 +9,7 @@ from datetime import datetime
 from typing import TYPE_CHECKING, Any
 
 from . import model
-from .engine.bottleneck import Episode
+from .engine.bottleneck import Episode, Signal
 from .engine.types import TargetHistory
 from .kube.versions import is_older
 
@@ -110,7 +110,7 @@ def restore_memory(status: model.ScalingPolicyStatus, memory: PolicyMemory) -> N
     for b in status.bottlenecks or []:
         # Still going on: it ends once clear for its window, with its Normal Event; a new Warning only after.
         started = b.since.timestamp() if b.since is not None else 0.0
-        memory.episodes[b.name] = Episode(started=started)
+        memory.episodes[b.name] = Episode(started=started, signals=(Signal(b.reason, b.message),))
     for t in status.targets:
         if t.desired_replicas is not None:
             memory.announced[t.name] = (t.limited_by.value, t.desired_replicas)
