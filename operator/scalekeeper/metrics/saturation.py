@@ -1,8 +1,9 @@
 """PromQL of a workload's CPU and memory use against its containers' limits, from the kubelet's cAdvisor
-series: `container_cpu_usage_seconds_total` over `container_spec_cpu_quota / container_spec_cpu_period`, and
-`container_memory_working_set_bytes` over `container_spec_memory_limit_bytes`. Read in the policy's batch for
-the bottleneck signals only (engine/bottleneck.py): a Prometheus without these series, or containers without
-limits, answer no series, and the resource signals are then not evaluated; sizing never reads them.
+series: `irate(container_cpu_usage_seconds_total[1m])` over `container_spec_cpu_quota /
+container_spec_cpu_period`, and `container_memory_working_set_bytes` over `container_spec_memory_limit_bytes`.
+Read in the policy's batch for the bottleneck signals only (engine/bottleneck.py): a Prometheus without these
+series, or containers without limits, answer no series, and the resource signals are then not evaluated;
+sizing never reads them.
 """
 
 from __future__ import annotations
@@ -21,6 +22,8 @@ _GENERATED = "[bcdfghjklmnpqrstvwxz2456789]"
 # (`POD`) are not containers.
 _CONTAINERS = 'container!="",container!="POD"'
 _MATCH = "on (namespace, pod, container)"
+# irate, the last two of cAdvisor's readings (10-15 s apart) in this window: rate() divides by the whole
+# window, so it would read a pod started within it as partly idle for its first minute.
 RATE_WINDOW = "1m"
 
 
@@ -48,7 +51,7 @@ def resource_queries(kind: str, namespace: str, name: str) -> dict[str, str]:
     quota = series("container_spec_cpu_quota")
     limit = f"({series('container_spec_memory_limit_bytes')} > 0)"  # 0: no limit
     cpu = (
-        f"sum(rate({series('container_cpu_usage_seconds_total')}[{RATE_WINDOW}]) and {_MATCH} {quota})"
+        f"sum(irate({series('container_cpu_usage_seconds_total')}[{RATE_WINDOW}]) and {_MATCH} {quota})"
         f" / sum({quota} / {_MATCH} {series('container_spec_cpu_period')})"
     )
     memory = f"sum({series('container_memory_working_set_bytes')} and {_MATCH} {limit}) / sum({limit})"
