@@ -14,7 +14,8 @@ rc=$?
 if [ $rc -eq 0 ] && [ $# -eq 0 ]; then
   log "operator end-to-end tests again, with the operator installed in the cluster by the chart"
   SCALEKEEPER_E2E_OPERATOR=cluster "$ROOT_DIR/.venv/bin/pytest" -q -rfE --durations=5 \
-    tests/cluster/test_operator_basics.py tests/cluster/test_faults.py tests/cluster/test_demo_scaling.py
+    tests/cluster/test_operator_basics.py tests/cluster/test_faults.py tests/cluster/test_demo_scaling.py \
+    tests/cluster/test_bottleneck.py
   rc=$?
 fi
 set -e

@@ -15,6 +15,7 @@ from typing import Any, Protocol
 from scalekeeper.cycle import CycleResult
 from scalekeeper.engine.claims import PolicyId
 from scalekeeper.metrics.prometheus import BatchResult, MetricsUnreadable, Missing, QueryResult, Sample
+from scalekeeper.metrics.saturation import RESOURCE_METRICS
 from scalekeeper.policy import claims_of
 
 TARGET = "db"
@@ -61,14 +62,17 @@ class StandInMetrics:
     clock: Callable[[], float]
     value: float | None = None
     per_label: dict[str, float] | None = field(default_factory=dict)
+    # What the CPU and memory queries answer (share of the limits); None: no series, as from a Prometheus
+    # without the kubelet's cAdvisor.
+    resources: float | None = None
 
     def read(self, queries: Mapping[Any, str]) -> BatchResult[Any]:
-        readings: dict[Any, QueryResult] = {
-            key: Missing(q, "the query returned no series")
-            if self.value is None
-            else Sample(self.value, self.clock())
-            for key, q in queries.items()
-        }
+        readings: dict[Any, QueryResult] = {}
+        for key, q in queries.items():
+            value = self.resources if key.metric in RESOURCE_METRICS else self.value
+            readings[key] = (
+                Missing(q, "the query returned no series") if value is None else Sample(value, self.clock())
+            )
         return BatchResult(readings, 1, 0.0)
 
     def by_label(self, query: str, label: str) -> dict[str, float]:

@@ -139,7 +139,16 @@ class Cluster:
             tiers["web"]["hpaDesired"] = hpa["desired"]
             tiers["web"]["max"] = hpa["max"]
         conditions = {c["type"]: c.get("status") for c in status.get("conditions") or []}
-        return {"tiers": tiers, "conditions": conditions, "spec": pol.get("spec") or {}}
+        found = next((c for c in status.get("conditions") or [] if c["type"] == "Bottleneck"), None)
+        bottleneck = (
+            None if found is None else {"status": found.get("status"), "message": found.get("message")}
+        )
+        return {
+            "tiers": tiers,
+            "conditions": conditions,
+            "bottleneck": bottleneck,
+            "spec": pol.get("spec") or {},
+        }
 
     def new_events(self, since: float) -> list[dict[str, Any]]:
         fresh = []

@@ -36,7 +36,8 @@ def _num(v: Any, fmt: str = "{:g}") -> str:
 
 def table_lines(sample: Mapping[str, Any], rel: float, phase: str, width: int, color: bool) -> list[str]:
     """The live view: a header with the load, then one row per tier (replicas, desired, HPA floor for web,
-    the limiting rule and the operator's one-line reason), cut to ``width`` columns."""
+    the limiting rule and the operator's one-line reason) and the Bottleneck condition, cut to ``width``
+    columns."""
     load = sample.get("load") or {}
     rps = load.get("rps")
     depth = load.get("video_depth")
@@ -59,6 +60,11 @@ def table_lines(sample: Mapping[str, Any], rel: float, phase: str, width: int, c
         lines.append(paint(line[: len(left)], style, color) + line[len(left) :])
     if not names:
         lines.append("(no decision in the policy's status yet)")
+    # The Bottleneck condition (absent: an operator from before it).
+    if (bottleneck := sample.get("bottleneck")) is not None:
+        saturated = bottleneck.get("status") == "True"
+        text = f"{'BOTTLENECK':<15}{bottleneck.get('message') if saturated else 'none'}"
+        lines.append(paint(text[:width], "red" if saturated else "dim", color))
     if err := sample.get("error"):
         lines.append(paint(f"(reading the cluster failed: {err})"[:width], "red", color))
     return lines

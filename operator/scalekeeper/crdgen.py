@@ -223,6 +223,12 @@ PRINTER_COLUMNS: list[dict[str, Any]] = [
         "description": "Read replicas cur/desired.",
     },
     {"name": "Ready", "type": "string", "jsonPath": ".status.ready", "description": "Ready condition."},
+    {
+        "name": "Bottleneck",
+        "type": "string",
+        "jsonPath": ".status.bottleneck",
+        "description": "Targets saturated for a while (Bottleneck condition).",
+    },
     {"name": "Age", "type": "date", "jsonPath": ".metadata.creationTimestamp"},
 ]
 

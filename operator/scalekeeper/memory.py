@@ -9,6 +9,7 @@ from datetime import datetime
 from typing import TYPE_CHECKING, Any
 
 from . import model
+from .engine.bottleneck import Episode, Signal
 from .engine.types import TargetHistory
 from .kube.versions import is_older
 
@@ -78,6 +79,10 @@ class PolicyMemory:
     protections: dict[str, DeletionCosts] = field(default_factory=dict)
     # Per worker target: why its last scale-down went ahead unprotected (absent: it was protected).
     unprotected: dict[str, str] = field(default_factory=dict)
+    # Per target (and `connections`): its bottleneck episode (engine/bottleneck.py).
+    episodes: dict[str, Episode] = field(default_factory=dict)
+    # Per target that watches its load grow at maxReplicas: the load when it got there.
+    at_max_load: dict[str, float] = field(default_factory=dict)
 
     def wrote(self, key: tuple[str, str], write: OwnWrite) -> None:
         self.own_writes[key] = write
@@ -97,10 +102,15 @@ class PolicyMemory:
 def restore_memory(status: model.ScalingPolicyStatus, memory: PolicyMemory) -> None:
     """After a (re)start or a failover, carry on from what the previous process wrote: its histories (a
     scale step taken just before a crash still counts against the rate policies), and what it had told
-    (a hold or a bad condition already in the status is not announced again with an Event)."""
+    (a hold, a bad condition or a bottleneck episode already in the status is not announced again with an
+    Event)."""
     memory.persisted = {}
     for cond in status.conditions:
-        memory.conditions[cond.type.value] = (cond.status.value, cond.reason)
+        memory.conditions[cond.type] = (cond.status.value, cond.reason)
+    for b in status.bottlenecks or []:
+        # Still going on: it ends once clear for its window, with its Normal Event; a new Warning only after.
+        started = b.since.timestamp() if b.since is not None else 0.0
+        memory.episodes[b.name] = Episode(started=started, signals=(Signal(b.reason, b.message),))
     for t in status.targets:
         if t.desired_replicas is not None:
             memory.announced[t.name] = (t.limited_by.value, t.desired_replicas)

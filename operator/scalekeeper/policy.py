@@ -12,6 +12,7 @@ from .engine.claims import PolicyId, target_key
 from .kube.owners import OwnerRef
 from .memory import PolicyMemory
 from .metrics.prometheus import MetricKey
+from .metrics.saturation import resource_queries
 from .tiers import Tier, tiers_of
 
 
@@ -69,6 +70,12 @@ def parsed(policy: PolicyObject, memory: PolicyMemory) -> Parsed:
     spec = model.parse_spec(policy.spec)
     tiers = tiers_of(spec, policy.owner)
     queries = {MetricKey(t.name, metric): q for t in tiers for metric, q in t.queries().items()}
+    # Read beside the sizing queries for the Bottleneck condition only (report.py).
+    for t in tiers:
+        ref = t.target()
+        queries.update(
+            {MetricKey(t.name, m): q for m, q in resource_queries(ref.kind, ref.namespace, ref.name).items()}
+        )
     claims = claim_keys(tiers)
     memory.parsed = Parsed(policy.generation, spec, tiers, queries, claims, named_twice(claims))
     return memory.parsed

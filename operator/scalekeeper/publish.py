@@ -98,4 +98,5 @@ def _signature(body: dict[str, Any]) -> Any:
         body.get("workers"),
         body.get("readReplicas"),
         body.get("observedGeneration"),
+        body.get("bottleneck"),
     )

@@ -8,10 +8,22 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime
 
 from . import model
+from .engine.bottleneck import (
+    CONNECTIONS,
+    Episode,
+    Signal,
+    Transition,
+    Windows,
+    advance,
+    connection_signals,
+    resource_signals,
+    tier_signals,
+)
 from .engine.forecast import FORECAST_METRICS
 from .engine.types import LimitedBy, PolicyDecision, TargetDecision
 from .memory import PolicyMemory
-from .metrics.prometheus import BatchResult, MetricKey, Missing
+from .metrics.prometheus import BatchResult, MetricKey, Missing, Sample
+from .metrics.saturation import CPU_OF_LIMIT, MEMORY_OF_LIMIT, RESOURCE_METRICS
 from .opmetrics import OperatorMetrics
 from .policy import PolicyObject
 from .tiers.base import EventSink, Observation, Tier
@@ -86,7 +98,9 @@ class Conditions:
         before = self.memory.conditions.get(type_.value)
         now = (value.value, reason)
         self.memory.conditions[type_.value] = now
-        if type_ is model.ConditionType.SCALING_LIMITED or before == now:
+        # Bottleneck is told once per episode of each target (Reporter._bottlenecks), not per change of the
+        # condition's reason or of the targets it names.
+        if type_ in (model.ConditionType.SCALING_LIMITED, model.ConditionType.BOTTLENECK) or before == now:
             return
         bad = value is (
             model.ConditionStatus.TRUE
@@ -142,7 +156,56 @@ class Reporter:
         c.status.web = ", ".join(cells.get("web", [])) or None
         c.status.workers = ", ".join(cells.get("workers", [])) or None
         c.status.read_replicas = ", ".join(cells.get("readReplicas", [])) or None
+        self._bottlenecks(c)
         self._conditions(c)
+
+    @staticmethod
+    def _bottlenecks(c: Cycle) -> None:
+        """Advance each target's bottleneck episode (and the connection budget's) by this cycle's signals: a
+        Warning Event when one starts, a Normal one when it ends; the active ones go to the status."""
+        assert c.decision is not None
+        held: dict[str, tuple[Signal, ...]] = {}
+        for tier in c.tiers:
+            if c.observed[tier.name].contested is not None:
+                continue  # sized by another policy: its saturation is that policy's to tell
+            signals, baseline = tier_signals(
+                c.decision.targets[tier.name], tier.growth(), c.memory.at_max_load.get(tier.name)
+            )
+            cpu, memory = (_read(c.batch, MetricKey(tier.name, m)) for m in (CPU_OF_LIMIT, MEMORY_OF_LIMIT))
+            held[tier.name] = signals + resource_signals(cpu, memory)
+            if baseline is None:
+                c.memory.at_max_load.pop(tier.name, None)
+            else:
+                c.memory.at_max_load[tier.name] = baseline
+        held[CONNECTIONS] = connection_signals(c.decision.connections)
+        windows = Windows.for_interval(c.spec.interval_seconds)
+        # A target gone from the spec ends its episode quietly: there is nothing left to raise.
+        episodes: dict[str, Episode] = {}
+        for name, signals in held.items():
+            episode, change = advance(c.memory.episodes.get(name, Episode()), signals, c.now, windows)
+            if episode.active or episode.held_since is not None:
+                episodes[name] = episode
+            if change is Transition.STARTED:
+                c.emit(
+                    "Warning",
+                    "Bottleneck",
+                    f"{name} saturated for {windows.hold_seconds:g}s: {_told(episode.signals)}",
+                )
+            elif change is Transition.ENDED:
+                c.emit("Normal", "BottleneckCleared", f"{name} clear for {windows.clear_seconds:g}s")
+        c.memory.episodes = episodes
+        active = [
+            model.BottleneckStatus(
+                name=name,
+                reason=e.signals[0].reason,
+                message=_told(e.signals),
+                since=None if e.started is None else datetime.fromtimestamp(e.started, UTC),
+            )
+            for name, e in episodes.items()
+            if e.active and e.signals
+        ]
+        c.status.bottlenecks = active
+        c.status.bottleneck = ", ".join(b.name for b in active) or "none"
 
     def _log(self, c: Cycle, name: str, d: TargetDecision, reason: str) -> None:
         logged = (d.current, d.desired, d.limited_by.value)
@@ -178,10 +241,14 @@ class Reporter:
             conditions.set(C.SPEC_VALID, T, "Valid", "spec is valid")
         # A forecast without data (less history than a season) is told in the target's reason; it
         # blocks nothing, so it does not make the metrics unavailable.
+        # Nor do the resource readings (no cAdvisor series, or no limits): they only feed the Bottleneck
+        # condition.
         missing = {
             k: r
             for k, r in c.batch.readings.items()
-            if isinstance(r, Missing) and k.metric not in FORECAST_METRICS
+            if isinstance(r, Missing)
+            and k.metric not in FORECAST_METRICS
+            and k.metric not in RESOURCE_METRICS
         }
         invalid = [
             f"{name}: {d.reason}"
@@ -216,6 +283,27 @@ class Reporter:
             conditions.set(C.SCALING_LIMITED, T, "Limited", "; ".join(limited))
         else:
             conditions.set(C.SCALING_LIMITED, F, "Unlimited", "every target is at its recommendation")
+
+        bottlenecks = c.status.bottlenecks or []
+        if bottlenecks:
+            told = "; ".join(f"{b.name}: {b.message}" for b in bottlenecks)
+            conditions.set(C.BOTTLENECK, T, bottlenecks[0].reason, told)
+        else:
+            # Said here, not as a fault: a Prometheus without the kubelet's cAdvisor series, or containers
+            # without limits, leave CPU and memory out; sizing does not read them.
+            unread = [
+                t.name
+                for t in c.tiers
+                if not any(
+                    isinstance(c.batch.readings.get(MetricKey(t.name, m)), Sample) for m in RESOURCE_METRICS
+                )
+            ]
+            told = "no target saturated for a while"
+            if unread:
+                told += (
+                    f" (CPU and memory not evaluated for {', '.join(unread)}: no cAdvisor series with limits)"
+                )
+            conditions.set(C.BOTTLENECK, F, "NoBottleneck", told)
 
         protected = [
             t.name for t in c.tiers if t.protects_busy_pods() and c.observed[t.name].contested is None
@@ -271,6 +359,15 @@ class Reporter:
         if memory.announced.get("__spec__") != ("invalid", 0):
             emit("Warning", "InvalidSpec", message)
             memory.announced["__spec__"] = ("invalid", 0)
+
+
+def _read(batch: BatchResult[MetricKey], key: MetricKey) -> float | None:
+    reading = batch.readings.get(key)
+    return reading.value if isinstance(reading, Sample) else None
+
+
+def _told(signals: tuple[Signal, ...]) -> str:
+    return "; ".join(s.message for s in signals)
 
 
 def _history_to_persist(name: str, memory: PolicyMemory) -> dict[str, object] | None:

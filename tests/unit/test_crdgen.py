@@ -157,7 +157,7 @@ def test_crd_metadata(crd: dict[str, Any]) -> None:
     assert version["subresources"] == {"status": {}}
     assert version["schema"]["openAPIV3Schema"]["properties"]["metadata"] == {"type": "object"}
     columns = [c["name"] for c in version["additionalPrinterColumns"]]
-    assert columns == ["Mode", "Web", "Workers", "Replicas", "Ready", "Age"]
+    assert columns == ["Mode", "Web", "Workers", "Replicas", "Ready", "Bottleneck", "Age"]
 
 
 def test_cel_rules_present_with_field_named_messages(root: dict[str, Any]) -> None:
@@ -340,3 +340,17 @@ def test_a_preset_without_arrivals_needs_an_arrival_rate_where_one_is_read(
         ]
     else:
         assert model_errors == server_errors == []
+
+
+def test_a_condition_type_is_no_enum_so_a_newer_operator_can_write_one_before_its_crd_is_upgraded(
+    root: dict[str, Any],
+) -> None:
+    # helm never upgrades a CRD: an enum of types would refuse every status write naming a type added later.
+    status = root["properties"]["status"]
+    type_schema = status["properties"]["conditions"]["items"]["properties"]["type"]
+    assert "enum" not in type_schema
+    server = LocalServer(status, cel=False)
+    condition = {"status": "True", "reason": "Saturated", "message": ""}
+    assert server.validate({"conditions": [{**condition, "type": "Bottleneck"}]}) == []
+    assert server.validate({"conditions": [{**condition, "type": "SomethingNewer"}]}) == []
+    assert server.validate({"conditions": [{**condition, "type": "no spaces allowed"}]}) != []

@@ -262,6 +262,16 @@ def test_the_table_has_one_row_per_tier_within_the_width() -> None:
     assert "\x1b[33m" in colored[2]  # web is not where it was told to be yet: yellow
 
 
+def test_the_table_ends_with_the_bottleneck_condition() -> None:
+    s = _sample()
+    s["bottleneck"] = {"status": "True", "message": "web: at maxReplicas 2 while its demand needs 5"}
+    lines = table_lines(s, 130.0, "", 100, color=False)
+    assert lines[-1] == "BOTTLENECK     web: at maxReplicas 2 while its demand needs 5"
+    assert "\x1b[31m" in table_lines(s, 130.0, "", 100, color=True)[-1]  # red
+    s["bottleneck"] = {"status": "False", "message": "no target saturated for a while"}
+    assert table_lines(s, 130.0, "", 100, color=False)[-1] == "BOTTLENECK     none"
+
+
 # ----------------------------------------------------------------------------------------------- the plot
 
 

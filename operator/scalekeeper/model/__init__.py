@@ -47,7 +47,15 @@ from .errors import SpecError, error_messages, error_paths
 from .forecast import Forecast
 from .policy import Mode, ScalingPolicySpec, parse_spec
 from .read_replicas import ReadReplicasSpec
-from .status import ConditionStatus, ConditionType, LimitedBy, ScalingPolicyStatus, TargetStatus, Verification
+from .status import (
+    BottleneckStatus,
+    ConditionStatus,
+    ConditionType,
+    LimitedBy,
+    ScalingPolicyStatus,
+    TargetStatus,
+    Verification,
+)
 from .web import WebSpec
 from .workers import WorkerMetrics, WorkerSpec, generated_name_suffix
 
@@ -66,6 +74,7 @@ __all__ = [
     "SINGULAR",
     "VERSION",
     "Behavior",
+    "BottleneckStatus",
     "ConditionStatus",
     "ConditionType",
     "Forecast",

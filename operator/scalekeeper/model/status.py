@@ -25,6 +25,12 @@ class ConditionType(StrEnum):
     SPEC_VALID = "SpecValid"
     # Only on a policy with a worker whose busy workers are protected (protectBusyWorkers).
     BUSY_WORKERS_PROTECTED = "BusyWorkersProtected"
+    BOTTLENECK = "Bottleneck"
+
+
+# A condition's type as metav1.Condition takes it: the CRD holds no list of our types, so an operator that
+# adds one can write its status before its CRD is upgraded (helm does not upgrade CRDs).
+CONDITION_TYPE_PATTERN = r"^([A-Za-z0-9][-A-Za-z0-9_.]*)?[A-Za-z0-9]$"
 
 
 class LimitedBy(StrEnum):
@@ -64,8 +70,11 @@ def utcnow() -> datetime:
 class Condition(_Status):
     """A standard Kubernetes condition."""
 
-    type: ConditionType = Field(
-        description="Ready, MetricsAvailable, ScalingLimited, Conflict, SpecValid or BusyWorkersProtected."
+    type: str = Field(
+        max_length=316,
+        pattern=CONDITION_TYPE_PATTERN,
+        description="Ready, MetricsAvailable, ScalingLimited, Conflict, SpecValid, BusyWorkersProtected or "
+        "Bottleneck; a newer operator may add types.",
     )
     status: ConditionStatus = Field(description="True, False or Unknown.")
     reason: str = Field(default="", description="A CamelCase reason for the last transition.")
@@ -103,6 +112,15 @@ class TargetStatus(_Status):
     )
 
 
+class BottleneckStatus(_Status):
+    """A tier saturated for a while (see the Bottleneck condition)."""
+
+    name: str = Field(description="The target (web, worker/<queue>, readReplicas), or connections.")
+    reason: str = Field(description="A CamelCase reason: what saturates it.")
+    message: str = Field(default="", description="Every signal holding, in one line.")
+    since: Timestamp | None = Field(default=None, description="When the episode started.")
+
+
 class Verification(_Status):
     """The server-side dry-run of every object the operator will create or patch, made once per spec
     generation."""
@@ -124,7 +142,8 @@ class ScalingPolicyStatus(_Status):
     )
     conditions: list[Condition] = Field(
         default_factory=list,
-        description="Ready, MetricsAvailable, ScalingLimited, Conflict and SpecValid conditions.",
+        description="Ready, MetricsAvailable, ScalingLimited, Conflict, SpecValid, BusyWorkersProtected and "
+        "Bottleneck conditions.",
         json_schema_extra={"x-kubernetes-list-type": "map", "x-kubernetes-list-map-keys": ["type"]},
     )
     targets: list[TargetStatus] = Field(
@@ -138,6 +157,15 @@ class ScalingPolicyStatus(_Status):
     )
     read_replicas: str | None = Field(default=None, description="Read replicas as current/desired.")
     ready: str | None = Field(default=None, description="The Ready condition's status, for printing.")
+    # Written as "none" and [] rather than left out: a merge patch leaves out what it does not name.
+    bottleneck: str | None = Field(
+        default=None, description="The targets in a bottleneck episode, for printing; none when none."
+    )
+    bottlenecks: list[BottleneckStatus] | None = Field(
+        default=None,
+        description="The targets in a bottleneck episode, with why and since when.",
+        json_schema_extra={"x-kubernetes-list-type": "map", "x-kubernetes-list-map-keys": ["name"]},
+    )
     verification: Verification | None = Field(
         default=None, description="What a server-side dry-run said of the objects this spec makes."
     )
@@ -159,7 +187,9 @@ class ScalingPolicyStatus(_Status):
         if old is not None and old.status == status:
             old.reason, old.message = reason, message
             return
-        new = Condition(type=type_, status=status, reason=reason, message=message, last_transition_time=when)
+        new = Condition(
+            type=str(type_), status=status, reason=reason, message=message, last_transition_time=when
+        )
         self.conditions = [c for c in self.conditions if c.type != type_] + [new]
         if type_ is ConditionType.READY:
             self.ready = status.value

@@ -18,6 +18,7 @@ from typing import ClassVar, Literal, Protocol
 from kubernetes.client.rest import ApiException
 
 from .. import model
+from ..engine.bottleneck import Growth
 from ..engine.forecast import FORECAST_METRICS, ForecastInput, raise_to_forecast
 from ..engine.sizing import Reading, SampleInput, read_metric
 from ..engine.types import ObservedTarget, PolicyDecision, Proposal, TargetDecision, TargetHistory, TargetPlan
@@ -203,6 +204,11 @@ class Tier(ABC):
     def protects_busy_pods(self) -> bool:
         """Whether a scale-down first sets its pods' deletion costs (the BusyWorkersProtected condition)."""
         return False
+
+    def growth(self) -> Growth | None:
+        """The load whose growth at maxReplicas makes this tier a bottleneck before it needs more than max
+        (None: only needing more than max does)."""
+        return None
 
     def subject(self) -> str:
         """What a Scaled Event says was scaled."""

@@ -7,6 +7,7 @@ from collections.abc import Mapping
 from typing import ClassVar
 
 from .. import model
+from ..engine.bottleneck import Growth
 from ..engine.sizing import SampleInput, size_by_rate
 from ..engine.types import ObservedTarget, TargetDecision, TargetHistory, TargetPlan
 from ..kube.owners import OwnerRef
@@ -68,3 +69,6 @@ class ReadReplicasTier(Tier):
             history,
             floor=rr.effective_floor,
         )
+
+    def growth(self) -> Growth:
+        return Growth(READ_LOAD, "read load", "ReadLoadGrowingAtMax", self.spec.max_replicas)

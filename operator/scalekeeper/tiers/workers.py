@@ -20,6 +20,7 @@ from typing import ClassVar
 from kubernetes.client.rest import ApiException
 
 from .. import model
+from ..engine.bottleneck import Growth
 from ..engine.sizing import SampleInput, WorkerParams, size_worker
 from ..engine.types import ObservedTarget, TargetDecision, TargetHistory, TargetPlan
 from ..kube.dryrun import DryRunCall, Verdict, refusal, verdict
@@ -53,6 +54,8 @@ COMPLETION_RATE = "completion_rate"
 PROTECTION_WAIT_SECONDS = 10.0
 SERVICE_SECONDS = "service_seconds"
 SERVICE_SCV = "service_scv"
+# The decision's backlog metric (engine/sizing.py): waiting + in flight.
+BACKLOG = "load"
 
 
 def worker_target(queue: str) -> str:
@@ -209,6 +212,9 @@ class WorkerTier(Tier):
 
     def protects_busy_pods(self) -> bool:
         return self.spec.protect_busy_workers
+
+    def growth(self) -> Growth:
+        return Growth(BACKLOG, "backlog", "BacklogGrowingAtMax", self.spec.max_replicas)
 
     def watched_keys(self) -> list[str]:
         keys = super().watched_keys()
