@@ -1,6 +1,7 @@
 """Reaction time beside a peer: scalekeeper and KEDA sizing two Deployments from one signal, same steps.
 
-    PYTHONPATH=operator .venv/bin/python -m bench.reaction_peer [--signal prometheus|redis-list|web] [--steps 20]
+    PYTHONPATH=operator .venv/bin/python -m bench.reaction_peer [--signal prometheus|redis-list|web]
+        [--steps 20]
 
 Needs `make cluster-up`, `make image` and KEDA installed (`hack/keda.sh build install`); `--signal redis-list`
 also the demo and exporter images (`hack/demo-image.sh`, `hack/exporter-image.sh`). In one namespace
