@@ -227,8 +227,10 @@ def follow_locust(c: Cluster, ns: str, on_line: Any, timeout: float) -> None:
     try:
         for line in proc.stdout:
             on_line(line)
-    finally:
+    finally:  # an interrupt must not wait for the pod's end
         timer.cancel()
+        if proc.poll() is None:
+            proc.kill()
         proc.wait()
 
 

@@ -49,7 +49,7 @@ class Shopper(FastHttpUser):
     connection_timeout = REQUEST_TIMEOUT
     # One connection per request: kube-proxy balances connections, not requests, so kept-alive
     # connections would pin every user to the pods there were when it started, and new pods get none.
-    headers = {"Connection": "close"}
+    default_headers = {"Connection": "close"}
 
     @task(6)
     def browse(self) -> None:
