@@ -31,7 +31,7 @@ from bench.loadtest.report import RunRecord, parse_line
 from scalekeeper import model
 
 # The seed's web behavior (the demo policy's, README "How the rules work"): up 50 % per 60 s after a 60 s
-# window, down 10 % per 60 s after 300 s. The plain HPA and the ScalingPolicy run both get it.
+# window, down 10 % per 60 s after 300 s: the plain HPA's.
 SEED_BEHAVIOR: dict[str, Any] = {
     "scaleUp": {
         "stabilizationWindowSeconds": 60,
@@ -41,6 +41,15 @@ SEED_BEHAVIOR: dict[str, Any] = {
         "stabilizationWindowSeconds": 300,
         "policies": [{"type": "Percent", "value": 10, "periodSeconds": 60}],
     },
+}
+# The ScalingPolicy run gets the demo web tier's behavior as `make demo` applies it (demo_watch.policy divides
+# the example's windows and periods by 4): up 50 % per 15 s after a 15 s window; down as the seed.
+DEMO_BEHAVIOR: dict[str, Any] = {
+    "scaleUp": {
+        "stabilizationWindowSeconds": 15,
+        "policies": [{"type": "Percent", "value": 50, "periodSeconds": 15}],
+    },
+    "scaleDown": SEED_BEHAVIOR["scaleDown"],
 }
 CPU_TARGET, MEMORY_TARGET = 70, 80
 RUNS = {"fixed": "fixed at minimum", "hpa": "plain HPA", "policy": "ScalingPolicy"}
@@ -115,7 +124,7 @@ def plain_hpa(min_replicas: int, max_replicas: int) -> dict[str, Any]:
 
 
 def scaling_policy(ns: str, min_replicas: int, max_replicas: int, per_replica: float) -> dict[str, Any]:
-    """The demo policy's web tier: the same HPA (CPU 70 %, memory 80 %, the seed's behavior) above a floor
+    """The demo's web tier: the same HPA targets (CPU 70 %, memory 80 %), the demo's behavior, above a floor
     of ceil(request rate / per_replica), the rate narrowed to this namespace."""
     web = {
         "deployment": "web",
@@ -127,7 +136,7 @@ def scaling_policy(ns: str, min_replicas: int, max_replicas: int, per_replica: f
             "query": f'sum(rate(demo_http_requests_total{{namespace="{ns}",app="web"}}[30s]))',
             "perReplica": per_replica,
         },
-        "behavior": SEED_BEHAVIOR,
+        "behavior": DEMO_BEHAVIOR,
     }
     body = {"mode": "Enforce", "intervalSeconds": 5, "web": web}
     model.parse_spec(body)  # fails here, not in the operator, if the policy is not valid
