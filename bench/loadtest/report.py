@@ -213,6 +213,7 @@ def plot(runs: Sequence[RunRecord], path: Path, aim_ms: float) -> None:
     fig, axes = plt.subplots(2, len(runs), figsize=(5.5 * len(runs), 7), sharex=True, squeeze=False)
     top = max((i.p99 or 0 for r in runs for i in r.intervals), default=aim_ms)
     peak = max((n for r in runs for _, n, _ in r.replicas), default=1)
+    asked_peak = max((max(i.target_rps or 0, i.rps) for r in runs for i in r.intervals), default=1.0)
     for col, run in enumerate(runs):
         lat, reps = axes[0][col], axes[1][col]
         mids = [i.start + i.seconds / 2 for i in run.intervals]
@@ -231,9 +232,17 @@ def plot(runs: Sequence[RunRecord], path: Path, aim_ms: float) -> None:
         rate.plot(mids, [i.target_rps or math.nan for i in run.intervals], color="grey", linestyle=":")
         rate.plot(mids, [i.rps for i in run.intervals], color="grey", alpha=0.6, label="sent/s")
         rate.set_ylabel("requests/s (dotted: asked)")
-        ts = [t for t, _, _ in run.replicas]
-        reps.step(ts, [n for _, n, _ in run.replicas], where="post", label="web spec.replicas", color="C2")
-        reps.step(ts, [r for _, _, r in run.replicas], where="post", label="web ready", color="C1", alpha=0.7)
+        rate.set_ylim(0, asked_peak * 1.1)
+        # the last sample held to the run's end (a sample is taken only when something changes)
+        end = (
+            [(run.intervals[-1].start + run.intervals[-1].seconds, *run.replicas[-1][1:])]
+            if run.replicas and run.intervals
+            else []
+        )
+        samples = [*run.replicas, *end]
+        ts = [t for t, _, _ in samples]
+        reps.step(ts, [n for _, n, _ in samples], where="post", label="web spec.replicas", color="C2")
+        reps.step(ts, [r for _, _, r in samples], where="post", label="web ready", color="C1", alpha=0.7)
         reps.set_ylim(0, peak + 1)
         reps.set_xlabel("seconds from the load's start")
         if col == 0:
