@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import json
 import math
+import random
 import subprocess
 import sys
 
@@ -90,6 +91,28 @@ def test_users_at_per_user_rate_carry_at_least_the_rate_and_one_fewer_would_not(
     users = S.users_for(rps, per_user)
     assert users * per_user >= rps - 1e-6  # rates within 1e-9 users of a whole number round to it
     assert users == 0 or (users - 1) * per_user < rps
+
+
+def test_a_pacer_s_gaps_average_one_over_its_rate() -> None:
+    pacer = S.Pacer(0.5, 0.0, random.Random(7))
+    first = pacer.next_at
+    starts, now = [], 0.0
+    for _ in range(20000):
+        now += pacer.wait(now)  # responses take no time: the user is never behind
+        starts.append(now)
+    assert first > 0 and starts[0] == first
+    assert (starts[-1] - starts[0]) / (len(starts) - 1) == pytest.approx(2.0, rel=0.03)
+
+
+@given(st.floats(0.05, 10), st.floats(0, 100), st.integers(0, 2**32))
+def test_a_pacer_behind_sends_at_once_and_never_bursts_to_catch_up(
+    rate: float, late: float, seed: int
+) -> None:
+    pacer = S.Pacer(rate, 0.0, random.Random(seed))
+    now = pacer.next_at + late  # the previous response came `late` s after the planned start
+    assert pacer.wait(now) == 0.0
+    planned = pacer.next_at  # one gap after now, not after the missed start
+    assert planned >= now and pacer.wait(now) == planned - now
 
 
 def test_an_interval_s_percentiles_are_over_its_own_requests_nearest_rank() -> None:

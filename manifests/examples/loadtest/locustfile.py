@@ -4,7 +4,7 @@
 
 Settings (environment):
   LOAD_POINTS       the load, `t:rps` points (shape.py); default "0:6,60:60,240:60"
-  RATE_PER_USER     requests per second one user sends (default 0.5): users = ceil(rps / RATE_PER_USER)
+  RATE_PER_USER     requests per second one user sends, Poisson (default 0.5): users = ceil(rps / RATE_PER_USER)
   INTERVAL_SECONDS  width of a reported interval (default 10)
   BROWSE_MS, SEARCH_MS   CPU milliseconds asked of web by a browse (GET /?ms=) and a search (default 10, 30)
   PURCHASE_QUEUE    the demo queue a purchase publishes one task onto (GET /enqueue; default emails)
@@ -19,16 +19,17 @@ from __future__ import annotations
 
 import json
 import os
+import random
 import sys
 import time
 from typing import Any
 
 import gevent
-from locust import LoadTestShape, constant_throughput, events, task
+from locust import LoadTestShape, events, task
 from locust.contrib.fasthttp import FastHttpUser
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-from shape import Interval, interval_index, parse_points, rate_at, users_for  # noqa: E402
+from shape import Interval, Pacer, interval_index, parse_points, rate_at, users_for  # noqa: E402
 
 POINTS = parse_points(os.environ.get("LOAD_POINTS", "0:6,60:60,240:60"))
 RATE_PER_USER = float(os.environ.get("RATE_PER_USER", "0.5"))
@@ -44,7 +45,14 @@ class Shopper(FastHttpUser):
     """FastHttpUser (geventhttpclient) rather than HttpUser (requests): several times less CPU per request,
     and locust shares two cores with the cluster it measures."""
 
-    wait_time = constant_throughput(RATE_PER_USER)
+    def on_start(self) -> None:
+        self.pacer = Pacer(RATE_PER_USER, time.monotonic(), random.Random())
+        # The first request waits for the user's first start time too (a random phase).
+        gevent.sleep(self.pacer.wait(time.monotonic()))
+
+    def wait_time(self) -> float:
+        """Poisson arrivals at RATE_PER_USER (shape.Pacer); locust calls it after each task."""
+        return self.pacer.wait(time.monotonic())
     network_timeout = REQUEST_TIMEOUT
     connection_timeout = REQUEST_TIMEOUT
     # One connection per request: kube-proxy balances connections, not requests, so kept-alive

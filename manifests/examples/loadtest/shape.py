@@ -2,15 +2,19 @@
 the load as requests per second over time, the users that offer it, and one 10 s interval's figures.
 
 The load is a list of points `t:rps` ("0:6,60:60,240:60"): linear between points, a step where two points
-share a time, over when the last point is passed. Each user paces itself at `per_user` requests per second
-(locust's constant_throughput), so `users = ceil(rps / per_user)` offers the rate exactly while responses
-take less than 1 / per_user seconds; slower than that, a user falls behind (a closed loop), and the interval
-records show the rate actually sent beside the one asked for.
+share a time, over when the last point is passed. Each user starts its requests at exponentially distributed
+gaps of mean 1 / per_user seconds (Pacer), so `users = ceil(rps / per_user)` users send Poisson arrivals at
+the rate asked for. Users started at one instant and paced at fixed gaps (locust's constant_throughput)
+would send every request in bursts, all at once: a web pod then serves a queue, not a rate. A user whose
+response comes after its next start time sends at once and paces from there (a closed loop when the
+service is slower than the user's rate); the interval records show the rate actually sent beside the one
+asked for.
 """
 
 from __future__ import annotations
 
 import math
+import random
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Any
@@ -71,6 +75,25 @@ def users_for(rps: float, per_user: float) -> int:
         raise ValueError("per_user must be > 0")
     # round first: 6 / 0.5 in floating point must not become 13 users
     return math.ceil(round(rps / per_user, 9))
+
+
+class Pacer:
+    """One user's start times: exponential gaps of mean 1 / rate from a random first start, so that users
+    started together do not send together."""
+
+    def __init__(self, rate: float, now: float, rng: random.Random) -> None:
+        if rate <= 0:
+            raise ValueError("rate must be > 0")
+        self.rate, self.rng = rate, rng
+        self.next_at = now + rng.expovariate(rate)
+
+    def wait(self, now: float) -> float:
+        """Seconds to wait, at `now` (after a request), before the next request; 0 when it is overdue."""
+        # Behind (the last response came after the planned start): pace from now, no catch-up burst.
+        self.next_at = max(self.next_at, now)
+        wait = self.next_at - now
+        self.next_at += self.rng.expovariate(self.rate)
+        return wait
 
 
 def percentile(values: Sequence[float], q: float) -> float:
