@@ -64,7 +64,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--min-replicas", type=int, default=1, help="web's minimum (and the fixed run's) (1)")
     p.add_argument("--max-replicas", type=int, default=10, help="web's maximum (10)")
     p.add_argument(
-        "--per-replica", type=float, default=8.0, help="the ScalingPolicy's requests/s per pod (8)"
+        "--per-replica", type=float, default=10.0, help="the ScalingPolicy's requests/s per pod (10)"
     )
     p.add_argument("--web-cpu", default="200m", help="web pod's CPU request and limit (200m)")
     p.add_argument("--browse-ms", type=float, default=5.0, help="CPU ms of a browse request (5)")

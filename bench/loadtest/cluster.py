@@ -312,7 +312,10 @@ def run_one(c: Cluster, name: str, s: Settings, timeout: float) -> RunRecord:
             else (samples[0][0] if samples else 0.0)
         )
         record.replicas = [(t - origin, n, r) for t, n, r in samples]
-        phase = c.core.read_namespaced_pod("locust", ns).status.phase
+        # The log ends with locust's process; the pod's phase follows within a kubelet sync.
+        with contextlib.suppress(TimeoutError):
+            wait_for("locust pod ended", lambda: pod_phase(c, ns) in ("Succeeded", "Failed"), 30, 1.0)
+        phase = pod_phase(c, ns)
         if phase != "Succeeded":
             record.notes.append(f"locust pod ended {phase}")
         return record
@@ -324,6 +327,10 @@ def run_one(c: Cluster, name: str, s: Settings, timeout: float) -> RunRecord:
             print(f"namespace {ns} still there after 180 s", file=sys.stderr)
         with contextlib.suppress(Exception):
             delete_prefixed(redis_client(c.redis_url), f"{ns}:")
+
+
+def pod_phase(c: Cluster, ns: str) -> str:
+    return str(c.core.read_namespaced_pod("locust", ns).status.phase)
 
 
 def redis_image() -> str:
