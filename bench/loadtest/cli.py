@@ -66,7 +66,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument(
         "--per-replica", type=float, default=10.0, help="the ScalingPolicy's requests/s per pod (10)"
     )
-    p.add_argument("--web-cpu", default="200m", help="web pod's CPU request and limit (200m)")
+    p.add_argument("--web-cpu", default="200m", help="web pod's CPU limit (200m)")
+    p.add_argument("--web-cpu-request", default="40m", help="web pod's CPU request (40m)")
     p.add_argument("--browse-ms", type=float, default=5.0, help="CPU ms of a browse request (5)")
     p.add_argument("--search-ms", type=float, default=20.0, help="CPU ms of a search request (20)")
     p.add_argument("--rate-per-user", type=float, default=0.5, help="requests/s of one locust user (0.5)")
@@ -95,7 +96,7 @@ def check(p: argparse.ArgumentParser, args: argparse.Namespace) -> None:
         p.error("--factor must be >= 1; --ramp, --browse-ms and --search-ms >= 0")
     if not 1 <= args.min_replicas <= args.max_replicas:
         p.error("need 1 <= --min-replicas <= --max-replicas")
-    for name in ("web_cpu", "locust_cpu"):
+    for name in ("web_cpu", "web_cpu_request", "locust_cpu"):
         if not CPU_QUANTITY.match(getattr(args, name)):
             p.error(f"--{name.replace('_', '-')}: a CPU quantity such as 200m or 1")
     if args.capacity is not None:
@@ -180,6 +181,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         max_replicas=args.max_replicas,
         per_replica=args.per_replica,
         web_cpu=args.web_cpu,
+        web_cpu_request=args.web_cpu_request,
         locust_cpu=args.locust_cpu,
         locust_env={
             "RATE_PER_USER": f"{args.rate_per_user:g}",
