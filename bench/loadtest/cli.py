@@ -150,6 +150,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     check(p, args)
     if args.short:
         args.ramp, args.hold = 20.0, 40.0
+    args.short = None  # spelled out as --ramp and --hold in the reproduce line
     if args.replot is not None:
         report(records_from_json(json.loads(args.replot.read_text())), args)
         return 0
