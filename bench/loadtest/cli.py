@@ -218,6 +218,8 @@ def report(runs: Sequence[RunRecord], args: argparse.Namespace) -> None:
             f"intervals with p95 > {aim:g} ms (start, s): {over_list(run, aim)}; errors {s.failures}; "
             f"peak web replicas {s.peak_replicas} ({s.peak_ready} ready)"
         )
+        if run.bottleneck:
+            print(f"policy at the end: {run.bottleneck}")
         for note in run.notes[-5:]:
             print(f"  locust: {note}")
         if args.capacity is not None:

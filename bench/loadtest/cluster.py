@@ -307,6 +307,8 @@ def run_one(c: Cluster, name: str, s: Settings, timeout: float) -> RunRecord:
             )
 
         follow_locust(c, ns, on_line, timeout)
+        if name == "policy":
+            record.bottleneck = policy_bottleneck(c, ns)
         samples = watch.finish()
         origin = (
             record.intervals[0].epoch - record.intervals[0].start
@@ -329,6 +331,27 @@ def run_one(c: Cluster, name: str, s: Settings, timeout: float) -> RunRecord:
             print(f"namespace {ns} still there after 180 s", file=sys.stderr)
         with contextlib.suppress(Exception):
             delete_prefixed(redis_client(c.redis_url), f"{ns}:")
+
+
+def policy_bottleneck(c: Cluster, ns: str) -> str:
+    """The policy's Bottleneck condition at the run's end, and how many episodes its Warning Events told."""
+    body = c.core.api_client.sanitize_for_serialization(
+        client.CustomObjectsApi(c.core.api_client).get_namespaced_custom_object(
+            model.GROUP, model.VERSION, ns, model.PLURAL, POLICY
+        )
+    )
+    found = [x for x in (body.get("status") or {}).get("conditions") or [] if x.get("type") == "Bottleneck"]
+    told = sum(
+        e.reason == "Bottleneck" and e.involved_object.name == POLICY
+        for e in c.core.list_namespaced_event(ns).items
+    )
+    if not found:
+        return f"no Bottleneck condition; {told} Bottleneck Warning Events"
+    cond = found[0]
+    return (
+        f"Bottleneck={cond.get('status')} ({cond.get('reason')}): {cond.get('message')}; "
+        f"{told} Bottleneck Warning Event(s)"
+    )
 
 
 def pod_phase(c: Cluster, ns: str) -> str:

@@ -72,6 +72,8 @@ class RunRecord:
     replicas: list[tuple[float, int, int]]
     locust_cpu_limit: str = ""
     notes: list[str] = field(default_factory=list)
+    # The ScalingPolicy run's Bottleneck condition at its end (empty for the others).
+    bottleneck: str = ""
 
 
 def over(interval: IntervalLine, aim_ms: float) -> bool:
@@ -183,6 +185,7 @@ def records_json(runs: Sequence[RunRecord]) -> list[dict[str, Any]]:
             "replicas": r.replicas,
             "locust_cpu_limit": r.locust_cpu_limit,
             "notes": r.notes,
+            "bottleneck": r.bottleneck,
         }
         for r in runs
     ]
@@ -197,6 +200,7 @@ def records_from_json(data: Sequence[dict[str, Any]]) -> list[RunRecord]:
             replicas=[(float(t), int(n), int(r)) for t, n, r in d["replicas"]],
             locust_cpu_limit=d.get("locust_cpu_limit", ""),
             notes=list(d.get("notes", [])),
+            bottleneck=str(d.get("bottleneck", "")),
         )
         for d in data
     ]
