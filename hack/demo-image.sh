@@ -1,14 +1,7 @@
 #!/usr/bin/env bash
-# Builds the demo application's image (manifests/examples/demo) and pushes it to the local registry.
-# Prints the reference pods use. The base image is the one hack/addons.sh chose (PYTHON_BASE_IMAGE in
-# images.env): the public Python image when it can be pulled, else the Debian Python image built here.
+# Builds the demo application's image (manifests/examples/demo),
+# on the project's Python base image, pushes it to the local registry and prints the reference
+# pods use (hack/lib.sh python_image).
 . "$(dirname "$0")/lib.sh"
-[ -f "$STATE_DIR/images.env" ] || "$HACK_DIR/addons.sh" images >/dev/null
-# shellcheck source=/dev/null
-. "$STATE_DIR/images.env"
-IMAGE=${SCALEKEEPER_DEMO_IMAGE:-$REGISTRY/scalekeeper-demo:dev}
-log "docker build $IMAGE (base $PYTHON_BASE_IMAGE)"
-run_logged image-scalekeeper-demo docker build --build-arg "BASE_IMAGE=$PYTHON_BASE_IMAGE" -t "$IMAGE" \
-  "$ROOT_DIR/manifests/examples/demo"
-run_logged push-scalekeeper-demo docker push "$IMAGE"
-echo "$IMAGE"
+python_image "${SCALEKEEPER_DEMO_IMAGE:-$REGISTRY/scalekeeper-demo:dev}" \
+  "$ROOT_DIR/manifests/examples/demo" scalekeeper-demo

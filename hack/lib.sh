@@ -93,6 +93,19 @@ go_binary_image() { # tag binary context-dir user entrypoint (JSON array items, 
 
 # The operator's, the demo app's and the Celery exporter's images build side by side (mostly pip downloads on a
 # first run); prints their three references, a line each, in that order.
+# Builds one of the project's Python images on the base hack/addons.sh chose (PYTHON_BASE_IMAGE in images.env:
+# the public Python image when it can be pulled, else the Debian Python image built here), pushes it to the
+# local registry and prints the reference pods use.
+python_image() { # image-reference build-context log-name
+  [ -f "$STATE_DIR/images.env" ] || "$HACK_DIR/addons.sh" images >/dev/null
+  # shellcheck source=/dev/null
+  . "$STATE_DIR/images.env"
+  log "docker build $1 (base $PYTHON_BASE_IMAGE)"
+  run_logged "image-$3" docker build --build-arg "BASE_IMAGE=$PYTHON_BASE_IMAGE" -t "$1" "$2"
+  run_logged "push-$3" docker push "$1"
+  echo "$1"
+}
+
 app_images() {
   local demo_out=$LOG_DIR/demo-image.ref exporter_out=$LOG_DIR/exporter-image.ref op
   "$HACK_DIR/demo-image.sh" >"$demo_out" & local demo_pid=$!
