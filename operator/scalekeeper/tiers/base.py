@@ -178,23 +178,35 @@ class Tier(ABC):
         state = observed.state
         if not decided.exists or state is None or decided.desired == state.replicas:
             return Outcome.UNCHANGED
-        ref = self.target()
         try:
-            after = ctx.replicas.write_unless_resized(ref, decided.desired, state)
+            written = self.write_replicas(ctx, decided.desired, state)
         except WriteConflict as exc:
             # Someone else resized it since we read it: decide again on fresh data next cycle.
-            ctx.metrics.write(ref.kind, "conflict")
             ctx.errors.append(f"{self.name}: {exc}; will decide again")
             return Outcome.FAILED
+        if not written:
+            return Outcome.FAILED
+        ctx.scaled(self.name)
+        return Outcome.WRITTEN
+
+    def write_replicas(self, ctx: ActContext, replicas: int, state: ReplicaState) -> bool:
+        """Set the workload's replicas at the version observed and remember the write as this operator's;
+        False (told in the errors) when the API server refused it. WriteConflict, counted, is raised: each
+        caller knows what another writer's resize means to it."""
+        ref = self.target()
+        try:
+            after = ctx.replicas.write_unless_resized(ref, replicas, state)
+        except WriteConflict:
+            ctx.metrics.write(ref.kind, "conflict")
+            raise
         except (ApiException, TargetNotFound) as exc:
             ctx.metrics.write(ref.kind, "error")
             ctx.errors.append(f"{self.name}: writing replicas of {ref.describe()} failed: {exc}")
-            return Outcome.FAILED
+            return False
         write = OwnWrite(state.resource_version, after, after.resource_version, ctx.monotonic)
         ctx.memory.wrote((self.name, "replicas"), write)
         ctx.metrics.write(ref.kind, "scaled")
-        ctx.scaled(self.name)
-        return Outcome.WRITTEN
+        return True
 
     def verify(self, call: DryRunCall) -> list[Verdict]:
         """The API server's dry-run verdicts on the objects this tier creates or patches (none: it only

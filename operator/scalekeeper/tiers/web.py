@@ -20,7 +20,7 @@ from ..engine.types import LimitedBy, ObservedTarget, TargetDecision, TargetHist
 from ..kube.dryrun import DryRunCall, Verdict, verdict
 from ..kube.hpa import HpaClient, HpaState, desired_hpa, hpa_name
 from ..kube.owners import OwnerRef
-from ..kube.targets import TargetNotFound, TargetRef, WriteConflict
+from ..kube.targets import TargetRef, WriteConflict
 from ..kube.watched import hpa_name_key, hpa_target_key
 from ..memory import OwnWrite
 from .base import (
@@ -203,27 +203,17 @@ class WebTier(Tier):
         scale-down stays with the HPA, whose minReplicas already keeps it from going back under the floor.
         """
         state = observed.state
-        target = (
-            None if state is None else raised_size(state.replicas, floor, self.spec.max_replicas, by_budget)
-        )
-        if state is None or target is None:
+        if state is None:
             return False
-        ref = self.target()
+        target = raised_size(state.replicas, floor, self.spec.max_replicas, by_budget)
+        if target is None:
+            return False
         try:
-            after = ctx.replicas.write_unless_resized(ref, target, state)
+            return self.write_replicas(ctx, target, state)
         except WriteConflict:
             # Another writer (the HPA itself, most often) resized it since it was read; the floor is in the
             # HPA either way, and the next cycle looks again.
-            ctx.metrics.write(ref.kind, "conflict")
             return False
-        except (ApiException, TargetNotFound) as exc:
-            ctx.metrics.write(ref.kind, "error")
-            ctx.errors.append(f"web: raising {ref.describe()} to the floor {target} failed: {exc}")
-            return False
-        write = OwnWrite(state.resource_version, after, after.resource_version, ctx.monotonic)
-        ctx.memory.wrote((self.name, "replicas"), write)
-        ctx.metrics.write(ref.kind, "scaled")
-        return True
 
     def verify(self, call: DryRunCall) -> list[Verdict]:
         made = desired_hpa(self.spec, self.owner, self.spec.min_replicas)
