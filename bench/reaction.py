@@ -174,39 +174,52 @@ def stop_operator(kubeconfig: str, ns: str, operator: subprocess.Popen[bytes] | 
     delete_lease(kubeconfig, LEASE_NAMESPACE, lease_name(ns))
 
 
-class Sizes:
-    """Every spec.replicas a watch shows of the namespace's Deployments, with when it was first seen."""
+class Replicas:
+    """Watches the namespace's Deployments: when each first showed each spec.replicas since forget(), and
+    every change of each one's spec.replicas, in order (`between`)."""
 
     def __init__(self, apps: client.AppsV1Api, ns: str) -> None:
+        self.apps, self.ns = apps, ns
+        self.seen: dict[tuple[str, int], float] = {}
+        self.current: dict[str, int] = {}
         self.changes: dict[str, list[tuple[float, int]]] = {}
-        self._stop = threading.Event()
-        threading.Thread(target=self._watch, args=(apps, ns), daemon=True).start()
+        self.lock = threading.Lock()
+        self.stop = threading.Event()
+        threading.Thread(target=self._run, daemon=True).start()
 
-    def _watch(self, apps: client.AppsV1Api, ns: str) -> None:
-        w = watch.Watch()
-        for event in w.stream(apps.list_namespaced_deployment, ns, timeout_seconds=3600):
-            name, replicas = event["object"].metadata.name, int(event["object"].spec.replicas)
-            seen = self.changes.setdefault(name, [])
-            if not seen or seen[-1][1] != replicas:
-                seen.append((time.time(), replicas))
-            if self._stop.is_set():
-                w.stop()
+    def _run(self) -> None:
+        while not self.stop.is_set():
+            try:
+                w = watch.Watch()
+                for event in w.stream(self.apps.list_namespaced_deployment, self.ns, timeout_seconds=600):
+                    obj, now = event["object"], time.time()
+                    name, replicas = obj.metadata.name, int(obj.spec.replicas)
+                    with self.lock:
+                        self.seen.setdefault((name, replicas), now)
+                        if self.current.get(name) != replicas:
+                            self.changes.setdefault(name, []).append((now, replicas))
+                        self.current[name] = replicas
+                    if self.stop.is_set():
+                        w.stop()
+            except Exception:  # a dropped watch is re-opened; its list re-reads every target
+                time.sleep(0.5)
 
-    def stop(self) -> None:
-        self._stop.set()
+    def forget(self, name: str, replicas: int) -> None:
+        with self.lock:
+            self.seen.pop((name, replicas), None)
 
-    def at(self, name: str, replicas: int, since: float, timeout: float = 60) -> float | None:
-        """When `name` was first seen at `replicas` after `since` (None: not within `timeout`)."""
-        deadline = time.time() + timeout
+    def wait(self, name: str, replicas: int, deadline: float) -> float | None:
         while time.time() < deadline:
-            for t, r in self.changes.get(name, []):
-                if t >= since and r == replicas:
-                    return t
+            with self.lock:
+                if (name, replicas) in self.seen:
+                    return self.seen[(name, replicas)]
             time.sleep(0.02)
         return None
 
     def between(self, name: str, start: float, end: float) -> list[int]:
-        return [r for t, r in self.changes.get(name, []) if start <= t < end]
+        """The sizes `name` was changed to from `start` to `end`."""
+        with self.lock:
+            return [r for t, r in self.changes.get(name, []) if start <= t < end]
 
 
 def reset_web(
@@ -244,11 +257,12 @@ def main() -> int:
         create_deployment(apps, ns, "target", image, SLEEPER)
         create_deployment(apps, ns, "web", image, SLEEPER)
         operator = start_operator(kubeconfig, prom, ns, "bench-reaction-operator.log")
-        sizes = Sizes(apps, ns)
+        sizes = Replicas(apps, ns)
         started = time.time()
         set_value(kubeconfig, ns, 30)
         apply_object(kubeconfig, ns, scaling_policy(query, args.interval, web="web"))
-        if sizes.at("target", 3, started) is None or sizes.at("web", 3, started) is None:
+        settled = time.time() + 60
+        if sizes.wait("target", 3, settled) is None or sizes.wait("web", 3, settled) is None:
             print("the tiers did not settle at 3 within 60 s", file=sys.stderr)
             return 1
         rows: dict[str, list[tuple[float, float]]] = {"readReplicas": [], "web": []}
@@ -257,12 +271,14 @@ def main() -> int:
         levels = [(30, 3), (70, 7)]
         for step in range(args.steps):
             value, replicas = levels[(step + 1) % 2]
+            moved = [("readReplicas", "target")] + ([("web", "web")] if value == 70 else [])
+            for _, name in moved:
+                sizes.forget(name, replicas)
             written = time.time()
             set_value(kubeconfig, ns, value)
             queryable = wait_queryable(prom, query, value)
-            moved = [("readReplicas", "target")] + ([("web", "web")] if value == 70 else [])
             for tier, name in moved:
-                seen = sizes.at(name, replicas, written)
+                seen = sizes.wait(name, replicas, time.time() + 60)
                 if seen is None:
                     print(f"step {step}: {tier} did not reach {replicas} within 60 s", file=sys.stderr)
                     return 1
@@ -274,7 +290,7 @@ def main() -> int:
                 rising = written
             time.sleep(0.5)
         held = hold_risen(kubeconfig, ns, sizes, args.hold)
-        sizes.stop()
+        sizes.stop.set()
         print(f"machine: {describe_machine(api)}")
         print(f"policy intervalSeconds={args.interval}, Prometheus scrape interval 1 s, {args.steps} steps")
         print(f"{'tier':13} {'measure':44} {'n':>3} {'p50':>7} {'p95':>7} {'max':>7}")
@@ -300,12 +316,13 @@ def main() -> int:
         core.delete_namespace(ns)
 
 
-def hold_risen(kubeconfig: str, ns: str, sizes: Sizes, hold: int) -> list[int]:
+def hold_risen(kubeconfig: str, ns: str, sizes: Replicas, hold: int) -> list[int]:
     """Raise to 70 once more (the steps end at 30) and hold: every web size seen from the rise to the end of
     the hold; [7] when the operator's one write stood through the HPA's syncs."""
+    sizes.forget("web", 7)
     rise = time.time()
     set_value(kubeconfig, ns, 70)
-    if sizes.at("web", 7, rise) is None:
+    if sizes.wait("web", 7, time.time() + 60) is None:
         raise RuntimeError("web did not reach 7 within 60 s")
     time.sleep(hold)  # the HPA's syncs are what is watched here: nothing to wait on but time
     return sizes.between("web", rise, time.time())

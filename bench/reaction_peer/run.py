@@ -25,11 +25,11 @@ from bench.common import (
     wait_for,
     wait_namespace_gone,
 )
-from bench.reaction import SLEEPER, create_deployment, reset_web, start_operator, stop_operator
+from bench.reaction import SLEEPER, Replicas, create_deployment, reset_web, start_operator, stop_operator
 from bench.reaction_peer.autoscalers import KEDA, SK, hpa_behavior, hpa_sync_period, keda_ready, scaled_object
 from bench.reaction_peer.report import plot, report, write_json
 from bench.reaction_peer.signals import SIGNALS, setup_gauge, setup_redis_list
-from bench.reaction_peer.steps import Bench, Replicas
+from bench.reaction_peer.steps import Bench
 
 LADDER = [40, 50, 60, 70, 80, 90, 100]
 

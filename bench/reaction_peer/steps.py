@@ -4,53 +4,13 @@ spec.replicas, with random gaps between steps."""
 from __future__ import annotations
 
 import random
-import threading
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
 
-from kubernetes import client, watch
-
+from bench.reaction import Replicas
 from bench.reaction_peer.autoscalers import KEDA, LABEL, SK, replicas_for
 from bench.reaction_peer.signals import Signal
-
-
-class Replicas:
-    """Watches the namespace's Deployments: when each first showed each spec.replicas since forget()."""
-
-    def __init__(self, apps: client.AppsV1Api, ns: str) -> None:
-        self.apps, self.ns = apps, ns
-        self.seen: dict[tuple[str, int], float] = {}
-        self.current: dict[str, int] = {}
-        self.lock = threading.Lock()
-        self.stop = threading.Event()
-        threading.Thread(target=self._run, daemon=True).start()
-
-    def _run(self) -> None:
-        while not self.stop.is_set():
-            try:
-                w = watch.Watch()
-                for event in w.stream(self.apps.list_namespaced_deployment, self.ns, timeout_seconds=600):
-                    obj, now = event["object"], time.time()
-                    with self.lock:
-                        self.seen.setdefault((obj.metadata.name, int(obj.spec.replicas)), now)
-                        self.current[obj.metadata.name] = int(obj.spec.replicas)
-                    if self.stop.is_set():
-                        w.stop()
-            except Exception:  # a dropped watch is re-opened; its list re-reads every target
-                time.sleep(0.5)
-
-    def forget(self, name: str, replicas: int) -> None:
-        with self.lock:
-            self.seen.pop((name, replicas), None)
-
-    def wait(self, name: str, replicas: int, deadline: float) -> float | None:
-        while time.time() < deadline:
-            with self.lock:
-                if (name, replicas) in self.seen:
-                    return self.seen[(name, replicas)]
-            time.sleep(0.02)
-        return None
 
 
 @dataclass
