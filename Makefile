@@ -5,7 +5,7 @@ PY := $(VENV)/bin/python
 CRD := crds/scalingpolicies.scalekeeper.dev.yaml
 CHART_CRD := manifests/chart/scalekeeper/crds/scalingpolicies.scalekeeper.dev.yaml
 
-.PHONY: loadtest bench-reaction bench-protection bench-keda prometheus-adapter bench-quality bench-quality-real bench-soak bench-scale demo help venv lint typecheck crd crd-check unit test cluster-up cluster-down cluster-status cluster-logs image lock
+.PHONY: rules-check bench-shards loadtest bench-reaction bench-protection bench-keda prometheus-adapter bench-quality bench-quality-real bench-soak bench-scale demo help venv lint typecheck crd crd-check unit test cluster-up cluster-down cluster-status cluster-logs image lock
 
 help:
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  %-16s %s\n", $$1, $$2}'
@@ -18,10 +18,15 @@ $(VENV)/.installed: pyproject.toml exporter/pyproject.toml
 
 venv: $(VENV)/.installed ## Python environment with the package and its test tools
 
-lint: venv ## ruff (lint + format check), hadolint on the Dockerfiles
+lint: venv rules-check ## ruff (lint + format check), hadolint on the Dockerfiles, the alert rules
 	$(VENV)/bin/ruff check operator tests bench hack exporter
 	$(VENV)/bin/ruff format --check operator tests bench hack exporter
 	hack/lint-dockerfile.sh
+
+RULES := manifests/chart/scalekeeper/rules/scalekeeper-rules.yaml
+rules-check: ## promtool check and unit tests (tests/rules/) of the alert rules; promtool built once, cached
+	hack/promtool.sh check rules $(RULES)
+	cd tests/rules && ../../hack/promtool.sh test rules *.yaml
 
 typecheck: venv ## mypy --strict on the package, the benchmarks, the demo's watcher and the Celery exporter
 	$(VENV)/bin/mypy operator/scalekeeper bench hack/demo_watch exporter/scalekeeper_celery_exporter
@@ -48,7 +53,7 @@ cluster-status: ## what is running
 cluster-logs: ## collect kind, dockerd and registry logs into logs/
 	hack/cluster.sh logs
 
-demo: ## kind cluster + chart + demo app + its ScalingPolicy, load, and the tiers scaling live (writes out/demo.png)
+demo: ## kind cluster + chart + demo app + its ScalingPolicy, load (locust on web), the tiers scaling live (out/demo.png)
 	hack/demo.sh
 
 bench-reaction: venv cluster-up image ## reaction time: metric queryable -> scale write visible (20 steps)
@@ -74,6 +79,9 @@ bench-keda: venv cluster-up image ## reaction time beside KEDA (built from its G
 prometheus-adapter: venv cluster-up ## custom-metrics API for a plain HPA on queue depth (hack/prometheus-adapter.sh, built from its Go module): install, check end to end, leave installed
 	hack/prometheus-adapter.sh build install check
 
+bench-shards: venv cluster-up ## sharded replicas: a SIGKILLed one's policies taken over, a join's moves, a SIGTERM's handover (out/bench-shards.png)
+	PYTHONPATH=$(CURDIR)/operator $(PY) -m bench.shards
+
 bench-soak: venv cluster-up image ## soak: 500 policies, changing load, 30 min; RSS slope, CPU, decision gaps, errors
 	$(PY) -m bench.soak --policies 500 --minutes 30
 
@@ -82,11 +90,13 @@ bench-quality: venv ## scaling quality on a real trace (fpp3 bank_calls), in the
 
 # bench-quality-real installs KEDA and the prometheus-adapter for its run and uninstalls them after; it needs the
 # cluster up (make cluster-up) and builds the demo's and the exporter's images (SCALEKEEPER_DEMO_IMAGE picks a tag).
+# BENCH_QUALITY_REAL_ARGS: more options, e.g. --objective-only (scalekeeper sized by targetWaitSeconds alone).
 PROMETHEUS_ADAPTER_SH ?= hack/prometheus-adapter.sh
+BENCH_QUALITY_REAL_ARGS ?=
 bench-quality-real: venv ## a 10-min trace slice for real, 3 namespaces at once: scalekeeper, KEDA, plain HPA vs the simulator
 	DEMO_IMAGE=$$(hack/demo-image.sh | tail -n 1) && hack/exporter-image.sh >/dev/null || exit 1; \
 	hack/keda.sh build install && $(PROMETHEUS_ADAPTER_SH) build install && \
-	  PYTHONPATH=$(CURDIR)/operator $(PY) -m bench.quality_real --demo-image "$$DEMO_IMAGE"; rc=$$?; \
+	  PYTHONPATH=$(CURDIR)/operator $(PY) -m bench.quality_real --demo-image "$$DEMO_IMAGE" $(BENCH_QUALITY_REAL_ARGS); rc=$$?; \
 	$(PROMETHEUS_ADAPTER_SH) uninstall; hack/keda.sh uninstall; exit $$rc
 
 # bench-protection builds the operator's, the demo's and the exporter's images (hack/lib.sh app_images) and
@@ -107,7 +117,8 @@ bench-scale: venv ## cost at scale: one operator, SIZES policies (100,300): CPU,
 # rehearsal (ramp 20 s, hold 40 s); --capacity 2:20:2: one web pod's capacity, a staircase of 30 s steps.
 LOADTEST_ARGS ?=
 loadtest: venv ## locust on kind, 1x -> 10x in 60 s held 3 min: web fixed, plain HPA, ScalingPolicy; out/loadtest.png
-	DEMO_IMAGE=$$(hack/demo-image.sh | tail -n 1) && LOCUST_IMAGE=$$(hack/loadtest-image.sh | tail -n 1) || exit 1; \
+	set -o pipefail; DEMO_IMAGE=$$(hack/demo-image.sh | tail -n 1) && LOCUST_IMAGE=$$(hack/loadtest-image.sh | tail -n 1) \
+	  || exit 1; \
 	PYTHONPATH=$(CURDIR)/operator $(PY) -m bench.loadtest --demo-image "$$DEMO_IMAGE" \
 	  --locust-image "$$LOCUST_IMAGE" $(LOADTEST_ARGS)
 

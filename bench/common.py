@@ -29,6 +29,8 @@ from typing import Any
 from kubernetes import client
 from kubernetes.client.rest import ApiException
 
+from scalekeeper.kube.membership import GROUP_LABEL
+
 ROOT = Path(__file__).resolve().parents[1]
 # As hack/lib.sh lays it out: cluster.env and the kubeconfig in state/, the pinned tools in bin/current/.
 CACHE = Path(os.environ.get("SCALEKEEPER_CACHE", Path.home() / ".cache" / "scalekeeper"))
@@ -271,7 +273,8 @@ def start_process(
 
 
 def stop_process(process: subprocess.Popen[bytes], timeout: float) -> None:
-    """SIGTERM (the operator releases its lease and stops its daemons), SIGKILL after `timeout` seconds."""
+    """SIGTERM (the operator releases its policies and deletes its member Lease), SIGKILL after `timeout`
+    seconds."""
     if process.poll() is not None:
         return
     process.terminate()
@@ -283,11 +286,12 @@ def stop_process(process: subprocess.Popen[bytes], timeout: float) -> None:
 
 
 def delete_lease(kubeconfig: str, namespace: str, name: str) -> None:
-    """Delete the lease a bench's own operator took: stopping the operator only releases it (no holder),
-    and released leases pile up in the namespace. Best effort, at cleanup: a failure is said, not raised."""
+    """Delete the member Leases of a bench's own operators (the group `name`): a stopped member deletes its
+    own, a killed one leaves it, and they pile up in the namespace. Best effort, at cleanup: a failure is
+    said, not raised."""
     if name == SHARED_LEASE:
         raise ValueError(f"{SHARED_LEASE} belongs to the operator installed in the cluster")
-    out = run_kubectl(kubeconfig, "-n", namespace, "delete", "lease", name, "--ignore-not-found")
+    out = run_kubectl(kubeconfig, "-n", namespace, "delete", "lease", "-l", f"{GROUP_LABEL}={name}")
     if out.returncode:
         print(f"could not delete lease {namespace}/{name}: {out.stderr.strip()}", file=sys.stderr)
 
@@ -399,10 +403,14 @@ def reproduce_command(module: str, args: argparse.Namespace) -> str:
     """The command with every option spelled out (those set), so a changed default cannot change the run."""
     options: list[str] = []
     for name, value in vars(args).items():
-        if value is None:
+        flag = f"--{name.replace('_', '-')}"
+        if value is None or value is False:
+            continue
+        if value is True:  # a store_true switch takes no value
+            options.append(flag)
             continue
         shown = value.relative_to(ROOT) if isinstance(value, Path) and value.is_relative_to(ROOT) else value
-        options += [f"--{name.replace('_', '-')}", str(shown)]
+        options += [flag, str(shown)]
     return f"PYTHONPATH=operator .venv/bin/python -m {module} " + shlex.join(options)
 
 

@@ -68,6 +68,7 @@ from bench.protection_figures import (
     task_spans,
 )
 from bench.protection_watch import LogFollowers, PodWatch, prometheus_vector
+from scalekeeper.cli import Parser
 
 CHART = ROOT / "manifests" / "chart" / "scalekeeper"
 HELM = str(CACHE / "bin" / "current" / "helm")
@@ -157,7 +158,7 @@ def install_chart(s: Setup, operator_image: str, exporter_image: str, legs: Sequ
     values = {
         "image": {"repository": op_repo, "digest": op_digest, "pullPolicy": "IfNotPresent"},
         "watchNamespaces": [s.namespace],
-        "leaderElection": {"leaseName": s.release},
+        "sharding": {"leaseName": s.release},
         "prometheus": {"url": IN_CLUSTER_PROMETHEUS},
         "celeryExporter": {
             "enabled": True,
@@ -352,7 +353,7 @@ def run_leg(s: Setup, leg: str, demo_image: str, args: argparse.Namespace) -> Le
 
 
 def build_parser() -> argparse.ArgumentParser:
-    p = argparse.ArgumentParser(prog="python -m bench.protection", description=(__doc__ or "").split("\n")[0])
+    p = Parser(prog="python -m bench.protection", description=(__doc__ or "").split("\n")[0])
     p.add_argument("--legs", default=",".join(LEGS), help="legs to run, in order (default on,off)")
     p.add_argument("--rounds", type=int, default=2, help="rounds of the legs, one after the other (2)")
     p.add_argument(

@@ -18,7 +18,6 @@ the pieces below to measure KEDA beside it.
 
 from __future__ import annotations
 
-import argparse
 import statistics
 import subprocess
 import sys
@@ -43,6 +42,7 @@ from bench.common import (
     start_local_operator,
     stop_process,
 )
+from scalekeeper.cli import Parser
 
 pct = percentile
 
@@ -236,7 +236,7 @@ def reset_web(
 
 
 def main() -> int:
-    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    parser = Parser(prog="python -m bench.reaction", description=__doc__.split("\n")[0])
     parser.add_argument("--steps", type=int, default=20)
     parser.add_argument("--interval", type=int, default=1, help="the policy's intervalSeconds")
     parser.add_argument("--hold", type=int, default=80, help="seconds the last rise is held (web)")

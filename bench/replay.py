@@ -46,14 +46,16 @@ def simulate(
     initial_replicas: int | None = None,
     oracle_interval: float | None = None,
     variants: Sequence[tuple[str, model.WorkerSpec]] = (),
+    peer: model.WorkerSpec | None = None,
 ) -> Simulation:
     """Replay the trace under every rule; with `oracle_interval`, the oracle (`oracle_run`) too.
-    `variants`: more scalekeeper rules, each the policy with the worker replaced (name, worker)."""
+    `variants`: more scalekeeper rules, each the policy with the worker replaced (name, worker); `peer`:
+    the worker the hpa-default and keda-style rules size (`standard_rules`)."""
     worker = select_worker(spec, queue)
     workload = make_workload(trace, service, seed)
     horizon = trace.end + tail_seconds
     initial = worker.min_replicas if initial_replicas is None else initial_replicas
-    rules = standard_rules(spec, worker, variants)
+    rules = standard_rules(spec, worker, variants, peer)
     results = run_rules(rules, workload, worker, start_delay, horizon, target_wait, initial)
     if oracle_interval is None:
         return Simulation(trace, results, horizon, target_wait, workload)

@@ -17,7 +17,6 @@ than twice the interval). Needs `make cluster-up`.
 
 from __future__ import annotations
 
-import argparse
 import itertools
 import json
 import math
@@ -50,6 +49,7 @@ from bench.common import (
     status_mib,
     stop_process,
 )
+from scalekeeper.cli import Parser
 
 # Outside scalekeeper-system, which the benches only read.
 LEASE_NAMESPACE = "default"
@@ -191,7 +191,7 @@ def read_log(path: Path) -> tuple[dict[str, list[float]], Counter[str], Counter[
 
 
 def main() -> int:
-    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    parser = Parser(prog="python -m bench.soak", description=__doc__.split("\n")[0])
     parser.add_argument("--policies", type=int, default=500)
     parser.add_argument("--minutes", type=float, default=30.0)
     parser.add_argument("--interval", type=int, default=15, help="each policy's intervalSeconds")

@@ -126,10 +126,10 @@ ensure_image() { # name
   echo "$dst"
 }
 
-# ${ADDON_SHA}: the manifest file's own digest. A pod template carrying it rolls whenever the file changes, a
-# ConfigMap the pod reads only at start included.
-render() { # file
-  local sha; sha=$(sha256sum "$1" | cut -c1-16)
+# ${ADDON_SHA}: the digest of the manifest file and of the files its pod reads beside it. A pod template
+# carrying it rolls whenever one changes, a ConfigMap the pod reads only at start included.
+render() { # file [file read by its pod...]
+  local sha; sha=$(cat "$@" | sha256sum | cut -c1-16)
   sed -e "s#\${ADDON_SHA}#$sha#g" -e "s#\${PROMETHEUS_IMAGE}#$PROMETHEUS_IMAGE#g" -e "s#\${REDIS_IMAGE}#$REDIS_IMAGE#g" \
       -e "s#\${RABBITMQ_IMAGE}#$RABBITMQ_IMAGE#g" -e "s#\${METRICS_SERVER_IMAGE}#$METRICS_SERVER_IMAGE#g" "$1"
 }
@@ -149,11 +149,23 @@ PYTHON_BASE_IMAGE=$(dep_image python)
 ENV
 }
 
+# The chart's alert rules, which the cluster's Prometheus evaluates (its rule_files).
+RULES=$ROOT_DIR/manifests/chart/scalekeeper/rules/scalekeeper-rules.yaml
+
 up() {
   images
   local f
   for f in priority prometheus redis rabbitmq metrics-server; do
-    render "$HACK_DIR/addons/$f.yaml" | kubectl apply -f - >"$LOG_DIR/addon-$f.log" 2>&1 \
+    local reads=()
+    if [ "$f" = prometheus ]; then
+      reads=("$RULES")
+      { kubectl create namespace scalekeeper-system --dry-run=client -o yaml
+        echo ---
+        kubectl -n scalekeeper-system create configmap prometheus-rules --from-file="$RULES" --dry-run=client -o yaml
+      } | kubectl apply -f - >"$LOG_DIR/addon-prometheus-rules.log" 2>&1 \
+        || { cat "$LOG_DIR/addon-prometheus-rules.log" >&2; die "applying Prometheus's rules failed"; }
+    fi
+    render "$HACK_DIR/addons/$f.yaml" "${reads[@]}" | kubectl apply -f - >"$LOG_DIR/addon-$f.log" 2>&1 \
       || { cat "$LOG_DIR/addon-$f.log" >&2; die "applying addon $f failed"; }
   done
   kubectl -n scalekeeper-system rollout status deploy/prometheus --timeout=180s >/dev/null \

@@ -6,6 +6,7 @@
 #                              Kubernetes family (the Kubernetes commands, metrics-server, helm) beside kind,
 #                              etcd, CoreDNS, pause, local-path-provisioner, registry, Prometheus
 #   hack/build-go.sh crictl    crictl, for the node image's base (hack/cluster.sh builds it in a third lane)
+#   hack/build-go.sh promtool  promtool, for `make rules-check` (hack/promtool.sh)
 . "$(dirname "$0")/lib.sh"
 need_go; need_pkg jq jq
 export GOFLAGS=-mod=mod CGO_ENABLED=0 GOTOOLCHAIN=local
@@ -155,15 +156,25 @@ crictl() {
 # (`make plugins`), which a module build cannot do, so the module's source is copied and that one file
 # replaced. The cloud discoveries it leaves out are half of the build.
 prometheus() {
-  local out=$COMPONENTS/prometheus-$PROMETHEUS_VERSION
+  prometheus_command prometheus "$COMPONENTS/prometheus-$PROMETHEUS_VERSION"
+}
+
+# promtool from the same module and plugins as the cluster's Prometheus, so the rules it checks and tests are
+# read as that Prometheus reads them (hack/promtool.sh).
+promtool() {
+  prometheus_command promtool "$BIN_DIR/promtool-$PROMETHEUS_VERSION"
+}
+
+prometheus_command() { # command out-file
+  local out=$2
   [ -x "$out" ] && return 0
-  local d=$SRC/prometheus-$PROMETHEUS_VERSION src
+  local d=$SRC/$(basename "$out") src
   mkdir -p "$d"
   src=$(GOFLAGS='' go mod download -json "github.com/prometheus/prometheus@$PROMETHEUS_MODULE_VERSION" | jq -r .Dir)
   rm -rf "$d/prometheus"; cp -r "$src" "$d/prometheus"; chmod -R u+w "$d/prometheus"
   cp "$HACK_DIR/src/prometheus/plugins.go" "$d/prometheus/plugins/plugins.go"
   build_module "$out" scalekeeper.dev/prombuild "	github.com/prometheus/prometheus $PROMETHEUS_MODULE_VERSION" \
-    github.com/prometheus/prometheus/cmd/prometheus \
+    "github.com/prometheus/prometheus/cmd/$1" \
     "-s -w -X github.com/prometheus/common/version.Version=${PROMETHEUS_VERSION#v} -X github.com/prometheus/common/version.Branch=release" \
     "replace github.com/prometheus/prometheus => ./prometheus"
 }

@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # `make demo`: the kind cluster, the operator from the Helm chart (watching only namespace demo, with its own
-# Lease), the demo application and its ScalingPolicy (windows shortened), real load on web and on the video
-# queue, the tiers scaling live in the terminal, and a plot of it all in out/demo.png. Leaves everything running.
+# Lease), the demo application and its ScalingPolicy (windows shortened), real load on web (make loadtest's
+# locust, as a pod) and on the video queue, the tiers scaling live in the terminal with web's latency, and a
+# plot of it all in out/demo.png. Leaves everything running.
 #   hack/demo.sh                    the whole demo (about 20 min on a fresh 2-core machine, 7 min once built)
 #   DEMO_SKIP_SETUP=1 hack/demo.sh  only the policy, the load and the live view (cluster, chart, app in place)
 #   PYTHONPATH=hack .venv/bin/python -m demo_watch plot   re-draws out/demo.png from the last run's record
@@ -44,7 +45,8 @@ RELEASE_NS=scalekeeper-demo
 POLICY=demo
 PY=$ROOT_DIR/.venv/bin/python
 # The demo's watcher, the package hack/demo_watch.
-demo_watch() { PYTHONPATH="$HACK_DIR${PYTHONPATH:+:$PYTHONPATH}" "$PY" -m demo_watch "$@"; }
+# It reads locust's log with bench.loadtest's reader, so the project root is on its path too.
+demo_watch() { PYTHONPATH="$HACK_DIR:$ROOT_DIR${PYTHONPATH:+:$PYTHONPATH}" "$PY" -m demo_watch "$@"; }
 T0=$(date +%s)
 if [ -t 1 ] && [ -z "${NO_COLOR:-}" ]; then B=$'\033[1m'; N=$'\033[0m'; else B=; N=; fi
 step() { printf '\n%s==> %s%s  (+%ss)\n' "$B" "$*" "$N" "$(( $(date +%s) - T0 ))"; }
@@ -61,13 +63,17 @@ setup() {
   "$PY" -c 'import kubernetes, matplotlib, requests, yaml, scalekeeper' \
     || die "the venv $ROOT_DIR/.venv lacks a package: run make venv"
 
-  step "images: operator, demo app and Celery exporter (hack/*-image.sh), about 40 s the first time"
+  step "images: operator, demo app, Celery exporter and locust (hack/*-image.sh), about a minute the first time"
   local images op_image demo_image exporter_image op_ref demo_ref exporter_ref
+  # The load generator's image (make loadtest's) builds beside the others, on the same base.
+  "$HACK_DIR/loadtest-image.sh" >"$LOG_DIR/loadtest-image.ref" & local locust_pid=$!
   images=$(app_images)
+  wait "$locust_pid" || die "hack/loadtest-image.sh failed (above)"
   op_image=$(sed -n 1p <<<"$images"); demo_image=$(sed -n 2p <<<"$images"); exporter_image=$(sed -n 3p <<<"$images")
   # Pods run the digest just pushed: a rebuilt :dev rolls the pods, an unchanged one leaves them alone.
   op_ref=$(repo_digest "$op_image"); demo_ref=$(repo_digest "$demo_image"); exporter_ref=$(repo_digest "$exporter_image")
-  log "operator $op_ref"; log "demo app $demo_ref"; log "Celery exporter $exporter_ref"
+  LOCUST_REF=$(repo_digest "$(tail -n 1 "$LOG_DIR/loadtest-image.ref")")
+  log "operator $op_ref"; log "demo app $demo_ref"; log "Celery exporter $exporter_ref"; log "locust $LOCUST_REF"
 
   step "CRD and the operator's chart (release $RELEASE in namespace $RELEASE_NS, watching only namespace $NS)"
   kubectl apply --server-side --force-conflicts -f "$ROOT_DIR/crds/scalingpolicies.scalekeeper.dev.yaml" >/dev/null
@@ -170,6 +176,8 @@ reset_demo() {
       || die "deleting the previous policy $NS/$POLICY did not finish in 60 s (kubectl -n $NS get scalingpolicy $POLICY -o yaml: a finalizer left by an earlier build is the operator's to remove)"
   fi
   kubectl -n "$NS" wait --for=delete "hpa/$POLICY-web" --timeout=60s >/dev/null 2>&1 || true
+  # A previous run's locust, if it still runs, would load web while the tiers are reset.
+  kubectl -n "$NS" delete pod locust --ignore-not-found --wait=false >/dev/null
   kubectl -n "$NS" scale deploy/web deploy/worker-video deploy/worker-emails deploy/worker-reports --replicas=1 >/dev/null
   kubectl -n "$NS" scale statefulset/db-replica --replicas=1 >/dev/null
   kubectl -n "$NS" exec loadgen -- celery -A scalekeeper_demo.celery_app purge -f -Q video,emails,reports \
@@ -179,50 +187,54 @@ reset_demo() {
   done
 }
 
-# The demo's operator must hold its Lease and renew it, or the demo's policy is not sized. One that stopped
+# The demo's operator must renew its member Lease, or the demo's policy is not sized. One that stopped
 # renewing (seen after the node restarted under it: no log line, no renewal) is restarted once; it is the
 # demo's own release.
+MEMBERS="scalekeeper.dev/group=scalekeeper-leader"
 lease_fresh() {
   local holder renew age
-  holder=$(kubectl -n "$RELEASE_NS" get lease scalekeeper-leader -o jsonpath='{.spec.holderIdentity}' 2>/dev/null) || return 1
-  renew=$(kubectl -n "$RELEASE_NS" get lease scalekeeper-leader -o jsonpath='{.spec.renewTime}' 2>/dev/null) || return 1
+  holder=$(kubectl -n "$RELEASE_NS" get lease -l "$MEMBERS" -o jsonpath='{.items[0].spec.holderIdentity}' 2>/dev/null) || return 1
+  renew=$(kubectl -n "$RELEASE_NS" get lease -l "$MEMBERS" -o jsonpath='{.items[0].spec.renewTime}' 2>/dev/null) || return 1
   [ -n "$holder" ] && [ -n "$renew" ] || return 1
   age=$(( $(date +%s) - $(date -d "$renew" +%s) ))
   [ "$age" -le 15 ] && kubectl -n "$RELEASE_NS" get pod "$holder" >/dev/null 2>&1 || return 1
   echo "$holder"
 }
 
-wait_for_leader() {
+wait_for_member() {
   local holder attempt
   for attempt in 1 2; do
     for _ in $(seq 1 45); do
       if holder=$(lease_fresh); then
-        log "operator $holder holds the Lease $RELEASE_NS/scalekeeper-leader"; return 0
+        log "operator $holder renews its member Lease in $RELEASE_NS"; return 0
       fi
       sleep 1
     done
     [ "$attempt" = 1 ] || break
-    log "no operator of $RELEASE_NS renewed the Lease scalekeeper-leader for 45 s: restarting deploy/$RELEASE"
+    log "no operator of $RELEASE_NS renewed a member Lease for 45 s: restarting deploy/$RELEASE"
     kubectl -n "$RELEASE_NS" rollout restart "deploy/$RELEASE" >/dev/null
     kubectl -n "$RELEASE_NS" rollout status "deploy/$RELEASE" --timeout=120s >/dev/null || true
   done
   operator_diagnosis
-  die "no operator pod of $RELEASE_NS holds and renews the Lease scalekeeper-leader (kubectl -n $RELEASE_NS logs deploy/$RELEASE)"
+  die "no operator pod of $RELEASE_NS renews a member Lease (kubectl -n $RELEASE_NS logs deploy/$RELEASE)"
 }
 
+LOCUST_REF=
 [ -n "${DEMO_SKIP_SETUP:-}" ] || setup
+# Without setup, the locust image the last setup (or make loadtest) pushed.
+[ -n "$LOCUST_REF" ] || LOCUST_REF=$(repo_digest "${SCALEKEEPER_LOADTEST_IMAGE:-$REGISTRY/scalekeeper-loadtest:dev}")
 
 step "ScalingPolicy $NS/$POLICY from manifests/examples/scalingpolicy-demo.yaml, windows shortened for the demo"
-wait_for_leader
+wait_for_member
 warn_other_operators
 reset_demo
 demo_watch policy --namespace "$NS" >"$LOG_DIR/demo-policy.yaml"
 kubectl -n "$NS" apply -f "$LOG_DIR/demo-policy.yaml" >/dev/null
 log "applied (the full policy as applied: $LOG_DIR/demo-policy.yaml)"
 
-step "load and the tiers, live (about 5.5 min)"
+step "load (web: locust, pod $NS/locust) and the tiers, live (about 5.5 min)"
 rc=0
-demo_watch run --namespace "$NS" --policy "$POLICY" --out "$ROOT_DIR/out" \
+demo_watch run --namespace "$NS" --policy "$POLICY" --out "$ROOT_DIR/out" --locust-image "$LOCUST_REF" \
   --log "$LOG_DIR/demo-load.log" || rc=$?
 
 cat <<EOF

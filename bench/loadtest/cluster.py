@@ -9,14 +9,17 @@ import subprocess
 import sys
 import threading
 import time
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
+import yaml
 from kubernetes import client
 from kubernetes.client.rest import ApiException
 
 from bench.common import (
     KUBECTL,
+    ROOT,
     apply_object,
     delete_prefixed,
     demo_render,
@@ -42,19 +45,11 @@ SEED_BEHAVIOR: dict[str, Any] = {
         "policies": [{"type": "Percent", "value": 10, "periodSeconds": 60}],
     },
 }
-# The ScalingPolicy run gets the demo web tier's behavior as `make demo` applies it (demo_watch.policy divides
-# the example's windows and periods by 4): up 50 % per 15 s after a 15 s window; down as the seed.
-DEMO_BEHAVIOR: dict[str, Any] = {
-    "scaleUp": {
-        "stabilizationWindowSeconds": 15,
-        "policies": [{"type": "Percent", "value": 50, "periodSeconds": 15}],
-    },
-    "scaleDown": SEED_BEHAVIOR["scaleDown"],
-}
 CPU_TARGET, MEMORY_TARGET = 70, 80
 RUNS = {"fixed": "fixed at minimum", "hpa": "plain HPA", "policy": "ScalingPolicy"}
 DEMO_KEEP = {"demo-config", "db-primary", "db-replica", "db-replica-headless", "web"}
 POLICY = "loadtest"
+LOCUST_POD = "locust"
 
 
 @dataclass(frozen=True)
@@ -125,44 +120,36 @@ def plain_hpa(min_replicas: int, max_replicas: int) -> dict[str, Any]:
     }
 
 
+POLICY_FILE = ROOT / "manifests" / "examples" / "loadtest" / "scalingpolicy.yaml"
+
+
 def scaling_policy(ns: str, min_replicas: int, max_replicas: int, per_replica: float) -> dict[str, Any]:
-    """The demo's web tier: the same HPA targets (CPU 70 %, memory 80 %), the demo's behavior, above a floor
-    of ceil(request rate / per_replica), the rate narrowed to this namespace."""
-    web = {
-        "deployment": "web",
-        "minReplicas": min_replicas,
-        "maxReplicas": max_replicas,
-        "cpuUtilization": CPU_TARGET,
-        "memoryUtilization": MEMORY_TARGET,
-        "requestRate": {
-            "query": f'sum(rate(demo_http_requests_total{{namespace="{ns}",app="web"}}[30s]))',
-            "perReplica": per_replica,
-        },
-        "behavior": DEMO_BEHAVIOR,
-    }
-    body = {"mode": "Enforce", "intervalSeconds": 5, "web": web}
-    model.parse_spec(body)  # fails here, not in the operator, if the policy is not valid
-    return {
-        "apiVersion": "scalekeeper.dev/v1alpha1",
-        "kind": "ScalingPolicy",
-        "metadata": {"name": POLICY},
-        "spec": body,
-    }
+    """manifests/examples/loadtest/scalingpolicy.yaml with the command line's bounds and perReplica. Its
+    query names the namespace it runs in: a policy read from another namespace's pods is refused here."""
+    doc: dict[str, Any] = yaml.safe_load(POLICY_FILE.read_text())
+    web = doc["spec"]["web"]
+    if f'namespace="{ns}"' not in web["requestRate"]["query"]:
+        raise ValueError(f'{POLICY_FILE.name}: the request-rate query must select namespace="{ns}"')
+    web["minReplicas"], web["maxReplicas"] = min_replicas, max_replicas
+    web["requestRate"]["perReplica"] = per_replica
+    model.parse_spec(doc["spec"])  # fails here, not in the operator, if the policy is not valid
+    return doc
 
 
-def locust_pod(s: Settings) -> dict[str, Any]:
-    env = {"LOAD_POINTS": s.points, **s.locust_env}
+def locust_pod(image: str, env: dict[str, str], cpu_request: str, cpu_limit: str) -> dict[str, Any]:
+    """The locustfile run headless against the namespace's web Service until its points end (make demo's
+    web load too)."""
     return {
         "apiVersion": "v1",
         "kind": "Pod",
-        "metadata": {"name": "locust", "labels": {"app": "locust"}},
+        "metadata": {"name": LOCUST_POD, "labels": {"app": LOCUST_POD}},
         "spec": {
             "restartPolicy": "Never",
             "securityContext": {"runAsUser": 10001, "runAsGroup": 10001, "runAsNonRoot": True},
             "containers": [
                 {
                     "name": "locust",
-                    "image": s.locust_image,
+                    "image": image,
                     "args": [
                         *("locust", "-f", "/app/locustfile.py", "--headless", "--only-summary"),
                         *("--loglevel", "WARNING", "--host", "http://web"),
@@ -170,8 +157,8 @@ def locust_pod(s: Settings) -> dict[str, Any]:
                     "env": [{"name": k, "value": v} for k, v in env.items()],
                     # Capped: locust shares the two cores with what it measures.
                     "resources": {
-                        "requests": {"cpu": "100m", "memory": "128Mi"},
-                        "limits": {"cpu": s.locust_cpu, "memory": "512Mi"},
+                        "requests": {"cpu": cpu_request, "memory": "128Mi"},
+                        "limits": {"cpu": cpu_limit, "memory": "512Mi"},
                     },
                     "securityContext": {"allowPrivilegeEscalation": False},
                 }
@@ -218,16 +205,18 @@ def hpa_has_metrics(c: Cluster, ns: str) -> bool:
     )
 
 
-def follow_locust(c: Cluster, ns: str, on_line: Any, timeout: float) -> None:
+def follow_locust(
+    core: client.CoreV1Api, kubeconfig: str, ns: str, on_line: Callable[[str], None], timeout: float
+) -> None:
     """Its log, line by line, until the pod ends (kubectl logs -f returns then)."""
     wait_for(
         "locust pod running",
-        lambda: c.core.read_namespaced_pod("locust", ns).status.phase in ("Running", "Succeeded", "Failed"),
+        lambda: core.read_namespaced_pod(LOCUST_POD, ns).status.phase in ("Running", "Succeeded", "Failed"),
         180,
         every=1.0,
     )
     proc = subprocess.Popen(
-        [KUBECTL, "--kubeconfig", c.kubeconfig, "-n", ns, "logs", "-f", "locust"],
+        [KUBECTL, "--kubeconfig", kubeconfig, "-n", ns, "logs", "-f", LOCUST_POD],
         stdout=subprocess.PIPE,
         stderr=subprocess.STDOUT,
         text=True,
@@ -288,7 +277,8 @@ def run_one(c: Cluster, name: str, s: Settings, timeout: float) -> RunRecord:
                 (ApiException,),
             )
         watch = ReplicaWatch(c.apps, ns)
-        apply_object(c.kubeconfig, ns, locust_pod(s))
+        env = {"LOAD_POINTS": s.points, **s.locust_env}
+        apply_object(c.kubeconfig, ns, locust_pod(s.locust_image, env, "100m", s.locust_cpu))
 
         def on_line(line: str) -> None:
             interval = parse_line(line.rstrip("\n"))
@@ -306,7 +296,7 @@ def run_one(c: Cluster, name: str, s: Settings, timeout: float) -> RunRecord:
                 flush=True,
             )
 
-        follow_locust(c, ns, on_line, timeout)
+        follow_locust(c.core, c.kubeconfig, ns, on_line, timeout)
         if name == "policy":
             record.bottleneck = policy_bottleneck(c, ns)
         samples = watch.finish()
@@ -355,7 +345,7 @@ def policy_bottleneck(c: Cluster, ns: str) -> str:
 
 
 def pod_phase(c: Cluster, ns: str) -> str:
-    return str(c.core.read_namespaced_pod("locust", ns).status.phase)
+    return str(c.core.read_namespaced_pod(LOCUST_POD, ns).status.phase)
 
 
 def redis_image() -> str:

@@ -21,13 +21,16 @@ minReplicas 1 everywhere (a plain HPA cannot go below 1 without the HPAScaleToZe
   slice-sk    scalekeeper: a ScalingPolicy with that worker (intervalSeconds as in the demo policy), its
               queries narrowed to the namespace; one local operator process watching only slice-sk;
   slice-keda  the real KEDA: a ScaledObject with the redis (list) trigger, listName the prefixed queue
-              list, listLength = tasksPerWorker, same min/max, KEDA's defaults (pollingInterval 30,
+              list, listLength = the peers' ratio, same min/max, KEDA's defaults (pollingInterval 30,
               cooldownPeriod 300, the HPA's default behavior);
   slice-hpa   a plain autoscaling/v2 HPA on the Object metric celery_queue_backlog_tasks (waiting +
               in flight, served by prometheus-adapter, hack/prometheus-adapter.sh) of the Deployment
-              queue-exporter, AverageValue tasksPerWorker, same min/max, the HPA's default behavior.
-The simulator replays the same tasks with the same worker, start delay and horizon under its rules
-scalekeeper, keda-style and hpa-default (and the oracle, for reference).
+              queue-exporter, AverageValue the peers' ratio, same min/max, the HPA's default behavior.
+The peers' ratio is --peer-tasks-per-worker, by default the worker's tasksPerWorker. With
+--objective-only, scalekeeper's worker is sized by its targetWaitSeconds alone (its tasksPerWorker and
+drainSeconds dropped); the peers keep their ratio. The simulator replays the same tasks with the same
+start delay and horizon under its rules scalekeeper (scalekeeper's worker), keda-style and hpa-default
+(the peers' ratio alone, as the real peers have nothing else) and the oracle, for reference.
 
 Figures per rule, real and simulated side by side, as bench.quality counts them: minutes over the
 target wait (by arrival minute, nearest-rank p95), task wait p95 (a task not started by the horizon counts

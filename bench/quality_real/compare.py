@@ -65,8 +65,27 @@ def select_window(
     return window
 
 
-def slice_worker(spec: model.ScalingPolicySpec, queue: str, min_replicas: int) -> model.WorkerSpec:
-    return select_worker(spec, queue).model_copy(update={"min_replicas": min_replicas})
+def slice_worker(
+    spec: model.ScalingPolicySpec, queue: str, min_replicas: int, objective_only: bool = False
+) -> model.WorkerSpec:
+    """The policy's worker with the legs' minReplicas; with `objective_only`, sized by its
+    targetWaitSeconds alone (tasksPerWorker and drainSeconds dropped)."""
+    worker = select_worker(spec, queue).model_copy(update={"min_replicas": min_replicas})
+    if not objective_only:
+        return worker
+    if worker.target_wait_seconds is None:
+        raise ValueError(f"--objective-only: queue {queue} of the policy sets no targetWaitSeconds")
+    return worker.model_copy(update={"tasks_per_worker": None, "drain_seconds": None})
+
+
+def peer_worker(worker: model.WorkerSpec, tasks_per_worker: int) -> model.WorkerSpec:
+    """What KEDA's listLength and the HPA's AverageValue carry: a ratio and nothing else, so the
+    simulator's keda-style and hpa-default rules size by that ratio alone, as the real peers do."""
+    if tasks_per_worker < 1:
+        raise ValueError(f"--peer-tasks-per-worker must be at least 1, got {tasks_per_worker}")
+    return worker.model_copy(
+        update={"tasks_per_worker": tasks_per_worker, "target_wait_seconds": None, "drain_seconds": None}
+    )
 
 
 @dataclass(frozen=True)
@@ -75,7 +94,8 @@ class Slice:
 
     spec: model.ScalingPolicySpec
     raw_policy: dict[str, Any]
-    worker: model.WorkerSpec
+    worker: model.WorkerSpec  # scalekeeper's
+    peer: model.WorkerSpec  # the ratio the KEDA and HPA legs (and their simulated rules) size by
     calls: list[CallCount]
     day: date
     scale: float  # tasks per call
@@ -94,7 +114,12 @@ def simulate_slice(args: argparse.Namespace) -> Slice:
     simulator's rules and the oracle on them."""
     spec, _ = load_policy(args.policy)
     raw_policy = yaml.safe_load(args.policy.read_text())
-    worker = slice_worker(spec, args.queue, args.min_replicas)
+    worker = slice_worker(spec, args.queue, args.min_replicas, args.objective_only)
+    as_written = select_worker(spec, args.queue).tasks_per_worker
+    ratio = as_written if args.peer_tasks_per_worker is None else args.peer_tasks_per_worker
+    if ratio is None:
+        raise ValueError(f"queue {args.queue} sets no tasksPerWorker: give --peer-tasks-per-worker")
+    peer = peer_worker(worker, ratio)
     sim_spec = spec.model_copy(
         update={"workers": [worker], "web": None, "read_replicas": None, "connection_budget": None}
     )
@@ -117,13 +142,14 @@ def simulate_slice(args: argparse.Namespace) -> Slice:
         tail_seconds=args.tail,
         initial_replicas=worker.min_replicas,
         oracle_interval=args.oracle_interval,
+        peer=peer,
     )
     assert sim.workload == workload  # the simulator drew the very tasks the producers will publish
     sim_metrics = {
         r.name: rule_metrics(r, workload, worker.concurrency, args.target_wait) for r in sim.results
     }
     day = business_days(calls)[0]
-    return Slice(spec, raw_policy, worker, calls, day, scale, trace, workload, sim, sim_metrics)
+    return Slice(spec, raw_policy, worker, peer, calls, day, scale, trace, workload, sim, sim_metrics)
 
 
 def describe_slice(sl: Slice, args: argparse.Namespace) -> str:

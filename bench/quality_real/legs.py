@@ -174,11 +174,18 @@ def render_demo(images: dict[str, str], ns: str) -> list[dict[str, Any]]:
 
 
 def scaling_policy(
-    spec: model.ScalingPolicySpec, raw_policy: dict[str, Any], queue: str, ns: str
+    spec: model.ScalingPolicySpec,
+    raw_policy: dict[str, Any],
+    queue: str,
+    ns: str,
+    objective_only: bool = False,
 ) -> dict[str, Any]:
     """The demo policy's worker for `queue`, minReplicas 1, its queries narrowed to `ns` (the three legs
-    export the same queue name), nothing else of the policy."""
+    export the same queue name), nothing else of the policy; with `objective_only`, its
+    targetWaitSeconds sizes alone (tasksPerWorker and drainSeconds dropped)."""
     worker = next(w for w in raw_policy["spec"]["workers"] if w["queue"] == queue)
+    if objective_only:
+        worker = {k: v for k, v in worker.items() if k not in ("tasksPerWorker", "drainSeconds")}
     sel = f'namespace="{ns}",queue="<queue>"'
     runtime = "celery_queue_task_runtime_seconds"
     worker = {

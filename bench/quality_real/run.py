@@ -59,13 +59,11 @@ from bench.quality_real.legs import (
     start_producer,
     worker_logged_ready,
 )
-from scalekeeper import model
+from scalekeeper.cli import Parser
 
 
 def build_parser() -> argparse.ArgumentParser:
-    p = argparse.ArgumentParser(
-        prog="python -m bench.quality_real", description=(package.__doc__ or "").split("\n")[0]
-    )
+    p = Parser(prog="python -m bench.quality_real", description=(package.__doc__ or "").split("\n")[0])
     p.add_argument("--day", type=int, default=0, help="business day of the trace (default 0: 2003-03-03)")
     p.add_argument("--window-start", default="08:00", help="clock time the slice starts (default 08:00)")
     p.add_argument("--window-minutes", type=float, default=10.0, help="compressed minutes of the slice (10)")
@@ -83,6 +81,17 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--oracle-interval", type=float, default=15.0)
     p.add_argument("--tail", type=float, default=180.0, help="seconds run after the slice (default 180)")
     p.add_argument("--seed", type=int, default=1)
+    p.add_argument(
+        "--objective-only",
+        action="store_true",
+        help="scalekeeper's worker sized by its targetWaitSeconds alone (tasksPerWorker dropped)",
+    )
+    p.add_argument(
+        "--peer-tasks-per-worker",
+        type=int,
+        default=None,
+        help="KEDA's listLength and the HPA's AverageValue (default: the worker's tasksPerWorker)",
+    )
     p.add_argument("--legs", default="sk,keda,hpa", help="legs to run for real (default sk,keda,hpa)")
     p.add_argument("--demo-image", default=None, help="default: <registry>/scalekeeper-demo:dev")
     p.add_argument("--png", type=Path, default=ROOT / "out" / "bench-quality-real.png")
@@ -167,18 +176,19 @@ def wait_legs_ready(c: Cluster, legs: Sequence[Leg], queue: str) -> None:
         wait_for(f"{ns}'s queue series in Prometheus", partial(prometheus_has, c.prom, series), 120, 1.0)
 
 
-def start_autoscalers(c: Cluster, legs: Sequence[Leg], sl: Slice, queue: str, run: Run) -> None:
+def start_autoscalers(
+    c: Cluster, legs: Sequence[Leg], sl: Slice, queue: str, objective_only: bool, run: Run
+) -> None:
     """Each leg's autoscaler: scalekeeper's policy (and the local operator), KEDA's ScaledObject, the HPA."""
     for leg in legs:
         if leg.key == "sk":
             run.operator = start_operator(c.kubeconfig, c.prom, leg.namespace)
-            apply_object(
-                c.kubeconfig, leg.namespace, scaling_policy(sl.spec, sl.raw_policy, queue, leg.namespace)
-            )
+            policy = scaling_policy(sl.spec, sl.raw_policy, queue, leg.namespace, objective_only)
+            apply_object(c.kubeconfig, leg.namespace, policy)
         elif leg.key == "keda":
-            apply_object(c.kubeconfig, leg.namespace, scaled_object(sl.worker, leg.namespace))
+            apply_object(c.kubeconfig, leg.namespace, scaled_object(sl.peer, leg.namespace))
         else:
-            apply_object(c.kubeconfig, leg.namespace, plain_hpa(sl.worker))
+            apply_object(c.kubeconfig, leg.namespace, plain_hpa(sl.peer))
 
 
 def replay(
@@ -271,6 +281,8 @@ def write_json(
                     "horizon_seconds": sl.horizon,
                 },
                 "worker": sl.worker.model_dump(mode="json", by_alias=True, exclude_none=True),
+                "objective_only": args.objective_only,
+                "peer_tasks_per_worker": sl.peer.tasks_per_worker,
                 "real": {
                     k: {kk: vv for kk, vv in v.items() if kk not in ("arrivals", "waits")}
                     for k, v in real.items()
@@ -305,9 +317,16 @@ def clean_up(c: Cluster, r: Any, run: Run, began: float) -> None:
 
 def main(argv: Sequence[str] | None = None) -> int:
     began = time.time()
-    args = build_parser().parse_args(argv)
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    unknown = [k for k in args.legs.split(",") if k and k not in LEGS]
+    if unknown:
+        parser.error(f"--legs: unknown {', '.join(unknown)} (known: {', '.join(LEGS)})")
     legs = [LEGS[k] for k in args.legs.split(",") if k]
-    sl = simulate_slice(args)
+    try:
+        sl = simulate_slice(args)
+    except ValueError as e:
+        parser.error(str(e))
     c, r, demo_images = connect(args)
     print(f"machine: {machine()}", flush=True)
     print(describe_slice(sl, args), flush=True)
@@ -319,10 +338,10 @@ def main(argv: Sequence[str] | None = None) -> int:
             schedule = write_schedule(Path(tmp), sl)
             set_up_legs(c, r, legs, demo_images, run)
             wait_legs_ready(c, legs, args.queue)
-            start_autoscalers(c, legs, sl, args.queue, run)
+            start_autoscalers(c, legs, sl, args.queue, args.objective_only, run)
             origin, loads = replay(c, r, legs, sl, args.queue, schedule, run)
             real, real_m = real_figures(r, legs, sl, args, run, origin)
-            report(args, legs, real, real_m, sl.sim_metrics, sl.worker, sl.horizon)
+            report(args, legs, real, real_m, sl.sim_metrics, sl, sl.horizon)
             others = other_namespaces(c)
             print(
                 f"machine load during the run (1-min load average, {os.cpu_count()} CPUs): mean "
@@ -350,14 +369,16 @@ def report(
     real: dict[str, dict[str, Any]],
     real_m: dict[str, RuleMetrics],
     sim_m: dict[str, RuleMetrics],
-    worker: model.WorkerSpec,
+    sl: Slice,
     horizon: float,
 ) -> None:
+    worker = sl.worker
     print()
     print(
         f"worker: queue {worker.queue} of {args.policy.name} (minReplicas {worker.min_replicas}, maxReplicas "
-        f"{worker.max_replicas}, tasksPerWorker {worker.tasks_per_worker}, targetWaitSeconds "
-        f"{worker.target_wait_seconds}, "
+        f"{worker.max_replicas}, scalekeeper: tasksPerWorker {worker.tasks_per_worker}, targetWaitSeconds "
+        f"{worker.target_wait_seconds}{' (the objective alone)' if args.objective_only else ''}; KEDA's "
+        f"listLength and the HPA's AverageValue {sl.peer.tasks_per_worker}, "
         f"concurrency {worker.concurrency} x "
         f"prefetch {worker.prefetch_multiplier}); simulator start delay {args.start_delay:g} s, target wait "
         f"{args.target_wait:g} s, horizon {horizon:g} s; the real legs ran at once and shared this machine"

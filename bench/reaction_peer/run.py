@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import argparse
 import os
 import random
 import sys
@@ -30,14 +29,13 @@ from bench.reaction_peer.autoscalers import KEDA, SK, hpa_behavior, hpa_sync_per
 from bench.reaction_peer.report import plot, report, write_json
 from bench.reaction_peer.signals import SIGNALS, setup_gauge, setup_redis_list
 from bench.reaction_peer.steps import Bench
+from scalekeeper.cli import Parser
 
 LADDER = [40, 50, 60, 70, 80, 90, 100]
 
 
 def main() -> int:
-    parser = argparse.ArgumentParser(
-        prog="python -m bench.reaction_peer", description=(package.__doc__ or "").split("\n")[0]
-    )
+    parser = Parser(prog="python -m bench.reaction_peer", description=(package.__doc__ or "").split("\n")[0])
     parser.add_argument("--signal", choices=SIGNALS, default="prometheus", help="what the steps move")
     parser.add_argument(
         "--steps", type=int, default=20, help="steps alternating 30/70 for KEDA at its fastest"

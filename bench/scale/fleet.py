@@ -16,7 +16,7 @@ from kubernetes import client
 from kubernetes.client.rest import ApiException
 
 from bench.common import prometheus_scalar, wait_for
-from bench.scale.operator_process import OperatorProcess
+from bench.scale.operator_process import Replicas
 from bench.scale.settings import (
     API_ERRORS,
     GROUP,
@@ -263,7 +263,7 @@ def create_policies(settings: Settings, objects: client.CustomObjectsApi, fleet:
 # --------------------------------------------------------------------------- cleanup
 
 
-def delete_policies(objects: client.CustomObjectsApi, fleet: Fleet, op: OperatorProcess | None) -> None:
+def delete_policies(objects: client.CustomObjectsApi, fleet: Fleet, op: Replicas | None) -> None:
     """Delete the policies while the operator runs (it removes its finalizer); if it cannot (dead, or too
     slow), remove the finalizer ourselves, only ever on this run's policies."""
     for ns in fleet.namespaces:

@@ -4,6 +4,7 @@ requests, cycles and their gaps, status writes and why), a profile at the larges
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 import itertools
 import json
 import os
@@ -12,7 +13,7 @@ import sys
 import time
 import uuid
 from collections import Counter
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -22,28 +23,65 @@ from kubernetes import client
 from bench import profile_summary
 from bench.common import ROOT, percentile, prometheus_scalar, wait_for
 from bench.scale.fleet import Apis, Fleet, build_fleet, delete_namespaces, delete_policies, namespace_names
-from bench.scale.operator_process import OperatorProcess, ProcSample, apiserver_policy_requests, proc_sample
-from bench.scale.settings import API_ERRORS, OUT, TARGETS_PER_POLICY, Settings
+from bench.scale.operator_process import (
+    OperatorProcess,
+    ProcSample,
+    Replicas,
+    apiserver_policy_requests,
+    proc_sample,
+)
+from bench.scale.settings import API_ERRORS, NAMESPACE_PREFIX, OUT, TARGETS_PER_POLICY, Settings
 
 # --------------------------------------------------------------------------- measuring
 
 
 @dataclass(frozen=True)
 class Snapshot:
-    proc: ProcSample
-    requests: Counter[str]
-    own: dict[str, float]
+    procs: list[ProcSample]  # one per replica
+    requests: Counter[str]  # summed over the replicas
+    own_each: list[dict[str, float]]  # each replica's /metrics
     apiserver: Counter[str]
 
+    @property
+    def at(self) -> float:
+        return self.procs[0].at
 
-def take_snapshot(op: OperatorProcess, kubeconfig: str) -> Snapshot:
-    proc = proc_sample(op.pid)
-    return Snapshot(proc, op.request_counts(), op.own_metrics(), apiserver_policy_requests(kubeconfig))
+    @property
+    def cpu_seconds(self) -> float:
+        return sum(p.cpu_seconds for p in self.procs)
+
+    @property
+    def own(self) -> dict[str, float]:
+        summed: Counter[str] = Counter()
+        for own in self.own_each:
+            summed.update(own)
+        return dict(summed)
+
+
+def take_snapshot(ops: Replicas, kubeconfig: str) -> Snapshot:
+    procs = [proc_sample(m.pid) for m in ops.members]
+    own = [m.own_metrics() for m in ops.members]
+    return Snapshot(procs, ops.request_counts(), own, apiserver_policy_requests(kubeconfig))
+
+
+def per_replica(a: Snapshot, b: Snapshot) -> list[dict[str, float]]:
+    """Each replica over the window: the policies it served at its end, its CPU and memory."""
+    seconds = b.at - a.at
+    return [
+        {
+            "served": own["scalekeeper_policies_served"],
+            "cores_busy": (pb.cpu_seconds - pa.cpu_seconds) / seconds,
+            "rss_end_mb": pb.rss_mb,
+            "rss_peak_mb": pb.hwm_mb,
+        }
+        for pa, pb, own in zip(a.procs, b.procs, b.own_each, strict=True)
+    ]
 
 
 @dataclass
 class SizeResult:
     policies: int
+    batching: str
     interval: int
     namespaces: int
     setup_seconds: float
@@ -64,6 +102,9 @@ class SizeResult:
     status_patches_per_min: float
     apiserver_policy_writes_per_min: float
     prometheus_per_cycle: float
+    prometheus_requests_per_s: float
+    queries_per_request: float
+    policies_per_request: float
     reads_per_cycle: float
     reads_by_kind: dict[str, float]
     writes_by_kind: dict[str, float]
@@ -85,6 +126,10 @@ class SizeResult:
     events: dict[str, int]
     status_causes: dict[str, int]
     profile: list[str] = field(default_factory=list)
+    # Replicas sharing the policies; with more than one, the RSS and thread figures above are the largest
+    # replica's, the CPU and request figures the sum over them.
+    replicas: int = 1
+    per_replica: list[dict[str, float]] = field(default_factory=list)
 
 
 _READ_VERBS = ("GET", "LIST")
@@ -122,17 +167,21 @@ def cycle_gaps(evals: dict[str, list[float]], start: float, end: float) -> list[
     return gaps
 
 
-def wait_all_evaluated(op: OperatorProcess, size: int, timeout: float) -> tuple[float, float]:
-    """Seconds from the operator's start to its first decision and to every policy's first one."""
+def check_alive(ops: Replicas) -> None:
+    if (gone := ops.exited()) is not None:
+        raise RuntimeError(f"the operator exited ({gone.process.returncode}); see {gone.log_path}")
+
+
+def wait_all_evaluated(ops: Replicas, size: int, timeout: float) -> tuple[float, float]:
+    """Seconds from the replicas' start to the first decision and to every policy's first one."""
     deadline = time.monotonic() + timeout
-    while len(op.log.evaluations) < size:
-        if not op.alive():
-            raise RuntimeError(f"the operator exited ({op.process.returncode}); see {op.log_path}")
+    while len(evals := ops.evaluations()) < size:
+        check_alive(ops)
         if time.monotonic() > deadline:
-            raise TimeoutError(f"{len(op.log.evaluations)}/{size} policies evaluated after {timeout:.0f} s")
+            raise TimeoutError(f"{len(evals)}/{size} policies evaluated after {timeout:.0f} s")
         time.sleep(0.5)
-    firsts = [min(times) for times in op.log.snapshot().values()]
-    return min(firsts) - op.started, max(firsts) - op.started
+    firsts = [min(times) for times in evals.values()]
+    return min(firsts) - ops.started, max(firsts) - ops.started
 
 
 def failed_scrapes(prometheus: str, fleet: Fleet, seconds: float) -> int:
@@ -147,7 +196,7 @@ def failed_scrapes(prometheus: str, fleet: Fleet, seconds: float) -> int:
     return -1
 
 
-def wait_settled(op: OperatorProcess, evaluations: int, timeout: float) -> float:
+def wait_settled(ops: Replicas, evaluations: int, timeout: float) -> float:
     """Wait until every policy was evaluated `evaluations` times: its first cycles create the HPA, post
     Events and write status twice (before and after the HPA exists), which is start-up, not idle cost.
     Returns the seconds waited (the timeout when some policies are too slow to get there)."""
@@ -155,7 +204,7 @@ def wait_settled(op: OperatorProcess, evaluations: int, timeout: float) -> float
     with contextlib.suppress(TimeoutError):
         wait_for(
             f"every policy evaluated {evaluations} times",
-            lambda: min(len(t) for t in op.log.snapshot().values()) >= evaluations,
+            lambda: min(len(t) for t in ops.evaluations().values()) >= evaluations,
             timeout,
             every=1.0,
             retry_on=API_ERRORS,
@@ -168,27 +217,28 @@ def per_minute(n: float, seconds: float) -> float:
 
 
 def summarise_window(
-    settings: Settings, op: OperatorProcess, a: Snapshot, b: Snapshot, lines: tuple[int, int]
+    settings: Settings, ops: Replicas, a: Snapshot, b: Snapshot, lines: tuple[int, int]
 ) -> dict[str, Any]:
-    seconds = b.proc.at - a.proc.at
-    evals = op.log.snapshot()
-    cycles = evaluations_in(evals, a.proc.at, b.proc.at)
+    seconds = b.at - a.at
+    evals = ops.evaluations()
+    cycles = evaluations_in(evals, a.at, b.at)
     reads, writes = split_requests(b.requests - a.requests)
     # Each ratio takes its numerator and denominator from the same snapshot (log, counts file, /metrics).
     counted_cycles = max(b.requests["cycles"] - a.requests["cycles"], 1)
     lease = sum(n for k, n in writes.items() if " leases" in k)
-    own = {k: b.own[k] - a.own.get(k, 0.0) for k in b.own}
-    gaps = cycle_gaps(evals, a.proc.at, b.proc.at)
+    own_a, own_b = a.own, b.own
+    own = {k: own_b[k] - own_a.get(k, 0.0) for k in own_b}
+    gaps = cycle_gaps(evals, a.at, b.at)
     apiserver = b.apiserver - a.apiserver
     return {
         "window_s": seconds,
         "policy_cycles": cycles,
-        "cpu_per_policy_cycle_ms": 1000 * (b.proc.cpu_seconds - a.proc.cpu_seconds) / max(cycles, 1),
-        "cores_busy": (b.proc.cpu_seconds - a.proc.cpu_seconds) / seconds,
-        "rss_start_mb": a.proc.rss_mb,
-        "rss_end_mb": b.proc.rss_mb,
-        "rss_peak_mb": b.proc.hwm_mb,
-        "threads": b.proc.threads,
+        "cpu_per_policy_cycle_ms": 1000 * (b.cpu_seconds - a.cpu_seconds) / max(cycles, 1),
+        "cores_busy": (b.cpu_seconds - a.cpu_seconds) / seconds,
+        "rss_start_mb": max(p.rss_mb for p in a.procs),
+        "rss_end_mb": max(p.rss_mb for p in b.procs),
+        "rss_peak_mb": max(p.hwm_mb for p in b.procs),
+        "threads": max(p.threads for p in b.procs),
         "writes_per_min": per_minute(sum(writes.values()) - lease, seconds),
         "lease_writes_per_min": per_minute(lease, seconds),
         "scale_writes": own["scalekeeper_scale_writes_total"],
@@ -200,6 +250,11 @@ def summarise_window(
         ),
         "prometheus_per_cycle": own["scalekeeper_prometheus_requests_total"]
         / max(own["scalekeeper_reconcile_seconds_count"], 1),
+        "prometheus_requests_per_s": own["scalekeeper_prometheus_requests_total"] / seconds,
+        "queries_per_request": own["scalekeeper_prometheus_request_queries_sum"]
+        / max(own["scalekeeper_prometheus_request_queries_count"], 1),
+        "policies_per_request": own["scalekeeper_prometheus_request_policies_sum"]
+        / max(own["scalekeeper_prometheus_request_queries_count"], 1),
         "reads_per_cycle": sum(n for k, n in reads.items() if k.startswith("client ")) / counted_cycles,
         "reads_by_kind": {k: round(n / counted_cycles, 3) for k, n in reads.most_common()},
         "writes_by_kind": {k: round(per_minute(n, seconds), 2) for k, n in writes.most_common()},
@@ -208,7 +263,7 @@ def summarise_window(
         / max(own["scalekeeper_reconcile_seconds_count"], 1),
         "missed": sum(1 for g in gaps if g > 2 * settings.interval),
         "policies_missing": len(
-            [p for p, times in evals.items() if not any(a.proc.at < t <= b.proc.at for t in times)]
+            [p for p, times in evals.items() if not any(a.at < t <= b.at for t in times)]
         ),
         "period_p50_s": percentile(gaps, 0.5),
         "period_p95_s": percentile(gaps, 0.95),
@@ -216,8 +271,8 @@ def summarise_window(
         "log_lines_per_s": (lines[1] - lines[0]) / seconds,
         # Little's law: cycles running at once on average; against the thread pool's size it tells whether
         # the policies wait for a thread rather than for the CPU or the API server.
-        "missing_metric_decisions": sum(1 for t in op.log.missing_metric if a.proc.at < t <= b.proc.at),
-        "leadership_lost": sum(1 for t in op.log.leadership_lost if a.proc.at < t <= b.proc.at),
+        "missing_metric_decisions": sum(1 for t in ops.missing_metric() if a.at < t <= b.at),
+        "leadership_lost": sum(1 for t in ops.leadership_lost() if a.at < t <= b.at),
         "cycles_per_s": own["scalekeeper_reconcile_seconds_count"] / seconds,
         "cycles_in_flight": own["scalekeeper_reconcile_seconds_sum"] / seconds,
         # The cluster is shared: how busy the machine was says how much to trust the CPU figures.
@@ -314,26 +369,52 @@ def say(message: str) -> None:
     print(f"[{time.strftime('%H:%M:%S')}] {message}", file=sys.stderr, flush=True)
 
 
+def idle_rss_mb(settings: Settings) -> float:
+    """RSS of a replica that sees no policy at all (its namespace has none), once it serves: the fixed
+    part of the memory model, beside what each policy seen and served adds."""
+    op = OperatorProcess(settings, "idle", "bench-scale-idle", namespaces=f"{NAMESPACE_PREFIX}idle-none")
+    try:
+        wait_for(
+            "the idle replica serving",
+            lambda: op.own_metrics()["scalekeeper_serving"] == 1,
+            timeout=120,
+            every=1.0,
+            retry_on=(OSError, ValueError),
+        )
+        return proc_sample(op.pid).rss_mb
+    finally:
+        op.stop()
+
+
 @contextlib.contextmanager
-def fleet_of(settings: Settings, apis: Apis, size: int) -> Iterator[tuple[Fleet, list[OperatorProcess]]]:
-    """The fleet, and a slot for the operator; on the way out (also on error or Ctrl-C) the policies go
-    while the operator still runs, then the operator, then the namespaces."""
+def fleet_of(settings: Settings, apis: Apis, size: int) -> Iterator[tuple[Fleet, list[Replicas]]]:
+    """The fleet, and a slot for the replicas running at the end; on the way out (also on error or Ctrl-C)
+    the policies go while the replicas still run, then the replicas, then the namespaces."""
     run = uuid.uuid4().hex[:6]
     fleet = Fleet(run, size, namespace_names(run, min(settings.namespaces, size)))
-    operators: list[OperatorProcess] = []
+    running: list[Replicas] = []
     try:
-        yield fleet, operators
+        yield fleet, running
     finally:
         say(f"cleanup: {size} policies, then the operator, then {len(fleet.namespaces)} namespaces")
-        op = operators[0] if operators else None
-        delete_policies(apis.objects, fleet, op)
-        if op is not None:
-            op.stop()
+        ops = running[-1] if running else None
+        delete_policies(apis.objects, fleet, ops)
+        if ops is not None:
+            ops.stop()
         delete_namespaces(apis.core, fleet, wait_seconds=120 + size / 2)
 
 
-def measure_size(settings: Settings, apis: Apis, size: int, profile: bool) -> SizeResult:
-    with fleet_of(settings, apis, size) as (fleet, operators):
+def measure_size(
+    settings: Settings,
+    apis: Apis,
+    size: int,
+    measured: Callable[[SizeResult], None],
+    profile: bool,
+    batching: str = "on",
+) -> None:
+    """One fleet of `size` policies, measured under each replica count in turn (one after the other, so
+    every count sees the same objects); each result goes to `measured` as soon as it is taken."""
+    with fleet_of(settings, apis, size) as (fleet, running):
         started = time.monotonic()
         say(
             f"{size} policies: creating {len(fleet.namespaces)} namespaces, exporter, "
@@ -341,42 +422,60 @@ def measure_size(settings: Settings, apis: Apis, size: int, profile: bool) -> Si
         )
         build_fleet(settings, apis, fleet)
         setup = time.monotonic() - started
-        say(f"{size} policies created in {setup:.0f} s; starting the operator")
-        # Files are named by size and namespaces, so runs with other --namespaces keep theirs.
-        label = f"{size}-ns{len(fleet.namespaces)}"
-        op = OperatorProcess(settings, label)
-        operators.append(op)
-        first, all_once = wait_all_evaluated(op, size, timeout=max(600.0, size * 1.0))
-        startup_cpu = proc_sample(op.pid).cpu_seconds
-        say(f"all {size} evaluated once {all_once:.1f} s after start; settling (3 evaluations each)")
-        # Capped: an operator that cannot keep up (thousands of policies) never settles; it is measured as is.
-        settle = wait_settled(op, 3, timeout=max(6 * settings.interval, min(2 * all_once, 600)))
-        time.sleep(settings.interval)
-        window = settings.window_cycles * settings.interval
-        say(f"steady window: {window} s")
-        a, lines_a = take_snapshot(op, settings.kubeconfig), op.log.lines
-        time.sleep(window)
-        b, lines_b = take_snapshot(op, settings.kubeconfig), op.log.lines
-        if not op.alive():
-            raise RuntimeError(f"the operator exited during the window; see {op.log_path}")
-        summary = summarise_window(settings, op, a, b, (lines_a, lines_b))
-        summary["failed_scrapes"] = failed_scrapes(settings.prometheus, fleet, b.proc.at - a.proc.at)
-        prof: list[str] = []
-        if profile and settings.profile_seconds:
-            say(f"profiling {settings.profile_seconds} s with py-spy")
-            prof = record_profile(op.pid, settings.profile_seconds, label)
-        return SizeResult(
-            policies=size,
-            interval=settings.interval,
-            namespaces=len(fleet.namespaces),
-            setup_seconds=setup,
-            first_decision_s=first,
-            all_once_s=all_once,
-            startup_cpu_s=startup_cpu,
-            problems=dict(op.log.problems.most_common(20)),
-            events=events_by_reason(apis.core, fleet),
-            status_causes=status_write_causes(op.status_trace, a.proc.at, b.proc.at),
-            settle_s=settle,
-            profile=prof,
-            **summary,
-        )
+        for n, count in enumerate(settings.replicas):
+            if running:
+                running.pop().stop()
+            say(f"{size} policies created in {setup:.0f} s; starting {count} operator replica(s)")
+            # Files are named by size and namespaces, so runs with other --namespaces keep theirs.
+            label = f"{size}-ns{len(fleet.namespaces)}" + (
+                "" if batching == "on" else f"-batching-{batching}"
+            )
+            ops = Replicas(settings.for_batching(batching), label, count)
+            running.append(ops)
+            result = measure_replicas(settings, apis, fleet, ops, profile and n == 0, label)
+            measured(dataclasses.replace(result, batching=batching, setup_seconds=setup))
+
+
+def measure_replicas(
+    settings: Settings, apis: Apis, fleet: Fleet, ops: Replicas, profile: bool, label: str
+) -> SizeResult:
+    size = fleet.size
+    first, all_once = wait_all_evaluated(ops, size, timeout=max(600.0, size * 1.0))
+    startup_cpu = sum(proc_sample(m.pid).cpu_seconds for m in ops.members)
+    say(f"all {size} evaluated once {all_once:.1f} s after start; settling (3 evaluations each)")
+    # Capped: an operator that cannot keep up (thousands of policies) never settles; it is measured as is.
+    settle = wait_settled(ops, 3, timeout=max(6 * settings.interval, min(2 * all_once, 600)))
+    time.sleep(settings.interval)
+    window = settings.window_cycles * settings.interval
+    say(f"steady window: {window} s")
+    a, lines_a = take_snapshot(ops, settings.kubeconfig), ops.lines()
+    time.sleep(window)
+    b, lines_b = take_snapshot(ops, settings.kubeconfig), ops.lines()
+    check_alive(ops)
+    summary = summarise_window(settings, ops, a, b, (lines_a, lines_b))
+    summary["failed_scrapes"] = failed_scrapes(settings.prometheus, fleet, b.at - a.at)
+    prof: list[str] = []
+    if profile and settings.profile_seconds:
+        say(f"profiling {settings.profile_seconds} s with py-spy")
+        prof = record_profile(ops.members[0].pid, settings.profile_seconds, label)
+    causes: Counter[str] = Counter()
+    for m in ops.members:
+        causes.update(status_write_causes(m.status_trace, a.at, b.at))
+    return SizeResult(
+        policies=size,
+        batching="on",
+        interval=settings.interval,
+        namespaces=len(fleet.namespaces),
+        setup_seconds=0.0,
+        first_decision_s=first,
+        all_once_s=all_once,
+        startup_cpu_s=startup_cpu,
+        problems=dict(ops.problems().most_common(20)),
+        events=events_by_reason(apis.core, fleet),
+        status_causes=dict(causes.most_common(12)),
+        settle_s=settle,
+        profile=prof,
+        replicas=len(ops),
+        per_replica=per_replica(a, b),
+        **summary,
+    )

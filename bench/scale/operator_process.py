@@ -1,5 +1,6 @@
-"""The operator under measure: one local `scalekeeper run` (its API requests counted by
-bench.counted_operator), its log followed for decisions and problems, its figures from /proc and /metrics."""
+"""The operator under measure: local `scalekeeper run` replicas (their API requests counted by
+bench.counted_operator), their logs followed for decisions and problems, their figures from /proc and
+/metrics. Several replicas share the policies as the chart's do (member Leases, one group)."""
 
 from __future__ import annotations
 
@@ -115,9 +116,16 @@ class DecisionLog:
 
 
 class OperatorProcess:
-    """`scalekeeper run` as a local process serving only bench-scale-* namespaces, with its own lease."""
+    """`scalekeeper run` as a local process serving only bench-scale-* namespaces, in a lease group of its
+    own (`identity` its member's name)."""
 
-    def __init__(self, settings: Settings, label: str) -> None:
+    def __init__(
+        self,
+        settings: Settings,
+        label: str,
+        identity: str = "bench-scale",
+        namespaces: str = f"{NAMESPACE_PREFIX}*",
+    ) -> None:
         LOGS.mkdir(exist_ok=True)
         self.log_path = LOGS / f"bench-scale-operator-{label}.log"
         self.counts_path = LOGS / f"bench-scale-requests-{label}.json"
@@ -128,10 +136,10 @@ class OperatorProcess:
         env = operator_env(
             kubeconfig=settings.kubeconfig,
             prometheus=settings.prometheus,
-            namespaces=f"{NAMESPACE_PREFIX}*",
+            namespaces=namespaces,
             lease=LEASE_NAME,
             lease_namespace=LEASE_NAMESPACE,
-            identity="bench-scale",
+            identity=identity,
             metrics_port=self.metrics_port,
             extra={
                 # the operator's package, and the project root for `-m bench.counted_operator`
@@ -144,6 +152,7 @@ class OperatorProcess:
                 **settings.operator_env,
             },
         )
+        self.identity = identity
         self.started = time.time()
         # Its own session: a Ctrl-C here must not stop it before it has removed the policies' finalizers.
         self.process = start_operator_process(
@@ -178,7 +187,12 @@ class OperatorProcess:
             "scalekeeper_reconcile_seconds_count",
             "scalekeeper_prometheus_query_seconds_sum",
             "scalekeeper_prometheus_query_seconds_count",
+            "scalekeeper_prometheus_request_queries_sum",
+            "scalekeeper_prometheus_request_queries_count",
+            "scalekeeper_prometheus_request_policies_sum",
             "scalekeeper_policies",
+            "scalekeeper_policies_served",
+            "scalekeeper_serving",
         )
         with urllib.request.urlopen(f"http://127.0.0.1:{self.metrics_port}/metrics", timeout=30) as resp:
             text = resp.read().decode()
@@ -192,6 +206,61 @@ class OperatorProcess:
     def stop(self, timeout: float = 30) -> None:
         self.log.stop()
         stop_process(self.process, timeout)
+
+
+class Replicas:
+    """The replicas of one measure: one, or `count` sharing the policies. Their decision logs merged (a
+    policy's cycles, whoever ran them), their request counts and /metrics summed; /proc per replica."""
+
+    def __init__(self, settings: Settings, label: str, count: int) -> None:
+        self.members = [
+            OperatorProcess(settings, label if count == 1 else f"{label}-of{count}-{i}", f"bench-scale-{i}")
+            for i in range(count)
+        ]
+        self.started = min(m.started for m in self.members)
+
+    def __len__(self) -> int:
+        return len(self.members)
+
+    @property
+    def log_paths(self) -> str:
+        return ", ".join(str(m.log_path) for m in self.members)
+
+    def alive(self) -> bool:
+        return all(m.alive() for m in self.members)
+
+    def exited(self) -> OperatorProcess | None:
+        return next((m for m in self.members if not m.alive()), None)
+
+    def evaluations(self) -> dict[str, list[float]]:
+        merged: dict[str, list[float]] = {}
+        for m in self.members:
+            for policy, times in m.log.snapshot().items():
+                merged.setdefault(policy, []).extend(times)
+        return merged
+
+    def lines(self) -> int:
+        return sum(m.log.lines for m in self.members)
+
+    def problems(self) -> Counter[str]:
+        return sum((m.log.problems for m in self.members), Counter[str]())
+
+    def missing_metric(self) -> list[float]:
+        return [t for m in self.members for t in m.log.missing_metric]
+
+    def leadership_lost(self) -> list[float]:
+        return [t for m in self.members for t in m.log.leadership_lost]
+
+    def request_counts(self) -> Counter[str]:
+        return sum((m.request_counts() for m in self.members), Counter[str]())
+
+    def stop(self, timeout: float = 30) -> None:
+        """Together, as a rollout's SIGTERMs come: each releases what it serves while the others go."""
+        threads = [threading.Thread(target=m.stop, args=(timeout,)) for m in self.members]
+        for t in threads:
+            t.start()
+        for t in threads:
+            t.join()
 
 
 def apiserver_policy_requests(kubeconfig: str) -> Counter[str]:

@@ -40,6 +40,11 @@ ROWS: tuple[tuple[str, Callable[[SizeResult], str]], ...] = (
     ),
     ("API reads per policy cycle", lambda r: _fmt(r.reads_per_cycle, 2)),
     ("Prometheus requests per policy cycle", lambda r: _fmt(r.prometheus_per_cycle, 2)),
+    ("  Prometheus requests per second", lambda r: _fmt(r.prometheus_requests_per_s, 2)),
+    (
+        "  queries / policies per Prometheus request",
+        lambda r: f"{r.queries_per_request:.1f} / {r.policies_per_request:.2f}",
+    ),
     ("policy cycles in window (expected)", lambda r: f"{r.policy_cycles:,}"),
     (
         "missed cycles (gap > 2x interval)",
@@ -74,7 +79,13 @@ GROWTH: tuple[tuple[str, Callable[[SizeResult], float]], ...] = (
 
 def results_table(results: list[SizeResult], settings: Settings) -> list[str]:
     expected = [int(settings.window_cycles * r.policies) for r in results]
-    head = "| measure | " + " | ".join(f"{r.policies:,} policies" for r in results) + " |"
+    head = (
+        "| measure | "
+        + " | ".join(
+            f"{r.policies:,} policies, batching {r.batching}, {r.replicas} replica(s)" for r in results
+        )
+        + " |"
+    )
     out = [head, "|---|" + "---:|" * len(results)]
     for label, cell in ROWS:
         cells = [cell(r) for r in results]
@@ -158,7 +169,69 @@ def projection(results: list[SizeResult], interval: int, sizes: tuple[int, ...] 
     return out
 
 
-def print_report(results: list[SizeResult], settings: Settings, machine: str) -> None:
+def replicas_table(results: list[SizeResult]) -> list[str]:
+    """Each replica of every run with several, beside the single replica on the same fleet: the issue's aim
+    is per-replica CPU and RSS at most 40 % of the single one's."""
+    out: list[str] = []
+    for r in results:
+        if r.replicas < 2:
+            continue
+        single = next((s for s in results if s.policies == r.policies and s.replicas == 1), None)
+        out += [
+            f"{r.policies:,} policies on {r.replicas} replicas"
+            + (
+                f" (beside 1 replica: {single.cores_busy:.2f} cores, {single.rss_end_mb:.0f} MB)"
+                if single
+                else ""
+            ),
+            "",
+            "| replica | policies served | CPU busy (cores) | RSS end / peak (MB) | CPU, RSS vs 1 replica |",
+            "|---|---:|---:|---:|---:|",
+        ]
+        for i, each in enumerate(r.per_replica):
+            versus = (
+                f"{each['cores_busy'] / single.cores_busy:.0%}, {each['rss_end_mb'] / single.rss_end_mb:.0%}"
+                if single
+                else "-"
+            )
+            out.append(
+                f"| {i} | {each['served']:.0f} | {each['cores_busy']:.2f} | "
+                f"{each['rss_end_mb']:.0f} / {each['rss_peak_mb']:.0f} | {versus} |"
+            )
+        out.append("")
+    return out
+
+
+def memory_model(results: list[SizeResult], idle_mb: float) -> list[str]:
+    """RSS = idle + seen x (per policy seen) + served x (per policy served, beyond seen): from the idle
+    replica, the single replica (every policy seen and served) and the replicas sharing the same fleet
+    (every policy seen, a share served). Aims: <= 60 KB a policy served (seen included), <= 10 KB seen."""
+    out: list[str] = []
+    for r in results:
+        single = next((s for s in results if s.policies == r.policies and s.replicas == 1), None)
+        if r.replicas < 2 or single is None or not r.per_replica:
+            continue
+        n = r.policies
+        served = sum(e["served"] for e in r.per_replica) / len(r.per_replica)
+        shared = sum(e["rss_end_mb"] for e in r.per_replica) / len(r.per_replica)
+        if served >= n:
+            continue
+        extra = (single.rss_end_mb - shared) / (n - served)  # MB per policy served, beyond seen
+        seen = (shared - idle_mb - served * extra) / n
+        kb = 1024
+        out.append(
+            f"- {n:,} policies, 1 vs {r.replicas} replicas, idle replica {idle_mb:.0f} MB: "
+            f"{(seen + extra) * kb:.0f} KB a policy served (aim 60), {seen * kb:.0f} KB a policy only seen "
+            f"(aim 10); RSS ~ {idle_mb:.0f} MB + {seen * kb:.0f} KB x policies + {extra * kb:.0f} KB x served"
+        )
+    return out
+
+
+def print_report(results: list[SizeResult], settings: Settings, machine: str, idle_mb: float) -> None:
+    # Growth and projection compare sizes: those measured in the first batching mode, on one replica count.
+    same_mode = [
+        r for r in results if r.batching == results[0].batching and r.replicas == results[0].replicas
+    ]
     lines = [
         "## scalekeeper cost at scale",
         "",
@@ -173,13 +246,17 @@ def print_report(results: list[SizeResult], settings: Settings, machine: str) ->
         *results_table(results, settings),
         "",
     ]
-    if len(results) > 1:
-        lines += [*growth_table(results), ""]
+    if len(same_mode) > 1:
+        lines += [*growth_table(same_mode), ""]
     lines += [
         *breakdown_table(results),
         "",
+        *replicas_table(results),
+        "memory per policy (1 replica beside several on the same fleet, and a replica seeing none):",
+        *(memory_model(results, idle_mb) or ["- (needs --replicas 1,N)"]),
+        "",
         "projection to the issue's sizes (two-point fit):",
-        *projection(results, settings.interval),
+        *projection(same_mode, settings.interval),
     ]
     for r in results:
         if r.events:
@@ -224,6 +301,42 @@ def plot(results: list[SizeResult], png: Path) -> None:
         ax.set_xlabel("policies")
         ax.grid(alpha=0.3)
     fig.suptitle("scalekeeper: cost at scale (one operator process)")
+    fig.tight_layout()
+    png.parent.mkdir(parents=True, exist_ok=True)
+    fig.savefig(png, dpi=100)
+    print(f"plot: {png.relative_to(ROOT)}")
+
+
+def plot_prometheus(results: list[SizeResult], png: Path) -> None:
+    """Prometheus requests per second and queries per request, by size, batching on beside off."""
+    try:
+        import matplotlib
+
+        matplotlib.use("Agg")
+        import matplotlib.pyplot as plt
+    except ImportError:
+        return
+    sizes = sorted({r.policies for r in results})
+    modes = list(dict.fromkeys(r.batching for r in results))
+    width = 0.8 / len(modes)
+    panels: tuple[tuple[str, Callable[[SizeResult], float]], ...] = (
+        ("Prometheus requests per second", lambda r: r.prometheus_requests_per_s),
+        ("queries per request", lambda r: r.queries_per_request),
+    )
+    fig, axes = plt.subplots(1, 2, figsize=(10, 4))
+    for ax, (title, get) in zip(axes, panels, strict=True):
+        for m, mode in enumerate(modes):
+            xs = [i + (m - (len(modes) - 1) / 2) * width for i in range(len(sizes))]
+            ys = [
+                next((get(r) for r in results if r.policies == n and r.batching == mode), 0.0) for n in sizes
+            ]
+            bars = ax.bar(xs, ys, width, label=f"batching {mode}")
+            ax.bar_label(bars, fmt="%.1f")
+        ax.set_xticks(range(len(sizes)), [f"{n:,} policies" for n in sizes])
+        ax.set_title(title)
+        ax.grid(alpha=0.3, axis="y")
+        ax.legend()
+    fig.suptitle("scalekeeper: Prometheus reads at scale (one operator process)")
     fig.tight_layout()
     png.parent.mkdir(parents=True, exist_ok=True)
     fig.savefig(png, dpi=100)

@@ -13,8 +13,8 @@ from kubernetes.client.rest import ApiException
 
 from bench.common import delete_lease, describe_machine, sigterm_as_interrupt
 from bench.scale.fleet import Apis
-from bench.scale.measure import SizeResult, measure_size, say
-from bench.scale.report import plot, print_report
+from bench.scale.measure import SizeResult, idle_rss_mb, measure_size, say
+from bench.scale.report import plot, plot_prometheus, print_report
 from bench.scale.settings import GROUP, LEASE_NAME, LEASE_NAMESPACE, OUT, PLURAL, Settings, parse_args
 
 
@@ -43,6 +43,10 @@ def saved_result(raw: dict[str, Any]) -> SizeResult:
         "events": {},
         "status_causes": {},
         "profile": [],
+        # Runs before the operator batched reads across policies: one request per policy per cycle.
+        "batching": "off",
+        "replicas": 1,
+        "per_replica": [],
     }
     known = {f.name for f in dataclasses.fields(SizeResult)}
     missing = {name: defaults.get(name, float("nan")) for name in known - raw.keys()}
@@ -59,9 +63,30 @@ def report_saved(path: Path, settings: Settings) -> int:
         operator_env=saved.get("operator_env", {}),
         interval=results[0].interval,
         window_cycles=saved.get("window_cycles", 4),
+        batching=tuple(dict.fromkeys(r.batching for r in results)),
+        replicas=tuple(dict.fromkeys(r.replicas for r in results)),
     )
-    print_report(results, ran, saved["machine"])
+    print_report(results, ran, saved["machine"], saved.get("idle_rss_mb", float("nan")))
     return 0
+
+
+def save(settings: Settings, machine: str, idle: float, results: list[SizeResult]) -> None:
+    """The run so far, written after each measure: a fleet's cleanup (minutes at thousands of policies on a
+    busy cluster) never holds figures already taken, and an interrupted run keeps them."""
+    OUT.mkdir(exist_ok=True)
+    (OUT / "bench-scale.json").write_text(
+        json.dumps(
+            {
+                "machine": machine,
+                "command": settings.command,
+                "operator_env": settings.operator_env,
+                "window_cycles": settings.window_cycles,
+                "idle_rss_mb": idle,
+                "results": [asdict(r) for r in results],
+            },
+            indent=1,
+        )
+    )
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -72,27 +97,29 @@ def main(argv: list[str] | None = None) -> int:
     check_crd(api)
     machine = describe_machine(api)
     results: list[SizeResult] = []
+    idle = float("nan")
+
+    def measured(r: SizeResult) -> None:
+        results.append(r)
+        save(settings, machine, idle, results)
+        say(
+            f"{r.policies} policies, batching {r.batching}, {r.replicas} replica(s): "
+            f"{r.cpu_per_policy_cycle_ms:.2f} ms CPU per policy cycle, {r.cores_busy:.2f} cores, "
+            f"RSS {r.rss_end_mb:.0f} MB (out/bench-scale.json)"
+        )
+
     try:
         with sigterm_as_interrupt():
+            idle = idle_rss_mb(settings)
+            say(f"a replica seeing no policy: {idle:.0f} MB resident")
             for size in settings.sizes:
-                results.append(measure_size(settings, apis, size, profile=size == settings.sizes[-1]))
-                say(f"{size} policies: {results[-1].cpu_per_policy_cycle_ms:.2f} ms CPU per policy cycle")
+                for mode in settings.batching:
+                    last = size == settings.sizes[-1] and mode == settings.batching[0]
+                    measure_size(settings, apis, size, measured, profile=last, batching=mode)
     finally:
         delete_lease(settings.kubeconfig, LEASE_NAMESPACE, LEASE_NAME)
-    OUT.mkdir(exist_ok=True)
-    (OUT / "bench-scale.json").write_text(
-        json.dumps(
-            {
-                "machine": machine,
-                "command": settings.command,
-                "operator_env": settings.operator_env,
-                "window_cycles": settings.window_cycles,
-                "results": [asdict(r) for r in results],
-            },
-            indent=1,
-        )
-    )
-    print_report(results, settings, machine)
-    if len(results) > 1:
-        plot(results, OUT / "bench-scale.png")
+    print_report(results, settings, machine, idle)
+    if len(settings.sizes) > 1:
+        plot([r for r in results if r.batching == settings.batching[0]], OUT / "bench-scale.png")
+    plot_prometheus(results, OUT / "bench-scale-prometheus.png")
     return 0

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-import argparse
+import dataclasses
 import os
 import shlex
 import sys
@@ -12,11 +12,13 @@ from kubernetes.client.rest import ApiException
 
 from bench import scale as package
 from bench.common import ROOT, cluster_env
+from scalekeeper.cli import Parser
 
 OUT = ROOT / "out"
 # What a wait's check may raise and still be asked again: the API server or Prometheus busy or unreachable.
 API_ERRORS = (ApiException, OSError)
 
+BATCH_WINDOW = "SCALEKEEPER_PROMETHEUS_BATCH_WINDOW_SECONDS"
 GROUP, VERSION, PLURAL = "scalekeeper.dev", "v1alpha1", "scalingpolicies"
 NAMESPACE_PREFIX = "bench-scale-"
 LEASE_NAME, LEASE_NAMESPACE = "bench-scale-leader", "default"
@@ -44,12 +46,21 @@ class Settings:
     operator_env: dict[str, str]
     command: str
     report_from: str | None = None
+    # "on": the operator's default batching of Prometheus reads across policies; "off": one request per
+    # policy per cycle (its batch window at 0). Each mode is measured on a fleet of its own.
+    batching: tuple[str, ...] = ("on",)
+    # Operator replicas sharing the policies, each count measured in turn on the same fleet.
+    replicas: tuple[int, ...] = (1,)
+
+    def for_batching(self, mode: str) -> Settings:
+        """These settings with the operator's batching `mode`."""
+        if mode == "on":
+            return self
+        return dataclasses.replace(self, operator_env={**self.operator_env, BATCH_WINDOW: "0"})
 
 
 def parse_args(argv: list[str] | None = None) -> Settings:
-    parser = argparse.ArgumentParser(
-        prog="python -m bench.scale", description=(package.__doc__ or "").split("\n")[0]
-    )
+    parser = Parser(prog="python -m bench.scale", description=(package.__doc__ or "").split("\n")[0])
     parser.add_argument(
         "--sizes", default="100,300", help="policy counts, comma-separated (issue: 100,1000,3000)"
     )
@@ -73,10 +84,28 @@ def parse_args(argv: list[str] | None = None) -> Settings:
         metavar="NAME=VALUE",
         help="extra environment for the operator (e.g. SCALEKEEPER_MAX_WORKERS=16); repeatable",
     )
+    parser.add_argument(
+        "--batching",
+        choices=("on", "off", "both"),
+        default="on",
+        help="the operator's batching of Prometheus reads across policies; both: each size on, then off",
+    )
+    parser.add_argument(
+        "--replicas",
+        default="1",
+        help="operator replica counts sharing the policies, comma-separated, each measured in turn on the "
+        "same fleet (issue: 1,3)",
+    )
     args = parser.parse_args(argv)
-    sizes = tuple(sorted({int(s) for s in args.sizes.split(",") if s.strip()}))
+    try:
+        sizes = tuple(sorted({int(s) for s in args.sizes.split(",") if s.strip()}))
+        replicas = tuple(dict.fromkeys(int(s) for s in args.replicas.split(",") if s.strip()))
+    except ValueError:
+        parser.error("--sizes and --replicas take whole numbers, comma-separated")
     if not sizes or min(sizes) < 1 or args.window_cycles < 2 or args.namespaces < 1:
         parser.error("--sizes must be positive, --window-cycles >= 2, --namespaces >= 1")
+    if not replicas or min(replicas) < 1:
+        parser.error("--replicas must be positive")
     cluster = cluster_env()
     return Settings(
         sizes=sizes,
@@ -94,4 +123,6 @@ def parse_args(argv: list[str] | None = None) -> Settings:
             ["PYTHONPATH=operator", sys.executable, "-m", "bench.scale", *(argv or sys.argv[1:])]
         ),
         report_from=args.report_from,
+        batching=("on", "off") if args.batching == "both" else (args.batching,),
+        replicas=replicas,
     )

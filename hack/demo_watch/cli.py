@@ -6,7 +6,6 @@ import argparse
 import json
 import os
 import signal
-import subprocess
 import sys
 import time
 from collections.abc import Callable, Mapping
@@ -19,11 +18,12 @@ import yaml
 import demo_watch as package
 from demo_watch import ROOT, TIER_ORDER
 from demo_watch.app import demo_app
-from demo_watch.load import TRACE_PATH_IN_POD, LoadProgram, load_program, phase_at, web_trace_csv
+from demo_watch.load import LoadProgram, load_program, phase_at, web_points
 from demo_watch.plot import plot, step_series
 from demo_watch.policy import DEFAULT_FACTOR, EXAMPLE_POLICY, describe_shortening, shorten_policy
 from demo_watch.sampling import Cluster, Prometheus, at_rest
 from demo_watch.table import LiveView
+from demo_watch.web_load import WebLoad, latency_json
 
 PROMETHEUS = os.environ.get("DEMO_PROMETHEUS_URL", "http://127.0.0.1:30090")
 SAMPLE_SECONDS = 2.0
@@ -81,26 +81,10 @@ def cmd_run(args: argparse.Namespace) -> int:
     prom = Prometheus(PROMETHEUS, args.namespace)
     steps = load_program()
 
-    # The web trace goes into the load generator pod first (kubectl exec -i ... cat > file).
-    subprocess.run(
-        [
-            "kubectl",
-            "-n",
-            args.namespace,
-            "exec",
-            "-i",
-            args.loadgen,
-            "--",
-            "sh",
-            "-c",
-            f"cat > {TRACE_PATH_IN_POD}",
-        ],
-        input=web_trace_csv().encode(),
-        check=True,
-    )
     view = LiveView()
     start = time.time()
     program = LoadProgram(args.namespace, args.loadgen, steps, Path(args.log))
+    web = WebLoad(cluster.core, args.namespace, args.locust_image, web_points(), Path(args.log))
     record: dict[str, Any] = {
         "start": start,
         "namespace": args.namespace,
@@ -122,6 +106,11 @@ def cmd_run(args: argparse.Namespace) -> int:
         raise KeyboardInterrupt
 
     signal.signal(signal.SIGTERM, on_term)
+    try:
+        web.begin(timeout=args.max_seconds)
+    except RuntimeError as exc:  # kubectl could not replace the locust pod: nothing has started yet
+        print(f"demo_watch run: {exc}".strip(), file=sys.stderr)
+        return 1
     program.begin(start)
     rest_since: float | None = None
     outcome = "settled"
@@ -135,6 +124,12 @@ def cmd_run(args: argparse.Namespace) -> int:
                 except Exception as exc:
                     sample = {"tiers": {}, "error": f"{type(exc).__name__}: {exc}"[:200]}
                 sample["load"] = prom.instant()
+                # locust's last interval, while it runs (after, the header would show a stale one)
+                latency = [] if web.finished() else latency_json(web.intervals()[-1:], start)
+                sample["latency"] = latency[0] if latency else None
+                # Locust's clock starts with its process, a few seconds after the view's.
+                origin = web.origin()
+                shift = 0.0 if origin is None else origin - start
                 sample["t"], sample["rel"] = now, round(rel, 2)
                 try:
                     events = cluster.new_events(since=start - 1)
@@ -146,8 +141,9 @@ def cmd_run(args: argparse.Namespace) -> int:
                 record["events"].extend(events)
                 rec.write(json.dumps({k: v for k, v in sample.items() if k != "spec"}) + "\n")
                 rec.flush()
-                view.show(sample, [(ev, ev["rel"]) for ev in events], rel, phase_at(rel, steps))
-                if program.finished() and rel > max(s.at + s.seconds for s in steps) and at_rest(sample):
+                view.show(sample, [(ev, ev["rel"]) for ev in events], rel, phase_at(rel, steps, shift))
+                load_over = rel > max(s.at + s.seconds for s in steps) + shift
+                if program.finished() and web.finished() and load_over and at_rest(sample):
                     rest_since = rest_since or now
                     if now - rest_since >= 6:
                         break
@@ -162,9 +158,13 @@ def cmd_run(args: argparse.Namespace) -> int:
         outcome = "interrupted"
     finally:
         program.stop(interrupted=interrupted)
+        web.stop()
     end = time.time()
     record["end"], record["outcome"] = end, outcome
-    for f in program.failures:
+    record["latency"] = latency_json(web.intervals(), start)
+    origin = web.origin()
+    record["web_shift"] = 0.0 if origin is None else round(origin - start, 2)
+    for f in [*program.failures, *([web.failure] if web.failure else [])]:
         print(f"warning: {f}")
     print(f"\nlive part: {end - start:.0f}s, {outcome}.")
     scaled = [e for e in record["events"] if e["source"] == "policy" and e["reason"] == "Scaled"]
@@ -182,6 +182,7 @@ def cmd_run(args: argparse.Namespace) -> int:
             if (y := step_series(record["samples"], tier, "replicas")[1])
         )
     )
+    print(latency_summary(record["latency"]))
     record["load"] = prom.series(start - 5, end + 1)
     _write_record(out, record)
     png = out / "demo.png"
@@ -189,6 +190,19 @@ def cmd_run(args: argparse.Namespace) -> int:
     print(f"recorded: {samples_path} (every sample), {out / 'demo-run.json'} (samples, Events, load)")
     print(f"plot: {png.resolve()}")
     return 130 if interrupted else 0
+
+
+def latency_summary(latency: list[dict[str, Any]]) -> str:
+    """One line on web's latency as locust saw it, over the intervals in which requests completed."""
+    served = [i for i in latency if i["requests"]]
+    if not served:
+        return "web latency: no interval from locust (see the load log)"
+    p95s = sorted(float(i["p95"]) for i in served)
+    failed = sum(int(i["failures"]) for i in served)
+    return (
+        f"web latency (locust, per 10 s): p95 median {p95s[len(p95s) // 2]:.0f} ms, worst {p95s[-1]:.0f} ms "
+        f"over {len(served)} intervals; {failed} of {sum(int(i['requests']) for i in served)} requests failed"
+    )
 
 
 def cmd_plot(args: argparse.Namespace) -> int:
@@ -216,7 +230,10 @@ def main(argv: list[str] | None = None) -> int:
     pr = sub.add_parser("run", help="drive the load, show the tiers live, record, plot")
     pr.add_argument("--namespace", default="demo")
     pr.add_argument("--policy", default="demo")
-    pr.add_argument("--loadgen", default="loadgen", help="pod the load program runs in (the demo image)")
+    pr.add_argument("--loadgen", default="loadgen", help="pod the video steps run in (the demo image)")
+    pr.add_argument(
+        "--locust-image", required=True, help="web's load generator (hack/loadtest-image.sh prints it)"
+    )
     pr.add_argument("--out", default=str(ROOT / "out"))
     pr.add_argument("--log", default=str(ROOT / "logs" / "demo-load.log"))
     pr.add_argument("--factor", type=float, default=DEFAULT_FACTOR, help="only for the plot's title")

@@ -1,5 +1,5 @@
-"""The load program: a web request ramp and a burst of video tasks, each step run at its time with `kubectl
-exec` in the load generator pod."""
+"""The load program: a web request ramp (locust's, demo_watch.web_load) and a burst of video tasks, each
+video step run at its time with `kubectl exec` in the load generator pod."""
 
 from __future__ import annotations
 
@@ -18,17 +18,16 @@ class Step:
     at: float  # seconds after the start of the live view
     what: str  # "web" or "video"
     label: str
-    args: tuple[str, ...]  # the command run in the load generator pod
+    args: tuple[str, ...]  # the command run in the load generator pod (none for web: the locust pod)
     seconds: float  # how long it runs
 
 
-# Web requests: a ramp to 60 req/s over a minute, held, then stopped (rows of t_seconds,arrivals per 10 s).
+# Web requests: a ramp to 60 req/s over a minute, held, then stopped (rows of t_seconds, rate for 10 s).
 # 60 req/s needs 4 web pods (15 each) and 3 read replicas (20 each): with six video workers that is what a
 # 2-CPU kind node has room for next to its control plane (see demo_app).
 WEB_RAMP = [(0, 10), (10, 20), (20, 30), (30, 40), (40, 50), (50, 60)] + [(t, 60) for t in range(60, 180, 10)]
 WEB_START = 15.0
 WEB_SECONDS = 180.0
-WEB_URL = "http://web/?ms=2"  # 2 ms of CPU per request: the request-rate floor, not CPU, sizes web
 # Video tasks: 240 tasks of 2 s at 6/s, once video has cooled down to zero and web has grown (six Celery pods
 # starting at once take most of a 2-core machine for a few seconds; web would serve less meanwhile).
 VIDEO_START = 100.0
@@ -37,23 +36,26 @@ VIDEO_TASKS, VIDEO_RATE, VIDEO_TASK_SECONDS = 240, 6.0, 2.0
 # them are kept (busy-worker protection: the ProtectingBusyWorkers Event names them).
 LONG_START = VIDEO_START + VIDEO_TASKS / VIDEO_RATE - 5.0
 LONG_TASKS, LONG_TASK_SECONDS = 4, 40.0
-TRACE_PATH_IN_POD = "/tmp/demo-web.csv"
 _PEAK = max(r for _, r in WEB_RAMP)
 _RAMP_SECONDS = min(t for t, r in WEB_RAMP if r == _PEAK)
 
 
-def web_trace_csv(rows: Sequence[tuple[float, float]] = WEB_RAMP, step: float = 10.0) -> str:
-    """The web ramp as a load-generator trace: per-row rate x row width arrivals, then a closing row."""
-    lines = ["t_seconds,arrivals"]
+def web_points(rows: Sequence[tuple[float, float]] = WEB_RAMP, step: float = 10.0) -> str:
+    """The web ramp as the locust shape's `t:rps` points (manifests/examples/loadtest/shape.py), from the
+    locust pod's start: nothing until WEB_START (the pod starts meanwhile), then each row's rate for its
+    step, a step change at each row; the last point ends the run."""
+    points = [(0.0, 0.0)]
     for t, rate in rows:
-        lines.append(f"{t:g},{rate * step:g}")
-    lines.append(f"{rows[-1][0] + step:g},0")
-    return "\n".join(lines) + "\n"
+        if rate != points[-1][1]:
+            points += [(WEB_START + t, points[-1][1]), (WEB_START + t, float(rate))]
+    points.append((WEB_START + rows[-1][0] + step, points[-1][1]))
+    return ",".join(f"{t:g}:{rate:g}" for t, rate in points)
 
 
-def offered_rate(rel: float) -> float:
-    """Requests per second the program offers at ``rel`` seconds (for the plot's dashed line)."""
-    t = rel - WEB_START
+def offered_rate(rel: float, web_shift: float = 0.0) -> float:
+    """Requests per second the program offers at ``rel`` seconds, locust having started ``web_shift``
+    seconds after the live view (for the header and the plot's dashed line)."""
+    t = rel - web_shift - WEB_START
     if t < 0 or t >= WEB_SECONDS:
         return 0.0
     rate = 0.0
@@ -68,21 +70,9 @@ def load_program() -> list[Step]:
         Step(
             WEB_START,
             "web",
-            f"web: requests ramp {WEB_RAMP[0][1]} -> {_PEAK}/s over {_RAMP_SECONDS:g}s, held, stopped at "
-            f"+{WEB_START + WEB_SECONDS:g}s",
-            (
-                "python",
-                "-m",
-                "scalekeeper_demo.load",
-                "--url",
-                WEB_URL,
-                "--trace",
-                TRACE_PATH_IN_POD,
-                "--duration",
-                f"{WEB_SECONDS:g}",
-                "--concurrency",
-                "32",
-            ),
+            f"web (locust): requests ramp {WEB_RAMP[0][1]} -> {_PEAK}/s over {_RAMP_SECONDS:g}s, held, "
+            f"stopped at +{WEB_START + WEB_SECONDS:g}s",
+            (),
             WEB_SECONDS,
         ),
         Step(
@@ -119,25 +109,27 @@ def load_program() -> list[Step]:
     ]
 
 
-def phase_at(rel: float, steps: Sequence[Step]) -> str:
+def phase_at(rel: float, steps: Sequence[Step], web_shift: float = 0.0) -> str:
     """What the load program is doing at ``rel`` seconds, for the table's header."""
     parts = []
     for s in steps:
-        if s.at <= rel < s.at + s.seconds:
+        at = s.at + (web_shift if s.what == "web" else 0.0)
+        if at <= rel < at + s.seconds:
             if s.what == "web":
-                parts.append(f"web {offered_rate(rel):g} req/s offered")
+                parts.append(f"web {offered_rate(rel, web_shift):g} req/s offered")
             else:
                 parts.append(f"publishing {s.what} tasks")
-        elif rel < s.at:
-            parts.append(f"{s.what} starts in {s.at - rel:.0f}s")
+        elif rel < at:
+            parts.append(f"{s.what} starts in {at - rel:.0f}s")
     return ", ".join(parts) or "load stopped: draining"
 
 
 class LoadProgram:
-    """Runs the steps with `kubectl exec` into the load generator pod, each at its time, in a thread."""
+    """Runs the steps with a command with `kubectl exec` into the load generator pod, each at its time, in a
+    thread (web's, which has none, is the locust pod's)."""
 
     def __init__(self, namespace: str, pod: str, steps: Sequence[Step], log_path: Path) -> None:
-        self.namespace, self.pod, self.steps = namespace, pod, list(steps)
+        self.namespace, self.pod, self.steps = namespace, pod, [s for s in steps if s.args]
         self.log_path = log_path
         self.procs: list[subprocess.Popen[bytes]] = []
         self._stop = threading.Event()

@@ -1,4 +1,5 @@
-"""out/demo.png: the load, web and the read replicas, the workers, with every Scaled and Holding Event."""
+"""out/demo.png: the load, web's latency (locust's), web and the read replicas, the workers, with every Scaled
+and Holding Event."""
 
 from __future__ import annotations
 
@@ -37,9 +38,25 @@ def _value_at(samples: Sequence[Mapping[str, Any]], tier: str, rel: float) -> fl
     return next((v for xv, v in zip(reversed(x), reversed(y), strict=True) if xv <= rel), None)
 
 
+def latency_steps(latency: Sequence[Mapping[str, Any]], key: str) -> tuple[list[float], list[float]]:
+    """One of locust's percentiles as steps over each interval's span (its start, and its value again at its
+    end); intervals in which no request completed leave a gap."""
+    xs: list[float] = []
+    ys: list[float] = []
+    for i in latency:
+        if i.get(key) is None:
+            xs.append(float(i["rel"]))
+            ys.append(float("nan"))
+            continue
+        xs += [float(i["rel"]), float(i["rel"]) + float(i["seconds"])]
+        ys += [float(i[key]), float(i[key])]
+    return xs, ys
+
+
 def plot(record: Mapping[str, Any], path: Path) -> None:
-    """Three panels sharing the time axis: the load (requests/s served and offered, video queue depth); web
-    replicas, its HPA floor and the read replicas; the worker Deployments. Every `Scaled` Event is marked on
+    """Four panels sharing the time axis: the load (requests/s served and offered, video queue depth); web's
+    latency per 10 s interval as locust measured it (p50, p95, failed requests); web replicas, its HPA floor
+    and the read replicas; the worker Deployments. Every `Scaled` Event is marked on
     its tier's line (a triangle up or down) and every `Holding` Event with a cross."""
     import matplotlib
 
@@ -53,8 +70,8 @@ def plot(record: Mapping[str, Any], path: Path) -> None:
     load = record.get("load") or {}
     end_rel = max([float(s["rel"]) for s in samples] or [1.0])
 
-    fig, (ax_load, ax_web, ax_wrk) = plt.subplots(
-        3, 1, figsize=(12, 10), sharex=True, gridspec_kw={"height_ratios": [5, 4, 4]}
+    fig, (ax_load, ax_lat, ax_web, ax_wrk) = plt.subplots(
+        4, 1, figsize=(12, 13), sharex=True, gridspec_kw={"height_ratios": [5, 3, 4, 4]}
     )
     fig.suptitle(record.get("title") or "scalekeeper demo", fontsize=11)
 
@@ -71,11 +88,11 @@ def plot(record: Mapping[str, Any], path: Path) -> None:
     xs = [x / 2 for x in range(int(end_rel * 2) + 1)]
     ax_load.plot(
         xs,
-        [offered_rate(x) for x in xs],
+        [offered_rate(x, float(record.get("web_shift") or 0.0)) for x in xs],
         color=TIER_COLORS["web"],
         linestyle=":",
         linewidth=1,
-        label="web requests/s offered by the load program",
+        label="web requests/s offered (locust's shape)",
     )
     ax_load.set_ylabel("requests / s")
     ax_q = ax_load.twinx()
@@ -98,6 +115,41 @@ def plot(record: Mapping[str, Any], path: Path) -> None:
         ax_load.text(0.5, 0.5, "no load series from Prometheus", transform=ax_load.transAxes, ha="center")
     ax_load.grid(alpha=0.3)
     ax_load.set_title("load", fontsize=9, loc="left")
+
+    # Latency, from locust's intervals.
+    latency = record.get("latency") or []
+    for key, style in (("p50", ":"), ("p95", "-")):
+        x, y = latency_steps(latency, key)
+        if x:
+            ax_lat.plot(x, y, color=TIER_COLORS["web"], linestyle=style, linewidth=1.6, label=f"web {key}")
+    ax_lat.set_ylabel("ms")
+    ax_lat.set_ylim(bottom=0)
+    ax_fail = ax_lat.twinx()
+    failed = [i for i in latency if i.get("failures")]
+    if failed:
+        ax_fail.bar(
+            [float(i["rel"]) + float(i["seconds"]) / 2 for i in failed],
+            [int(i["failures"]) for i in failed],
+            width=[0.8 * float(i["seconds"]) for i in failed],
+            color="#d62728",
+            alpha=0.5,
+            label="failed requests (right axis)",
+        )
+        ax_fail.set_ylabel("failed")
+        ax_fail.set_ylim(bottom=0, top=max(int(i["failures"]) for i in failed) * 1.2)
+    else:
+        ax_fail.set_yticks([])
+    h1, l1 = ax_lat.get_legend_handles_labels()
+    h2, l2 = ax_fail.get_legend_handles_labels()
+    ax_lat.legend(h1 + h2, l1 + l2, loc="upper right", fontsize=8)
+    if not latency:
+        ax_lat.text(0.5, 0.5, "no intervals from locust", transform=ax_lat.transAxes, ha="center")
+    elif not failed:
+        ax_lat.text(0.99, 0.04, "no request failed", transform=ax_lat.transAxes, ha="right", fontsize=8)
+    ax_lat.grid(alpha=0.3)
+    ax_lat.set_title(
+        "web latency per 10 s interval (locust, over the requests completed in it)", fontsize=9, loc="left"
+    )
 
     # Replicas: web and the read replicas, then the workers.
     panels = {

@@ -35,13 +35,18 @@ def _num(v: Any, fmt: str = "{:g}") -> str:
 
 
 def table_lines(sample: Mapping[str, Any], rel: float, phase: str, width: int, color: bool) -> list[str]:
-    """The live view: a header with the load, then one row per tier (replicas, desired, HPA floor for web,
-    the limiting rule and the operator's one-line reason) and the Bottleneck condition, cut to ``width``
-    columns."""
+    """The live view: a header with the load (and web's latency in locust's last interval), then one row per
+    tier (replicas, desired, HPA floor for web, the limiting rule and the operator's one-line reason) and the
+    Bottleneck condition, cut to ``width`` columns."""
     load = sample.get("load") or {}
     rps = load.get("rps")
     depth = load.get("video_depth")
-    head = f"+{rel:4.0f}s  {_num(rps, '{:.1f}')} req/s  video queue {_num(depth, '{:.0f}')}  | {phase}"
+    lat = sample.get("latency") or {}
+    web = f"{_num(rps, '{:.1f}')} req/s"
+    if lat:
+        # locust's last 10 s interval: its requests' p95, and how many failed
+        web += f" p95 {_num(lat.get('p95'), '{:.0f}')} ms ({lat.get('failures', 0)} failed)"
+    head = f"+{rel:4.0f}s  web {web}  video queue {_num(depth, '{:.0f}')}  | {phase}"
     lines = [paint(head[:width], "bold", color)]
     cols = f"{'TIER':<15}{'READY/REPL':>11}{'DESIRED':>8}  {'HPA floor/want/max':<19}{'LIMITED BY':<16}REASON"
     lines.append(paint(cols[:width], "dim", color))

@@ -12,6 +12,8 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from typing import Generic, TypeVar
 
+from .metrics.batching import DEFAULT_LIMITS
+
 # Covariant: SETTINGS holds settings of every type as Setting[object].
 T = TypeVar("T", covariant=True)
 
@@ -111,8 +113,26 @@ PROMETHEUS_URL = Setting(
 PROMETHEUS_TIMEOUT_SECONDS = Setting(
     "SCALEKEEPER_PROMETHEUS_TIMEOUT_SECONDS",
     "5",
-    "timeout of one Prometheus query, 0.1..300",
+    "timeout of one Prometheus request, 0.1..300: a slow one holds only the cycles whose queries it holds",
     _seconds(0.1, 300.0),
+)
+PROMETHEUS_BATCH_WINDOW_SECONDS = Setting(
+    "SCALEKEEPER_PROMETHEUS_BATCH_WINDOW_SECONDS",
+    "0.02",
+    "cycles reading within this many seconds of each other share Prometheus requests, 0..1; 0: one each",
+    _seconds(0.0, 1.0),
+)
+PROMETHEUS_BATCH_MAX_QUERIES = Setting(
+    "SCALEKEEPER_PROMETHEUS_BATCH_MAX_QUERIES",
+    str(DEFAULT_LIMITS.max_queries),
+    "queries in one Prometheus request, at most, 1..10000",
+    _integer(1, 10000),
+)
+PROMETHEUS_BATCH_MAX_BYTES = Setting(
+    "SCALEKEEPER_PROMETHEUS_BATCH_MAX_BYTES",
+    str(DEFAULT_LIMITS.max_bytes),
+    "form body of one Prometheus request, at most, 1024..10000000 (a longer single query goes alone)",
+    _integer(1024, 10_000_000),
 )
 PROMETHEUS_BEARER_TOKEN_FILE = Setting(
     "SCALEKEEPER_PROMETHEUS_BEARER_TOKEN_FILE",
@@ -162,21 +182,28 @@ LOG_DECISIONS = Setting(
     "decision lines at INFO: changes (when a target's current, desired or limitedBy changes) or all",
     _one_of("changes", "all"),
 )
-LEADER_ELECTION = Setting(
-    "SCALEKEEPER_LEADER_ELECTION",
+SHARDING = Setting(
+    "SCALEKEEPER_SHARDING",
     "true",
-    "elect one acting replica through a Lease; false: every replica acts",
+    "replicas share the policies through member Leases (kube/membership.py); false: this replica serves "
+    "every policy and takes no Lease (run one only)",
     _flag,
 )
-LEASE_NAME = Setting("SCALEKEEPER_LEASE_NAME", "scalekeeper-leader", "name of the leader Lease", _text)
+LEASE_NAME = Setting(
+    "SCALEKEEPER_LEASE_NAME",
+    "scalekeeper-leader",
+    "the replicas' group: member Leases are <name>-<identity>; while a Lease named <name> (an active/passive "
+    "release's leader) is held, no replica serves",
+    _text,
+)
 POD_NAMESPACE = Setting(
     "POD_NAMESPACE",
     "scalekeeper-system",
-    "the operator's namespace (the chart sets it): the Lease's default",
+    "the operator's namespace (the chart sets it): the Leases' default",
     _text,
 )
 LEASE_NAMESPACE = Setting(
-    "SCALEKEEPER_LEASE_NAMESPACE", "", f"namespace of the leader Lease; empty: {POD_NAMESPACE.env}", _text
+    "SCALEKEEPER_LEASE_NAMESPACE", "", f"namespace of the member Leases; empty: {POD_NAMESPACE.env}", _text
 )
 LEASE_SECONDS = Setting(
     "SCALEKEEPER_LEASE_SECONDS",
@@ -185,7 +212,17 @@ LEASE_SECONDS = Setting(
     _integer(2, 300),
 )
 POD_NAME = Setting(
-    "POD_NAME", "", "this replica's identity in the Lease (the chart sets it); empty: <hostname>-<pid>", _text
+    "POD_NAME",
+    "",
+    "this replica's identity in the Leases (the chart sets it); empty: <hostname>-<pid>",
+    _text,
+)
+# Also how long a replica that lost its Lease may still be finishing a write: a handover waits it out.
+API_TIMEOUT_SECONDS = Setting(
+    "SCALEKEEPER_API_TIMEOUT_SECONDS",
+    "5",
+    "timeout of each API server request of a cycle, 1..60",
+    _integer(1, 60),
 )
 MAX_WORKERS = Setting(
     "SCALEKEEPER_MAX_WORKERS", "8", "policies' cycles running at once, 1..256", _integer(1, 256)
@@ -214,6 +251,9 @@ TRACEMALLOC = Setting(
 SETTINGS: tuple[Setting[object], ...] = (
     PROMETHEUS_URL,
     PROMETHEUS_TIMEOUT_SECONDS,
+    PROMETHEUS_BATCH_WINDOW_SECONDS,
+    PROMETHEUS_BATCH_MAX_QUERIES,
+    PROMETHEUS_BATCH_MAX_BYTES,
     PROMETHEUS_BEARER_TOKEN_FILE,
     PROMETHEUS_CA_FILE,
     PROMETHEUS_INSECURE_SKIP_VERIFY,
@@ -225,12 +265,13 @@ SETTINGS: tuple[Setting[object], ...] = (
     LOG_LEVEL,
     LOG_FORMAT,
     LOG_DECISIONS,
-    LEADER_ELECTION,
+    SHARDING,
     LEASE_NAME,
     LEASE_NAMESPACE,
     LEASE_SECONDS,
     HEAP_TRIM_SECONDS,
     POD_NAME,
+    API_TIMEOUT_SECONDS,
     POD_NAMESPACE,
     TRACEMALLOC,
 )
@@ -248,11 +289,15 @@ class OperatorConfig:
     prometheus_ca_file: str | None = PROMETHEUS_CA_FILE.default_value()
     prometheus_insecure_skip_verify: bool = PROMETHEUS_INSECURE_SKIP_VERIFY.default_value()
     prometheus_timeout_seconds: float = PROMETHEUS_TIMEOUT_SECONDS.default_value()
-    leader_election: bool = LEADER_ELECTION.default_value()
+    prometheus_batch_window_seconds: float = PROMETHEUS_BATCH_WINDOW_SECONDS.default_value()
+    prometheus_batch_max_queries: int = PROMETHEUS_BATCH_MAX_QUERIES.default_value()
+    prometheus_batch_max_bytes: int = PROMETHEUS_BATCH_MAX_BYTES.default_value()
+    sharding: bool = SHARDING.default_value()
     lease_name: str = LEASE_NAME.default_value()
     lease_namespace: str = POD_NAMESPACE.default_value()
     lease_seconds: int = LEASE_SECONDS.default_value()
     identity: str = ""
+    api_timeout_seconds: int = API_TIMEOUT_SECONDS.default_value()
     max_workers: int = MAX_WORKERS.default_value()
     status_refresh_seconds: int = STATUS_REFRESH_SECONDS.default_value()
     log_decisions: str = LOG_DECISIONS.default_value()
@@ -275,11 +320,15 @@ class OperatorConfig:
             prometheus_ca_file=PROMETHEUS_CA_FILE.read(e),
             prometheus_insecure_skip_verify=PROMETHEUS_INSECURE_SKIP_VERIFY.read(e),
             prometheus_timeout_seconds=PROMETHEUS_TIMEOUT_SECONDS.read(e),
-            leader_election=LEADER_ELECTION.read(e),
+            prometheus_batch_window_seconds=PROMETHEUS_BATCH_WINDOW_SECONDS.read(e),
+            prometheus_batch_max_queries=PROMETHEUS_BATCH_MAX_QUERIES.read(e),
+            prometheus_batch_max_bytes=PROMETHEUS_BATCH_MAX_BYTES.read(e),
+            sharding=SHARDING.read(e),
             lease_name=LEASE_NAME.read(e),
             lease_namespace=LEASE_NAMESPACE.read(e) or POD_NAMESPACE.read(e),
             lease_seconds=LEASE_SECONDS.read(e),
             identity=POD_NAME.read(e) or f"{socket.gethostname()}-{os.getpid()}",
+            api_timeout_seconds=API_TIMEOUT_SECONDS.read(e),
             max_workers=MAX_WORKERS.read(e),
             status_refresh_seconds=STATUS_REFRESH_SECONDS.read(e),
             log_decisions=LOG_DECISIONS.read(e),

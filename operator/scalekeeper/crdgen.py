@@ -229,6 +229,13 @@ PRINTER_COLUMNS: list[dict[str, Any]] = [
         "jsonPath": ".status.bottleneck",
         "description": "Targets saturated for a while (Bottleneck condition).",
     },
+    {
+        "name": "Served-By",
+        "type": "string",
+        "jsonPath": ".status.servedBy",
+        "description": "The operator replica serving the policy.",
+        "priority": 1,
+    },
     {"name": "Age", "type": "date", "jsonPath": ".metadata.creationTimestamp"},
 ]
 

@@ -89,10 +89,13 @@ class Reconciler:
         write_status: Callable[[dict[str, Any]], None],
         claimants: Mapping[str, Iterable[PolicyId]] | None = None,
         watched: Watched | None = None,
+        may_write: Callable[[], bool] = lambda: True,
     ) -> CycleResult:
         """One cycle. `claimants`: target key -> every policy naming that workload (the operator's index);
         None when the caller knows of no other policy. `watched`: what the operator's watches saw of the
-        policy's targets and HPAs; None to read everything from the API server."""
+        policy's targets and HPAs; None to read everything from the API server. `may_write` is asked
+        before each write: once it says no (this replica no longer serves the policy), the cycle writes
+        nothing more, not even its status."""
         started = self._monotonic()
         status = read_status(policy.status)
         status.observed_generation = policy.generation
@@ -100,7 +103,7 @@ class Reconciler:
             found = parsed(policy, memory)
         except model.SpecError as exc:
             self._reporter.invalid_spec(status, memory, emit, exc, self._clock())
-            written = self._status.publish(policy, status, memory, write_status)
+            written = self._publish(policy, status, memory, write_status, may_write)
             return CycleResult(None, status.to_patch(), 0, written, errors=exc.messages)
         if memory.persisted is None:
             restore_memory(status, memory)
@@ -121,16 +124,35 @@ class Reconciler:
             c.now,
             max_metric_age_seconds=self._max_age,
         )
-        writes = self._act(c) if c.spec.mode is model.Mode.ENFORCE else 0
+        writes = self._act(c, may_write) if c.spec.mode is model.Mode.ENFORCE else 0
         # A write that did not happen must not count against the rate limits: keep the old history there.
         memory.histories = {
             name: (memory.histories.get(name, TargetHistory()) if name in c.failed else d.history)
             for name, d in c.decision.targets.items()
         }
         self._reporter.report(c)
-        written = self._status.publish(policy, status, memory, write_status)
+        written = self._publish(policy, status, memory, write_status, may_write)
         self._metrics.reconciled(self._monotonic() - started)
         return CycleResult(c.decision, status.to_patch(), writes, written, c.batch, c.errors)
+
+    def _publish(
+        self,
+        policy: PolicyObject,
+        status: model.ScalingPolicyStatus,
+        memory: PolicyMemory,
+        write_status: Callable[[dict[str, Any]], None],
+        may_write: Callable[[], bool],
+    ) -> bool:
+        if not self._fence(may_write):
+            return False
+        return self._status.publish(policy, status, memory, write_status)
+
+    def _fence(self, may_write: Callable[[], bool]) -> bool:
+        """Whether this replica may still write for the policy; counted when it may not."""
+        if may_write():
+            return True
+        self._metrics.handovers.labels("fenced").inc()
+        return False
 
     def _verify(self, c: Cycle) -> dict[str, str]:
         """Once per spec generation (recorded in the status, so not again after a restart or a failover):
@@ -190,7 +212,7 @@ class Reconciler:
             )
         return observed
 
-    def _act(self, c: Cycle) -> int:
+    def _act(self, c: Cycle, may_write: Callable[[], bool]) -> int:
         """Writes only: each tier writes its decision; returns how many targets were written."""
         assert c.decision is not None
         ctx = ActContext(
@@ -211,6 +233,9 @@ class Reconciler:
             seen = c.observed[tier.name]
             if seen.contested is not None or tier.name in c.refused:
                 continue
+            if not self._fence(may_write):
+                c.failed.update(t.name for t in c.tiers)
+                break
             outcome = tier.act(ctx, c.decision.targets[tier.name], seen)
             if outcome in (Outcome.FAILED, Outcome.DEFERRED):
                 c.failed.add(tier.name)

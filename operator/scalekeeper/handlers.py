@@ -26,6 +26,9 @@ from .runtime import Runtime
 from .scheduler import PolicyScheduler
 
 log = logging.getLogger("scalekeeper.handlers")
+# How long a stopping replica lets its cycles under way finish before it releases its policies: well
+# inside the pod's 30 s termination grace period.
+DRAIN_SECONDS = 10.0
 
 
 @kopf.on.startup()
@@ -46,8 +49,10 @@ async def startup(settings: kopf.OperatorSettings, memo: kopf.Memo, **_: Any) ->
     # The finalizer older versions used (for their daemons): kopf removes it, as nothing needs it now.
     settings.persistence.finalizer = f"{model.GROUP}/daemon"
     runtime = Runtime(cfg)
-    runtime.start()
     scheduler = PolicyScheduler(runtime)
+    if runtime.membership is not None:
+        runtime.membership.on_ring_change = scheduler.ring_changed
+    runtime.start()
     memo["runtime"] = runtime
     memo["scheduler"] = scheduler
     task = asyncio.create_task(scheduler.run(), name="scheduler")
@@ -70,6 +75,9 @@ def _scheduler_ended(task: asyncio.Task[None]) -> None:
 
 @kopf.on.cleanup()
 async def cleanup(memo: kopf.Memo, **_: Any) -> None:
+    scheduler: PolicyScheduler | None = memo.get("scheduler")
+    if scheduler is not None:
+        await scheduler.drain(timeout=DRAIN_SECONDS)
     task: asyncio.Task[None] | None = memo.get("scheduler_task")
     if task is not None:
         task.cancel()

@@ -32,12 +32,28 @@ class OperatorMetrics:
             ["namespace", "policy", "target"],
             registry=r,
         )
+        self.current = Gauge(
+            "scalekeeper_current_replicas",
+            "Replicas per target when the cycle decided.",
+            ["namespace", "policy", "target"],
+            registry=r,
+        )
+        self.metrics_available = Gauge(
+            "scalekeeper_metrics_available",
+            "1 while the policy's last cycle read every metric it sizes by (its MetricsAvailable condition).",
+            ["namespace", "policy"],
+            registry=r,
+        )
         self.writes = Counter(
             "scalekeeper_scale_writes_total",
             "Writes to the API server, by kind and outcome.",
             ["kind", "outcome"],
             registry=r,
         )
+        # Exported at 0 from the start: an alert's increase() cannot see a counter's first error if the
+        # series is born with it. Kinds scaled through /scale beyond these are born at their first write.
+        for kind in ("status", "Event", "Deployment", "StatefulSet", "HorizontalPodAutoscaler"):
+            self.writes.labels(kind, "error")
         self.reconcile_seconds = Histogram(
             "scalekeeper_reconcile_seconds",
             "Time for one policy's cycle.",
@@ -53,26 +69,67 @@ class OperatorMetrics:
         self.queries = Counter(
             "scalekeeper_prometheus_requests_total", "HTTP requests sent to Prometheus.", registry=r
         )
+        self.request_queries = Histogram(
+            "scalekeeper_prometheus_request_queries",
+            "Queries in one Prometheus request (the cycles reading together share requests).",
+            registry=r,
+            buckets=(1, 2, 4, 8, 16, 32, 64, 128, 256, 512, 1024),
+        )
+        self.request_reads = Histogram(
+            "scalekeeper_prometheus_request_policies",
+            "Policies' reads whose queries one Prometheus request holds.",
+            registry=r,
+            buckets=(1, 2, 3, 4, 6, 8, 12, 16, 32, 64, 128, 256),
+        )
         self.query_missing = Counter(
             "scalekeeper_prometheus_missing_total", "Queries that gave no usable value.", registry=r
         )
-        self.leader = Gauge("scalekeeper_leader", "1 when this replica holds the leader lease.", registry=r)
-        self.policies = Gauge("scalekeeper_policies", "ScalingPolicies this replica is sizing.", registry=r)
+        self.serving = Gauge(
+            "scalekeeper_serving",
+            "1 while this replica's member Lease is renewed and it may write.",
+            registry=r,
+        )
+        self.policies = Gauge("scalekeeper_policies", "ScalingPolicies this replica watches.", registry=r)
+        self.policies_served = Gauge(
+            "scalekeeper_policies_served",
+            "ScalingPolicies this replica serves (status.servedBy).",
+            registry=r,
+        )
+        self.members = Gauge("scalekeeper_members", "Live replicas on this replica's ring.", registry=r)
+        self.ring_changes = Counter(
+            "scalekeeper_ring_changes_total", "Changes of the live members this replica saw.", registry=r
+        )
+        self.handovers = Counter(
+            "scalekeeper_handovers_total",
+            "Policies this replica claimed or released, and writes refused as stale.",
+            ["step"],
+            registry=r,
+        )
         # The label sets each policy's series were made with, so a deleted policy's series go with it.
         self._series: dict[tuple[str, str], set[tuple[str, ...]]] = {}
 
-    def decision(self, namespace: str, policy: str, target: str, limited_by: str, desired: int) -> None:
+    def decision(
+        self, namespace: str, policy: str, target: str, limited_by: str, desired: int, current: int
+    ) -> None:
         self.decisions.labels(namespace, policy, target, limited_by).inc()
         self.desired.labels(namespace, policy, target).set(desired)
+        self.current.labels(namespace, policy, target).set(current)
         self._series.setdefault((namespace, policy), set()).add((target, limited_by))
 
     def forget_policy(self, namespace: str, policy: str) -> None:
         """Drop a deleted policy's series: not exported forever, not kept in memory."""
+        with contextlib.suppress(KeyError):
+            self.metrics_available.remove(namespace, policy)
         for target, limited_by in self._series.pop((namespace, policy), ()):
             with contextlib.suppress(KeyError):
                 self.decisions.remove(namespace, policy, target, limited_by)
             with contextlib.suppress(KeyError):
                 self.desired.remove(namespace, policy, target)
+            with contextlib.suppress(KeyError):
+                self.current.remove(namespace, policy, target)
+
+    def metrics_read(self, namespace: str, policy: str, available: bool) -> None:
+        self.metrics_available.labels(namespace, policy).set(1 if available else 0)
 
     def write(self, kind: str, outcome: str) -> None:
         self.writes.labels(kind, outcome).inc()
@@ -85,6 +142,10 @@ class OperatorMetrics:
             self.query_seconds.observe(seconds)
         self.queries.inc(requests)
         self.query_missing.inc(missing)
+
+    def prometheus_request(self, queries: int, policies: int) -> None:
+        self.request_queries.observe(queries)
+        self.request_reads.observe(policies)
 
     def serve(self, port: int, ready: Callable[[], bool], address: str = "0.0.0.0") -> None:
         """/metrics, and /readyz for the readiness probe: 200 once `ready` says so, 503 before."""

@@ -61,6 +61,15 @@ class StatusPublisher:
                     "policy deleted during its cycle", extra={"policy": f"{policy.namespace}/{policy.name}"}
                 )
                 return False
+            if exc.status == 409:
+                # Written at a resourceVersion the policy no longer has: edited since, or handed over to
+                # another replica (see runtime.Runtime.cycle). Not an error: the next cycle, if this
+                # replica still serves it, writes from the newer version.
+                self._metrics.write("status", "conflict")
+                log.info(
+                    "status write refused as stale", extra={"policy": f"{policy.namespace}/{policy.name}"}
+                )
+                return False
             if exc.status not in _TRANSIENT:
                 self._metrics.write("status", "error")
                 raise

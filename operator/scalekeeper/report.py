@@ -150,7 +150,9 @@ class Reporter:
             if name not in c.failed:
                 # A write that failed is told by the errors (condition and Warning), not as "Scaled".
                 _announce(tier, d, c.memory, c.emit, dry)
-            self._metrics.decision(c.policy.namespace, c.policy.name, name, d.limited_by.value, d.desired)
+            self._metrics.decision(
+                c.policy.namespace, c.policy.name, name, d.limited_by.value, d.desired, current
+            )
             self._log(c, name, d, reason)
         c.status.targets = targets
         c.status.web = ", ".join(cells.get("web", [])) or None
@@ -255,6 +257,7 @@ class Reporter:
             for name, d in c.decision.targets.items()
             if d.limited_by is LimitedBy.MISSING_METRIC
         ]
+        self._metrics.metrics_read(c.policy.namespace, c.policy.name, not (missing or invalid))
         if missing or invalid:
             parts = [f"{k}: {r.reason} (query: {r.query})" for k, r in missing.items()]
             parts += [p for p in invalid if not any(p.startswith(k.target) for k in missing)]

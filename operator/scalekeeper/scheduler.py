@@ -15,13 +15,17 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import heapq
+import json
 import logging
 import time
+import zlib
 from collections.abc import Callable, Iterable, Mapping
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
 from .engine.claims import PolicyId
+from .engine.handover import Step
+from .engine.ring import HashRing
 from .memory import PolicyMemory
 from .policy import interval_of, lookups_of
 
@@ -114,7 +118,7 @@ def compact_body(body: Mapping[str, Any]) -> dict[str, Any]:
     """What a cycle reads of a policy: its identity, spec and status. Not managedFields (half of a
     policy's body), annotations or labels."""
     meta = body.get("metadata") or {}
-    kept = ("name", "namespace", "uid", "generation", "creationTimestamp")
+    kept = ("name", "namespace", "uid", "generation", "creationTimestamp", "resourceVersion")
     return {
         "metadata": {key: meta[key] for key in kept if key in meta},
         "spec": body.get("spec") or {},
@@ -122,12 +126,46 @@ def compact_body(body: Mapping[str, Any]) -> dict[str, Any]:
     }
 
 
-@dataclass
 class _Policy:
-    body: dict[str, Any]
-    memory: PolicyMemory = field(default_factory=PolicyMemory)
-    # (generation, claim keys, watched-object keys): recomputed only when the spec changes.
-    lookups: tuple[Any, list[str], list[str]] | None = None
+    """A policy as the scheduler keeps it. Its compact body is kept parsed while this replica serves it;
+    otherwise packed (compressed JSON, about 1.4 KB instead of 20 KB as dicts): every replica keeps every
+    policy, and with several replicas most are another's, read only for their servedBy and generation."""
+
+    __slots__ = ("_body", "_packed", "generation", "lookups", "memory", "served_by")
+
+    def __init__(self, body: dict[str, Any]) -> None:
+        self.memory = PolicyMemory()
+        # (generation, claim keys, watched-object keys): recomputed only when the spec changes.
+        self.lookups: tuple[Any, list[str], list[str]] | None = None
+        self._body: dict[str, Any] | None = None
+        self._packed = b""
+        self.served_by = ""
+        self.generation: Any = None
+        self.replace(body, parsed=False)  # nobody serves a policy first seen here yet
+
+    @property
+    def body(self) -> dict[str, Any]:
+        """Parsed: the body itself (a cycle updates its resourceVersion in place); packed: a fresh copy."""
+        if self._body is not None:
+            return self._body
+        body: dict[str, Any] = json.loads(zlib.decompress(self._packed))
+        return body
+
+    def replace(self, body: dict[str, Any], parsed: bool) -> None:
+        self.served_by, self.generation = served_by(body), body["metadata"].get("generation")
+        if parsed:
+            self._body, self._packed = body, b""
+        else:
+            self._body = None
+            self._packed = zlib.compress(json.dumps(body, separators=(",", ":")).encode(), 1)
+
+    def keep_parsed(self, parsed: bool) -> None:
+        if parsed != (self._body is not None):
+            self.replace(self.body, parsed)
+
+
+def served_by(body: Mapping[str, Any]) -> str:
+    return str((body.get("status") or {}).get("servedBy") or "")
 
 
 class PolicyScheduler:
@@ -137,6 +175,13 @@ class PolicyScheduler:
         self._schedule = Schedule()
         self._policies: dict[str, _Policy] = {}
         self._changed: asyncio.Event | None = None
+        # Built on the event loop (kopf's startup handler): the membership thread reports ring changes to it,
+        # the first possibly before run() has started.
+        self._loop = asyncio.get_running_loop()
+        self._running: set[asyncio.Task[None]] = set()
+        self._stopping = False
+        # The policies this replica serves (their status names it).
+        self._served: set[str] = set()
         # kopf's index of every policy's claimed workloads (handlers.sized_targets), live.
         self.claims: Mapping[str, Iterable[PolicyId]] = {}
 
@@ -148,6 +193,7 @@ class PolicyScheduler:
         if event_type == "DELETED" or (body.get("metadata") or {}).get("deletionTimestamp"):
             if self._policies.pop(uid, None) is not None:
                 self._schedule.remove(uid)
+                self._set_served(uid, False)
                 meta = body["metadata"]
                 self._runtime.metrics.policies.dec()
                 self._runtime.metrics.forget_policy(meta.get("namespace", ""), meta.get("name", ""))
@@ -162,21 +208,63 @@ class PolicyScheduler:
             self._schedule.add(uid, interval, now + delay)
             self._runtime.metrics.policies.inc()
         else:
-            changed = known.body["metadata"].get("generation") != compact["metadata"].get("generation")
-            known.body = compact
+            changed = known.generation != compact["metadata"].get("generation")
+            # Released by its server, or claimed by another: this replica may have a step to take now.
+            changed = changed or known.served_by != served_by(compact)
+            known.replace(compact, parsed=uid in self._served)
             self._schedule.set_interval(uid, interval_of(compact, known.memory))
             if changed:
                 self._schedule.wake(uid, now)
         if self._changed is not None:
             self._changed.set()
 
+    def ring_changed(self, before: HashRing, after: HashRing) -> None:
+        """From the membership's thread: the policies whose owner changed are due now (a release or a
+        claim to make), the others keep their time."""
+        self._loop.call_soon_threadsafe(self._wake_moved, before, after)
+
+    def _wake_moved(self, before: HashRing, after: HashRing) -> None:
+        self._runtime.metrics.ring_changes.inc()
+        self._runtime.metrics.members.set(len(after.members))
+        now = self._clock()
+        for uid in self._policies:
+            if before.owner(uid) != after.owner(uid):
+                self._schedule.wake(uid, now)
+        if self._changed is not None:
+            self._changed.set()
+
+    async def drain(self, timeout: float) -> None:
+        """On shutdown: start no cycle, let those under way finish, then release every policy served,
+        so the replicas that take them need not wait for this one's Lease to expire."""
+        self._stopping = True
+        if self._changed is not None:
+            self._changed.set()
+        if self._running:
+            await asyncio.wait(self._running, timeout=timeout)
+        if self._running:
+            return  # a cycle still under way may yet write: its policies wait out this replica's Lease
+        bodies = [self._policies[uid].body for uid in self._served if uid in self._policies]
+        # As many at once as the executor runs (max_workers): a thousand policies go in seconds.
+        done = await asyncio.gather(
+            *(asyncio.to_thread(self._runtime.hand_over, body, "") for body in bodies), return_exceptions=True
+        )
+        failed = [r for r in done if isinstance(r, BaseException)]
+        if failed:
+            # Those wait out this replica's Lease on the replica that takes them.
+            log.warning(
+                "releasing policies on shutdown failed",
+                extra={"failed": len(failed), "first": str(failed[0])},
+            )
+        self._served.clear()
+        self._runtime.metrics.policies_served.set(0)
+
     async def run(self) -> None:
         """Run due cycles until cancelled; at most `max_workers` at once (the default executor's size)."""
         self._changed = asyncio.Event()
         slots = asyncio.Semaphore(self._runtime.cfg.max_workers)
-        running: set[asyncio.Task[None]] = set()
+        running = self._running
         try:
-            while True:
+            while not self._stopping:
                 uid = self._schedule.pop_due(self._clock())
                 if uid is None:
                     due = self._schedule.next_due()
@@ -197,8 +285,8 @@ class PolicyScheduler:
         started = self._clock()
         try:
             policy = self._policies.get(uid)
-            if policy is not None and self._runtime.is_leader():
-                await self._run_cycle(policy)
+            if policy is not None and not self._stopping:
+                await self._serve(uid, policy)
         except Exception:
             meta = policy.body["metadata"] if policy is not None else {}
             log.exception("cycle failed", extra={"policy": f"{meta.get('namespace')}/{meta.get('name')}"})
@@ -207,6 +295,39 @@ class PolicyScheduler:
             self._schedule.finished(uid, started, self._clock())
             if self._changed is not None:
                 self._changed.set()
+
+    async def _serve(self, uid: str, policy: _Policy) -> None:
+        """Take this policy's step (engine/handover.py): run its cycle, claim it first, or release it."""
+        step = self._runtime.step(uid, policy.served_by)
+        if step is Step.RELEASE:
+            if await asyncio.to_thread(self._runtime.hand_over, policy.body, "") is not None:
+                self._set_served(uid, False)
+            return
+        if step is Step.CLAIM:
+            written = await asyncio.to_thread(
+                self._runtime.hand_over, policy.body, self._runtime.cfg.identity
+            )
+            if written is None:
+                return
+            policy.replace(compact_body(written), parsed=True)
+        self._set_served(uid, step in (Step.SERVE, Step.CLAIM))
+        if step in (Step.SERVE, Step.CLAIM):
+            await self._run_cycle(policy)
+
+    def _set_served(self, uid: str, served: bool) -> None:
+        released = not served and uid in self._served
+        if served:
+            self._served.add(uid)
+        else:
+            self._served.discard(uid)
+        if (policy := self._policies.get(uid)) is not None:
+            if released:
+                # Its series are the new server's to export now: a stale one here (metrics unavailable,
+                # desired replicas) would keep an alert firing or a dashboard wrong.
+                meta = policy.body["metadata"]
+                self._runtime.metrics.forget_policy(meta.get("namespace", ""), meta.get("name", ""))
+            policy.keep_parsed(served)
+        self._runtime.metrics.policies_served.set(len(self._served))
 
     async def _run_cycle(self, policy: _Policy) -> None:
         body = policy.body  # replaced, never edited in place, by observe(): a consistent snapshot

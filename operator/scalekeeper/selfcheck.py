@@ -16,8 +16,8 @@ from functools import partial
 
 from prometheus_client.parser import text_string_to_metric_families
 
-# Series every running operator serves, leader or not (opmetrics.py).
-REQUIRED_SERIES = ("scalekeeper_leader", "scalekeeper_policies")
+# Series every running operator serves, serving or not (opmetrics.py).
+REQUIRED_SERIES = ("scalekeeper_serving", "scalekeeper_policies")
 
 
 class CheckFailed(RuntimeError):

@@ -96,6 +96,19 @@ def namespace(cluster: Cluster) -> Iterator[str]:
         core.delete_namespace(name, propagation_policy="Background")
 
 
+@pytest.fixture
+def unserved_namespace(cluster: Cluster) -> Iterator[str]:
+    """A namespace outside the session operator's t-*/demo-*: only the test's own operators act in it."""
+    name = f"sh-{uuid.uuid4().hex[:8]}"
+    core = client.CoreV1Api(cluster.api)
+    core.create_namespace({"metadata": {"name": name, "labels": {"scalekeeper-test": "1"}}})
+    try:
+        yield name
+    finally:
+        release_policies(cluster, name)
+        core.delete_namespace(name, propagation_policy="Background")
+
+
 def release_policies(cluster: Cluster, namespace: str, timeout: float = 30.0) -> None:
     """Delete a namespace's ScalingPolicies and wait until they are gone. They carry no finalizer, but one
     left by an earlier build would hold a namespace deleted at the end of a session in Terminating."""

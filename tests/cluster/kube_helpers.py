@@ -21,20 +21,28 @@ def apply_policy(cluster: Cluster, namespace: str, name: str, spec: dict[str, An
         "metadata": {"name": name},
         "spec": spec,
     }
-    try:
-        current = objects.get_namespaced_custom_object(GROUP, VERSION, namespace, PLURAL, name)
-    except ApiException as exc:
-        if exc.status != 404:
-            raise
-        result: dict[str, Any] = objects.create_namespaced_custom_object(
-            GROUP, VERSION, namespace, PLURAL, body
-        )
-        return result
-    body["metadata"]["resourceVersion"] = current["metadata"]["resourceVersion"]
-    replaced: dict[str, Any] = objects.replace_namespaced_custom_object(
-        GROUP, VERSION, namespace, PLURAL, name, body
-    )
-    return replaced
+    # The operator writes the status between our read and our replace now and then (at each claim and
+    # release too, with several replicas): read again and replace at the newer version.
+    for attempt in range(5):
+        try:
+            current = objects.get_namespaced_custom_object(GROUP, VERSION, namespace, PLURAL, name)
+        except ApiException as exc:
+            if exc.status != 404:
+                raise
+            result: dict[str, Any] = objects.create_namespaced_custom_object(
+                GROUP, VERSION, namespace, PLURAL, body
+            )
+            return result
+        body["metadata"]["resourceVersion"] = current["metadata"]["resourceVersion"]
+        try:
+            replaced: dict[str, Any] = objects.replace_namespaced_custom_object(
+                GROUP, VERSION, namespace, PLURAL, name, body
+            )
+            return replaced
+        except ApiException as exc:
+            if exc.status != 409 or attempt == 4:
+                raise
+    raise AssertionError("unreachable")
 
 
 def policy_status(cluster: Cluster, namespace: str, name: str) -> dict[str, Any]:

@@ -21,8 +21,10 @@ from pathlib import Path
 import pytest
 from kubernetes import client
 
+from scalekeeper.kube.membership import GROUP_LABEL
+
 from .conftest import ROOT, Cluster, kubectl, tool_env
-from .waiting import wait_for
+from .waiting import metric_sum, wait_for
 
 CRD = ROOT / "crds" / "scalingpolicies.scalekeeper.dev.yaml"
 CHART = ROOT / "manifests" / "chart" / "scalekeeper"
@@ -62,19 +64,20 @@ class RunningOperator:
         return ""
 
     def metrics_text(self) -> str:
-        """Its own /metrics (Prometheus text): a local process's from its port; in-cluster, the leader
+        """Its own /metrics (Prometheus text): a local process's from its port; in-cluster, the one member
         pod's, through the API server's pod proxy (no port-forward to keep alive)."""
         if self.metrics_port is not None:
             with urllib.request.urlopen(f"http://127.0.0.1:{self.metrics_port}/metrics", timeout=5) as resp:
                 return str(resp.read().decode())
         if self.cluster is None:
             raise RuntimeError(f"{self.mode} operator serves no metrics")
-        pod = (
-            client.CoordinationV1Api(self.cluster.api)
-            .read_namespaced_lease(LEASE, LEASE_NAMESPACE)
-            .spec.holder_identity
+        members = client.CoordinationV1Api(self.cluster.api).list_namespaced_lease(
+            LEASE_NAMESPACE, label_selector=f"{GROUP_LABEL}={LEASE}"
         )
-        return pod_metrics_text(self.cluster, LEASE_NAMESPACE, pod)
+        pods = sorted(lease.spec.holder_identity for lease in members.items if lease.spec.holder_identity)
+        if len(pods) != 1:
+            raise RuntimeError(f"expected one in-cluster operator replica, found members {pods}")
+        return pod_metrics_text(self.cluster, LEASE_NAMESPACE, pods[0])
 
 
 def pod_metrics_text(cluster: Cluster, namespace: str, pod: str) -> str:
@@ -102,7 +105,11 @@ def free_port() -> int:
 def install_crd(cluster: Cluster) -> None:
     kubectl(cluster, "apply", "--server-side", "--force-conflicts", "-f", str(CRD))
     kubectl(
-        cluster, "wait", "--for=condition=Established", "--timeout=60s", "crd/scalingpolicies.scalekeeper.dev"
+        cluster,
+        "wait",
+        "--for=condition=Established",
+        "--timeout=180s",
+        "crd/scalingpolicies.scalekeeper.dev",
     )
 
 
@@ -146,20 +153,36 @@ def stop_local(op: RunningOperator) -> None:
 
 
 def delete_test_lease(cluster: Cluster, name: str) -> None:
-    """Delete the lease a test's own operators took (local_operator with SCALEKEEPER_LEASE_NAME), once they
-    are stopped: stopping only releases it, and released leases would pile up in scalekeeper-system. Never
-    the session operator's."""
+    """Delete the member Leases of a test's own operators (local_operator with SCALEKEEPER_LEASE_NAME), once
+    they are stopped: a stopped member deletes its own, a killed one leaves it, and they would pile up in
+    scalekeeper-system. Never the session operator's group."""
     if name == LEASE:
-        raise ValueError(f"{LEASE} is the session operator's lease")
-    try:
-        client.CoordinationV1Api(cluster.api).delete_namespaced_lease(name, LEASE_NAMESPACE)
-    except client.ApiException as exc:
-        if exc.status != 404:  # never taken: the operator did not get that far
-            raise
+        raise ValueError(f"{LEASE} is the session operator's group")
+    client.CoordinationV1Api(cluster.api).delete_collection_namespaced_lease(
+        LEASE_NAMESPACE, label_selector=f"{GROUP_LABEL}={name}"
+    )
+
+
+def release_options(cluster: Cluster, namespace: str) -> list[str]:
+    """What every test's `helm install`/`upgrade` of the chart passes: its namespace, waiting until ready,
+    and the image under test (pulled again: it was just pushed under a reused tag)."""
+    repo, _, tag = cluster.operator_image.rpartition(":")
+    return [
+        "--namespace",
+        namespace,
+        "--wait",
+        "--timeout",
+        "300s",
+        "--set",
+        f"image.repository={repo}",
+        "--set",
+        f"image.tag={tag}",
+        "--set",
+        "image.pullPolicy=Always",
+    ]
 
 
 def _in_cluster(cluster: Cluster) -> RunningOperator:
-    repo, _, tag = cluster.operator_image.rpartition(":")
     subprocess.run(
         [
             "helm",
@@ -167,19 +190,9 @@ def _in_cluster(cluster: Cluster) -> RunningOperator:
             "--install",
             "scalekeeper",
             str(CHART),
-            "--namespace",
-            "scalekeeper-system",
             "--kubeconfig",
             cluster.kubeconfig,
-            "--wait",
-            "--timeout",
-            "300s",
-            "--set",
-            f"image.repository={repo}",
-            "--set",
-            f"image.tag={tag}",
-            "--set",
-            "image.pullPolicy=Always",
+            *release_options(cluster, "scalekeeper-system"),
             "--set",
             "prometheus.url=http://prometheus.scalekeeper-system.svc:9090",
             "--set",
@@ -191,20 +204,23 @@ def _in_cluster(cluster: Cluster) -> RunningOperator:
     # The tag is reused between builds: restart so the pod runs the image just pushed.
     kubectl(cluster, "-n", "scalekeeper-system", "rollout", "restart", "deploy/scalekeeper")
     kubectl(cluster, "-n", "scalekeeper-system", "rollout", "status", "deploy/scalekeeper", "--timeout=180s")
-    pods = {
-        p.metadata.name
-        for p in client.CoreV1Api(cluster.api)
-        .list_namespaced_pod("scalekeeper-system", label_selector="app.kubernetes.io/name=scalekeeper")
-        .items
-        if p.metadata.deletion_timestamp is None
-    }
-    coordination = client.CoordinationV1Api(cluster.api)
+    op = RunningOperator("cluster", cluster=cluster)
+    # metrics_text() reads the one member's metrics: none until the restarted pod renews its Lease and the
+    # replaced one has deleted its own.
+    wait_serving(op, "the in-cluster operator", timeout=90)
+    return op
+
+
+def wait_serving(op: RunningOperator, what: str, timeout: float) -> None:
+    """Until the operator serves: its member Lease renewed, the ring known (its scalekeeper_serving)."""
     wait_for(
-        "the in-cluster operator to take the leader lease",
-        lambda: coordination.read_namespaced_lease(LEASE, "scalekeeper-system").spec.holder_identity in pods,
-        timeout=90,
+        f"{what} to serve",
+        lambda: (
+            (op.process is None or op.process.poll() is None)
+            and metric_sum(op.metrics_text(), "scalekeeper_serving") == 1
+        ),
+        timeout=timeout,
     )
-    return RunningOperator("cluster", cluster=cluster)
 
 
 def _uninstall_in_cluster(cluster: Cluster) -> None:
@@ -240,20 +256,7 @@ def running_operator(cluster: Cluster) -> Iterator[RunningOperator]:
         return
     _uninstall_in_cluster(cluster)
     op = local_operator(cluster)
-    # The operator is ready once it holds the lease.
-    coordination = client.CoordinationV1Api(cluster.api)
-    wait_for(
-        "the local operator to take the leader lease",
-        lambda: (
-            op.process is not None
-            and op.process.poll() is None
-            and (
-                coordination.read_namespaced_lease(LEASE, "scalekeeper-system").spec.holder_identity
-                == "local-e2e"
-            )
-        ),
-        timeout=60,
-    )
+    wait_serving(op, "the local operator", timeout=60)
     try:
         yield op
     finally:

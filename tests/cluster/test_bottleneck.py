@@ -8,6 +8,7 @@ from kubernetes import client
 
 from .conftest import Cluster, kubectl
 from .kube_helpers import apply_policy, condition, deployment, events_for, policy_status, wait_condition
+from .monitoring import assert_every_panel_answers
 from .operator_fixture import RunningOperator
 from .test_operator_basics import load_query, prometheus_value, set_load, start_exporter, web_spec
 from .waiting import wait_cycles, wait_for
@@ -46,6 +47,9 @@ def test_a_web_tier_capped_too_low_is_one_bottleneck_episode_told_once(
     # The printer column, as kubectl prints it.
     table = kubectl(cluster, "-n", namespace, "get", "scalingpolicy", "shop").stdout.splitlines()
     assert table[0].split()[-2:] == ["BOTTLENECK", "AGE"] and table[1].split()[-2] == "web", table
+    if running_operator.mode == "cluster":
+        # The chart's dashboard while the policy is sized (only the chart's operator is scraped).
+        assert_every_panel_answers(cluster, namespace, "shop")
 
     # Still saturated for more cycles: no second Warning.
     wait_cycles(

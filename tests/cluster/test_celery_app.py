@@ -131,7 +131,7 @@ def app(cluster: Cluster) -> Iterator[CeleryApp]:
     values = {
         "image": {"repository": operator_repo, "tag": operator_tag, "pullPolicy": "Always"},
         "watchNamespaces": [ns],
-        "leaderElection": {"leaseName": release},
+        "sharding": {"leaseName": release},
         "prometheus": {"url": "http://prometheus.scalekeeper-system.svc:9090"},
         "celeryExporter": {
             "enabled": True,

@@ -17,7 +17,7 @@ from kubernetes import client, config
 from kubernetes.client.rest import ApiException
 
 from .conftest import ROOT, Cluster, kubectl, tool_env
-from .operator_fixture import install_crd
+from .operator_fixture import install_crd, release_options
 from .waiting import wait_for
 
 pytestmark = pytest.mark.cluster
@@ -95,24 +95,12 @@ def test_install_upgrade_uninstall_leaves_only_the_crd(
     # The namespace fixture removes the release's namespaced objects whatever happens; the cluster-scoped
     # admission policy of a test that failed before its uninstall would stay.
     request.addfinalizer(lambda: _delete_admission_policies(cluster, release))
-    repo, _, tag = cluster.operator_image.rpartition(":")
     common = [
-        "--namespace",
-        namespace,
-        "--wait",
-        "--timeout",
-        "300s",
-        "--set",
-        f"image.repository={repo}",
-        "--set",
-        f"image.tag={tag}",
-        # The image under test was just pushed under a reused tag.
-        "--set",
-        "image.pullPolicy=Always",
+        *release_options(cluster, namespace),
         "--set",
         f"watchNamespaces={{{namespace}}}",
         "--set",
-        f"leaderElection.leaseName={release}",
+        f"sharding.leaseName={release}",
     ]
     # From the registry, as a user installs it (the chart's own kubeVersion is checked against the server).
     helm(cluster, "install", release, chart, "--version", version, "--plain-http", *common)

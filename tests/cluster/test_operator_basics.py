@@ -440,8 +440,12 @@ def test_a_forecast_raises_replicas_ahead_of_a_rise_seen_a_season_ago(
     up_at = time.monotonic() - rise
     assert load_is(0), "the load must still be zero: the forecast, not the load, raised it"
     assert season - lead - 3 <= up_at <= season - lead + 15, f"raised {up_at:.0f} s after the rise"
-    status = target(policy_status(cluster, namespace, "p"), "readReplicas")
-    assert status is not None and status["limitedBy"] == "forecast" and "forecast 40" in status["reason"], (
-        status
-    )
+
+    def raise_reported() -> dict[str, Any] | None:
+        found = target(policy_status(cluster, namespace, "p"), "readReplicas")
+        return found if found is not None and found.get("desiredReplicas") == 4 else None
+
+    # The cycle that raised them reports it right after its write.
+    status = wait_for("the status of the raise", raise_reported, timeout=10, interval=0.2)
+    assert status["limitedBy"] == "forecast" and "forecast 40" in status["reason"], status
     assert any("forecast" in e.message for e in events_for(cluster, namespace, "p") if e.reason == "Scaled")

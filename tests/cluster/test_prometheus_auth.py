@@ -1,10 +1,11 @@
 """Prometheus behind a proxy that requires a bearer token over TLS with a private CA.
 
 The proxy is the kube-apiserver's own service proxy (`/api/v1/namespaces/<ns>/services/<svc>/proxy`), a
-real and common way to reach an in-cluster Prometheus: it wants a token whose identity may `get`
-`services/proxy`, and it serves with the cluster's private CA. The operator reaches the cluster's real
-Prometheus through it with the chart's settings (token file, CA file) and sizes from it; without the
-token, or without the CA, the reads fail with a reason that says which.
+real and common way to reach an in-cluster Prometheus: it wants a token whose identity may `create`
+`services/proxy` (the reads are POSTs; `get` alone is refused), and it serves with the cluster's private
+CA. The operator reaches the cluster's real Prometheus through it with the chart's settings (token file,
+CA file) and sizes from it; without the token, or without the CA, the reads fail with a reason that says
+which.
 """
 
 from __future__ import annotations
@@ -56,7 +57,7 @@ def reader_token(cluster: Cluster, tmp_path: Path) -> Iterator[tuple[str, Path]]
                     "apiGroups": [""],
                     "resources": ["services/proxy"],
                     "resourceNames": ["prometheus:9090"],
-                    "verbs": ["get"],
+                    "verbs": ["create"],
                 }
             ],
         },

@@ -61,7 +61,7 @@ def wait_deleted(what: str, read: Callable[[], object], timeout: float = 60.0) -
 # operator has run the cycles in which it would have acted.
 
 CYCLES = "scalekeeper_reconcile_seconds_count"  # one per policy cycle that ran to its end
-POLICIES = "scalekeeper_policies"  # the policies the operator is sizing
+POLICIES = "scalekeeper_policies_served"  # the policies the operator is sizing
 
 
 class MetricsSource(Protocol):

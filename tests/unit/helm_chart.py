@@ -41,7 +41,7 @@ VALUES_SETS: dict[str, dict[str, Any]] = {
         "serviceMonitor": {"enabled": True, "labels": {"release": "kps"}},
         "extraScaleTargets": [{"apiGroup": "postgresql.cnpg.io", "resource": "clusters"}],
         "extraPatchTargets": [{"apiGroup": "acid.zalan.do", "resource": "postgresqls"}],
-        "leaderElection": {"enabled": True, "leaseName": "other-lease", "leaseSeconds": 30},
+        "sharding": {"enabled": True, "leaseName": "other-lease", "leaseSeconds": 30},
         "logLevel": "DEBUG",
         "logDecisions": "all",
         "image": {"repository": "localhost:5001/scalekeeper", "tag": "dev", "pullPolicy": "Always"},

@@ -71,7 +71,9 @@ def test_the_in_cluster_operators_lease_is_never_taken_nor_deleted(
         )
 
 
-def test_delete_lease_asks_kubectl_for_that_lease_only(monkeypatch: pytest.MonkeyPatch) -> None:
+def test_delete_lease_asks_kubectl_for_the_groups_member_leases(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
     calls: list[tuple[str, ...]] = []
 
     def fake(kubeconfig: str, *args: str, **kwargs: object) -> subprocess.CompletedProcess[str]:
@@ -80,7 +82,8 @@ def test_delete_lease_asks_kubectl_for_that_lease_only(monkeypatch: pytest.Monke
 
     monkeypatch.setattr(C, "run_kubectl", fake)
     C.delete_lease("/k", "default", "lease-soak-1")
-    assert calls == [("/k", "-n", "default", "delete", "lease", "lease-soak-1", "--ignore-not-found")]
+    selector = "scalekeeper.dev/group=lease-soak-1"
+    assert calls == [("/k", "-n", "default", "delete", "lease", "-l", selector)]
 
 
 def test_an_operator_process_logs_to_its_file_and_stops(tmp_path: Path) -> None:
@@ -138,9 +141,12 @@ def test_delete_prefixed_deletes_only_the_runs_keys_in_batches() -> None:
 
 
 def test_reproduce_command_spells_out_every_option_set_and_paths_from_the_root() -> None:
-    args = argparse.Namespace(days=20, png=C.ROOT / "out" / "x.png", demo_image=None, label="a b")
+    args = argparse.Namespace(
+        days=20, png=C.ROOT / "out" / "x.png", demo_image=None, label="a b", quick=True, slow=False
+    )
     assert C.reproduce_command("bench.quality", args) == (
-        "PYTHONPATH=operator .venv/bin/python -m bench.quality --days 20 --png out/x.png --label 'a b'"
+        "PYTHONPATH=operator .venv/bin/python -m bench.quality --days 20 --png out/x.png --label 'a b' "
+        "--quick"
     )
 
 

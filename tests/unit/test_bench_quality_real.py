@@ -154,3 +154,29 @@ def test_the_scalekeeper_legs_queries_are_narrowed_to_its_namespace() -> None:
         "executingPerPod",
     }
     assert all('namespace="slice-sk"' in query for query in metrics.values()), metrics
+
+
+def test_the_objective_only_leg_drops_the_ratio_and_the_peers_keep_theirs() -> None:
+    raw = yaml.safe_load(DEMO_POLICY.read_text())
+    spec = model.parse_spec(raw["spec"])
+    body = legs.scaling_policy(spec, raw, "video", "slice-sk", objective_only=True)
+    written = body["spec"]["workers"][0]
+    assert "tasksPerWorker" not in written and written["targetWaitSeconds"] == 30
+    assert "tasksPerWorker" in legs.scaling_policy(spec, raw, "video", "slice-sk")["spec"]["workers"][0]
+    worker = compare.slice_worker(spec, "video", 1, objective_only=True)
+    assert worker.tasks_per_worker is None and worker.target_wait_seconds == 30 and worker.min_replicas == 1
+    peer = compare.peer_worker(worker, 4)
+    assert peer.tasks_per_worker == 4 and peer.target_wait_seconds is None
+    trigger = legs.scaled_object(peer, "slice-keda")["spec"]["triggers"][0]["metadata"]
+    assert trigger["listLength"] == "4"
+    target = legs.plain_hpa(peer)["spec"]["metrics"][0]["object"]["target"]
+    assert target == {"type": "AverageValue", "averageValue": "4"}
+
+
+def test_objective_only_needs_a_target_wait_and_a_peer_ratio_of_at_least_one() -> None:
+    raw = yaml.safe_load(DEMO_POLICY.read_text())
+    spec = model.parse_spec(raw["spec"])
+    with pytest.raises(ValueError, match="targetWaitSeconds"):
+        compare.slice_worker(spec, "emails", 1, objective_only=True)
+    with pytest.raises(ValueError, match="at least 1"):
+        compare.peer_worker(compare.slice_worker(spec, "video", 1), 0)

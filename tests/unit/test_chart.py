@@ -61,8 +61,8 @@ INVALID_VALUES: dict[str, tuple[dict[str, Any], str]] = {
     "port-out-of-range": ({"metrics": {"port": 70000}}, "/metrics/port"),
     "extra-target-no-resource": ({"extraScaleTargets": [{"apiGroup": "x.io"}]}, "/extraScaleTargets/0"),
     "replicas-without-election": (
-        {"replicas": 2, "leaderElection": {"enabled": False}},
-        "leaderElection.enabled",
+        {"replicas": 2, "sharding": {"enabled": False}},
+        "sharding.enabled",
     ),
     "service-account-unnamed": ({"serviceAccount": {"create": False}}, "serviceAccount.name"),
     "ca-and-insecure": (

@@ -47,10 +47,10 @@ NAMESPACED_RULES: dict[tuple[str, str, tuple[str, ...]], set[str]] = {
     # kube/pods.py: the worker pods' watch, the pod-deletion-cost patch (test_chart_pod_policy.py)
     ("", "pods", ()): {"list", "watch", "patch"},
 }
-# kube/leader.py LeaseElector: read, replace; create the first time (create cannot be limited by name).
+# kube/lease.py OwnLease and kube/membership.py Membership: a member Lease per replica (named after its pod,
+# so no rule can name it): create, read, replace, list the group's, delete its own and dead members'.
 LEASE_RULES: dict[tuple[str, str, tuple[str, ...]], set[str]] = {
-    ("coordination.k8s.io", "leases", ("scalekeeper-leader",)): {"get", "update"},
-    ("coordination.k8s.io", "leases", ()): {"create"},
+    ("coordination.k8s.io", "leases", ()): {"get", "list", "watch", "create", "update", "delete"},
 }
 
 
@@ -62,7 +62,7 @@ def test_default_rbac_is_one_clusterrole_with_exactly_the_table(helm: Helm, tmp_
     # Cluster-scoped names carry the namespace: two releases of one name must not collide.
     assert NAMESPACE in binding["metadata"]["name"]
     roles = of_kind(docs, "Role")
-    assert [r["metadata"]["name"] for r in roles] == [f"{FULLNAME}-leader-election"]
+    assert [r["metadata"]["name"] for r in roles] == [f"{FULLNAME}-membership"]
     assert roles[0]["metadata"]["namespace"] == NAMESPACE
     assert grants(roles[0]) == LEASE_RULES
     assert env_of(docs)["SCALEKEEPER_NAMESPACES"] == ""
@@ -83,7 +83,7 @@ def test_watch_namespaces_gives_a_role_per_namespace_and_nothing_cluster_wide(
         b["metadata"]["namespace"] for b in of_kind(docs, "RoleBinding") if b["roleRef"]["name"] == FULLNAME
     }
     assert bound == {"shop", "billing"}
-    lease = [r for r in of_kind(docs, "Role") if r["metadata"]["name"].endswith("-leader-election")]
+    lease = [r for r in of_kind(docs, "Role") if r["metadata"]["name"].endswith("-membership")]
     assert len(lease) == 1 and lease[0]["metadata"]["namespace"] == NAMESPACE
     assert env_of(docs)["SCALEKEEPER_NAMESPACES"] == "shop,billing"
 
@@ -110,11 +110,8 @@ def test_extra_targets_add_exactly_their_grants(helm: Helm, tmp_path: Path) -> N
         ("postgresql.cnpg.io", "clusters/scale", ()): {"get", "patch"},
         ("acid.zalan.do", "postgresqls", ()): {"get", "patch"},
     }
-    lease = next(r for r in of_kind(docs, "Role") if r["metadata"]["name"].endswith("-leader-election"))
-    assert grants(lease) == {
-        ("coordination.k8s.io", "leases", ("other-lease",)): {"get", "update"},
-        ("coordination.k8s.io", "leases", ()): {"create"},
-    }
+    lease = next(r for r in of_kind(docs, "Role") if r["metadata"]["name"].endswith("-membership"))
+    assert grants(lease) == LEASE_RULES
     assert env_of(docs)["SCALEKEEPER_LEASE_NAME"] == "other-lease"
 
 
@@ -170,9 +167,9 @@ def test_the_readme_rbac_tables_are_the_rendered_rules(
 
 
 def test_no_lease_role_without_leader_election(helm: Helm, tmp_path: Path) -> None:
-    docs = render(helm, tmp_path, {"leaderElection": {"enabled": False}})
+    docs = render(helm, tmp_path, {"sharding": {"enabled": False}})
     assert [r["metadata"]["name"] for r in of_kind(docs, "Role")] == []
-    assert env_of(docs)["SCALEKEEPER_LEADER_ELECTION"] == "false"
+    assert env_of(docs)["SCALEKEEPER_SHARDING"] == "false"
 
 
 @pytest.mark.parametrize("name", sorted(VALUES_SETS))
@@ -183,4 +180,8 @@ def test_no_rule_reaches_secrets_or_wildcards(helm: Helm, tmp_path: Path, name: 
             assert "secrets" not in rule["resources"], rule
             for field in ("apiGroups", "resources", "verbs"):
                 assert "*" not in rule[field], rule
-            assert not {"escalate", "bind", "impersonate", "delete", "deletecollection"} & set(rule["verbs"])
+            assert not {"escalate", "bind", "impersonate", "deletecollection"} & set(rule["verbs"])
+            # Deleting: only Leases, in the release namespace (a member's own, and dead members').
+            assert "delete" not in rule["verbs"] or (
+                rule["resources"] == ["leases"] and role["metadata"]["namespace"] == NAMESPACE
+            ), rule

@@ -157,7 +157,7 @@ def test_crd_metadata(crd: dict[str, Any]) -> None:
     assert version["subresources"] == {"status": {}}
     assert version["schema"]["openAPIV3Schema"]["properties"]["metadata"] == {"type": "object"}
     columns = [c["name"] for c in version["additionalPrinterColumns"]]
-    assert columns == ["Mode", "Web", "Workers", "Replicas", "Ready", "Bottleneck", "Age"]
+    assert columns == ["Mode", "Web", "Workers", "Replicas", "Ready", "Bottleneck", "Served-By", "Age"]
 
 
 def test_cel_rules_present_with_field_named_messages(root: dict[str, Any]) -> None:

@@ -134,7 +134,7 @@ def test_nothing_but_act_writes_to_a_workload() -> None:
     before = {
         plural: {n: dict(b["metadata"]) for n, b in objs.items()} for plural, objs in w.api.objects.items()
     }
-    w.reconciler._act = lambda c: 0  # type: ignore[method-assign]
+    w.reconciler._act = lambda c, may_write: 0  # type: ignore[method-assign]
     w.cycle("p")
     after = {
         plural: {n: dict(b["metadata"]) for n, b in objs.items()} for plural, objs in w.api.objects.items()
@@ -259,3 +259,29 @@ def test_a_worker_deployment_the_api_server_refuses_to_create_is_told_with_its_f
         "cannot create its Deployment: spec.template.spec.containers[0].image: Required value"
         in ready["message"]
     )
+
+
+def test_the_policy_gauges_follow_its_status_and_go_with_the_policy() -> None:
+    """The dashboard's and the alert rules' per-policy view: MetricsAvailable, current and desired."""
+    w = FakeWorld()
+    w.target(3)
+    w.policy("p", replicas_spec())
+
+    def gauge() -> float | None:
+        return w.metrics.registry.get_sample_value(
+            "scalekeeper_metrics_available", {"namespace": "shop", "policy": "p"}
+        )
+
+    w.load(None)
+    w.cycle("p")
+    assert condition(w.status("p"), "MetricsAvailable")["status"] == "False" and gauge() == 0
+    w.load(35)
+    w.cycle("p")
+    assert condition(w.status("p"), "MetricsAvailable")["status"] == "True" and gauge() == 1
+    (told,) = w.status("p")["targets"]
+    replicas = {"namespace": "shop", "policy": "p", "target": told["name"]}
+    for name, field in (("current", "currentReplicas"), ("desired", "desiredReplicas")):
+        assert w.metrics.registry.get_sample_value(f"scalekeeper_{name}_replicas", replicas) == told[field]
+    w.metrics.forget_policy("shop", "p")
+    assert gauge() is None
+    assert w.metrics.registry.get_sample_value("scalekeeper_current_replicas", replicas) is None

@@ -11,6 +11,7 @@ from typing import Any
 import pytest
 import yaml
 
+from bench.loadtest.cli import load_shape
 from demo_watch.app import WORKER_CPU_REQUEST, demo_app
 from demo_watch.load import (
     _PEAK,
@@ -21,9 +22,9 @@ from demo_watch.load import (
     load_program,
     offered_rate,
     phase_at,
-    web_trace_csv,
+    web_points,
 )
-from demo_watch.plot import plot
+from demo_watch.plot import latency_steps, plot
 from demo_watch.policy import MIN_PERIOD_SECONDS, add_label_matcher, describe_shortening, shorten_policy
 from demo_watch.sampling import at_rest, parse_scaled, tier_of_holding
 from demo_watch.table import table_lines
@@ -38,9 +39,6 @@ from tests.unit.scripts import load_script
 ROOT = Path(__file__).resolve().parents[2]
 
 
-demo_trace = load_script(
-    "demo_trace", ROOT / "manifests" / "examples" / "demo" / "app" / "scalekeeper_demo" / "trace.py"
-)
 EXAMPLE = yaml.safe_load((ROOT / "manifests" / "examples" / "scalingpolicy-demo.yaml").read_text())
 
 
@@ -135,16 +133,17 @@ def test_the_terminal_says_what_was_shortened_next_to_the_examples_numbers() -> 
 # ------------------------------------------------------------------------------------------ load program
 
 
-def test_the_web_trace_replays_the_rates_the_plot_shows_as_offered(tmp_path: Path) -> None:
-    path = tmp_path / "web.csv"
-    path.write_text(web_trace_csv())
-    offsets = list(demo_trace.schedule(demo_trace.read_trace(path)))
-    assert len(offsets) == sum(rate * 10 for _, rate in WEB_RAMP)
-    assert offsets[-1] < WEB_SECONDS  # the load generator's --duration cuts nothing off
-    for second in (5, 35, 65, 150):  # arrivals in one second of trace time = the offered rate then
-        n = sum(1 for o in offsets if second <= o < second + 1)
-        assert n == pytest.approx(offered_rate(WEB_START + second), abs=1)
-    assert offered_rate(WEB_START - 1) == 0 and offered_rate(WEB_START + WEB_SECONDS) == 0
+def test_locusts_points_offer_the_rates_the_plot_shows_as_offered() -> None:
+    shape = load_shape()
+    points = shape.parse_points(web_points())
+    assert points[0] == (0.0, 0.0) and points[-1][0] == WEB_START + WEB_SECONDS  # locust ends there
+    for tenth in range(int(points[-1][0] * 10)):  # every 0.1 s of the run, steps included
+        t = tenth / 10
+        assert shape.rate_at(points, t) == offered_rate(t), t
+    assert shape.rate_at(points, WEB_START + WEB_SECONDS) is None
+    assert shape.users_for(max(r for _, r in WEB_RAMP), 0.5) == 2 * _PEAK
+    # locust started 3 s after the live view: the same rates, 3 s later on the view's clock
+    assert offered_rate(WEB_START + 2.5, 3.0) == 0 and offered_rate(WEB_START + 3.0, 3.0) == WEB_RAMP[0][1]
 
 
 def test_phase_names_what_the_load_program_does() -> None:
@@ -153,6 +152,7 @@ def test_phase_names_what_the_load_program_does() -> None:
     assert f"web {_PEAK} req/s offered" in phase_at(WEB_START + 100, steps)
     assert "publishing video tasks" in phase_at(VIDEO_START + 1, steps)
     assert phase_at(WEB_START + WEB_SECONDS + 1, steps) == "load stopped: draining"
+    assert phase_at(WEB_START + WEB_SECONDS + 1, steps, web_shift=4.0).startswith("web 60 req/s offered")
 
 
 def test_the_demo_app_is_the_rendered_one_with_only_the_workers_cpu_requests_trimmed() -> None:
@@ -251,10 +251,13 @@ def test_the_table_has_one_row_per_tier_within_the_width() -> None:
         },
     )
     s["load"] = {"rps": 79.6, "video_depth": 52.0}
+    s["latency"] = {"rel": 110.0, "seconds": 10.0, "requests": 790, "failures": 3, "p50": 9.0, "p95": 187.4}
     lines = table_lines(s, 130.0, "web 80 req/s offered", 100, color=False)
     assert len(lines) == 2 + 5
     assert all(len(line) <= 100 for line in lines)
-    assert "79.6 req/s" in lines[0] and "video queue 52" in lines[0]
+    assert "79.6 req/s p95 187 ms (3 failed)" in lines[0] and "video queue 52" in lines[0]
+    s["latency"] = None  # before locust's first interval
+    assert "79.6 req/s  video queue" in table_lines(s, 130.0, "", 100, color=False)[0]
     web = next(line for line in lines if line.startswith("web "))
     assert "3/4" in web and "6/6/6" in web and "scaleUpPolicy" in web and "request rate 80/s" in web
     assert "\x1b[" not in "".join(lines)
@@ -273,6 +276,17 @@ def test_the_table_ends_with_the_bottleneck_condition() -> None:
 
 
 # ----------------------------------------------------------------------------------------------- the plot
+
+
+def test_latency_is_drawn_over_each_interval_with_a_gap_where_nothing_completed() -> None:
+    latency = [
+        {"rel": 3.0, "seconds": 10.0, "p95": None},
+        {"rel": 13.0, "seconds": 10.0, "p95": 120.0},
+        {"rel": 23.0, "seconds": 4.5, "p95": 80.0},
+    ]
+    xs, ys = latency_steps(latency, "p95")
+    assert xs == [3.0, 13.0, 23.0, 23.0, 27.5]
+    assert ys[0] != ys[0] and ys[1:] == [120.0, 120.0, 80.0, 80.0]  # nan: a gap
 
 
 def test_the_plot_is_written_from_a_record(tmp_path: Path) -> None:
@@ -320,11 +334,17 @@ def test_the_plot_is_written_from_a_record(tmp_path: Path) -> None:
             "video_depth": [(start + i, float(max(0, 60 - i))) for i in range(0, 120, 2)],
         },
     }
+    record["latency"] = [
+        {"rel": 3.0 + 10 * k, "seconds": 10.0, "requests": 0 if k == 0 else 300, "failures": k % 3}
+        | ({"p50": None, "p95": None} if k == 0 else {"p50": 10.0 + k, "p95": 100.0 + 20 * k})
+        for k in range(12)
+    ]
+    record["web_shift"] = 3.0
     out = tmp_path / "demo.png"
     plot(record, out)
     data = out.read_bytes()
     assert data[:8] == b"\x89PNG\r\n\x1a\n" and len(data) > 20_000
-    # Without any load series (Prometheus unreachable) it still draws the replicas.
-    record["load"] = {}
+    # Without any load series (Prometheus unreachable) nor locust's intervals it still draws the replicas.
+    record["load"], record["latency"] = {}, []
     plot(record, tmp_path / "empty.png")
     assert (tmp_path / "empty.png").stat().st_size > 10_000

@@ -9,7 +9,7 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from scalekeeper.engine.wait import WaitInputs, erlang_c, predicted_wait, wait_replicas
+from scalekeeper.engine.wait import BACKLOG_SHARE, WaitInputs, erlang_c, predicted_wait, wait_replicas
 
 
 def inputs(**over: float) -> WaitInputs:
@@ -62,9 +62,11 @@ def test_predicted_p95_wait_by_hand(servers: int, scv: float, wait: float) -> No
         ({"target_wait_seconds": 0.5, "service_scv": 3.0}, 0, 4),
         # Two processes a pod: 4 servers in 2 pods.
         ({"target_wait_seconds": 0.1, "concurrency": 2}, 0, 2),
-        # 10 in the system (running or waiting): the last queued starts after (10 - m) / m s,
-        # <= 2 s from m = 4.
-        ({"target_wait_seconds": 2.0, "in_system": 10.0}, 0, 4),
+        # 10 in the system (running or waiting): the last queued starts after (10 - m) / m s, which
+        # must be within half the target (BACKLOG_SHARE): <= 1 s from m = 5 (m = 4: 1.5 s).
+        ({"target_wait_seconds": 2.0, "in_system": 10.0}, 0, 5),
+        # A target of 4 s lets them take 2 s: 1.5 s at m = 4, m = 3 takes 2.33 s.
+        ({"target_wait_seconds": 4.0, "in_system": 10.0}, 0, 4),
         # The busy-worker floor wins over a lighter need.
         ({"target_wait_seconds": 2.0}, 5, 5),
         # Nothing arriving, nothing in the system: zero pods meet any objective.
@@ -102,6 +104,16 @@ def test_the_answer_is_the_fewest_pods_that_meet_the_objective(load: dict[str, f
         assert predicted_wait(pods * i.concurrency, i) <= i.target_wait_seconds
     if pods > max(floor, 1):
         assert predicted_wait((pods - 1) * i.concurrency, i) > i.target_wait_seconds
+
+
+@given(loads)
+def test_the_tasks_queued_clear_within_the_backlog_share_of_the_target(load: dict[str, float]) -> None:
+    i = WaitInputs(**load)  # type: ignore[arg-type]
+    pods = wait_replicas(i, 0, CEILING)
+    if 0 < pods < CEILING:
+        servers = pods * i.concurrency
+        clear = max(0.0, i.in_system - servers) * i.mean_service_seconds / servers
+        assert clear <= BACKLOG_SHARE * i.target_wait_seconds * (1 + 1e-9)
 
 
 @given(

@@ -33,4 +33,13 @@ def test_readyz_follows_the_watches_and_metrics_are_served_beside_it() -> None:
     listed[0] = True
     assert _get(f"{base}/readyz") == (200, "ready\n")
     status, body = _get(f"{base}/metrics")
-    assert status == 200 and "scalekeeper_leader" in body
+    assert status == 200 and "scalekeeper_serving" in body
+
+
+def test_write_errors_are_exported_at_zero_before_the_first() -> None:
+    """An alert's increase() sees the first error only if the series existed before it."""
+    metrics = OperatorMetrics()
+    errors = {"kind": "Deployment", "outcome": "error"}
+    assert metrics.registry.get_sample_value("scalekeeper_scale_writes_total", errors) == 0
+    metrics.write("Deployment", "error")
+    assert metrics.registry.get_sample_value("scalekeeper_scale_writes_total", errors) == 1

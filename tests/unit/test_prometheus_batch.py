@@ -67,9 +67,8 @@ def test_unknown_keys_in_the_answer_are_ignored() -> None:
 
 def test_failures_no_query_can_survive_are_told_once_for_the_whole_batch() -> None:
     import requests
-    from prometheus_api_client.exceptions import PrometheusApiClientException
 
-    from scalekeeper.metrics.prometheus import _whole_batch_failure
+    from scalekeeper.metrics.prometheus import PrometheusRejected, _whole_batch_failure
 
     url = "https://prom.example"
     tls = _whole_batch_failure(url, requests.exceptions.SSLError("certificate verify failed"))
@@ -77,15 +76,13 @@ def test_failures_no_query_can_survive_are_told_once_for_the_whole_batch() -> No
     down = _whole_batch_failure(url, requests.exceptions.ConnectionError("refused"))
     assert down is not None and "unreachable" in down
     for status in (401, 403):
-        refused = _whole_batch_failure(
-            url, PrometheusApiClientException(f"HTTP Status Code {status} (b'no')")
-        )
+        refused = _whole_batch_failure(url, PrometheusRejected(status, "no"))
         assert refused is not None and f"HTTP {status}" in refused and "bearer token" in refused
-    # A bad query (400) may be one query of the batch: asked again one by one.
-    assert (
-        _whole_batch_failure(url, PrometheusApiClientException("HTTP Status Code 400 (b'parse error')"))
-        is None
-    )
+    # A bad query (400) or a slow one (read timeout) may be one query of the batch: not the whole.
+    assert _whole_batch_failure(url, PrometheusRejected(400, "parse error")) is None
+    assert _whole_batch_failure(url, requests.exceptions.ReadTimeout("slow")) is None
+    connect = _whole_batch_failure(url, requests.exceptions.ConnectTimeout("no route"))
+    assert connect is not None and "unreachable" in connect
 
 
 def test_the_session_takes_proxies_and_ca_from_the_environment_once(monkeypatch: pytest.MonkeyPatch) -> None:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import copy
 import threading
 from dataclasses import dataclass, field
 from typing import Any
@@ -11,6 +12,8 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from scalekeeper.config import OperatorConfig
+from scalekeeper.engine.handover import Step
+from scalekeeper.engine.ring import HashRing
 from scalekeeper.opmetrics import OperatorMetrics
 from scalekeeper.scheduler import PolicyScheduler, Schedule, compact_body
 
@@ -120,6 +123,8 @@ def test_the_compact_body_keeps_what_a_cycle_reads_and_drops_managed_fields() ->
         "uid": "u-1",
         "generation": 3,
         "creationTimestamp": "2026-11-26T10:00:00Z",
+        # The status is written at this version: a replica that lost the policy cannot overwrite it.
+        "resourceVersion": "77",
     }
     spec, status = {"intervalSeconds": 5}, {"observedGeneration": 3}
     body = {
@@ -127,7 +132,6 @@ def test_the_compact_body_keeps_what_a_cycle_reads_and_drops_managed_fields() ->
         "kind": "ScalingPolicy",
         "metadata": {
             **identity,
-            "resourceVersion": "77",
             "managedFields": [{"manager": "kubectl", "fieldsV1": {"f:spec": {}}}],
             "annotations": {"kubectl.kubernetes.io/last-applied-configuration": "{...}"},
         },
@@ -155,14 +159,14 @@ class RecordingRuntime:
     def first_cycle_delay(self, uid: str, interval: float) -> float:
         return 0.0
 
-    def is_leader(self) -> bool:
-        return True
+    def step(self, uid: str, served_by: str) -> Step:
+        return Step.SERVE
 
     def cycle(self, body: dict[str, Any], memory: Any, claimants: Any, watched: Any) -> None:
         meta = body["metadata"]
         with self.lock:
             self.cycles.append((meta["name"], meta["generation"]))
-        self.metrics.decision(meta["namespace"], meta["name"], "readReplicas", "none", 1)
+        self.metrics.decision(meta["namespace"], meta["name"], "readReplicas", "none", 1, 1)
 
     def sample(self, name: str, **labels: str) -> float | None:
         return self.metrics.registry.get_sample_value(name, labels)
@@ -203,7 +207,130 @@ def test_the_loop_runs_watched_policies_wakes_on_a_new_generation_and_forgets_de
         # the deleted policy's series went with it, the other's stay
         a, b = ({"namespace": "ns", "policy": p, "target": "readReplicas"} for p in "ab")
         assert runtime.sample("scalekeeper_desired_replicas", **a) is None
+        assert runtime.sample("scalekeeper_current_replicas", **a) is None
         assert runtime.sample("scalekeeper_desired_replicas", **b) == 1
+        task.cancel()
+
+    asyncio.run(scenario())
+
+
+@dataclass
+class ShardRuntime(RecordingRuntime):
+    """A replica "me" whose ring owner per policy the test sets; its handovers are recorded and answered
+    as the API server would (the policy written back, with its new servedBy)."""
+
+    owner: dict[str, str] = field(default_factory=dict)
+    handovers: list[tuple[str, str]] = field(default_factory=list)
+    handed_bodies: list[dict[str, Any]] = field(default_factory=list)
+    expired: set[str] = field(default_factory=set)
+    cfg: OperatorConfig = field(default_factory=lambda: OperatorConfig(max_workers=2, identity="me"))
+
+    def step(self, uid: str, served_by: str) -> Step:
+        from scalekeeper.engine.handover import next_step
+
+        return next_step("me", self.owner.get(uid), served_by, True, served_by in self.expired)
+
+    def hand_over(self, body: dict[str, Any], served_by: str) -> dict[str, Any]:
+        with self.lock:
+            self.handovers.append((body["metadata"]["name"], served_by))
+            self.handed_bodies.append(copy.deepcopy(body))
+        return {**body, "status": {**body["status"], "servedBy": served_by}}
+
+
+def served(name: str, by: str, interval: int = 60) -> dict[str, Any]:
+    body = policy(name, interval=interval)
+    body["status"] = {"servedBy": by} if by else {}
+    return body
+
+
+async def until(condition: Any) -> None:
+    """Yield to the scheduler until `condition()` holds (the test's timeout ends a hang)."""
+    while not condition():
+        await asyncio.sleep(0.01)
+
+
+def test_a_replica_claims_what_the_ring_gives_it_releases_the_rest_and_waits_on_a_live_server() -> None:
+    runtime = ShardRuntime(owner={"uid-free": "me", "uid-mine": "me", "uid-moved": "b", "uid-busy": "me"})
+
+    async def scenario() -> None:
+        scheduler = PolicyScheduler(runtime)  # type: ignore[arg-type]
+        task = asyncio.create_task(scheduler.run())
+        scheduler.observe("ADDED", served("free", ""))
+        scheduler.observe("ADDED", served("mine", "me"))
+        scheduler.observe("ADDED", served("moved", "me"))
+        scheduler.observe("ADDED", served("busy", "old"))  # its server "old" is alive
+        scheduler.observe("ADDED", served("other", "b"))  # not on my ring
+        await asyncio.wait_for(until(lambda: len(runtime.cycles) == 2 and len(runtime.handovers) == 2), 5)
+        assert sorted(runtime.handovers) == [("free", "me"), ("moved", "")]
+        assert sorted(runtime.cycles) == [("free", 1), ("mine", 1)]
+        assert runtime.sample("scalekeeper_policies_served") == 2
+        # "old" expires: at the next due time of "busy" (woken here by a status change) it is claimed.
+        runtime.expired.add("old")
+        scheduler.observe("MODIFIED", served("busy", "older"))
+        runtime.expired.add("older")
+        await asyncio.wait_for(until(lambda: ("busy", "me") in runtime.handovers), 5)
+        await asyncio.wait_for(until(lambda: ("busy", 1) in runtime.cycles), 5)
+        task.cancel()
+
+    asyncio.run(scenario())
+
+
+def test_a_ring_change_makes_the_moved_policies_due_at_once_and_a_drain_releases_what_is_served() -> None:
+    runtime = ShardRuntime(owner={"uid-a": "me", "uid-b": "me"})
+
+    async def scenario() -> None:
+        scheduler = PolicyScheduler(runtime)  # type: ignore[arg-type]
+        task = asyncio.create_task(scheduler.run())
+        scheduler.observe("ADDED", served("a", "me"))
+        scheduler.observe("ADDED", served("b", "me"))
+        await asyncio.wait_for(until(lambda: len(runtime.cycles) == 2), 5)
+        # "d" joins and the ring gives it b: b is released at once, not 60 s later; a is not touched.
+        joined = HashRing(["me", "d"])
+        runtime.owner = {uid: str(joined.owner(uid)) for uid in runtime.owner}
+        assert runtime.owner == {"uid-a": "me", "uid-b": "d"}
+        scheduler.ring_changed(HashRing(["me"]), joined)
+        await asyncio.wait_for(until(lambda: ("b", "") in runtime.handovers), 5)
+        assert runtime.cycles.count(("a", 1)) == 1
+        # b's series went with it (its new server exports them), a's stay
+        a_series, b_series = ({"namespace": "ns", "policy": p, "target": "readReplicas"} for p in "ab")
+        assert runtime.sample("scalekeeper_desired_replicas", **b_series) is None
+        assert runtime.sample("scalekeeper_desired_replicas", **a_series) == 1
+        assert runtime.sample("scalekeeper_ring_changes_total") == 1
+        await scheduler.drain(timeout=5)
+        assert sorted(runtime.handovers) == [("a", ""), ("b", "")]
+        await asyncio.wait_for(task, 5)  # the loop ends once drained
+
+    asyncio.run(scenario())
+
+
+def test_another_replicas_policy_keeps_its_whole_body_and_my_policys_cycles_share_one() -> None:
+    """Policies another replica serves are kept packed, this replica's parsed: a handover or a cycle gets
+    the whole compact body either way, and a cycle's resourceVersion, set in place, reaches the next."""
+    runtime = ShardRuntime(owner={"uid-mine": "me", "uid-other": "b"})
+    bodies: list[dict[str, Any]] = []
+
+    def cycle(body: dict[str, Any], memory: Any, claimants: Any, watched: Any) -> None:
+        bodies.append(body)
+        body["metadata"]["resourceVersion"] = str(len(bodies))
+
+    runtime.cycle = cycle  # type: ignore[method-assign]
+    other = served("other", "b")
+    other["status"]["targets"] = [{"name": "readReplicas", "desiredReplicas": 3, "reason": "load 3 / 1"}]
+
+    async def scenario() -> None:
+        scheduler = PolicyScheduler(runtime)  # type: ignore[arg-type]
+        task = asyncio.create_task(scheduler.run())
+        scheduler.observe("ADDED", served("mine", "me", interval=1))
+        scheduler.observe("ADDED", other)
+        await asyncio.wait_for(until(lambda: len(bodies) == 2), 5)
+        assert bodies[0] is bodies[1] and bodies[1]["metadata"]["resourceVersion"] == "2"
+        # The ring gives "other" to me and b has released it: claimed with its whole body.
+        runtime.owner["uid-other"] = "me"
+        released = copy.deepcopy(other)
+        released["status"]["servedBy"] = ""
+        scheduler.observe("MODIFIED", released)
+        await asyncio.wait_for(until(lambda: ("other", "me") in runtime.handovers), 5)
+        assert runtime.handed_bodies[-1] == compact_body(released)
         task.cancel()
 
     asyncio.run(scenario())

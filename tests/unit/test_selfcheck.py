@@ -24,7 +24,7 @@ def test_an_operators_own_metrics_pass() -> None:
 @pytest.mark.parametrize(
     ("answer", "said"),
     [
-        ("# TYPE other_total counter\nother_total 1\n", "without scalekeeper_leader, scalekeeper_policies"),
+        ("# TYPE other_total counter\nother_total 1\n", "without scalekeeper_serving, scalekeeper_policies"),
         ("<html>not found</html>\n", "not in the Prometheus text format"),
     ],
 )

@@ -8,6 +8,7 @@ import pytest
 
 from scalekeeper import model
 from scalekeeper.simulate import (
+    Observation,
     QueueModel,
     RuleResult,
     RuleSummary,
@@ -400,3 +401,18 @@ def test_reversals_count_quick_changes_of_direction() -> None:
     assert reversals(series) == 2
     assert reversals(series, within=20.0) == 0
     assert reversals([(0.0, 0)]) == 0
+
+
+def test_the_peers_size_by_their_own_worker_when_one_is_given() -> None:
+    worker = spec().workers[0]  # type: ignore[index]
+    peer = worker.model_copy(update={"tasks_per_worker": 40})
+    obs = Observation(waiting=80, in_flight=0, arrival_rate=0.0, completion_rate=0.0, ready=1)
+    own = {name: decide for name, decide, _ in standard_rules(spec(), worker)}
+    apart = {name: decide for name, decide, _ in standard_rules(spec(), worker, peer=peer)}
+    # keda-style: ceil(80 waiting / tasksPerWorker), within the worker's bounds.
+    assert apart["keda-style"](0.0, 1, obs) == 2
+    assert own["keda-style"](0.0, 1, obs) == min(worker.max_replicas, -(-80 // worker.tasks_per_worker))
+    assert own["keda-style"](0.0, 1, obs) > 2
+    # hpa-default: the engine with the peer's ratio; scalekeeper keeps the worker's own.
+    assert apart["hpa-default"](0.0, 1, obs) == 2
+    assert apart["scalekeeper"](0.0, 1, obs) == own["scalekeeper"](0.0, 1, obs) > 2

@@ -86,3 +86,12 @@ def test_a_changed_status_is_written_and_an_unchanged_one_only_after_the_refresh
     assert publisher.publish(POLICY, status(3), memory, writer)
     assert publisher.publish(POLICY, status(4), memory, writer)
     assert len(writer.written) == 2
+
+
+def test_a_status_written_at_a_stale_resource_version_is_not_recorded_and_goes_out_again() -> None:
+    metrics, memory = OperatorMetrics(), PolicyMemory()
+    publisher = StatusPublisher(metrics, lambda: 100.0, refresh_seconds=15.0)
+    writer = Writer([409])
+    assert publisher.publish(POLICY, status(3), memory, writer) is False
+    assert memory.last_status is None and writes(metrics, "conflict") == 1 and writes(metrics, "error") == 0
+    assert publisher.publish(POLICY, status(3), memory, writer) is True

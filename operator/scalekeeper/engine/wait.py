@@ -6,7 +6,7 @@ Real runtimes are not exponential (they are heavy-tailed), and plain Erlang C un
 Allen-Cunneen approximation scales the wait by (ca^2 + cs^2) / 2, with cs^2 the service time's squared
 coefficient of variation (measured from the runtime histogram) and ca^2 = 1 (Poisson arrivals). Tasks
 already in the system (waiting, prefetched or running) must clear in time too: the last of those queued
-starts after about (in_system - m) / (m*mu): tasks start in order, the ones arriving later behind them.
+starts after about (in_system - m) / (m*mu), and that must be within BACKLOG_SHARE of the target.
 
 Pure: no I/O, no clock. The tier reads the inputs; the rules (stabilization, rate limits, bounds) apply after.
 """
@@ -17,6 +17,11 @@ import math
 from dataclasses import dataclass
 
 _POISSON_SCV = 1.0  # arrivals' squared coefficient of variation, as Allen-Cunneen takes it for Poisson
+# The share of the target the tasks queued now may take to clear. Not all of it: they have already waited
+# for a while the metrics do not show, the tasks arriving meanwhile queue behind them, and a pod added now
+# serves only once started. With the whole target, a queue building on a morning rise was let grow until
+# its tasks waited just past it (bench.quality: 2 minutes over on nycflights13 with lognormal runtimes).
+BACKLOG_SHARE = 0.5
 
 
 @dataclass(frozen=True)
@@ -75,7 +80,8 @@ def erlang_c(servers: int, offered: float) -> float:
 
 def predicted_wait(servers: int, inputs: WaitInputs, table: _ErlangTable | None = None) -> float:
     """The predicted `quantile` of a task's wait with `servers` servers, in seconds (inf when unstable):
-    the larger of the steady state's quantile and the time the tasks queued now need to clear."""
+    the larger of the steady state's quantile and the time the tasks queued now need to clear, over
+    BACKLOG_SHARE (so that they clear within that share of the target)."""
     mu = 1.0 / inputs.mean_service_seconds
     spare = servers * mu - inputs.arrival_rate  # tasks per second the servers clear beyond the arrivals
     if spare <= 0:
@@ -83,7 +89,7 @@ def predicted_wait(servers: int, inputs: WaitInputs, table: _ErlangTable | None 
     waits = (table or _ErlangTable(inputs.arrival_rate / mu)).waits(servers)
     steady = max(0.0, math.log(waits / (1.0 - inputs.quantile))) / spare if waits > 0 else 0.0
     steady *= (_POISSON_SCV + inputs.service_scv) / 2.0
-    backlog = max(0.0, inputs.in_system - servers) / (servers * mu)
+    backlog = max(0.0, inputs.in_system - servers) / (servers * mu) / BACKLOG_SHARE
     return max(steady, backlog)
 
 

@@ -169,6 +169,12 @@ class ScalingPolicyStatus(_Status):
     verification: Verification | None = Field(
         default=None, description="What a server-side dry-run said of the objects this spec makes."
     )
+    served_by: str | None = Field(
+        default=None,
+        max_length=253,
+        description="The operator replica serving this policy (its pod name); empty while the policy is "
+        "handed over to another replica.",
+    )
 
     def condition(self, type_: ConditionType) -> Condition | None:
         return next((c for c in self.conditions if c.type == type_), None)

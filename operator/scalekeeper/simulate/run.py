@@ -25,14 +25,17 @@ def standard_rules(
     spec: model.ScalingPolicySpec,
     worker: model.WorkerSpec,
     variants: Sequence[tuple[str, model.WorkerSpec]] = (),
+    peer: model.WorkerSpec | None = None,
 ) -> list[Rule]:
     """scalekeeper (the policy as written), hpa-default and keda-style, then `variants`: more
-    scalekeeper rules, each the policy with the worker replaced (name, worker)."""
-    default_worker = worker.model_copy(update={"behavior": model.Behavior()})
+    scalekeeper rules, each the policy with the worker replaced (name, worker). `peer`: the worker the
+    HPA and KEDA rules size (default `worker`), for a comparison whose peers are set apart from it."""
+    peer = worker if peer is None else peer
+    default_worker = peer.model_copy(update={"behavior": model.Behavior()})
     return [
         ("scalekeeper", engine_decider(spec, worker), float(spec.interval_seconds)),
         ("hpa-default", engine_decider(spec, default_worker), HPA_SYNC_SECONDS),
-        ("keda-style", keda_decider(worker), KEDA_POLL_SECONDS),
+        ("keda-style", keda_decider(peer), KEDA_POLL_SECONDS),
         *((name, engine_decider(spec, w), float(spec.interval_seconds)) for name, w in variants),
     ]
 

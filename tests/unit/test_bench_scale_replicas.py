@@ -1,0 +1,61 @@
+"""bench.scale's replica figures without a cluster: the memory model from a replica seeing nothing, one
+serving every policy and several sharing the same fleet (hand-worked), and the per-replica table."""
+
+from __future__ import annotations
+
+import dataclasses
+import math
+from typing import Any
+
+import pytest
+
+from bench.scale.measure import SizeResult
+from bench.scale.report import memory_model, replicas_table
+from bench.scale.settings import parse_args
+
+
+def result(policies: int, replicas: int, rss: float, **more: Any) -> SizeResult:
+    values: dict[str, Any] = {f.name: math.nan for f in dataclasses.fields(SizeResult)}
+    values.update(
+        policies=policies, replicas=replicas, rss_end_mb=rss, batching="on", per_replica=[], profile=[]
+    )
+    values.update(more)
+    return SizeResult(**values)
+
+
+def test_the_memory_model_splits_a_served_policys_cost_from_a_seen_ones() -> None:
+    # Hand-worked: idle 100 MB; seen 10 KB, served 50 KB more. 3,072 policies: one replica holds
+    # 100 + 3072 x 60/1024 = 280 MB; three holding 1,024 each: 100 + 30 + 50 = 180 MB.
+    single = result(3072, 1, 280.0)
+    each = {"served": 1024.0, "cores_busy": 0.1, "rss_end_mb": 180.0, "rss_peak_mb": 190.0}
+    shared = result(3072, 3, 180.0, per_replica=[each, each, each])
+    [line] = memory_model([single, shared], idle_mb=100.0)
+    assert "60 KB a policy served" in line and "10 KB a policy only seen" in line
+    assert "RSS ~ 100 MB + 10 KB x policies + 50 KB x served" in line
+
+
+def test_without_a_single_replica_beside_them_there_is_no_model() -> None:
+    each = {"served": 10.0, "cores_busy": 0.1, "rss_end_mb": 180.0, "rss_peak_mb": 190.0}
+    assert memory_model([result(30, 3, 180.0, per_replica=[each] * 3)], idle_mb=100.0) == []
+
+
+def test_each_replica_is_set_beside_the_single_one_on_the_same_fleet() -> None:
+    single = result(300, 1, 200.0, cores_busy=0.5)
+    rows = [
+        {"served": 100.0, "cores_busy": 0.2, "rss_end_mb": 80.0, "rss_peak_mb": 90.0},
+        {"served": 200.0, "cores_busy": 0.3, "rss_end_mb": 100.0, "rss_peak_mb": 110.0},
+    ]
+    table = replicas_table([single, result(300, 2, 100.0, per_replica=rows)])
+    assert "| 0 | 100 | 0.20 | 80 / 90 | 40%, 40% |" in table
+    assert "| 1 | 200 | 0.30 | 100 / 110 | 60%, 50% |" in table
+
+
+@pytest.mark.parametrize("replicas", ["0", "1,x", ""])
+def test_bad_replica_counts_are_refused_in_one_line(
+    replicas: str, capsys: pytest.CaptureFixture[str]
+) -> None:
+    with pytest.raises(SystemExit) as exc:
+        parse_args(["--replicas", replicas])
+    assert exc.value.code == 2
+    [line] = capsys.readouterr().err.strip().splitlines()
+    assert line.startswith("python -m bench.scale: ") and "--replicas" in line
