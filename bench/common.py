@@ -92,6 +92,14 @@ def apply_object(kubeconfig: str, namespace: str, obj: Mapping[str, Any]) -> Non
 
 def apply_policy_crd(kubeconfig: str) -> None:
     kubectl(kubeconfig, "apply", "--server-side", "-f", str(POLICY_CRD))
+    # On a fresh cluster, a policy created before the CRD is Established gets a 404.
+    kubectl(
+        kubeconfig,
+        "wait",
+        "--for=condition=Established",
+        "--timeout=60s",
+        "crd/scalingpolicies.scalekeeper.dev",
+    )
 
 
 def policy_crd_installed(kubeconfig: str) -> bool:

@@ -273,7 +273,7 @@ def report(args: argparse.Namespace, figures: dict[str, Any], command: str) -> N
         (f"failover: SIGKILL, {len(fail)} policies served and decided again", fail, f"<= {aim_failover} s"),
         (f"leave: SIGTERM, {len(leave)} policies served again", leave, "no Lease wait"),
     ):
-        p50, p95 = percentile(values, 50), percentile(values, 95)
+        p50, p95 = percentile(values, 0.50), percentile(values, 0.95)
         print(f"| {name} | {p50:.1f} s | {p95:.1f} s | {max(values):.1f} s | {aim} |")
     print(
         f"| join: {join['members_after'] - 1} -> {join['members_after']} replicas, policies moved | "
