@@ -210,11 +210,15 @@ class OperatorProcess:
 
 class Replicas:
     """The replicas of one measure: one, or `count` sharing the policies. Their decision logs merged (a
-    policy's cycles, whoever ran them), their request counts and /metrics summed; /proc per replica."""
+    policy's cycles, whoever ran them), their request counts and /metrics summed; /proc per replica. Each
+    measure's members have names of their own, as a rollout's new pods do: a member named as one of the
+    previous measure's would find the policies still naming it and release them one at a time."""
 
     def __init__(self, settings: Settings, label: str, count: int) -> None:
         self.members = [
-            OperatorProcess(settings, label if count == 1 else f"{label}-of{count}-{i}", f"bench-scale-{i}")
+            OperatorProcess(
+                settings, label if count == 1 else f"{label}-of{count}-{i}", f"bench-scale-{count}x{i}"
+            )
             for i in range(count)
         ]
         self.started = min(m.started for m in self.members)

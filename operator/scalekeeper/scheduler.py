@@ -310,8 +310,9 @@ class PolicyScheduler:
             if written is None:
                 return
             policy.replace(compact_body(written), parsed=True)
-        self._set_served(uid, step in (Step.SERVE, Step.CLAIM))
-        if step in (Step.SERVE, Step.CLAIM):
+        serves = step in (Step.SERVE, Step.CLAIM)
+        self._set_served(uid, serves)
+        if serves:
             await self._run_cycle(policy)
 
     def _set_served(self, uid: str, served: bool) -> None:

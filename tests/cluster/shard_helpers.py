@@ -18,6 +18,8 @@ from .kube_helpers import GROUP, PLURAL, VERSION, apply_policy, deployment
 
 # A real series with a steady value (one Prometheus): readReplicas = ceil(1 / perReplica).
 QUERY = "sum(prometheus_build_info)"
+# The tests' member Lease duration: short, so a takeover after a kill comes within the test's waits.
+LEASE_SECONDS = 6
 
 
 class Fleet:

@@ -13,13 +13,12 @@ from kubernetes import client
 
 from .conftest import ROOT, Cluster
 from .operator_fixture import install_crd, release_options
-from .shard_helpers import Fleet, Writers
+from .shard_helpers import LEASE_SECONDS, Fleet, Writers
 from .test_chart_lifecycle import helm
 from .waiting import wait_for
 
 pytestmark = pytest.mark.cluster
 CHART = ROOT / "manifests" / "chart" / "scalekeeper"
-LEASE_SECONDS = 6
 TARGETS = 6
 
 

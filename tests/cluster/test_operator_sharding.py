@@ -16,11 +16,10 @@ from scalekeeper.engine.ring import HashRing
 from .conftest import Cluster, release_policies
 from .kube_helpers import GROUP, PLURAL, VERSION, apply_policy, condition, policy_status, replicas_of
 from .operator_fixture import RunningOperator, delete_test_lease, install_crd, local_operator, stop_local
-from .shard_helpers import Fleet, Writers, policy_spec
+from .shard_helpers import LEASE_SECONDS, Fleet, Writers, policy_spec
 from .waiting import CYCLES, metric_sum, wait_cycles, wait_deleted, wait_for
 
 pytestmark = pytest.mark.cluster
-LEASE_SECONDS = 6
 TARGETS = 8
 
 

@@ -170,19 +170,39 @@ def test_a_member_never_seen_counts_as_expired_only_a_full_expiry_after_the_firs
     assert b.m.expired("gone")
 
 
-def test_a_dead_members_lease_is_deleted_after_twice_its_duration_and_a_leaving_one_deletes_its_own() -> None:
+def test_a_dead_members_lease_is_deleted_as_it_leaves_the_ring_and_a_leaving_one_deletes_its_own() -> None:
     leases = FakeLeases()
     a, b, c = Replica(leases, "a"), Replica(leases, "b"), Replica(leases, "c")
     for r in (a, b, c):
         r.m.refresh()
-    for _ in range(7):  # 35 s without a renewal of a's
+    for _ in range(2):  # 10 s without a renewal of a's: still a member
         for r in (b, c):
             r.advance(5)
             r.m.refresh()
-    assert member_lease_name(GROUP, "a") not in leases.leases
+    assert member_lease_name(GROUP, "a") in leases.leases and "a" in b.members()
+    b.advance(5)
+    b.m.refresh()  # 15 s: dead
+    assert member_lease_name(GROUP, "a") not in leases.leases and b.members() == {"b", "c"}
     assert {member_lease_name(GROUP, "b"), member_lease_name(GROUP, "c")} <= set(leases.leases)
     c.m.stop()
     assert member_lease_name(GROUP, "c") not in leases.leases
+
+
+def test_a_replica_joining_after_a_member_died_never_counts_it_live() -> None:
+    # The joiner has no history of the dead member's Lease: had it still been there, the joiner would have
+    # counted it live for a whole duration of its own and left its share of the policies unclaimed.
+    leases = FakeLeases()
+    a, b = Replica(leases, "a"), Replica(leases, "b")
+    for r in (a, b, a):
+        r.m.refresh()
+    for _ in range(3):  # a killed: b finds it dead after 15 s
+        b.advance(5)
+        b.m.refresh()
+    joiner = Replica(leases, "c")
+    joiner.m.refresh()
+    joiner.advance(5)
+    joiner.m.refresh()
+    assert joiner.members() == {"b", "c"} and not joiner.m.expired("a")
 
 
 def test_an_active_passive_leaders_lease_holds_every_member_back_until_released() -> None:
@@ -213,22 +233,42 @@ def test_a_crashed_active_passive_leader_holds_members_back_only_until_its_lease
     assert a.m.serving() and GROUP not in leases.leases  # nobody would ever release it: deleted
 
 
-def test_a_member_whose_lease_vanishes_expires_a_full_expiry_after_it_was_seen_gone() -> None:
-    # A stopping member deletes its Lease even when it could not release everything: what it still
-    # names must wait out the expiry, as if it had gone silent.
+def test_a_member_whose_lease_vanishes_expires_a_full_expiry_after_its_last_renewal_was_seen() -> None:
+    # A stopping member deletes its Lease even when it could not release everything: what it still names
+    # waits out the expiry, counted as for a silent member from its record's last change.
     leases = FakeLeases()
     a, b = Replica(leases, "a"), Replica(leases, "b")
     for _ in range(2):
         a.m.refresh()
         b.m.refresh()
         b.advance(60)  # long after b's first listing
+    a.advance(60)
+    a.m.refresh()  # renewed; b sees this record at its next listing, 3 s later
+    b.advance(3)
+    b.m.refresh()
     a.m.stop()
+    b.advance(5)
     b.m.refresh()
     assert "a" not in b.members() and not b.m.expired("a")
-    b.advance(19.9)
+    b.advance(14.9)  # 19.9 s since b saw a's last renewal
     assert not b.m.expired("a")
     b.advance(0.2)
     assert b.m.expired("a")
+
+
+def test_a_member_deleted_as_dead_keeps_the_expiry_of_its_silence() -> None:
+    # Its Lease gone does not restart the count: the survivor that saw it renew last counts from there.
+    leases = FakeLeases()
+    a, b = Replica(leases, "a"), Replica(leases, "b")
+    for r in (a, b, a, b):
+        r.m.refresh()
+    for _ in range(3):
+        b.advance(5)
+        b.m.refresh()
+    assert member_lease_name(GROUP, "a") not in leases.leases and not b.m.expired("a")
+    b.advance(5)
+    b.m.refresh()  # a's Lease gone from the listing now
+    assert b.m.expired("a")  # 20 s since b saw its record change
 
 
 def test_a_member_whose_lease_lapsed_fences_its_earlier_cycles_and_serves_again_from_its_second_listing() -> (

@@ -2,11 +2,11 @@
 
 Every replica renews the Lease `<group>-<identity>` (labelled with the group) in the release namespace and
 lists the group's Leases at each renewal, and at once when a watch sees one created or deleted (a join, or
-a replica leaving on SIGTERM). A member is live while its Lease record keeps changing: unchanged
-for the Lease's duration on this replica's monotonic clock (from when it first saw that record), it is
-dead and leaves the ring; unchanged for twice that, any member deletes its Lease (at the version it saw,
-so a renewal in between keeps it). Views of the members may differ between replicas for up to a renew
-period; engine/handover.py is what keeps that safe.
+a replica leaving on SIGTERM). A member is live while its Lease record keeps changing: unchanged for the
+Lease's duration on this replica's monotonic clock (from when it first saw that record), it is dead,
+leaves the ring, and its Lease is deleted (at the version seen, so a renewal in between keeps it): a
+replica joining later must not count it live for a duration of its own. Views of the members may differ
+between replicas for up to a renew period; engine/handover.py is what keeps that safe.
 
 A Lease named `<group>` itself is the leader Lease of the active/passive releases before sharding: while a
 replica of such a release holds and renews it, no member serves anything, so an upgrade never has an old
@@ -84,8 +84,9 @@ class Membership:
         # times it has: a cycle begun in an earlier term never writes (runtime.py).
         self._term_listings = 0
         self._term = 0
-        # Members whose Lease was listed once and is gone now -> when we first saw it gone.
-        self._gone_at: dict[str, float] = {}
+        # Members whose Lease was listed once and is gone now -> when we last saw its record change: whether
+        # it left on its own or was found dead, it may write until then plus its expiry, no longer.
+        self._gone_changed_at: dict[str, float] = {}
         self._legacy_held = False
         self._stop = threading.Event()
         # Set by the watch when a member's Lease is created or deleted: the loop lists at once.
@@ -131,9 +132,9 @@ class Membership:
             now = self._monotonic()
             unchanged = self._unchanged.get(identity)
             if unchanged is None:
-                # Gone from the listing: counted from when we saw it gone (a member that stopped without
-                # releasing everything deleted its Lease all the same), or from our first listing.
-                since = self._gone_at.get(identity, self._first_listed_at)
+                # Gone from the listing: counted from its record's last change we saw (it wrote only while
+                # renewed), or, never seen, from our first listing.
+                since = self._gone_changed_at.get(identity, self._first_listed_at)
                 return now - since >= self.expiry
             return unchanged + (now - self._listed_at) >= self.expiry
 
@@ -191,7 +192,7 @@ class Membership:
                 self._stop.wait(self.lease_seconds / 3)
 
     def refresh(self) -> None:
-        """One round: renew our Lease, list the group's, recompute the ring, delete long-dead members'."""
+        """One round: renew our Lease, list the group's, recompute the ring, delete dead members'."""
         if self._listings and not self.own.renewed():
             # Stopped or cut off past 2/3 of our duration: the others may have counted us expired and taken
             # our policies. Marked before renewing, so no cycle begun before it writes once we renew; we
@@ -218,7 +219,7 @@ class Membership:
                 continue
             quiet = 0.0 if holder == self.identity else self._records.unchanged_for(name, spec)
             unchanged[holder] = quiet
-            if quiet >= 2 * (spec.get("leaseDurationSeconds") or self.lease_seconds):
+            if quiet >= self.lease_seconds:
                 dead.append(lease)
         self._records.forget({lease["metadata"]["name"] for lease in items} | {self.group})
         legacy = self._legacy_lease_held()
@@ -227,10 +228,11 @@ class Membership:
             live.add(self.identity)
         with self._lock:
             before = self._ring
-            for gone in set(self._unchanged) - set(unchanged):
-                self._gone_at.setdefault(gone, listed_at)
-            for back in set(unchanged) & set(self._gone_at):
-                del self._gone_at[back]
+            if self._listed_at is not None:
+                for gone in set(self._unchanged) - set(unchanged):
+                    self._gone_changed_at.setdefault(gone, self._listed_at - self._unchanged[gone])
+            for back in set(unchanged) & set(self._gone_changed_at):
+                del self._gone_changed_at[back]
             self._unchanged, self._listed_at, self._legacy_held = unchanged, listed_at, legacy
             if self._first_listed_at is None:
                 self._first_listed_at = listed_at
