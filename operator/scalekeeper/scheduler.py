@@ -7,7 +7,8 @@ no more at once than there are workers.
 Why not a daemon per policy: at 3,000 policies the daemons were 3,000 asyncio tasks waking on timers,
 each holding kopf's copy of its policy's whole body (managedFields included) and costing kopf a
 finalizer on every policy (patched in at start, 429s when many start together; a policy stuck on
-uninstall). Here each policy is a compact body, its memory and a heap entry.
+uninstall). Here each policy is a compact body and a heap entry, and its memory while this replica
+serves it.
 """
 
 from __future__ import annotations
@@ -127,18 +128,22 @@ def compact_body(body: Mapping[str, Any]) -> dict[str, Any]:
 
 
 class _Policy:
-    """A policy as the scheduler keeps it. Its compact body is kept parsed while this replica serves it;
-    otherwise packed (compressed JSON, about 1.4 KB instead of 20 KB as dicts): every replica keeps every
-    policy, and with several replicas most are another's, read only for their servedBy and generation."""
+    """A policy as the scheduler keeps it. While this replica serves it: its compact body parsed and its
+    memory (the parsed spec and tiers among it). Otherwise only its body packed (compressed JSON, about
+    1.4 KB instead of 20 KB as dicts) and its interval: every replica keeps every policy, and with several
+    replicas most are another's, read only for their servedBy and generation. The parsed spec alone is
+    about 50 KB a policy (tracemalloc, the bench's five-target policy): kept for every policy seen, it
+    was most of a replica's memory."""
 
-    __slots__ = ("_body", "_packed", "generation", "lookups", "memory", "served_by")
+    __slots__ = ("_body", "_interval", "_packed", "generation", "lookups", "memory", "served_by")
 
     def __init__(self, body: dict[str, Any]) -> None:
-        self.memory = PolicyMemory()
+        self.memory: PolicyMemory | None = None
         # (generation, claim keys, watched-object keys): recomputed only when the spec changes.
         self.lookups: tuple[Any, list[str], list[str]] | None = None
         self._body: dict[str, Any] | None = None
         self._packed = b""
+        self._interval: tuple[Any, float] | None = None
         self.served_by = ""
         self.generation: Any = None
         self.replace(body, parsed=False)  # nobody serves a policy first seen here yet
@@ -159,9 +164,21 @@ class _Policy:
             self._body = None
             self._packed = zlib.compress(json.dumps(body, separators=(",", ":")).encode(), 1)
 
-    def keep_parsed(self, parsed: bool) -> None:
-        if parsed != (self._body is not None):
-            self.replace(self.body, parsed)
+    def interval(self) -> float:
+        """Seconds between its cycles, worked out once per generation (served or not)."""
+        if self._interval is None or self._interval[0] != self.generation:
+            self._interval = (self.generation, interval_of(self.body, self.memory or PolicyMemory()))
+        return self._interval[1]
+
+    def set_served(self, served: bool) -> None:
+        """Served: parsed, with a memory (restored from its status at its first cycle). Not: packed, and
+        the memory dropped, since its next server keeps its own."""
+        if served != (self._body is not None):
+            self.replace(self.body, served)
+        if served and self.memory is None:
+            self.memory = PolicyMemory()
+        elif not served:
+            self.memory = None
 
 
 def served_by(body: Mapping[str, Any]) -> str:
@@ -203,7 +220,7 @@ class PolicyScheduler:
         known = self._policies.get(uid)
         if known is None:
             known = self._policies[uid] = _Policy(compact)
-            interval = interval_of(compact, known.memory)
+            interval = known.interval()
             delay = self._runtime.first_cycle_delay(uid, interval)
             self._schedule.add(uid, interval, now + delay)
             self._runtime.metrics.policies.inc()
@@ -212,7 +229,7 @@ class PolicyScheduler:
             # Released by its server, or claimed by another: this replica may have a step to take now.
             changed = changed or known.served_by != served_by(compact)
             known.replace(compact, parsed=uid in self._served)
-            self._schedule.set_interval(uid, interval_of(compact, known.memory))
+            self._schedule.set_interval(uid, known.interval())
             if changed:
                 self._schedule.wake(uid, now)
         if self._changed is not None:
@@ -327,7 +344,7 @@ class PolicyScheduler:
                 # desired replicas) would keep an alert firing or a dashboard wrong.
                 meta = policy.body["metadata"]
                 self._runtime.metrics.forget_policy(meta.get("namespace", ""), meta.get("name", ""))
-            policy.keep_parsed(served)
+            policy.set_served(served)
         self._runtime.metrics.policies_served.set(len(self._served))
 
     async def _run_cycle(self, policy: _Policy) -> None:
@@ -338,4 +355,6 @@ class PolicyScheduler:
         # Read here, on the event loop that updates kopf's index, not from the worker thread.
         claimants = {key: list(self.claims.get(key, ())) for key in policy.lookups[1]}
         watched = self._runtime.watches.snapshot(policy.lookups[2])
-        await asyncio.to_thread(self._runtime.cycle, body, policy.memory, claimants, watched)
+        memory = policy.memory
+        assert memory is not None  # served since _serve's set_served(True), with nothing awaited between
+        await asyncio.to_thread(self._runtime.cycle, body, memory, claimants, watched)

@@ -334,3 +334,38 @@ def test_another_replicas_policy_keeps_its_whole_body_and_my_policys_cycles_shar
         task.cancel()
 
     asyncio.run(scenario())
+
+
+def test_only_a_served_policy_keeps_a_memory_and_a_release_drops_it() -> None:
+    """Another replica's policy keeps no memory (its parsed spec alone is about 50 KB): only its packed
+    body and its interval, which still follows its spec. A policy handed over drops the memory it had."""
+    runtime = ShardRuntime(owner={"uid-a": "me", "uid-b": "b"})
+    memories: list[Any] = []
+
+    def cycle(body: dict[str, Any], memory: Any, claimants: Any, watched: Any) -> None:
+        memories.append(memory)
+
+    runtime.cycle = cycle  # type: ignore[method-assign]
+
+    async def scenario() -> None:
+        scheduler = PolicyScheduler(runtime)  # type: ignore[arg-type]
+        task = asyncio.create_task(scheduler.run())
+        scheduler.observe("ADDED", served("a", "me"))
+        scheduler.observe("ADDED", served("b", "b"))
+        await asyncio.wait_for(until(lambda: len(memories) == 1), 5)
+        kept = scheduler._policies
+        assert kept["uid-a"].memory is memories[0] is not None
+        assert kept["uid-b"].memory is None
+        respecified = served("b", "b", interval=30)
+        respecified["metadata"]["generation"] = 2
+        scheduler.observe("MODIFIED", respecified)
+        assert kept["uid-b"].interval() == 30.0 and kept["uid-b"].memory is None
+        runtime.owner["uid-a"] = "d"  # the ring gives it to another; a spec change makes it due now
+        moved = served("a", "me")
+        moved["metadata"]["generation"] = 2
+        scheduler.observe("MODIFIED", moved)
+        await asyncio.wait_for(until(lambda: ("a", "") in runtime.handovers), 5)
+        assert kept["uid-a"].memory is None
+        task.cancel()
+
+    asyncio.run(scenario())
