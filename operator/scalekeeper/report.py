@@ -304,7 +304,8 @@ class Reporter:
             told = "no target saturated for a while"
             if unread:
                 told += (
-                    f" (CPU and memory not evaluated for {', '.join(unread)}: no cAdvisor series with limits)"
+                    f" (CPU and memory not evaluated for {', '.join(unread)}: no pods, or no cAdvisor series"
+                    " with limits)"
                 )
             conditions.set(C.BOTTLENECK, F, "NoBottleneck", told)
 

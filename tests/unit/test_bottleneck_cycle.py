@@ -6,6 +6,7 @@ from __future__ import annotations
 from typing import Any
 
 from scalekeeper.memory import PolicyMemory
+from scalekeeper.metrics.saturation import RESOURCE_METRICS
 from tests.cycle_scenarios import condition, replicas_spec
 from tests.unit.fake_cluster import FakeWorld
 
@@ -155,9 +156,33 @@ def test_without_cadvisor_series_cpu_and_memory_are_said_to_be_unevaluated_and_b
     assert w.replicas() == 4  # sized as ever
     assert condition(w.status("p"), "MetricsAvailable")["status"] == "True"
     assert bottleneck(w)["message"] == (
-        "no target saturated for a while (CPU and memory not evaluated for readReplicas: no cAdvisor series "
-        "with limits)"
+        "no target saturated for a while (CPU and memory not evaluated for readReplicas: no pods, or no "
+        "cAdvisor series with limits)"
     )
     w.prometheus.resources = 0.1
     w.cycle("p")
     assert bottleneck(w)["message"] == "no target saturated for a while"
+
+
+def test_a_target_without_pods_has_its_cpu_and_memory_left_unread() -> None:
+    # Those queries are a cycle's heaviest in Prometheus and would answer nothing at zero replicas.
+    w = FakeWorld()
+    w.target(0)
+    spec = replicas_spec()
+    spec["readReplicas"]["minReplicas"] = 0
+    w.policy("p", spec)
+    w.load(0)
+    asked: list[str] = []
+    read = w.prometheus.read
+
+    def recording(queries: Any) -> Any:
+        asked.extend(key.metric for key in queries)
+        return read(queries)
+
+    w.prometheus.read = recording  # type: ignore[method-assign]
+    w.cycle("p")
+    assert asked and not set(asked) & set(RESOURCE_METRICS)
+    assert "CPU and memory not evaluated for readReplicas: no pods" in bottleneck(w)["message"]
+    w.target(2)
+    w.cycle("p")
+    assert set(RESOURCE_METRICS) <= set(asked)
