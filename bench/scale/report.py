@@ -7,7 +7,7 @@ from pathlib import Path
 
 from bench.common import ROOT
 from bench.scale.measure import SizeResult
-from bench.scale.settings import METRICS, POOL, QUEUES, TARGETS_PER_POLICY, Settings
+from bench.scale.settings import METRICS, QUEUES, TARGETS_PER_POLICY, Settings
 
 
 def _fmt(value: float, digits: int = 1) -> str:
@@ -58,7 +58,7 @@ ROWS: tuple[tuple[str, Callable[[SizeResult], str]], ...] = (
     ("cycle duration, mean (ms, reconcile_seconds)", lambda r: _fmt(r.reconcile_mean_ms)),
     ("cycles/s done / needed", lambda r: f"{r.cycles_per_s:.1f} / {r.policies / r.interval:.1f}"),
     (
-        f"cycles in flight (Little; the pool has {POOL} threads)",
+        "cycles in flight (Little; a replica runs SCALEKEEPER_MAX_WORKERS at once)",
         lambda r: _fmt(r.cycles_in_flight, 2),
     ),
     ("log lines/s", lambda r: _fmt(r.log_lines_per_s, 0)),
@@ -139,7 +139,9 @@ def line_through(x0: float, y0: float, x1: float, y1: float) -> tuple[float, flo
     return y0 - slope * x0, slope
 
 
-def projection(results: list[SizeResult], interval: int, sizes: tuple[int, ...] = (1000, 3000)) -> list[str]:
+def projection(
+    results: list[SizeResult], interval: int, pool: int, sizes: tuple[int, ...] = (1000, 3000)
+) -> list[str]:
     """The issue's sizes from the smallest and largest measured ones, with the same number of namespaces.
     A cycle's CPU is taken as linear in the policies per namespace (each cycle lists its namespace's HPAs),
     RSS as linear in policies. Two noisy points on a shared machine: an order of magnitude, not a forecast."""
@@ -154,7 +156,7 @@ def projection(results: list[SizeResult], interval: int, sizes: tuple[int, ...] 
     out = [
         f"- fit: CPU per cycle = {cpu0:.1f} ms + {cpu_slope:.2f} ms x policies per namespace; "
         f"RSS = {rss0:.0f} MB + {rss_slope:.2f} MB x policies",
-        f"- the thread pool ({POOL} threads) keeps up only while a cycle takes at most {POOL} x {interval} s "
+        f"- the thread pool ({pool} threads) keeps up only while a cycle takes at most {pool} x {interval} s "
         f"/ policies; measured at {large.policies:,}: {large.reconcile_mean_ms:.0f} ms",
     ]
     for n in sizes:
@@ -164,7 +166,7 @@ def projection(results: list[SizeResult], interval: int, sizes: tuple[int, ...] 
             f"- {n:,} policies in {large.namespaces} namespaces every {interval} s: {cpu_ms:.0f} ms CPU per "
             f"cycle x {n / interval:.0f} cycles/s = {cpu_ms / 1000 * n / interval:.1f} cores of Python (one "
             f"GIL: above ~1 it cannot keep up); RSS ~{rss0 + rss_slope * n:,.0f} MB; cycles must take "
-            f"<= {1000 * POOL * interval / n:.0f} ms for the pool"
+            f"<= {1000 * pool * interval / n:.0f} ms for the pool"
         )
     return out
 
@@ -256,7 +258,7 @@ def print_report(results: list[SizeResult], settings: Settings, machine: str, id
         *(memory_model(results, idle_mb) or ["- (needs --replicas 1,N)"]),
         "",
         "projection to the issue's sizes (two-point fit):",
-        *projection(same_mode, settings.interval),
+        *projection(same_mode, settings.interval, settings.cycle_threads),
     ]
     for r in results:
         if r.events:

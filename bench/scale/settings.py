@@ -13,6 +13,7 @@ from kubernetes.client.rest import ApiException
 from bench import scale as package
 from bench.common import ROOT, cluster_env
 from scalekeeper.cli import Parser
+from scalekeeper.config import MAX_WORKERS
 
 OUT = ROOT / "out"
 # What a wait's check may raise and still be asked again: the API server or Prometheus busy or unreachable.
@@ -26,9 +27,6 @@ QUEUES = 3
 # One series per policy and metric: web's request rate, the read load, waiting and in-flight per queue.
 METRICS = ("web", "read", *(f"{m}-q{q}" for q in range(QUEUES) for m in ("waiting", "inflight")))
 TARGETS_PER_POLICY = 2 + QUEUES  # web, read replicas, one per queue
-# Cycles run through asyncio.to_thread, i.e. the loop's default executor (SCALEKEEPER_MAX_WORKERS only sizes
-# the HTTP connection pool): this many at once on this machine.
-POOL = min(32, (os.cpu_count() or 1) + 4)
 
 
 @dataclass(frozen=True)
@@ -51,6 +49,12 @@ class Settings:
     batching: tuple[str, ...] = ("on",)
     # Operator replicas sharing the policies, each count measured in turn on the same fleet.
     replicas: tuple[int, ...] = (1,)
+
+    @property
+    def cycle_threads(self) -> int:
+        """Cycles one replica runs at once: its SCALEKEEPER_MAX_WORKERS (the operator's startup sizes the
+        loop's default executor, which runs every cycle, by it)."""
+        return MAX_WORKERS.read(self.operator_env)
 
     def for_batching(self, mode: str) -> Settings:
         """These settings with the operator's batching `mode`."""

@@ -7,7 +7,7 @@ no more at once than there are workers.
 Why not a daemon per policy: at 3,000 policies the daemons were 3,000 asyncio tasks waking on timers,
 each holding kopf's copy of its policy's whole body (managedFields included) and costing kopf a
 finalizer on every policy (patched in at start, 429s when many start together; a policy stuck on
-uninstall). Here each policy is a compact body and a heap entry, and its memory while this replica
+uninstall). Here each policy is a packed compact body and a heap entry, and its memory while this replica
 serves it.
 """
 
@@ -128,41 +128,52 @@ def compact_body(body: Mapping[str, Any]) -> dict[str, Any]:
 
 
 class _Policy:
-    """A policy as the scheduler keeps it. While this replica serves it: its compact body parsed and its
-    memory (the parsed spec and tiers among it). Otherwise only its body packed (compressed JSON, about
-    1.4 KB instead of 20 KB as dicts) and its interval: every replica keeps every policy, and with several
-    replicas most are another's, read only for their servedBy and generation. The parsed spec alone is
-    about 50 KB a policy (tracemalloc, the bench's five-target policy): kept for every policy seen, it
-    was most of a replica's memory."""
+    """A policy as the scheduler keeps it: its compact body packed (compressed JSON: about 1.5 KB for the
+    bench's five-target policy, 21 KB as dicts with its status), its interval, and, while this replica
+    serves it, its memory (the parsed spec and tiers among it: about 50 KB). Every replica keeps every
+    policy, and with several replicas most are another's, read only for their servedBy and generation;
+    a served one is unpacked once a cycle, a fraction of a millisecond beside a cycle's few."""
 
-    __slots__ = ("_body", "_interval", "_packed", "generation", "lookups", "memory", "served_by")
+    __slots__ = ("_interval", "_packed", "_stamp", "_version", "generation", "lookups", "memory", "served_by")
 
     def __init__(self, body: dict[str, Any]) -> None:
         self.memory: PolicyMemory | None = None
         # (generation, claim keys, watched-object keys): recomputed only when the spec changes.
         self.lookups: tuple[Any, list[str], list[str]] | None = None
-        self._body: dict[str, Any] | None = None
         self._packed = b""
         self._interval: tuple[Any, float] | None = None
+        # The resourceVersion our last status write left, newer than the packed body's until the watch
+        # brings that write; `_stamp` counts the bodies the watch brought, to tell whether one came since.
+        self._version: str | None = None
+        self._stamp = 0
         self.served_by = ""
         self.generation: Any = None
-        self.replace(body, parsed=False)  # nobody serves a policy first seen here yet
+        self.replace(body)
 
     @property
     def body(self) -> dict[str, Any]:
-        """Parsed: the body itself (a cycle updates its resourceVersion in place); packed: a fresh copy."""
-        if self._body is not None:
-            return self._body
+        """A fresh copy of the compact body, at the newest resourceVersion known."""
         body: dict[str, Any] = json.loads(zlib.decompress(self._packed))
+        if self._version is not None:
+            body["metadata"]["resourceVersion"] = self._version
         return body
 
-    def replace(self, body: dict[str, Any], parsed: bool) -> None:
+    @property
+    def stamp(self) -> int:
+        return self._stamp
+
+    def replace(self, body: dict[str, Any]) -> None:
+        """The body the watch (or a claim) brought: it replaces everything, our written version too."""
         self.served_by, self.generation = served_by(body), body["metadata"].get("generation")
-        if parsed:
-            self._body, self._packed = body, b""
-        else:
-            self._body = None
-            self._packed = zlib.compress(json.dumps(body, separators=(",", ":")).encode(), 1)
+        self._packed = zlib.compress(json.dumps(body, separators=(",", ":")).encode(), 1)
+        self._version = None
+        self._stamp += 1
+
+    def wrote(self, stamp: int, version: str | None) -> None:
+        """A cycle begun at `stamp` left the policy at `version`: the next cycle writes at it, unless the
+        watch brought a body since (that one is as new, or newer)."""
+        if stamp == self._stamp and version:
+            self._version = version
 
     def interval(self) -> float:
         """Seconds between its cycles, worked out once per generation (served or not)."""
@@ -171,10 +182,8 @@ class _Policy:
         return self._interval[1]
 
     def set_served(self, served: bool) -> None:
-        """Served: parsed, with a memory (restored from its status at its first cycle). Not: packed, and
-        the memory dropped, since its next server keeps its own."""
-        if served != (self._body is not None):
-            self.replace(self.body, served)
+        """Served: with a memory (restored from its status at its first cycle). Not: the memory dropped,
+        since its next server keeps its own."""
         if served and self.memory is None:
             self.memory = PolicyMemory()
         elif not served:
@@ -228,7 +237,7 @@ class PolicyScheduler:
             changed = known.generation != compact["metadata"].get("generation")
             # Released by its server, or claimed by another: this replica may have a step to take now.
             changed = changed or known.served_by != served_by(compact)
-            known.replace(compact, parsed=uid in self._served)
+            known.replace(compact)
             self._schedule.set_interval(uid, known.interval())
             if changed:
                 self._schedule.wake(uid, now)
@@ -326,7 +335,7 @@ class PolicyScheduler:
             )
             if written is None:
                 return
-            policy.replace(compact_body(written), parsed=True)
+            policy.replace(compact_body(written))
         serves = step in (Step.SERVE, Step.CLAIM)
         self._set_served(uid, serves)
         if serves:
@@ -348,7 +357,7 @@ class PolicyScheduler:
         self._runtime.metrics.policies_served.set(len(self._served))
 
     async def _run_cycle(self, policy: _Policy) -> None:
-        body = policy.body  # replaced, never edited in place, by observe(): a consistent snapshot
+        body, stamp = policy.body, policy.stamp  # a copy of its own: the cycle sets its resourceVersion
         generation = body["metadata"].get("generation")
         if policy.lookups is None or policy.lookups[0] != generation:
             policy.lookups = (generation, *lookups_of(body))
@@ -357,4 +366,7 @@ class PolicyScheduler:
         watched = self._runtime.watches.snapshot(policy.lookups[2])
         memory = policy.memory
         assert memory is not None  # served since _serve's set_served(True), with nothing awaited between
-        await asyncio.to_thread(self._runtime.cycle, body, memory, claimants, watched)
+        try:
+            await asyncio.to_thread(self._runtime.cycle, body, memory, claimants, watched)
+        finally:
+            policy.wrote(stamp, body["metadata"].get("resourceVersion"))

@@ -303,13 +303,16 @@ def test_a_ring_change_makes_the_moved_policies_due_at_once_and_a_drain_releases
     asyncio.run(scenario())
 
 
-def test_another_replicas_policy_keeps_its_whole_body_and_my_policys_cycles_share_one() -> None:
-    """Policies another replica serves are kept packed, this replica's parsed: a handover or a cycle gets
-    the whole compact body either way, and a cycle's resourceVersion, set in place, reaches the next."""
+def test_a_packed_policy_keeps_its_whole_body_and_a_cycles_written_version_reaches_the_next() -> None:
+    """Every policy is kept packed: a handover or a cycle gets the whole compact body, each cycle a copy of
+    its own, and the resourceVersion a cycle's status write left is the one the next cycle writes at,
+    until the watch brings a body."""
     runtime = ShardRuntime(owner={"uid-mine": "me", "uid-other": "b"})
     bodies: list[dict[str, Any]] = []
+    versions_seen: list[Any] = []
 
     def cycle(body: dict[str, Any], memory: Any, claimants: Any, watched: Any) -> None:
+        versions_seen.append(body["metadata"].get("resourceVersion"))
         bodies.append(body)
         body["metadata"]["resourceVersion"] = str(len(bodies))
 
@@ -323,7 +326,14 @@ def test_another_replicas_policy_keeps_its_whole_body_and_my_policys_cycles_shar
         scheduler.observe("ADDED", served("mine", "me", interval=1))
         scheduler.observe("ADDED", other)
         await asyncio.wait_for(until(lambda: len(bodies) == 2), 5)
-        assert bodies[0] is bodies[1] and bodies[1]["metadata"]["resourceVersion"] == "2"
+        assert bodies[0] is not bodies[1] and versions_seen == [None, "1"]
+        assert bodies[1]["spec"] == served("mine", "me", interval=1)["spec"]
+        # The watch brings the policy (its status written elsewhere, say): its version is the one now.
+        rewritten = served("mine", "me", interval=1)
+        rewritten["metadata"]["resourceVersion"] = "40"
+        scheduler.observe("MODIFIED", rewritten)
+        await asyncio.wait_for(until(lambda: len(bodies) == 3), 5)
+        assert versions_seen[-1] == "40"
         # The ring gives "other" to me and b has released it: claimed with its whole body.
         runtime.owner["uid-other"] = "me"
         released = copy.deepcopy(other)
