@@ -250,8 +250,8 @@ def queries_to_read(
 ) -> dict[MetricKey, str]:
     """The cycle's queries, less the CPU and memory of targets that have no pods: those only feed the
     Bottleneck condition and would answer nothing, and they are a cycle's heaviest (the kubelet's cAdvisor
-    series matched by pod-name pattern: about 25 times a sizing series in Prometheus, which made them the
-    bound on a 3,000-policy fleet)."""
+    series matched by pod-name pattern: 20-30 times as slow as a sizing series, and the bound on a
+    3,000-policy fleet; README "At scale")."""
 
     def has_pods(target: str) -> bool:
         seen = observed.get(target)
