@@ -166,10 +166,10 @@ up() {
       { kubectl create namespace scalekeeper-system --dry-run=client -o yaml
         echo ---
         kubectl -n scalekeeper-system create configmap prometheus-rules --from-file="$rules" --dry-run=client -o yaml
-      } | kubectl apply -f - >"$LOG_DIR/addon-prometheus-rules.log" 2>&1 \
+      } | kubectl_idempotent "$LOG_DIR/addon-prometheus-rules.log" apply -f - \
         || { cat "$LOG_DIR/addon-prometheus-rules.log" >&2; die "applying Prometheus's rules failed"; }
     fi
-    render "$HACK_DIR/addons/$f.yaml" "${reads[@]}" | kubectl apply -f - >"$LOG_DIR/addon-$f.log" 2>&1 \
+    render "$HACK_DIR/addons/$f.yaml" "${reads[@]}" | kubectl_idempotent "$LOG_DIR/addon-$f.log" apply -f - \
       || { cat "$LOG_DIR/addon-$f.log" >&2; die "applying addon $f failed"; }
   done
   kubectl -n scalekeeper-system rollout status deploy/prometheus --timeout=180s >/dev/null \

@@ -137,7 +137,7 @@ connect_registry() {
   # kind's local-registry pattern: the node's containerd resolves localhost:5001 to the registry container.
   docker exec "$NODE_CONTAINER" sh -c "mkdir -p /etc/containerd/certs.d/$REGISTRY && \
     printf '[host.\"http://$REGISTRY_NAME:5000\"]\n' > /etc/containerd/certs.d/$REGISTRY/hosts.toml"
-  kubectl apply -f - >/dev/null <<YAML
+  kubectl_idempotent "$LOG_DIR/local-registry-hosting.log" apply -f - <<YAML || die "applying the local-registry-hosting ConfigMap failed ($LOG_DIR/local-registry-hosting.log)"
 apiVersion: v1
 kind: ConfigMap
 metadata: {name: local-registry-hosting, namespace: kube-public}

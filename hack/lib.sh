@@ -34,6 +34,25 @@ run_logged() { # name cmd...
   fi
 }
 
+# A node that has just restarted (dockerd stopped and started again) answers /readyz and can still drop the
+# next connections: seen in CI as EOF and "connection reset by peer" in the middle of an addon's apply.
+# An idempotent kubectl write is retried on those failures only, after the API server answers again.
+API_DROPPED='EOF|connection reset by peer|connection refused|TLS handshake timeout|i/o timeout|http2: client connection lost|the server is currently unable|etcdserver: request timed out'
+kubectl_idempotent() { # logfile kubectl-args... ; stdin is read once and given to every attempt
+  local logfile=$1; shift
+  local input; input=$(mktemp)
+  cat >"$input"
+  local attempt i
+  for attempt in 1 2 3 4 5; do
+    if kubectl "$@" <"$input" >"$logfile" 2>&1; then rm -f "$input"; return 0; fi
+    grep -Eq "$API_DROPPED" "$logfile" || break
+    log "kubectl $1: the API server dropped the connection (attempt $attempt of 5, $logfile); waiting for /readyz"
+    for i in $(seq 1 20); do kubectl get --raw /readyz >/dev/null 2>&1 && break; sleep 3; done
+  done
+  rm -f "$input"
+  return 1
+}
+
 # Run a command that outlives its caller (a daemon) without the descriptors the caller inherited: a lock held
 # by a parent (`flock FILE make test`) or a pipe a CI harness reads would otherwise stay taken, or never reach
 # end of file, for as long as the daemon runs. stdin, stdout and stderr are the caller's to redirect.
