@@ -1,5 +1,5 @@
-"""hack/lib.sh's helpers. `detached`: a daemon started through it keeps none of its caller's descriptors beyond
-stdin, stdout and stderr (a lock the caller holds is released when the caller ends, not when the daemon does).
+"""hack/lib.sh's helpers. `detached`: a daemon started through it keeps none of its caller's descriptors
+beyond stdin, stdout and stderr (a lock the caller holds is released when the caller ends, not when the daemon does).
 `kubectl_idempotent`: a write the API server dropped is sent again, whole; a write it refused is not."""
 
 from __future__ import annotations
@@ -64,7 +64,8 @@ def run_idempotent_apply(tmp_path: Path, drops: int, failure: str) -> subprocess
     script = f"""
         . "{ROOT}/hack/lib.sh"
         export PATH="{bin_dir}:$PATH"
-        printf 'kind: ConfigMap\\nmetadata: {{name: x}}\\n' | kubectl_idempotent "{tmp_path}/apply.log" apply -f -
+        printf 'kind: ConfigMap\\nmetadata: {{name: x}}\\n' \\
+            | kubectl_idempotent "{tmp_path}/apply.log" apply -f -
     """
     return subprocess.run(
         ["bash", "-c", script],
