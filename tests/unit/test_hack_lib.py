@@ -1,6 +1,9 @@
-"""hack/lib.sh's helpers. `detached`: a daemon started through it keeps none of its caller's descriptors
-beyond stdin, stdout and stderr (a lock the caller holds is released when the caller ends, not when the daemon does).
-`kubectl_idempotent`: a write the API server dropped is sent again, whole; a write it refused is not."""
+"""hack/lib.sh's helpers.
+
+`detached`: a daemon started through it keeps none of its caller's descriptors beyond stdin, stdout and
+stderr (a lock the caller holds is released when the caller ends, not when the daemon does).
+`kubectl_idempotent`: a write the API server dropped is sent again, whole; a write it refused is not.
+"""
 
 from __future__ import annotations
 
