@@ -4,7 +4,8 @@
 
 For each size: N policies spread over `--namespaces` namespaces `bench-scale-<run>-<k>`, each with a web
 tier (its own Deployment, sized through the operator's HPA), three worker queues (existing Deployments,
-minReplicas 0) and read replicas (a Deployment, minReplicas 0). Every Deployment stays at 0 replicas and
+minReplicas 0) and read replicas (a Deployment, minReplicas 0); `--fleet light`, for the largest fleets:
+read replicas only, on a StatefulSet, one series a policy. Every target stays at 0 replicas and
 every metric says 0, so nothing scales and no pod but the exporter's runs: what is measured is the cost of
 looking. The metrics are real series (`bench_load{run,policy,metric}` = 0, one per policy and metric)
 served by one exporter pod and scraped by the cluster's Prometheus; each policy's queries select its own.

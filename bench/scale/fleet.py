@@ -20,11 +20,10 @@ from bench.scale.operator_process import Replicas
 from bench.scale.settings import (
     API_ERRORS,
     GROUP,
-    METRICS,
     NAMESPACE_PREFIX,
     PLURAL,
-    QUEUES,
     VERSION,
+    FleetShape,
     Settings,
 )
 
@@ -91,51 +90,62 @@ def deployment_body(name: str, run: str, image: str, replicas: int = 0) -> dict[
     }
 
 
-def workload_names(policy: str) -> list[str]:
-    return [f"{policy}-web", f"{policy}-read", *(f"{policy}-worker-{q}" for q in range(QUEUES))]
+def statefulset_body(name: str, run: str, image: str) -> dict[str, Any]:
+    """A StatefulSet at 0 replicas: its controller makes one ControllerRevision and no pod."""
+    deployment = deployment_body(name, run, image)
+    return {**deployment, "kind": "StatefulSet", "spec": {**deployment["spec"], "serviceName": name}}
 
 
-def policy_body(i: int, run: str, interval: int) -> dict[str, Any]:
+def workloads(policy: str, shape: FleetShape) -> list[tuple[str, str]]:
+    """(kind, name) of every object `policy` sizes."""
+    return [(kind, f"{policy}-{suffix}") for kind, suffix in shape.targets]
+
+
+def policy_body(i: int, run: str, interval: int, shape: FleetShape) -> dict[str, Any]:
     name = policy_name(i)
-    workers = [
-        {
-            "queue": f"q{q}",
-            "deployment": f"{name}-worker-{q}",
+    kinds = {suffix: kind for kind, suffix in shape.targets}
+    spec: dict[str, Any] = {
+        "intervalSeconds": interval,
+        "readReplicas": {
+            "target": {"apiVersion": "apps/v1", "kind": kinds["read"], "name": f"{name}-read"},
             "minReplicas": 0,
             "maxReplicas": 5,
-            "tasksPerWorker": 10,
-            "metrics": {
-                "waiting": series(run, name, f"waiting-q{q}"),
-                "inFlight": series(run, name, f"inflight-q{q}"),
-            },
+            "metric": {"query": series(run, name, "read"), "perReplica": 10.0},
+        },
+    }
+    if "web" in kinds:
+        # requestRate only: the HPA gets no resource metric, and at 0 replicas it scales nothing anyway.
+        spec["web"] = {
+            "deployment": f"{name}-web",
+            "minReplicas": 1,
+            "maxReplicas": 5,
+            "requestRate": {"query": series(run, name, "web"), "perReplica": 10.0},
         }
-        for q in range(QUEUES)
-    ]
+    queues = [suffix.removeprefix("worker-") for suffix in kinds if suffix.startswith("worker-")]
+    if queues:
+        spec["workers"] = [
+            {
+                "queue": f"q{q}",
+                "deployment": f"{name}-worker-{q}",
+                "minReplicas": 0,
+                "maxReplicas": 5,
+                "tasksPerWorker": 10,
+                "metrics": {
+                    "waiting": series(run, name, f"waiting-q{q}"),
+                    "inFlight": series(run, name, f"inflight-q{q}"),
+                },
+            }
+            for q in queues
+        ]
     return {
         "apiVersion": f"{GROUP}/{VERSION}",
         "kind": "ScalingPolicy",
         "metadata": {"name": name, "labels": {"bench-scale": run}},
-        "spec": {
-            "intervalSeconds": interval,
-            # requestRate only: the HPA gets no resource metric, and at 0 replicas it scales nothing anyway.
-            "web": {
-                "deployment": f"{name}-web",
-                "minReplicas": 1,
-                "maxReplicas": 5,
-                "requestRate": {"query": series(run, name, "web"), "perReplica": 10.0},
-            },
-            "workers": workers,
-            "readReplicas": {
-                "target": {"apiVersion": "apps/v1", "kind": "Deployment", "name": f"{name}-read"},
-                "minReplicas": 0,
-                "maxReplicas": 5,
-                "metric": {"query": series(run, name, "read"), "perReplica": 10.0},
-            },
-        },
+        "spec": spec,
     }
 
 
-def exporter_body(run: str, policies: int, image: str) -> dict[str, Any]:
+def exporter_body(run: str, policies: int, image: str, metrics: tuple[str, ...]) -> dict[str, Any]:
     body = deployment_body("bench-exporter", run, image, replicas=1)
     pod = body["spec"]["template"]
     pod["metadata"]["annotations"] = {"prometheus.io/scrape": "true", "prometheus.io/port": "9100"}
@@ -144,7 +154,7 @@ def exporter_body(run: str, policies: int, image: str) -> dict[str, Any]:
     container["env"] = [
         {"name": "RUN", "value": run},
         {"name": "POLICIES", "value": str(policies)},
-        {"name": "METRICS", "value": ",".join(METRICS)},
+        {"name": "METRICS", "value": ",".join(metrics)},
     ]
     return body
 
@@ -210,8 +220,9 @@ def create_namespaces(core: client.CoreV1Api, fleet: Fleet) -> None:
         core.create_namespace({"metadata": {"name": ns, "labels": {"bench-scale": fleet.run}}})
 
 
-def start_exporter(apps: client.AppsV1Api, fleet: Fleet, image: str) -> None:
-    apps.create_namespaced_deployment(fleet.namespaces[0], exporter_body(fleet.run, fleet.size, image))
+def start_exporter(apps: client.AppsV1Api, fleet: Fleet, image: str, shape: FleetShape) -> None:
+    body = exporter_body(fleet.run, fleet.size, image, shape.metrics)
+    apps.create_namespaced_deployment(fleet.namespaces[0], body)
     wait_for(
         "the exporter to run",
         lambda: (
@@ -229,8 +240,8 @@ def start_exporter(apps: client.AppsV1Api, fleet: Fleet, image: str) -> None:
     )
 
 
-def wait_for_series(prometheus: str, fleet: Fleet) -> None:
-    expected = fleet.size * len(METRICS)
+def wait_for_series(prometheus: str, fleet: Fleet, shape: FleetShape) -> None:
+    expected = fleet.size * len(shape.metrics)
     wait_for(
         f"Prometheus to hold all {expected} bench_load series",
         lambda: prometheus_scalar(prometheus, f'count(bench_load{{run="{fleet.run}"}})') == expected,
@@ -244,16 +255,20 @@ def create_workloads(settings: Settings, apps: client.AppsV1Api, fleet: Fleet) -
     calls: list[Callable[[], Any]] = []
     for i in range(fleet.size):
         ns = fleet.namespace_of(i)
-        for name in workload_names(policy_name(i)):
-            body = deployment_body(name, fleet.run, settings.image)
-            calls.append(functools.partial(apps.create_namespaced_deployment, ns, body))
+        for kind, name in workloads(policy_name(i), settings.shape):
+            if kind == "StatefulSet":
+                body = statefulset_body(name, fleet.run, settings.image)
+                calls.append(functools.partial(apps.create_namespaced_stateful_set, ns, body))
+            else:
+                body = deployment_body(name, fleet.run, settings.image)
+                calls.append(functools.partial(apps.create_namespaced_deployment, ns, body))
     create_all(settings, calls)
 
 
 def create_policies(settings: Settings, objects: client.CustomObjectsApi, fleet: Fleet) -> None:
     calls: list[Callable[[], Any]] = []
     for i in range(fleet.size):
-        ns, body = fleet.namespace_of(i), policy_body(i, fleet.run, settings.interval)
+        ns, body = fleet.namespace_of(i), policy_body(i, fleet.run, settings.interval, settings.shape)
         calls.append(
             functools.partial(objects.create_namespaced_custom_object, GROUP, VERSION, ns, PLURAL, body)
         )
@@ -316,7 +331,7 @@ class Apis:
 
 def build_fleet(settings: Settings, apis: Apis, fleet: Fleet) -> None:
     create_namespaces(apis.core, fleet)
-    start_exporter(apis.apps, fleet, settings.image)
-    wait_for_series(settings.prometheus, fleet)
+    start_exporter(apis.apps, fleet, settings.image, settings.shape)
+    wait_for_series(settings.prometheus, fleet, settings.shape)
     create_workloads(settings, apis.apps, fleet)
     create_policies(settings, apis.objects, fleet)

@@ -30,7 +30,7 @@ from bench.scale.operator_process import (
     apiserver_policy_requests,
     proc_sample,
 )
-from bench.scale.settings import API_ERRORS, NAMESPACE_PREFIX, OUT, TARGETS_PER_POLICY, Settings
+from bench.scale.settings import API_ERRORS, NAMESPACE_PREFIX, OUT, Settings
 
 # --------------------------------------------------------------------------- measuring
 
@@ -418,7 +418,7 @@ def measure_size(
         started = time.monotonic()
         say(
             f"{size} policies: creating {len(fleet.namespaces)} namespaces, exporter, "
-            f"{size * TARGETS_PER_POLICY} Deployments"
+            f"{size * len(settings.shape.targets)} targets ({settings.shape.name} fleet)"
         )
         build_fleet(settings, apis, fleet)
         setup = time.monotonic() - started

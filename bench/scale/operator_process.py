@@ -51,8 +51,6 @@ def proc_sample(pid: int) -> ProcSample:
     )
 
 
-# A cycle logs one "decision" line per target; web's stands for the policy's cycle.
-_DECISION = re.compile(r'"message": "decision", "policy": "(?P<policy>[^"]+)", "target": "web"')
 _TIMESTAMP = re.compile(r'"timestamp": "(?P<ts>[^"]+)"')
 _SEVERITY = re.compile(r'"severity": "(?P<sev>warning|error|critical)"')
 _MESSAGE = re.compile(r'"message": "(?P<msg>(?:[^"\\]|\\.)*)"')
@@ -63,6 +61,8 @@ class DecisionLog:
     """Follows the operator's log: when each policy was evaluated, and every warning or error."""
 
     path: Path
+    # A cycle logs one "decision" line per target; this tier's stands for the policy's cycle.
+    cycle_target: str
     evaluations: dict[str, list[float]] = field(default_factory=dict)
     problems: Counter[str] = field(default_factory=Counter)
     # When a target held because its metric was absent (a failed scrape makes every series stale).
@@ -72,6 +72,14 @@ class DecisionLog:
     lines: int = 0
     _stop: threading.Event = field(default_factory=threading.Event)
     _lock: threading.Lock = field(default_factory=threading.Lock)
+    _decision: re.Pattern[str] = field(init=False)
+
+    def __post_init__(self) -> None:
+        self._decision = re.compile(
+            r'"message": "decision", "policy": "(?P<policy>[^"]+)", "target": "'
+            + re.escape(self.cycle_target)
+            + '"'
+        )
 
     def start(self) -> None:
         threading.Thread(target=self._follow, name="decision-log", daemon=True).start()
@@ -98,7 +106,7 @@ class DecisionLog:
             self.leadership_lost.append(datetime.fromisoformat(ts["ts"]).timestamp())
         if '"limited_by": "missingMetric"' in line and (ts := _TIMESTAMP.search(line)):
             self.missing_metric.append(datetime.fromisoformat(ts["ts"]).timestamp())
-        if (m := _DECISION.search(line)) and (ts := _TIMESTAMP.search(line)):
+        if (m := self._decision.search(line)) and (ts := _TIMESTAMP.search(line)):
             at = datetime.fromisoformat(ts["ts"]).timestamp()
             with self._lock:
                 self.evaluations.setdefault(m["policy"], []).append(at)
@@ -161,7 +169,7 @@ class OperatorProcess:
             command=(sys.executable, "-m", "bench.counted_operator", str(self.counts_path)),
             new_session=True,
         )
-        self.log = DecisionLog(self.log_path)
+        self.log = DecisionLog(self.log_path, settings.shape.cycle_target)
         self.log.start()
 
     @property

@@ -7,7 +7,7 @@ from pathlib import Path
 
 from bench.common import ROOT
 from bench.scale.measure import SizeResult
-from bench.scale.settings import METRICS, QUEUES, TARGETS_PER_POLICY, Settings
+from bench.scale.settings import Settings
 
 
 def _fmt(value: float, digits: int = 1) -> str:
@@ -239,9 +239,10 @@ def print_report(results: list[SizeResult], settings: Settings, machine: str, id
         "",
         f"machine: {machine}",
         f"command: `{settings.command}`",
-        f"policies: web (own Deployment + owned HPA) + {QUEUES} worker queues + read replicas = "
-        f"{TARGETS_PER_POLICY} targets, {len(METRICS)} Prometheus series each, intervalSeconds "
-        f"{settings.interval}, all Deployments at 0 replicas and every metric 0 (nothing to scale); "
+        f"policies ({settings.shape.name} fleet): {settings.shape.description} = "
+        f"{len(settings.shape.targets)} targets, {len(settings.shape.metrics)} Prometheus series each, "
+        f"intervalSeconds {settings.interval}, every target at 0 replicas and every metric 0 (nothing to "
+        "scale); "
         f"steady window {settings.window_cycles} intervals, one interval after every policy had 3 cycles; "
         f"operator env extra: {settings.operator_env or 'none'}",
         "",

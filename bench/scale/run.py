@@ -15,7 +15,17 @@ from bench.common import delete_lease, describe_machine, sigterm_as_interrupt
 from bench.scale.fleet import Apis
 from bench.scale.measure import SizeResult, idle_rss_mb, measure_size, say
 from bench.scale.report import plot, plot_prometheus, print_report
-from bench.scale.settings import GROUP, LEASE_NAME, LEASE_NAMESPACE, OUT, PLURAL, Settings, parse_args
+from bench.scale.settings import (
+    FULL,
+    GROUP,
+    LEASE_NAME,
+    LEASE_NAMESPACE,
+    OUT,
+    PLURAL,
+    SHAPES,
+    Settings,
+    parse_args,
+)
 
 
 def make_apis(kubeconfig: str, pool: int) -> tuple[client.ApiClient, Apis]:
@@ -65,6 +75,8 @@ def report_saved(path: Path, settings: Settings) -> int:
         window_cycles=saved.get("window_cycles", 4),
         batching=tuple(dict.fromkeys(r.batching for r in results)),
         replicas=tuple(dict.fromkeys(r.replicas for r in results)),
+        # Runs before light fleets existed measured the full one.
+        shape=SHAPES[saved.get("fleet", FULL.name)],
     )
     print_report(results, ran, saved["machine"], saved.get("idle_rss_mb", float("nan")))
     return 0
@@ -81,6 +93,7 @@ def save(settings: Settings, machine: str, idle: float, results: list[SizeResult
                 "command": settings.command,
                 "operator_env": settings.operator_env,
                 "window_cycles": settings.window_cycles,
+                "fleet": settings.shape.name,
                 "idle_rss_mb": idle,
                 "results": [asdict(r) for r in results],
             },

@@ -24,9 +24,42 @@ GROUP, VERSION, PLURAL = "scalekeeper.dev", "v1alpha1", "scalingpolicies"
 NAMESPACE_PREFIX = "bench-scale-"
 LEASE_NAME, LEASE_NAMESPACE = "bench-scale-leader", "default"
 QUEUES = 3
-# One series per policy and metric: web's request rate, the read load, waiting and in-flight per queue.
-METRICS = ("web", "read", *(f"{m}-q{q}" for q in range(QUEUES) for m in ("waiting", "inflight")))
-TARGETS_PER_POLICY = 2 + QUEUES  # web, read replicas, one per queue
+
+
+@dataclass(frozen=True)
+class FleetShape:
+    """What each policy of a fleet sizes: its targets (kind and name suffix), one Prometheus series per
+    metric, and the tier whose decision line stands for the policy's cycle in the operator's log."""
+
+    name: str
+    targets: tuple[tuple[str, str], ...]
+    metrics: tuple[str, ...]
+    cycle_target: str
+    description: str
+
+
+FULL = FleetShape(
+    "full",
+    targets=(
+        ("Deployment", "web"),
+        ("Deployment", "read"),
+        *(("Deployment", f"worker-{q}") for q in range(QUEUES)),
+    ),
+    # web's request rate, the read load, waiting and in-flight per queue
+    metrics=("web", "read", *(f"{m}-q{q}" for q in range(QUEUES) for m in ("waiting", "inflight"))),
+    cycle_target="web",
+    description=f"web (own Deployment + owned HPA) + {QUEUES} worker queues + read replicas, all Deployments",
+)
+# The largest fleets: one target a policy, a StatefulSet at 0 replicas (no ReplicaSet, no HPA, no pod; the
+# operator's informer holds it, so a cycle reads no object) and one series.
+LIGHT = FleetShape(
+    "light",
+    targets=(("StatefulSet", "read"),),
+    metrics=("read",),
+    cycle_target="readReplicas",
+    description="read replicas only, on a StatefulSet",
+)
+SHAPES = {shape.name: shape for shape in (FULL, LIGHT)}
 
 
 @dataclass(frozen=True)
@@ -49,6 +82,7 @@ class Settings:
     batching: tuple[str, ...] = ("on",)
     # Operator replicas sharing the policies, each count measured in turn on the same fleet.
     replicas: tuple[int, ...] = (1,)
+    shape: FleetShape = FULL
 
     @property
     def cycle_threads(self) -> int:
@@ -100,6 +134,12 @@ def parse_args(argv: list[str] | None = None) -> Settings:
         help="operator replica counts sharing the policies, comma-separated, each measured in turn on the "
         "same fleet (issue: 1,3)",
     )
+    parser.add_argument(
+        "--fleet",
+        choices=tuple(SHAPES),
+        default=FULL.name,
+        help=f"full: {FULL.description}; light: {LIGHT.description} (for the largest fleets)",
+    )
     args = parser.parse_args(argv)
     try:
         sizes = tuple(sorted({int(s) for s in args.sizes.split(",") if s.strip()}))
@@ -129,4 +169,5 @@ def parse_args(argv: list[str] | None = None) -> Settings:
         report_from=args.report_from,
         batching=("on", "off") if args.batching == "both" else (args.batching,),
         replicas=replicas,
+        shape=SHAPES[args.fleet],
     )
