@@ -240,7 +240,7 @@ def print_report(results: list[SizeResult], settings: Settings, machine: str, id
         f"machine: {machine}",
         f"command: `{settings.command}`",
         f"policies ({settings.shape.name} fleet): {settings.shape.description} = "
-        f"{len(settings.shape.targets)} targets, {len(settings.shape.metrics)} Prometheus series each, "
+        f"{len(settings.shape.targets)} target(s), {len(settings.shape.metrics)} Prometheus series each, "
         f"intervalSeconds {settings.interval}, every target at 0 replicas and every metric 0 (nothing to "
         "scale); "
         f"steady window {settings.window_cycles} intervals, one interval after every policy had 3 cycles; "
