@@ -30,6 +30,7 @@ from kubernetes import client
 from kubernetes.client.rest import ApiException
 
 from scalekeeper.kube.membership import GROUP_LABEL
+from scalekeeper.model.base import CRD_NAME
 
 ROOT = Path(__file__).resolve().parents[1]
 # As hack/lib.sh lays it out: cluster.env and the kubeconfig in state/, the pinned tools in bin/current/.
@@ -37,7 +38,7 @@ CACHE = Path(os.environ.get("SCALEKEEPER_CACHE", Path.home() / ".cache" / "scale
 STATE = CACHE / "state"
 KUBECTL = str(CACHE / "bin" / "current" / "kubectl")
 LOGS = ROOT / "logs"
-POLICY_CRD = ROOT / "crds" / "scalingpolicies.scalekeeper.dev.yaml"
+POLICY_CRD = ROOT / "crds" / f"{CRD_NAME}.yaml"
 DEMO_DIR = ROOT / "manifests" / "examples" / "demo"
 # The lease of the operator installed in the cluster (and of the tests' session operator): a bench's own
 # operator never takes it, and a bench never deletes it.
@@ -98,12 +99,12 @@ def apply_policy_crd(kubeconfig: str) -> None:
         "wait",
         "--for=condition=Established",
         "--timeout=60s",
-        "crd/scalingpolicies.scalekeeper.dev",
+        f"crd/{CRD_NAME}",
     )
 
 
 def policy_crd_installed(kubeconfig: str) -> bool:
-    return run_kubectl(kubeconfig, "get", "crd", "scalingpolicies.scalekeeper.dev").returncode == 0
+    return run_kubectl(kubeconfig, "get", "crd", CRD_NAME).returncode == 0
 
 
 def apiservice_condition(kubeconfig: str, name: str) -> str:
