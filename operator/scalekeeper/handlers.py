@@ -1,7 +1,8 @@
 """kopf registration only: kopf watches the ScalingPolicies, the scheduler runs their cycles.
 
 Each policy's watch event goes to `PolicyScheduler.observe`, which keeps the policy's compact body and its
-place in the timetable; one scheduler task runs every due cycle (see `scheduler`). No handler here needs a
+place in the timetable; one scheduler task runs every due cycle (see `scheduler`). No kopf index: which
+policies name a workload is the runtime's watches' (kube/watched.py says why). No handler here needs a
 finalizer, so kopf puts none on a policy and removes the one older versions put there. Nothing here
 decides or writes: see `scheduler`, `runtime` and `cycle`.
 """
@@ -20,8 +21,6 @@ import kopf
 
 from . import model
 from .config import OperatorConfig
-from .engine.claims import PolicyId
-from .policy import claims_of
 from .runtime import Runtime
 from .scheduler import PolicyScheduler
 
@@ -44,6 +43,9 @@ async def startup(settings: kopf.OperatorSettings, memo: kopf.Memo, **_: Any) ->
     # The resources are known; watching CRDs would only need more RBAC. Namespace globs ("team-*") need
     # kopf to watch namespaces, so scanning stays on for them.
     settings.scanning.disabled = not any(ch in "".join(cfg.namespaces) for ch in "*?[")
+    # The first listing in pages: one response of every policy (10 KB each with managedFields) would be
+    # parsed whole at once.
+    settings.watching.chunk_size = 500
     settings.watching.server_timeout = 300
     settings.watching.client_timeout = 330
     # The finalizer older versions used (for their daemons): kopf removes it, as nothing needs it now.
@@ -88,17 +90,7 @@ async def cleanup(memo: kopf.Memo, **_: Any) -> None:
         runtime.stop()
 
 
-@kopf.index(model.GROUP, model.VERSION, model.PLURAL)
-def sized_targets(body: kopf.Body, **_: Any) -> dict[str, PolicyId]:
-    """Every policy's targets, so a policy sees which others name the same workload. kopf fills the
-    index from the initial listing before any handler below runs: a restart never acts on a half-known
-    set."""
-    return claims_of(body)
-
-
 @kopf.on.event(model.GROUP, model.VERSION, model.PLURAL)
-def policy_event(event: kopf.RawEvent, memo: kopf.Memo, **kwargs: Any) -> None:
+def policy_event(event: kopf.RawEvent, memo: kopf.Memo, **_: Any) -> None:
     scheduler: PolicyScheduler = memo["scheduler"]
-    # kopf passes each index by its function's name (not in kopf's typed handler signature).
-    scheduler.claims = kwargs["sized_targets"]
     scheduler.observe(event.get("type"), event["object"])

@@ -29,7 +29,7 @@ from .memory import PolicyMemory
 from .metrics.batching import Limits
 from .metrics.prometheus import PrometheusReader
 from .opmetrics import OperatorMetrics
-from .policy import PolicyObject
+from .policy import PolicyObject, claims_of
 
 log = logging.getLogger("scalekeeper.runtime")
 
@@ -112,7 +112,7 @@ class Runtime:
         )
         # The informers stream on connections of their own: a long watch must not hold one of the pool the
         # cycles' reads and writes share.
-        self.watches = WatchedObjects(client.ApiClient(self.api.configuration), cfg.namespaces)
+        self.watches = WatchedObjects(client.ApiClient(self.api.configuration), cfg.namespaces, claims_of)
         self.heap = HeapTrimmer(cfg.heap_trim_seconds)
         self.started = time.monotonic()
         self.metrics.serving.set_function(lambda: 1.0 if self.serving() else 0.0)

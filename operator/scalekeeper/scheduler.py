@@ -20,11 +20,10 @@ import json
 import logging
 import time
 import zlib
-from collections.abc import Callable, Iterable, Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
-from .engine.claims import PolicyId
 from .engine.handover import Step
 from .engine.ring import HashRing
 from .memory import PolicyMemory
@@ -208,8 +207,6 @@ class PolicyScheduler:
         self._stopping = False
         # The policies this replica serves (their status names it).
         self._served: set[str] = set()
-        # kopf's index of every policy's claimed workloads (handlers.sized_targets), live.
-        self.claims: Mapping[str, Iterable[PolicyId]] = {}
 
     def observe(self, event_type: str | None, body: Mapping[str, Any]) -> None:
         """A watch event of a policy (kopf's on.event, on the event loop)."""
@@ -289,6 +286,9 @@ class PolicyScheduler:
         self._changed = asyncio.Event()
         slots = asyncio.Semaphore(self._runtime.cfg.max_workers)
         running = self._running
+        # Not one cycle on a half-known set of policies: the older of two naming a workload sizes it.
+        while not await asyncio.to_thread(self._runtime.watches.wait_claims_listed, 1.0):
+            pass
         try:
             while not self._stopping:
                 uid = self._schedule.pop_due(self._clock())
@@ -361,8 +361,7 @@ class PolicyScheduler:
         generation = body["metadata"].get("generation")
         if policy.lookups is None or policy.lookups[0] != generation:
             policy.lookups = (generation, *lookups_of(body))
-        # Read here, on the event loop that updates kopf's index, not from the worker thread.
-        claimants = {key: list(self.claims.get(key, ())) for key in policy.lookups[1]}
+        claimants = self._runtime.watches.claimants(policy.lookups[1])
         watched = self._runtime.watches.snapshot(policy.lookups[2])
         memory = policy.memory
         assert memory is not None  # served since _serve's set_served(True), with nothing awaited between

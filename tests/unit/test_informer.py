@@ -182,7 +182,7 @@ def test_hpas_count_as_watched_only_once_every_hpa_informer_has_listed() -> None
     from scalekeeper.kube.watched import WatchedObjects, replica_key
 
     watches = WatchedObjects(client.ApiClient(), ["shop", "tools"])  # nothing is started: no API call
-    assert len(watches.informers) == 8 and not watches.ready()
+    assert len(watches.informers) == 10 and not watches.ready()
     api, unseen = replica_key("Deployment", "shop", "api"), replica_key("Deployment", "shop", "x")
     watches.replicas.put("shop/api", {api: ReplicaState(3, "9")})
     seen = watches.snapshot([api, unseen])
@@ -199,3 +199,23 @@ def test_hpas_count_as_watched_only_once_every_hpa_informer_has_listed() -> None
         if informer.index is watches.pods:
             informer.ready.set()
     assert watches.snapshot([]).pods_of("pods/shop/w") == []
+
+
+def test_the_claims_tell_every_policy_naming_a_workload_once_every_policy_informer_has_listed() -> None:
+    from kubernetes import client
+
+    from scalekeeper.engine.claims import PolicyId
+    from scalekeeper.kube.watched import WatchedObjects
+
+    older, newer = PolicyId("2026-01-01T00:00:00Z", "shop", "a"), PolicyId("2026-02-01T00:00:00Z", "shop", "b")
+    watches = WatchedObjects(client.ApiClient(), ["shop"])  # nothing is started: no API call
+    assert not watches.wait_claims_listed(0.01)
+    watches.claims.put("shop/a", {"Deployment/shop/web": older, "Deployment/shop/db": older})
+    watches.claims.put("shop/b", {"Deployment/shop/web": newer})
+    for informer in watches.informers:
+        if informer.index is watches.claims:
+            informer.ready.set()
+    assert watches.wait_claims_listed(0.01) and not watches.ready()
+    claimants = watches.claimants(["Deployment/shop/web", "Deployment/shop/db", "Deployment/shop/x"])
+    assert sorted(claimants["Deployment/shop/web"]) == [older, newer]
+    assert claimants["Deployment/shop/db"] == [older] and claimants["Deployment/shop/x"] == []

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import copy
 import threading
 from dataclasses import dataclass, field
@@ -150,8 +151,18 @@ class RecordingRuntime:
     lock: threading.Lock = field(default_factory=threading.Lock)
 
     class _Watches:
+        def __init__(self) -> None:
+            self.claims_listed = threading.Event()
+            self.claims_listed.set()
+
         def snapshot(self, keys: list[str]) -> Any:
             return None
+
+        def wait_claims_listed(self, timeout: float) -> bool:
+            return self.claims_listed.wait(timeout)
+
+        def claimants(self, keys: list[str]) -> dict[str, list[Any]]:
+            return {}
 
     metrics: OperatorMetrics = field(default_factory=OperatorMetrics)
     watches: Any = field(default_factory=lambda: RecordingRuntime._Watches())
@@ -184,6 +195,29 @@ def policy(name: str, generation: int = 1, interval: int = 1) -> dict[str, Any]:
             },
         },
     }
+
+
+def test_no_cycle_runs_before_every_policys_claims_are_listed() -> None:
+    runtime = RecordingRuntime()
+    runtime.watches.claims_listed.clear()
+
+    async def scenario() -> None:
+        scheduler = PolicyScheduler(runtime)  # type: ignore[arg-type]
+        task = asyncio.create_task(scheduler.run())
+        scheduler.observe("ADDED", policy("a", interval=60))
+        await asyncio.sleep(0.3)
+        assert runtime.cycles == []  # due, but which other policies name its workloads is not known yet
+        runtime.watches.claims_listed.set()
+        for _ in range(50):
+            if runtime.cycles:
+                break
+            await asyncio.sleep(0.05)
+        assert runtime.cycles == [("a", 1)]
+        task.cancel()
+        with contextlib.suppress(asyncio.CancelledError):
+            await task
+
+    asyncio.run(scenario())
 
 
 def test_the_loop_runs_watched_policies_wakes_on_a_new_generation_and_forgets_deleted_ones() -> None:
