@@ -207,7 +207,10 @@ def test_the_claims_tell_every_policy_naming_a_workload_once_every_policy_inform
     from scalekeeper.engine.claims import PolicyId
     from scalekeeper.kube.watched import WatchedObjects
 
-    older, newer = PolicyId("2026-01-01T00:00:00Z", "shop", "a"), PolicyId("2026-02-01T00:00:00Z", "shop", "b")
+    older, newer = (
+        PolicyId("2026-01-01T00:00:00Z", "shop", "a"),
+        PolicyId("2026-02-01T00:00:00Z", "shop", "b"),
+    )
     watches = WatchedObjects(client.ApiClient(), ["shop"])  # nothing is started: no API call
     assert not watches.wait_claims_listed(0.01)
     watches.claims.put("shop/a", {"Deployment/shop/web": older, "Deployment/shop/db": older})
