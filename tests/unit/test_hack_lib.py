@@ -14,31 +14,35 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parents[2]
 
 
+def run_with_lib(script: str, tmp_path: Path, **env: str) -> subprocess.CompletedProcess[str]:
+    """`script` in bash after hack/lib.sh, its caches under `tmp_path`."""
+    return subprocess.run(
+        ["bash", "-c", f'. "{ROOT}/hack/lib.sh"\n{script}'],
+        capture_output=True,
+        text=True,
+        timeout=60,
+        env={
+            "PATH": "/usr/bin:/bin",
+            "HOME": str(tmp_path),
+            "SCALEKEEPER_CACHE": str(tmp_path / "cache"),
+            **env,
+        },
+    )
+
+
 def test_a_detached_daemon_holds_no_descriptor_of_its_caller(tmp_path: Path) -> None:
     lock = tmp_path / "lock"
     fds = tmp_path / "fds"
     script = f"""
-        . "{ROOT}/hack/lib.sh"
         exec 9>"{lock}"
         flock 9
         (detached bash -c 'ls /proc/$$/fd > "{fds}"; sleep 30') >/dev/null 2>&1 </dev/null &
         until [ -s "{fds}" ]; do sleep 0.05; done
         echo $!
     """
-    daemon = int(
-        subprocess.run(
-            ["bash", "-c", script],
-            capture_output=True,
-            text=True,
-            check=True,
-            timeout=30,
-            env={
-                "PATH": "/usr/bin:/bin",
-                "HOME": str(tmp_path),
-                "SCALEKEEPER_CACHE": str(tmp_path / "cache"),
-            },
-        ).stdout.split()[-1]
-    )
+    started = run_with_lib(script, tmp_path)
+    assert started.returncode == 0, started.stderr
+    daemon = int(started.stdout.split()[-1])
     try:
         assert sorted(int(n) for n in fds.read_text().split()) == [0, 1, 2]
         # The caller is gone, the daemon runs on: the lock is free.
@@ -65,25 +69,11 @@ def run_idempotent_apply(tmp_path: Path, drops: int, failure: str) -> subprocess
     (bin_dir / "kubectl").write_text(FAKE_KUBECTL)
     (bin_dir / "kubectl").chmod(0o755)
     script = f"""
-        . "{ROOT}/hack/lib.sh"
         export PATH="{bin_dir}:$PATH"
         printf 'kind: ConfigMap\\nmetadata: {{name: x}}\\n' \\
             | kubectl_idempotent "{tmp_path}/apply.log" apply -f -
     """
-    return subprocess.run(
-        ["bash", "-c", script],
-        capture_output=True,
-        text=True,
-        timeout=60,
-        env={
-            "PATH": "/usr/bin:/bin",
-            "HOME": str(tmp_path),
-            "SCALEKEEPER_CACHE": str(tmp_path / "cache"),
-            "STATE": str(tmp_path),
-            "DROPS": str(drops),
-            "FAILURE": failure,
-        },
-    )
+    return run_with_lib(script, tmp_path, STATE=str(tmp_path), DROPS=str(drops), FAILURE=failure)
 
 
 def test_a_write_the_api_server_dropped_is_sent_again_whole(tmp_path: Path) -> None:
