@@ -229,9 +229,14 @@ class Runtime:
             patch: dict[str, Any] = {"status": status}
             if self.membership is not None:
                 patch["metadata"] = {"resourceVersion": meta.get("resourceVersion")}
-            written = self._objects.patch_namespaced_custom_object_status(
-                model.GROUP, model.VERSION, policy.namespace, model.PLURAL, policy.name, patch
-            )
+            try:
+                written = self._objects.patch_namespaced_custom_object_status(
+                    model.GROUP, model.VERSION, policy.namespace, model.PLURAL, policy.name, patch
+                )
+            except ApiException as exc:
+                if exc.status == 409:
+                    self._catch_up(policy, meta)
+                raise
             # Only the resourceVersion is changed in place: whatever a watch event brings replaces the
             # whole body, so a version from here never overwrites a newer one.
             meta["resourceVersion"] = (written.get("metadata") or {}).get("resourceVersion")
@@ -245,6 +250,20 @@ class Runtime:
             watched,
             may_write=lambda: self.may_write(policy.uid, term),
         )
+
+    def _catch_up(self, policy: PolicyObject, meta: dict[str, Any]) -> None:
+        """After a status write refused as stale: when the policy still names this replica, its current
+        resourceVersion goes into the body for the next cycle. The watch brings it too, but a body it
+        delivered late (older than our own last write) would otherwise leave every next write stale until
+        something else changed the policy (seen in CI: four minutes of refused writes)."""
+        try:
+            current = self._objects.get_namespaced_custom_object(
+                model.GROUP, model.VERSION, policy.namespace, model.PLURAL, policy.name
+            )
+        except ApiException:
+            return
+        if (current.get("status") or {}).get("servedBy") == self.cfg.identity:
+            meta["resourceVersion"] = (current.get("metadata") or {}).get("resourceVersion")
 
 
 def first_cycle_delay(uid: str, interval: float, since_start: float) -> float:
