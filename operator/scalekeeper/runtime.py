@@ -195,9 +195,14 @@ class Runtime:
         """A release refused as stale (our own status write, or an edit, came in between): released at the
         current version if the policy still names this replica, so the next server need not wait out our
         Lease."""
+        current = self._current_if_served(meta["namespace"], meta["name"])
+        return None if current is None else self.hand_over(current, "")
+
+    def _current_if_served(self, namespace: str, name: str) -> dict[str, Any] | None:
+        """The policy as it is now, if its status still names this replica; None if not, or gone."""
         try:
-            current = self._objects.get_namespaced_custom_object(
-                model.GROUP, model.VERSION, meta["namespace"], model.PLURAL, meta["name"]
+            current: dict[str, Any] = self._objects.get_namespaced_custom_object(
+                model.GROUP, model.VERSION, namespace, model.PLURAL, name
             )
         except ApiException as exc:
             if exc.status == 404:
@@ -205,7 +210,7 @@ class Runtime:
             raise
         if (current.get("status") or {}).get("servedBy") != self.cfg.identity:
             return None
-        return self.hand_over(current, "")
+        return current
 
     def cycle(
         self,
@@ -257,12 +262,10 @@ class Runtime:
         delivered late (older than our own last write) would otherwise leave every next write stale until
         something else changed the policy (seen in CI: four minutes of refused writes)."""
         try:
-            current = self._objects.get_namespaced_custom_object(
-                model.GROUP, model.VERSION, policy.namespace, model.PLURAL, policy.name
-            )
+            current = self._current_if_served(policy.namespace, policy.name)
         except ApiException:
-            return
-        if (current.get("status") or {}).get("servedBy") == self.cfg.identity:
+            return  # the 409 stands; the watch brings the newer body
+        if current is not None:
             meta["resourceVersion"] = (current.get("metadata") or {}).get("resourceVersion")
 
 
