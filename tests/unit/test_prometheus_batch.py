@@ -7,7 +7,7 @@ import math
 import pytest
 
 from scalekeeper.metrics.prometheus import MetricKey, Missing, Sample, readings_from_result, session_for
-from scalekeeper.metrics.promql import KEY_LABEL, PART_LABEL
+from scalekeeper.metrics.promql import KEY_LABEL, PART_LABEL, grouped, joined
 from scalekeeper.metrics.promql import batch as batch_expression
 
 
@@ -19,6 +19,46 @@ def test_batch_expression_tags_each_query_and_its_timestamp() -> None:
     assert 'label_replace(sum(sum(rate(x[1m]))), "sk_key", "web|request_rate", "", "")' in expr
     assert 'max(timestamp(q{queue="video"}))' in expr
     assert '"sk_part", "ts"' in expr
+
+
+def or_depth(expr: str) -> int:
+    """The depth of the `or` tree as PromQL parses it (left-associative), over parts without parentheses."""
+    tokens = expr.replace("(", " ( ").replace(")", " ) ").split()
+    position = 0
+
+    def operand() -> int:
+        nonlocal position
+        position += 1
+        if tokens[position - 1] != "(":
+            return 0
+        depth = chain()
+        position += 1  # ")"
+        return depth
+
+    def chain() -> int:
+        nonlocal position
+        depth = operand()
+        while position < len(tokens) and tokens[position] == "or":
+            position += 1
+            depth = max(depth, operand()) + 1
+        return depth
+
+    return chain()
+
+
+@pytest.mark.parametrize("count", [1, 2, 3, 4, 7, 64, 100, 257])
+def test_parts_are_joined_in_order_as_a_balanced_tree(count: int) -> None:
+    # Left-deep (a or b or c ...), Prometheus matches each part against all before it: n^2 / 2.
+    names = [f"p{i}" for i in range(count)]
+    expr = joined(names)
+    assert expr.replace("(", "").replace(")", "").split(" or ") == names
+    assert or_depth(expr) == math.ceil(math.log2(count))
+    assert expr.count("(") == expr.count(")") == grouped(count)
+
+
+def test_a_flat_chain_is_as_deep_as_it_is_long() -> None:
+    assert or_depth("a or b or c or d") == 3
+    assert or_depth("a or b or (c or d)") == 2
 
 
 def test_keys_with_quotes_are_escaped() -> None:

@@ -15,12 +15,13 @@ from collections.abc import Hashable, Mapping, Sequence
 from dataclasses import dataclass, field
 from urllib.parse import quote_plus
 
-from .promql import batch
+from .promql import batch, grouped
 
 # The form body around the expression: `query=` and `&time=<Unix seconds, 3 decimals>`, with room for
 # any time before the year 2286.
 _BODY_OVERHEAD = len("query=") + len("&time=") + len("9999999999.999")
 _SEPARATOR = len(quote_plus(" or "))
+_PARENTHESES = len(quote_plus("()"))
 
 
 @dataclass(frozen=True)
@@ -63,7 +64,12 @@ def part_bytes(index: int, query: str) -> int:
 def body_bytes(request: Request) -> int:
     """An upper bound on the request's form body: exact but for the digits of its time."""
     parts = sum(part_bytes(i, p.query) for i, p in enumerate(request))
-    return _BODY_OVERHEAD + parts + _SEPARATOR * max(len(request) - 1, 0)
+    return _BODY_OVERHEAD + parts + _SEPARATOR * max(len(request) - 1, 0) + _grouping(len(request))
+
+
+def _grouping(queries: int) -> int:
+    """The bytes of the parentheses that balance `queries` queries' `or` (two parts each, promql.joined)."""
+    return _PARENTHESES * grouped(2 * queries)
 
 
 @dataclass
@@ -76,7 +82,8 @@ class _Filling:
     def cost(self, queries: Sequence[Part]) -> int:
         start = len(self.parts)
         joined = sum(part_bytes(start + i, p.query) for i, p in enumerate(queries))
-        return joined + _SEPARATOR * (len(queries) - (0 if self.parts else 1))
+        grouping = _grouping(start + len(queries)) - _grouping(start)
+        return joined + _SEPARATOR * (len(queries) - (0 if self.parts else 1)) + grouping
 
     def fits(self, queries: Sequence[Part], limits: Limits) -> bool:
         count = len(self.parts) + len(queries)

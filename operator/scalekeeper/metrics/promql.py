@@ -4,8 +4,9 @@ the model and the tiers call it."""
 
 from __future__ import annotations
 
+import functools
 import re
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from typing import Any
 
 APP_PLACEHOLDER = "<app>"
@@ -106,4 +107,25 @@ def batch(queries: Mapping[Any, str]) -> str:
             f'label_replace(label_replace(max(timestamp({query})), "{KEY_LABEL}", "{k}", "", ""), '
             f'"{PART_LABEL}", "ts", "", "")'
         )
-    return " or ".join(parts)
+    return joined(parts)
+
+
+def joined(parts: Sequence[str]) -> str:
+    """The parts joined with `or` as a balanced tree. `a or b or c ...` is evaluated left-deep, each `or`
+    matching the labels of everything joined before it: n^2 / 2 matchings, and at 400 parts 55 ms of
+    Prometheus's evaluation where the balanced tree takes 20 ms (bench.scale's series, Prometheus 3.5)."""
+    if len(parts) == 1:
+        return parts[0]
+    half = len(parts) // 2
+    left, right = joined(parts[:half]), joined(parts[half:])
+    # `or` is left-associative: only a right side of several parts needs its parentheses.
+    return f"{left} or ({right})" if len(parts) - half > 1 else f"{left} or {right}"
+
+
+@functools.cache
+def grouped(parts: int) -> int:
+    """How many pairs of parentheses `joined` writes for `parts` parts."""
+    if parts <= 1:
+        return 0
+    half = parts // 2
+    return grouped(half) + grouped(parts - half) + (parts - half > 1)
