@@ -109,6 +109,40 @@ def test_a_relist_drops_what_was_deleted_while_nobody_watched() -> None:
     assert (index.get("a/x"), index.get("a/w"), index.get("a/z")) == ([], [], [4])
 
 
+def test_an_event_with_the_source_already_held_keeps_the_entries_without_making_them_again() -> None:
+    # A policy's status write (same generation) changes nothing it claims; a spec change, or the object
+    # deleted and made again, does.
+    made: list[str] = []
+
+    def counted(obj: Any) -> dict[str, int]:
+        made.append(obj["metadata"]["resourceVersion"])
+        return entry_of(obj)
+
+    def generation(obj: Any, gen: int, value: int) -> dict[str, Any]:
+        obj["metadata"]["generation"] = gen
+        obj["spec"]["v"] = value
+        return obj
+
+    index: EntryIndex[int] = EntryIndex()
+    api = ScriptedList(
+        [page([generation(body("a", "x", "1", 1), 1, 1)], "10")],
+        [
+            [
+                # the "status write": same generation; the value in it is never read
+                {"type": "MODIFIED", "object": generation(body("a", "x", "11", 9), 1, 9)},
+                {"type": "MODIFIED", "object": generation(body("a", "x", "12", 2), 2, 2)},
+                {"type": "DELETED", "object": generation(body("a", "x", "13", 2), 2, 2)},
+                {"type": "ADDED", "object": generation(body("a", "x", "14", 3), 2, 3)},
+            ]
+        ],
+    )
+    informer = Informer("things", api, counted, index, source_of=lambda o: o["metadata"]["generation"])
+    informer.relist()
+    assert made == ["1"]
+    informer.watch("10")
+    assert made == ["1", "12", "14"] and index.get("a/x") == [3]
+
+
 def test_a_relist_keeps_what_other_informers_of_the_same_index_hold() -> None:
     index: EntryIndex[int] = EntryIndex()
     first = Informer("in a", ScriptedList([page([body("a", "x", "1", 1)], "1")], []), entry_of, index)

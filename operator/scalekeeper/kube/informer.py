@@ -16,7 +16,7 @@ from __future__ import annotations
 import json
 import logging
 import threading
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Hashable, Mapping
 from typing import Any, Generic, TypeVar
 
 from kubernetes.client.rest import ApiException
@@ -27,6 +27,8 @@ log = logging.getLogger("scalekeeper.informer")
 V = TypeVar("V")
 # body -> the index entries of that object (several keys may point at one object)
 EntryOf = Callable[[Mapping[str, Any]], Mapping[str, V]]
+# body -> what its entries are made from, when comparing that is cheaper than making them again
+SourceOf = Callable[[Mapping[str, Any]], Hashable]
 
 
 class EntryIndex(Generic[V]):
@@ -88,7 +90,9 @@ def object_id(body: Mapping[str, Any]) -> str:
 
 class Informer(Generic[V]):
     """Keeps `index` in step with one list endpoint (`list_fn`, a kubernetes client list method, possibly
-    bound to a namespace). `namespace_ok` filters a cluster-wide list by namespace (globs)."""
+    bound to a namespace). `namespace_ok` filters a cluster-wide list by namespace (globs). With
+    `source_of`, a watch event whose source is the one already held keeps the entries as they are: a
+    ScalingPolicy's status writes (every cycle of every policy) do not change what it claims."""
 
     def __init__(
         self,
@@ -99,6 +103,7 @@ class Informer(Generic[V]):
         namespace_ok: Callable[[str], bool] = lambda _: True,
         page_size: int = 500,
         server_timeout: int = 300,
+        source_of: SourceOf | None = None,
     ) -> None:
         self.what = what
         self._list_fn = list_fn
@@ -107,7 +112,9 @@ class Informer(Generic[V]):
         self._namespace_ok = namespace_ok
         self._page_size = page_size
         self._server_timeout = server_timeout
-        self._listed: set[str] = set()
+        self._source_of = source_of
+        # object -> the source of the entries held for it (with `source_of`; else every object listed, None)
+        self._sources: dict[str, Hashable] = {}
         self.ready = threading.Event()
         self.relists = 0
         self._stop = threading.Event()
@@ -138,6 +145,7 @@ class Informer(Generic[V]):
     def relist(self) -> str:
         """List every page; replace what this informer holds. Returns the list's resourceVersion."""
         objects: dict[str, Mapping[str, V]] = {}
+        sources: dict[str, Hashable] = {}
         token: str | None = None
         while True:
             kwargs: dict[str, Any] = {"limit": self._page_size, "_request_timeout": 60}
@@ -147,21 +155,23 @@ class Informer(Generic[V]):
                 resp = self._list_fn(_preload_content=False, **kwargs)
             except ApiException as exc:
                 if exc.status == 410:  # the continue token expired between pages: start over
-                    objects, token = {}, None
+                    objects, sources, token = {}, {}, None
                     continue
                 raise
             page = json.loads(resp.data)
             for item in page.get("items") or ():
-                self._take(objects, item)
+                if self._namespace_ok(item["metadata"].get("namespace", "")):
+                    obj = object_id(item)
+                    objects[obj] = self._entry_of(item)
+                    sources[obj] = self._source(item)
             meta = page.get("metadata") or {}
             token = meta.get("continue") or None
             if token is None:
                 version = str(meta.get("resourceVersion", ""))
                 break
-        listed = set(objects)
-        previous = self._listed
+        previous = self._sources
         self.index.reset(objects, lambda obj: obj in previous)
-        self._listed = listed
+        self._sources = sources
         self.relists += 1
         self.ready.set()
         return version
@@ -196,15 +206,17 @@ class Informer(Generic[V]):
                 obj = object_id(body)
                 if kind == "DELETED":
                     self.index.remove(obj)
-                    self._listed.discard(obj)
-                else:
-                    self.index.put(obj, self._entry_of(body))
-                    self._listed.add(obj)
+                    self._sources.pop(obj, None)
+                    continue
+                source = self._source(body)
+                if source is not None and obj in self._sources and self._sources[obj] == source:
+                    continue
+                self.index.put(obj, self._entry_of(body))
+                self._sources[obj] = source
         finally:
             resp.close()
             resp.release_conn()
         return version
 
-    def _take(self, objects: dict[str, Mapping[str, V]], item: Mapping[str, Any]) -> None:
-        if self._namespace_ok(item["metadata"].get("namespace", "")):
-            objects[object_id(item)] = self._entry_of(item)
+    def _source(self, body: Mapping[str, Any]) -> Hashable:
+        return None if self._source_of is None else self._source_of(body)

@@ -27,7 +27,7 @@ from kubernetes import client
 
 from ..engine.claims import PolicyId
 from ..model.base import GROUP, PLURAL, VERSION
-from .informer import EntryIndex, EntryOf, Informer
+from .informer import EntryIndex, EntryOf, Informer, SourceOf
 from .pods import WorkerPod, pod_entry
 from .targets import ReplicaState, TargetRef
 
@@ -102,6 +102,13 @@ class Watched:
         return list(self.pods.get(key, [])) if self.pods_watched else None
 
 
+def spec_source(body: Mapping[str, Any]) -> tuple[str, int]:
+    """What a policy's claims are made from: its spec (one per generation) and its name, namespace and
+    creation time (one per uid)."""
+    meta = body["metadata"]
+    return str(meta.get("uid", "")), int(meta.get("generation") or 0)
+
+
 def watches_kind(ref: TargetRef) -> bool:
     """Whether the watches index this target's replicas (its own spec.replicas, not a replicasPath)."""
     return not ref.replicas_path and (ref.api_version, ref.kind) in WATCHED_KINDS
@@ -127,13 +134,14 @@ class WatchedObjects:
         apps, autoscaling = client.AppsV1Api(api), client.AutoscalingV2Api(api)
         core, custom = client.CoreV1Api(api), client.CustomObjectsApi(api)
         EntryFn = Callable[[Mapping[str, Any]], Mapping[str, Any]]
-        kinds: list[tuple[str, Any, Any, EntryFn, EntryIndex[Any]]] = [
+        kinds: list[tuple[str, Any, Any, EntryFn, EntryIndex[Any], SourceOf | None]] = [
             (
                 "deployments",
                 apps.list_deployment_for_all_namespaces,
                 apps.list_namespaced_deployment,
                 lambda body: replica_entry("Deployment", body),
                 self.replicas,
+                None,
             ),
             (
                 "statefulsets",
@@ -141,6 +149,7 @@ class WatchedObjects:
                 apps.list_namespaced_stateful_set,
                 lambda body: replica_entry("StatefulSet", body),
                 self.replicas,
+                None,
             ),
             (
                 "horizontalpodautoscalers",
@@ -148,28 +157,39 @@ class WatchedObjects:
                 autoscaling.list_namespaced_horizontal_pod_autoscaler,
                 hpa_entry,
                 self.hpas,
+                None,
             ),
             # Worker pods' deletion costs (busy-worker protection); each pod kept as a name and two fields.
-            ("pods", core.list_pod_for_all_namespaces, core.list_namespaced_pod, pod_entry, self.pods),
+            ("pods", core.list_pod_for_all_namespaces, core.list_namespaced_pod, pod_entry, self.pods, None),
             (
                 PLURAL,
                 functools.partial(custom.list_cluster_custom_object, GROUP, VERSION, PLURAL),
                 lambda ns, **kw: custom.list_namespaced_custom_object(GROUP, VERSION, ns, PLURAL, **kw),
                 claims_of,
                 self.claims,
+                spec_source,
             ),
         ]
         globbed = any(ch in "".join(namespaces) for ch in "*?[")
         self.informers: list[Informer[Any]] = []
-        for plural, list_all, list_in, entry_of, index in kinds:
+        for plural, list_all, list_in, entry_of, index, source_of in kinds:
             if not namespaces or globbed:
                 self.informers.append(
-                    Informer(plural, list_all, entry_of, index, namespace_ok=namespace_filter(namespaces))
+                    Informer(
+                        plural,
+                        list_all,
+                        entry_of,
+                        index,
+                        namespace_ok=namespace_filter(namespaces),
+                        source_of=source_of,
+                    )
                 )
             else:
                 for ns in namespaces:
                     bound = _bind_namespace(list_in, ns)
-                    self.informers.append(Informer(f"{plural} in {ns}", bound, entry_of, index))
+                    self.informers.append(
+                        Informer(f"{plural} in {ns}", bound, entry_of, index, source_of=source_of)
+                    )
 
     def start(self) -> None:
         for informer in self.informers:
