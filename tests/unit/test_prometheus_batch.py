@@ -7,18 +7,41 @@ import math
 import pytest
 
 from scalekeeper.metrics.prometheus import MetricKey, Missing, Sample, readings_from_result, session_for
-from scalekeeper.metrics.promql import KEY_LABEL, PART_LABEL, grouped, joined
+from scalekeeper.metrics.promql import KEY_LABEL, PART_LABEL, grouped, joined, stamped
 from scalekeeper.metrics.promql import batch as batch_expression
 
 
-def test_batch_expression_tags_each_query_and_its_timestamp() -> None:
+def test_batch_expression_tags_each_query_and_the_time_of_a_selectors_newest_sample() -> None:
     expr = batch_expression(
         {"web|request_rate": "sum(rate(x[1m]))", "worker/video|waiting": 'q{queue="video"}'}
     )
-    assert expr.count(" or ") == 3
+    assert expr.count(" or ") == 2
     assert 'label_replace(sum(sum(rate(x[1m]))), "sk_key", "web|request_rate", "", "")' in expr
-    assert 'max(timestamp(q{queue="video"}))' in expr
-    assert '"sk_part", "ts"' in expr
+    assert 'max(timestamp(q{queue="video"}))' in expr and expr.count('"sk_part", "ts"') == 1
+    # Of any expression but a selector, timestamp() answers the evaluation time: not asked for.
+    assert "timestamp(sum(rate" not in expr
+
+
+@pytest.mark.parametrize(
+    ("query", "has_sample_time"),
+    [
+        ("up", True),
+        (' bench_load{run="a",metric="b"} ', True),
+        ('{__name__="up"}', True),
+        ('x{a="}"}', True),
+        ("x{a='}'}", True),
+        ("(up)", True),
+        ("up offset 5m", True),
+        ("up @ start()", True),
+        ("sum(up)", False),
+        ('q{queue="a b"} * 2', False),
+        ("rate(x[1m])", False),
+        ("(a) or (b)", False),
+        ("up offset 5m or vector(0)", False),
+    ],
+)
+def test_only_a_selector_has_a_sample_time_to_ask_for(query: str, has_sample_time: bool) -> None:
+    assert stamped(query) is has_sample_time
 
 
 def or_depth(expr: str) -> int:

@@ -15,7 +15,7 @@ from collections.abc import Hashable, Mapping, Sequence
 from dataclasses import dataclass, field
 from urllib.parse import quote_plus
 
-from .promql import batch, grouped
+from .promql import batch, grouped, stamped
 
 # The form body around the expression: `query=` and `&time=<Unix seconds, 3 decimals>`, with room for
 # any time before the year 2286.
@@ -64,12 +64,18 @@ def part_bytes(index: int, query: str) -> int:
 def body_bytes(request: Request) -> int:
     """An upper bound on the request's form body: exact but for the digits of its time."""
     parts = sum(part_bytes(i, p.query) for i, p in enumerate(request))
-    return _BODY_OVERHEAD + parts + _SEPARATOR * max(len(request) - 1, 0) + _grouping(len(request))
+    leaves = sum(_leaves(p) for p in request)
+    return _BODY_OVERHEAD + parts + _SEPARATOR * max(len(request) - 1, 0) + _grouping(leaves)
 
 
-def _grouping(queries: int) -> int:
-    """The bytes of the parentheses that balance `queries` queries' `or` (two parts each, promql.joined)."""
-    return _PARENTHESES * grouped(2 * queries)
+def _leaves(part: Part) -> int:
+    """How many parts of the batch's `or` one query is (promql.batch_parts)."""
+    return 2 if stamped(part.query) else 1
+
+
+def _grouping(leaves: int) -> int:
+    """The bytes of the parentheses that balance an `or` of `leaves` parts (promql.joined)."""
+    return _PARENTHESES * grouped(leaves)
 
 
 @dataclass
@@ -78,11 +84,12 @@ class _Filling:
 
     parts: list[Part] = field(default_factory=list)
     size: int = _BODY_OVERHEAD
+    leaves: int = 0
 
     def cost(self, queries: Sequence[Part]) -> int:
         start = len(self.parts)
         joined = sum(part_bytes(start + i, p.query) for i, p in enumerate(queries))
-        grouping = _grouping(start + len(queries)) - _grouping(start)
+        grouping = _grouping(self.leaves + sum(_leaves(p) for p in queries)) - _grouping(self.leaves)
         return joined + _SEPARATOR * (len(queries) - (0 if self.parts else 1)) + grouping
 
     def fits(self, queries: Sequence[Part], limits: Limits) -> bool:
@@ -92,6 +99,7 @@ class _Filling:
     def add(self, queries: Sequence[Part]) -> None:
         self.size += self.cost(queries)
         self.parts.extend(queries)
+        self.leaves += sum(_leaves(p) for p in queries)
 
 
 def parts_of(reads: Sequence[Mapping[Hashable, str]]) -> list[list[Part]]:

@@ -96,18 +96,40 @@ def forecast_windows(query: str, lead_seconds: int, season_seconds: int) -> tupl
     )
 
 
-def batch(queries: Mapping[Any, str]) -> str:
-    """Every query summed to one series tagged with its key (`str(key)`), beside the time of its newest
-    raw sample, joined with `or` (which keeps them all, as their labels differ)."""
-    parts = []
-    for key, query in queries.items():
-        k = string_escape(str(key))
-        parts.append(f'label_replace(sum({query}), "{KEY_LABEL}", "{k}", "", "")')
+# A series selector (`name`, `name{...}`, `{...}`, with `offset` and `@` modifiers, in parentheses or not):
+# only of one does `timestamp()` answer the time of the newest raw sample; of any other expression it
+# answers the evaluation time, which a reading without its time is stamped with anyway
+# (metrics/prometheus.py).
+_STRING = r'"(?:[^"\\]|\\.)*"|\'(?:[^\'\\]|\\.)*\'|`[^`]*`'
+_MATCHERS = rf"\{{(?:[^{{}}\"'`]|{_STRING})*\}}"
+_MODIFIER = r"(?i:offset)\s+-?[0-9][0-9a-z.]*|@\s*(?:-?[0-9][0-9.e+-]*|start\(\)|end\(\))"
+_SELECTOR = re.compile(rf"(?:[a-zA-Z_:][a-zA-Z0-9_:]*\s*(?:{_MATCHERS})?|{_MATCHERS})(?:\s*(?:{_MODIFIER}))*")
+
+
+def stamped(query: str) -> bool:
+    """Whether the batch asks for the time of the query's newest sample: only a selector has one."""
+    q = query.strip()
+    while q.startswith("(") and q.endswith(")"):
+        q = q[1:-1].strip()
+    return _SELECTOR.fullmatch(q) is not None
+
+
+def batch_parts(key: Any, query: str) -> list[str]:
+    """One query's parts of a batch: its sum tagged with its key (`str(key)`) and, for a bare selector,
+    the time of its newest raw sample."""
+    k = string_escape(str(key))
+    parts = [f'label_replace(sum({query}), "{KEY_LABEL}", "{k}", "", "")']
+    if stamped(query):
         parts.append(
             f'label_replace(label_replace(max(timestamp({query})), "{KEY_LABEL}", "{k}", "", ""), '
             f'"{PART_LABEL}", "ts", "", "")'
         )
-    return joined(parts)
+    return parts
+
+
+def batch(queries: Mapping[Any, str]) -> str:
+    """Every query's parts (`batch_parts`) joined with `or` (which keeps them all, as their labels differ)."""
+    return joined([part for key, query in queries.items() for part in batch_parts(key, query)])
 
 
 def joined(parts: Sequence[str]) -> str:
