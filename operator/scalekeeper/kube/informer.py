@@ -92,7 +92,7 @@ class Informer(Generic[V]):
     """Keeps `index` in step with one list endpoint (`list_fn`, a kubernetes client list method, possibly
     bound to a namespace). `namespace_ok` filters a cluster-wide list by namespace (globs). With
     `source_of`, a watch event whose source is the one already held keeps the entries as they are: a
-    ScalingPolicy's status writes (every cycle of every policy) do not change what it claims."""
+    ScalingPolicy's status writes do not change what it claims."""
 
     def __init__(
         self,

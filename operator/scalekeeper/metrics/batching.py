@@ -15,7 +15,7 @@ from collections.abc import Hashable, Mapping, Sequence
 from dataclasses import dataclass, field
 from urllib.parse import quote_plus
 
-from .promql import batch, grouped, stamped
+from .promql import batch, batch_parts, grouped
 
 # The form body around the expression: `query=` and `&time=<Unix seconds, 3 decimals>`, with room for
 # any time before the year 2286.
@@ -69,8 +69,8 @@ def body_bytes(request: Request) -> int:
 
 
 def _leaves(part: Part) -> int:
-    """How many parts of the batch's `or` one query is (promql.batch_parts)."""
-    return 2 if stamped(part.query) else 1
+    """How many parts of the batch's `or` one query is."""
+    return len(batch_parts(part.key, part.query))
 
 
 def _grouping(leaves: int) -> int:
