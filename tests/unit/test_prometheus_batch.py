@@ -79,6 +79,10 @@ def test_parts_are_joined_in_order_as_a_balanced_tree(count: int) -> None:
     assert expr.count("(") == expr.count(")") == grouped(count)
 
 
+def test_nothing_to_join_is_an_empty_expression() -> None:
+    assert joined([]) == "" and grouped(0) == 0
+
+
 def test_a_flat_chain_is_as_deep_as_it_is_long() -> None:
     assert or_depth("a or b or c or d") == 3
     assert or_depth("a or b or (c or d)") == 2

@@ -115,7 +115,7 @@ def stamped(query: str) -> bool:
 
 
 def batch_parts(key: Any, query: str) -> list[str]:
-    """One query's parts of a batch: its sum tagged with its key (`str(key)`) and, for a bare selector,
+    """One query's parts of a batch: its sum tagged with its key (`str(key)`) and, for a selector,
     the time of its newest raw sample."""
     k = string_escape(str(key))
     parts = [f'label_replace(sum({query}), "{KEY_LABEL}", "{k}", "", "")']
@@ -136,8 +136,8 @@ def joined(parts: Sequence[str]) -> str:
     """The parts joined with `or` as a balanced tree. `a or b or c ...` is evaluated left-deep, each `or`
     matching the labels of everything joined before it: n^2 / 2 matchings, and at 400 parts 55 ms of
     Prometheus's evaluation where the balanced tree takes 20 ms (bench.scale's series, Prometheus 3.5)."""
-    if len(parts) == 1:
-        return parts[0]
+    if len(parts) <= 1:
+        return "".join(parts)
     half = len(parts) // 2
     left, right = joined(parts[:half]), joined(parts[half:])
     # `or` is left-associative: only a right side of several parts needs its parentheses.
