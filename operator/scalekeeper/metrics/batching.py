@@ -15,7 +15,7 @@ from collections.abc import Hashable, Mapping, Sequence
 from dataclasses import dataclass, field
 from urllib.parse import quote_plus
 
-from .promql import batch, batch_parts, grouped
+from .promql import batch, batch_parts, grouped, joined
 
 # The form body around the expression: `query=` and `&time=<Unix seconds, 3 decimals>`, with room for
 # any time before the year 2286.
@@ -56,21 +56,18 @@ def expression(request: Request) -> str:
     return batch({index: part.query for index, part in enumerate(request)})
 
 
-def part_bytes(index: int, query: str) -> int:
-    """The form-encoded size of one part of a request's expression, at `index`, without its separator."""
-    return len(quote_plus(batch({index: query})))
+def _measure(index: int, query: str) -> tuple[int, int]:
+    """One query at `index` of a request: the form-encoded size of its parts joined (without the separator
+    before them), and how many parts of the request's `or` it is."""
+    parts = batch_parts(index, query)
+    return len(quote_plus(joined(parts))), len(parts)
 
 
 def body_bytes(request: Request) -> int:
     """An upper bound on the request's form body: exact but for the digits of its time."""
-    parts = sum(part_bytes(i, p.query) for i, p in enumerate(request))
-    leaves = sum(_leaves(p) for p in request)
-    return _BODY_OVERHEAD + parts + _SEPARATOR * max(len(request) - 1, 0) + _grouping(leaves)
-
-
-def _leaves(part: Part) -> int:
-    """How many parts of the batch's `or` one query is."""
-    return len(batch_parts(part.key, part.query))
+    filling = _Filling()
+    filling.add(request)
+    return filling.size
 
 
 def _grouping(leaves: int) -> int:
@@ -80,26 +77,38 @@ def _grouping(leaves: int) -> int:
 
 @dataclass
 class _Filling:
-    """The request being filled, and its size so far."""
+    """The request being filled, its size so far and how many parts its `or` joins."""
 
     parts: list[Part] = field(default_factory=list)
     size: int = _BODY_OVERHEAD
     leaves: int = 0
 
-    def cost(self, queries: Sequence[Part]) -> int:
-        start = len(self.parts)
-        joined = sum(part_bytes(start + i, p.query) for i, p in enumerate(queries))
-        grouping = _grouping(self.leaves + sum(_leaves(p) for p in queries)) - _grouping(self.leaves)
-        return joined + _SEPARATOR * (len(queries) - (0 if self.parts else 1)) + grouping
-
-    def fits(self, queries: Sequence[Part], limits: Limits) -> bool:
-        count = len(self.parts) + len(queries)
-        return count <= limits.max_queries and self.size + self.cost(queries) <= limits.max_bytes
+    def take(self, queries: Sequence[Part], limits: Limits) -> bool:
+        """Adds the queries if the request stays within the limits with them; whether it did."""
+        if len(self.parts) + len(queries) > limits.max_queries:
+            return False
+        cost, leaves = self._cost(queries)
+        if self.size + cost > limits.max_bytes:
+            return False
+        self._grow(queries, cost, leaves)
+        return True
 
     def add(self, queries: Sequence[Part]) -> None:
-        self.size += self.cost(queries)
+        """Adds the queries whatever the limits (a query larger than a request goes alone)."""
+        self._grow(queries, *self._cost(queries))
+
+    def _cost(self, queries: Sequence[Part]) -> tuple[int, int]:
+        start = len(self.parts)
+        sizes = [_measure(start + i, p.query) for i, p in enumerate(queries)]
+        leaves = sum(n for _, n in sizes)
+        grouping = _grouping(self.leaves + leaves) - _grouping(self.leaves)
+        separators = _SEPARATOR * (len(queries) - (0 if self.parts else 1))
+        return sum(b for b, _ in sizes) + separators + grouping, leaves
+
+    def _grow(self, queries: Sequence[Part], cost: int, leaves: int) -> None:
+        self.size += cost
+        self.leaves += leaves
         self.parts.extend(queries)
-        self.leaves += sum(_leaves(p) for p in queries)
 
 
 def parts_of(reads: Sequence[Mapping[Hashable, str]]) -> list[list[Part]]:
@@ -114,14 +123,14 @@ def pack(reads: Sequence[Mapping[Hashable, str]], limits: Limits, alone: frozens
     for r, parts in enumerate(parts_of(reads)):
         if not parts:
             continue
-        if r not in alone and shared.fits(parts, limits):
-            shared.add(parts)
-            continue
-        if r not in alone and _Filling().fits(parts, limits):
-            requests.append(tuple(shared.parts))
-            shared = _Filling()
-            shared.add(parts)
-            continue
+        if r not in alone:
+            if shared.take(parts, limits):
+                continue
+            fresh = _Filling()
+            if shared.parts and fresh.take(parts, limits):
+                requests.append(tuple(shared.parts))
+                shared = fresh
+                continue
         requests.extend(_own_requests(parts, limits))
     if shared.parts:
         requests.append(tuple(shared.parts))
@@ -133,9 +142,13 @@ def _own_requests(parts: Sequence[Part], limits: Limits) -> list[Request]:
     out: list[Request] = []
     filling = _Filling()
     for part in parts:
-        if filling.parts and not filling.fits([part], limits):
+        if filling.take([part], limits):
+            continue
+        if filling.parts:
             out.append(tuple(filling.parts))
             filling = _Filling()
+            if filling.take([part], limits):
+                continue
         filling.add([part])
     out.append(tuple(filling.parts))
     return out
