@@ -209,7 +209,7 @@ class Informer(Generic[V]):
                     self._sources.pop(obj, None)
                     continue
                 source = self._source(body)
-                if source is not None and obj in self._sources and self._sources[obj] == source:
+                if source is not None and self._sources.get(obj) == source:
                     continue
                 self.index.put(obj, self._entry_of(body))
                 self._sources[obj] = source
