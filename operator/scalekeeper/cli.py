@@ -28,10 +28,6 @@ def _run(args: argparse.Namespace) -> int:
         quiet=cfg.log_level in ("WARNING", "ERROR"),
     )
     logging.getLogger("scalekeeper").setLevel(cfg.log_level)
-    if cfg.log_level != "DEBUG":
-        # kopf tells every handled watch event at INFO ("Handler 'spec_changed' succeeded."): one line per
-        # status write of every policy. Its warnings and errors still show; our own lines say what happened.
-        logging.getLogger("kopf.objects").setLevel(max(logging.WARNING, logging.getLevelName(cfg.log_level)))
     if cfg.trace_memory:
         _trace_memory()
     kopf.run(

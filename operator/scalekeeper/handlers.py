@@ -1,9 +1,10 @@
-"""kopf registration only: kopf watches the ScalingPolicies, the scheduler runs their cycles.
+"""kopf registration only: kopf runs the operator's start and stop; the scheduler runs the policies' cycles.
 
-Each policy's watch event goes to `PolicyScheduler.observe`, which keeps the policy's compact body and its
-place in the timetable; one scheduler task runs every due cycle (see `scheduler`). No kopf index: which
-policies name a workload is the runtime's watches' (kube/watched.py says why). No handler here needs a
-finalizer, so kopf puts none on a policy and removes the one older versions put there. Nothing here
+kopf watches no resource. The operator's own policy informer (kube/watched.py) lists and watches the
+ScalingPolicies once, for their claims and for the scheduler (`PolicyScheduler.observe`), which keeps each
+policy's compact body and its place in the timetable; one scheduler task runs every due cycle (see
+`scheduler`). A kopf watch of the policies as well decoded every policy event twice, and kopf wrapped and
+queued each one: at thousands of policies, most of the event loop's work besides the cycles. Nothing here
 decides or writes: see `scheduler`, `runtime` and `cycle`.
 """
 
@@ -19,7 +20,6 @@ from typing import Any
 
 import kopf
 
-from . import model
 from .config import OperatorConfig
 from .runtime import Runtime
 from .scheduler import PolicyScheduler
@@ -40,18 +40,11 @@ async def startup(settings: kopf.OperatorSettings, memo: kopf.Memo, **_: Any) ->
     )
     # Our own Events say what happened; kopf's per-handler log Events would repeat them.
     settings.posting.enabled = False
-    # The resources are known; watching CRDs would only need more RBAC. Namespace globs ("team-*") need
-    # kopf to watch namespaces, so scanning stays on for them.
-    settings.scanning.disabled = not any(ch in "".join(cfg.namespaces) for ch in "*?[")
-    # The first listing in pages: one response of every policy (10 KB each with managedFields) would be
-    # parsed whole at once.
-    settings.watching.chunk_size = 500
-    settings.watching.server_timeout = 300
-    settings.watching.client_timeout = 330
-    # The finalizer older versions used (for their daemons): kopf removes it, as nothing needs it now.
-    settings.persistence.finalizer = f"{model.GROUP}/daemon"
+    # kopf watches nothing (see above): it need not look for resources or namespaces either.
+    settings.scanning.disabled = True
     runtime = Runtime(cfg)
     scheduler = PolicyScheduler(runtime)
+    runtime.watches.feed_policies(scheduler)
     if runtime.membership is not None:
         runtime.membership.on_ring_change = scheduler.ring_changed
     runtime.start()
@@ -88,9 +81,3 @@ async def cleanup(memo: kopf.Memo, **_: Any) -> None:
     runtime: Runtime | None = memo.get("runtime")
     if runtime is not None:
         runtime.stop()
-
-
-@kopf.on.event(model.GROUP, model.VERSION, model.PLURAL)
-def policy_event(event: kopf.RawEvent, memo: kopf.Memo, **_: Any) -> None:
-    scheduler: PolicyScheduler = memo["scheduler"]
-    scheduler.observe(event.get("type"), event["object"])

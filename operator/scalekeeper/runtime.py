@@ -191,6 +191,41 @@ class Runtime:
         )
         return written
 
+    def drop_finalizer(self, namespace: str, name: str, finalizer: str) -> None:
+        """Remove `finalizer` from the policy, at the resourceVersion read (another writer's change to its
+        finalizers in between: read again)."""
+        for _ in range(5):
+            try:
+                current = self._objects.get_namespaced_custom_object(
+                    model.GROUP, model.VERSION, namespace, model.PLURAL, name
+                )
+                meta = current["metadata"]
+                kept = [f for f in meta.get("finalizers") or () if f != finalizer]
+                if len(kept) == len(meta.get("finalizers") or ()):
+                    return
+                self._objects.patch_namespaced_custom_object(
+                    model.GROUP,
+                    model.VERSION,
+                    namespace,
+                    model.PLURAL,
+                    name,
+                    {"metadata": {"finalizers": kept, "resourceVersion": meta["resourceVersion"]}},
+                )
+                log.info(
+                    "legacy finalizer removed",
+                    extra={"policy": f"{namespace}/{name}", "finalizer": finalizer},
+                )
+                return
+            except ApiException as exc:
+                if exc.status == 404:
+                    return
+                if exc.status != 409:
+                    log.warning(
+                        "removing the legacy finalizer failed",
+                        extra={"policy": f"{namespace}/{name}", "status": exc.status, "reason": exc.reason},
+                    )
+                    return
+
     def _release_current(self, meta: dict[str, Any]) -> dict[str, Any] | None:
         """A release refused as stale (our own status write, or an edit, came in between): released at the
         current version if the policy still names this replica, so the next server need not wait out our

@@ -27,6 +27,7 @@ from typing import TYPE_CHECKING, Any
 from .engine.handover import Step
 from .engine.ring import HashRing
 from .memory import PolicyMemory
+from .model.base import LEGACY_FINALIZER
 from .policy import interval_of, lookups_of
 
 if TYPE_CHECKING:
@@ -118,7 +119,16 @@ def compact_body(body: Mapping[str, Any]) -> dict[str, Any]:
     """What a cycle reads of a policy: its identity, spec and status. Not managedFields (half of a
     policy's body), annotations or labels."""
     meta = body.get("metadata") or {}
-    kept = ("name", "namespace", "uid", "generation", "creationTimestamp", "resourceVersion")
+    kept = (
+        "name",
+        "namespace",
+        "uid",
+        "generation",
+        "creationTimestamp",
+        "resourceVersion",
+        "deletionTimestamp",
+        "finalizers",
+    )
     return {
         "metadata": {key: meta[key] for key in kept if key in meta},
         "spec": body.get("spec") or {},
@@ -133,7 +143,17 @@ class _Policy:
     policy, and with several replicas most are another's, read only for their servedBy and generation;
     a served one is unpacked once a cycle, a fraction of a millisecond beside a cycle's few."""
 
-    __slots__ = ("_interval", "_packed", "_stamp", "_version", "generation", "lookups", "memory", "served_by")
+    __slots__ = (
+        "_interval",
+        "_packed",
+        "_stamp",
+        "_version",
+        "generation",
+        "lookups",
+        "memory",
+        "namespace",
+        "served_by",
+    )
 
     def __init__(self, body: dict[str, Any]) -> None:
         self.memory: PolicyMemory | None = None
@@ -147,6 +167,7 @@ class _Policy:
         self._stamp = 0
         self.served_by = ""
         self.generation: Any = None
+        self.namespace = str(body["metadata"].get("namespace", ""))
         self.replace(body)
 
     @property
@@ -207,39 +228,77 @@ class PolicyScheduler:
         self._stopping = False
         # The policies this replica serves (their status names it).
         self._served: set[str] = set()
+        # Policies whose legacy finalizer is being removed (once at a time each).
+        self._unfinalizing: set[str] = set()
 
-    def observe(self, event_type: str | None, body: Mapping[str, Any]) -> None:
-        """A watch event of a policy (kopf's on.event, on the event loop)."""
-        uid = (body.get("metadata") or {}).get("uid")
+    # The policy informer's listener (kube/informer.py), called on its thread: each body is compacted
+    # there and handed to the event loop, in the order the watch brought them.
+    def seen(self, body: Mapping[str, Any]) -> None:
+        self._loop.call_soon_threadsafe(self.observe, compact_body(body))
+
+    def gone(self, body: Mapping[str, Any]) -> None:
+        self._loop.call_soon_threadsafe(self.forget, compact_body(body))
+
+    def listed(self, uids: set[str], covers: Callable[[str], bool]) -> None:
+        self._loop.call_soon_threadsafe(self._keep_only, uids, covers)
+
+    def observe(self, body: Mapping[str, Any]) -> None:
+        """A policy as listed, added or modified (its compact body), on the event loop."""
+        meta = body.get("metadata") or {}
+        uid = meta.get("uid")
         if not uid:
             return
-        if event_type == "DELETED" or (body.get("metadata") or {}).get("deletionTimestamp"):
-            if self._policies.pop(uid, None) is not None:
-                self._schedule.remove(uid)
-                self._set_served(uid, False)
-                meta = body["metadata"]
-                self._runtime.metrics.policies.dec()
-                self._runtime.metrics.forget_policy(meta.get("namespace", ""), meta.get("name", ""))
+        if LEGACY_FINALIZER in (meta.get("finalizers") or ()):
+            self._drop_legacy_finalizer(uid, meta)
+        if meta.get("deletionTimestamp"):
+            self.forget(body)
             return
-        compact = compact_body(body)
         now = self._clock()
         known = self._policies.get(uid)
         if known is None:
-            known = self._policies[uid] = _Policy(compact)
+            known = self._policies[uid] = _Policy(dict(body))
             interval = known.interval()
             delay = self._runtime.first_cycle_delay(uid, interval)
             self._schedule.add(uid, interval, now + delay)
             self._runtime.metrics.policies.inc()
         else:
-            changed = known.generation != compact["metadata"].get("generation")
+            changed = known.generation != meta.get("generation")
             # Released by its server, or claimed by another: this replica may have a step to take now.
-            changed = changed or known.served_by != served_by(compact)
-            known.replace(compact)
+            changed = changed or known.served_by != served_by(body)
+            known.replace(dict(body))
             self._schedule.set_interval(uid, known.interval())
             if changed:
                 self._schedule.wake(uid, now)
         if self._changed is not None:
             self._changed.set()
+
+    def forget(self, body: Mapping[str, Any]) -> None:
+        """A policy deleted (or being deleted): no more cycles, its series and memory dropped."""
+        meta = body.get("metadata") or {}
+        uid = meta.get("uid")
+        if uid and self._policies.pop(uid, None) is not None:
+            self._schedule.remove(uid)
+            self._set_served(uid, False)
+            self._runtime.metrics.policies.dec()
+            self._runtime.metrics.forget_policy(meta.get("namespace", ""), meta.get("name", ""))
+
+    def _keep_only(self, uids: set[str], covers: Callable[[str], bool]) -> None:
+        """After a relist: a policy of the listed namespaces that the list did not bring was deleted while
+        nobody watched."""
+        for uid, policy in list(self._policies.items()):
+            if uid not in uids and covers(policy.namespace):
+                self.forget(policy.body)
+
+    def _drop_legacy_finalizer(self, uid: str, meta: Mapping[str, Any]) -> None:
+        """Earlier builds (a kopf daemon per policy) put a finalizer on every policy; nothing needs it now,
+        and left there it would keep a deleted policy forever."""
+        if uid in self._unfinalizing:
+            return
+        self._unfinalizing.add(uid)
+        task = asyncio.ensure_future(
+            asyncio.to_thread(self._runtime.drop_finalizer, meta["namespace"], meta["name"], LEGACY_FINALIZER)
+        )
+        task.add_done_callback(lambda _: self._unfinalizing.discard(uid))
 
     def ring_changed(self, before: HashRing, after: HashRing) -> None:
         """From the membership's thread: the policies whose owner changed are due now (a release or a

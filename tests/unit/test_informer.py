@@ -256,3 +256,51 @@ def test_the_claims_tell_every_policy_naming_a_workload_once_every_policy_inform
     claimants = watches.claimants(["Deployment/shop/web", "Deployment/shop/db", "Deployment/shop/x"])
     assert sorted(claimants["Deployment/shop/web"]) == [older, newer]
     assert claimants["Deployment/shop/db"] == [older] and claimants["Deployment/shop/x"] == []
+
+
+class Listener:
+    def __init__(self) -> None:
+        self.calls: list[tuple[str, Any]] = []
+
+    def seen(self, obj: Any) -> None:
+        self.calls.append(("seen", obj["metadata"]["resourceVersion"]))
+
+    def gone(self, obj: Any) -> None:
+        self.calls.append(("gone", obj["metadata"]["resourceVersion"]))
+
+    def listed(self, uids: set[str], covers: Any) -> None:
+        self.calls.append(("listed", (sorted(uids), covers("a"), covers("b"))))
+
+
+def test_a_listener_is_told_every_body_listed_or_watched_even_when_its_entries_are_kept() -> None:
+    def with_uid(obj: dict[str, Any], uid: str) -> dict[str, Any]:
+        obj["metadata"]["uid"] = uid
+        return obj
+
+    index: EntryIndex[int] = EntryIndex()
+    api = ScriptedList(
+        [
+            page([with_uid(body("a", "x", "1", 1), "u1"), with_uid(body("b", "y", "2", 2), "u2")], "10"),
+            page([with_uid(body("a", "x", "30", 1), "u1")], "30"),
+        ],
+        [
+            [
+                {"type": "MODIFIED", "object": with_uid(body("a", "x", "11", 1), "u1")},  # same source
+                {"type": "BOOKMARK", "object": {"metadata": {"resourceVersion": "12"}}},
+                {"type": "DELETED", "object": with_uid(body("a", "x", "13", 1), "u1")},
+            ]
+        ],
+    )
+    informer = Informer("things", api, entry_of, index, namespace_ok="a".__eq__, source_of=lambda o: 0)
+    listener = Listener()
+    informer.listener = listener
+    informer.watch(informer.relist())
+    informer.relist()
+    assert listener.calls == [
+        ("seen", "1"),  # "b/y" is outside the namespaces this informer keeps
+        ("listed", (["u1"], True, False)),
+        ("seen", "11"),
+        ("gone", "13"),
+        ("seen", "30"),
+        ("listed", (["u1"], True, False)),
+    ]

@@ -204,7 +204,7 @@ def test_no_cycle_runs_before_every_policys_claims_are_listed() -> None:
     async def scenario() -> None:
         scheduler = PolicyScheduler(runtime)  # type: ignore[arg-type]
         task = asyncio.create_task(scheduler.run())
-        scheduler.observe("ADDED", policy("a", interval=60))
+        scheduler.observe(policy("a", interval=60))
         await asyncio.sleep(0.3)
         assert runtime.cycles == []  # due, but which other policies name its workloads is not known yet
         runtime.watches.claims_listed.set()
@@ -226,16 +226,16 @@ def test_the_loop_runs_watched_policies_wakes_on_a_new_generation_and_forgets_de
     async def scenario() -> None:
         scheduler = PolicyScheduler(runtime)  # type: ignore[arg-type]
         task = asyncio.create_task(scheduler.run())
-        scheduler.observe(None, policy("a", interval=60))
-        scheduler.observe("ADDED", policy("b", interval=60))
+        scheduler.observe(policy("a", interval=60))
+        scheduler.observe(policy("b", interval=60))
         await asyncio.sleep(0.3)
         assert sorted(runtime.cycles) == [("a", 1), ("b", 1)]  # each at once, then not for 60 s
         assert runtime.sample("scalekeeper_policies") == 2
-        scheduler.observe("MODIFIED", policy("a", generation=2, interval=60))  # a spec change
+        scheduler.observe(policy("a", generation=2, interval=60))  # a spec change
         await asyncio.sleep(0.3)
         assert runtime.cycles.count(("a", 2)) == 1
-        scheduler.observe("MODIFIED", policy("b", interval=60))  # a status write: same generation
-        scheduler.observe("DELETED", policy("a", generation=2, interval=60))
+        scheduler.observe(policy("b", interval=60))  # a status write: same generation
+        scheduler.forget(policy("a", generation=2, interval=60))
         await asyncio.sleep(0.3)
         assert len(runtime.cycles) == 3 and runtime.sample("scalekeeper_policies") == 1
         # the deleted policy's series went with it, the other's stay
@@ -289,18 +289,18 @@ def test_a_replica_claims_what_the_ring_gives_it_releases_the_rest_and_waits_on_
     async def scenario() -> None:
         scheduler = PolicyScheduler(runtime)  # type: ignore[arg-type]
         task = asyncio.create_task(scheduler.run())
-        scheduler.observe("ADDED", served("free", ""))
-        scheduler.observe("ADDED", served("mine", "me"))
-        scheduler.observe("ADDED", served("moved", "me"))
-        scheduler.observe("ADDED", served("busy", "old"))  # its server "old" is alive
-        scheduler.observe("ADDED", served("other", "b"))  # not on my ring
+        scheduler.observe(served("free", ""))
+        scheduler.observe(served("mine", "me"))
+        scheduler.observe(served("moved", "me"))
+        scheduler.observe(served("busy", "old"))  # its server "old" is alive
+        scheduler.observe(served("other", "b"))  # not on my ring
         await asyncio.wait_for(until(lambda: len(runtime.cycles) == 2 and len(runtime.handovers) == 2), 5)
         assert sorted(runtime.handovers) == [("free", "me"), ("moved", "")]
         assert sorted(runtime.cycles) == [("free", 1), ("mine", 1)]
         assert runtime.sample("scalekeeper_policies_served") == 2
         # "old" expires: at the next due time of "busy" (woken here by a status change) it is claimed.
         runtime.expired.add("old")
-        scheduler.observe("MODIFIED", served("busy", "older"))
+        scheduler.observe(served("busy", "older"))
         runtime.expired.add("older")
         await asyncio.wait_for(until(lambda: ("busy", "me") in runtime.handovers), 5)
         await asyncio.wait_for(until(lambda: ("busy", 1) in runtime.cycles), 5)
@@ -315,8 +315,8 @@ def test_a_ring_change_makes_the_moved_policies_due_at_once_and_a_drain_releases
     async def scenario() -> None:
         scheduler = PolicyScheduler(runtime)  # type: ignore[arg-type]
         task = asyncio.create_task(scheduler.run())
-        scheduler.observe("ADDED", served("a", "me"))
-        scheduler.observe("ADDED", served("b", "me"))
+        scheduler.observe(served("a", "me"))
+        scheduler.observe(served("b", "me"))
         await asyncio.wait_for(until(lambda: len(runtime.cycles) == 2), 5)
         # "f" joins and the ring gives it b: b is released at once, not 60 s later; a is not touched.
         joined = HashRing(["me", "f"])
@@ -357,22 +357,22 @@ def test_a_packed_policy_keeps_its_whole_body_and_a_cycles_written_version_reach
     async def scenario() -> None:
         scheduler = PolicyScheduler(runtime)  # type: ignore[arg-type]
         task = asyncio.create_task(scheduler.run())
-        scheduler.observe("ADDED", served("mine", "me", interval=1))
-        scheduler.observe("ADDED", other)
+        scheduler.observe(served("mine", "me", interval=1))
+        scheduler.observe(other)
         await asyncio.wait_for(until(lambda: len(bodies) == 2), 5)
         assert bodies[0] is not bodies[1] and versions_seen == [None, "1"]
         assert bodies[1]["spec"] == served("mine", "me", interval=1)["spec"]
         # The watch brings the policy (its status written elsewhere, say): its version is the one now.
         rewritten = served("mine", "me", interval=1)
         rewritten["metadata"]["resourceVersion"] = "40"
-        scheduler.observe("MODIFIED", rewritten)
+        scheduler.observe(rewritten)
         await asyncio.wait_for(until(lambda: len(bodies) == 3), 5)
         assert versions_seen[-1] == "40"
         # The ring gives "other" to me and b has released it: claimed with its whole body.
         runtime.owner["uid-other"] = "me"
         released = copy.deepcopy(other)
         released["status"]["servedBy"] = ""
-        scheduler.observe("MODIFIED", released)
+        scheduler.observe(released)
         await asyncio.wait_for(until(lambda: ("other", "me") in runtime.handovers), 5)
         assert runtime.handed_bodies[-1] == compact_body(released)
         task.cancel()
@@ -394,22 +394,104 @@ def test_only_a_served_policy_keeps_a_memory_and_a_release_drops_it() -> None:
     async def scenario() -> None:
         scheduler = PolicyScheduler(runtime)  # type: ignore[arg-type]
         task = asyncio.create_task(scheduler.run())
-        scheduler.observe("ADDED", served("a", "me"))
-        scheduler.observe("ADDED", served("b", "b"))
+        scheduler.observe(served("a", "me"))
+        scheduler.observe(served("b", "b"))
         await asyncio.wait_for(until(lambda: len(memories) == 1), 5)
         kept = scheduler._policies
         assert kept["uid-a"].memory is memories[0] is not None
         assert kept["uid-b"].memory is None
         respecified = served("b", "b", interval=30)
         respecified["metadata"]["generation"] = 2
-        scheduler.observe("MODIFIED", respecified)
+        scheduler.observe(respecified)
         assert kept["uid-b"].interval() == 30.0 and kept["uid-b"].memory is None
         runtime.owner["uid-a"] = "d"  # the ring gives it to another; a spec change makes it due now
         moved = served("a", "me")
         moved["metadata"]["generation"] = 2
-        scheduler.observe("MODIFIED", moved)
+        scheduler.observe(moved)
         await asyncio.wait_for(until(lambda: ("a", "") in runtime.handovers), 5)
         assert kept["uid-a"].memory is None
         task.cancel()
+
+    asyncio.run(scenario())
+
+
+@dataclass
+class FinalizingRuntime(RecordingRuntime):
+    """Records the finalizer removals; each blocks until the test lets it end."""
+
+    dropped: list[tuple[str, str, str]] = field(default_factory=list)
+    release: threading.Event = field(default_factory=threading.Event)
+
+    def drop_finalizer(self, namespace: str, name: str, finalizer: str) -> None:
+        self.dropped.append((namespace, name, finalizer))
+        self.release.wait(5)
+
+
+def test_informer_bodies_reach_the_loop_in_order_and_a_relist_forgets_the_unlisted() -> None:
+    runtime = RecordingRuntime()
+
+    async def scenario() -> None:
+        scheduler = PolicyScheduler(runtime)  # type: ignore[arg-type]
+        other = policy("c")
+        other["metadata"]["namespace"] = "elsewhere"
+        informer_side = [
+            lambda: scheduler.seen({**policy("a"), "kind": "ScalingPolicy"}),
+            lambda: scheduler.seen(policy("b")),
+            lambda: scheduler.seen(other),
+            lambda: scheduler.seen(policy("b", generation=2)),
+            lambda: scheduler.gone(policy("a")),
+        ]
+        thread = threading.Thread(target=lambda: [call() for call in informer_side])
+        thread.start()
+        thread.join()
+        await asyncio.sleep(0)  # the loop runs what the thread handed it
+        assert {p.body["metadata"]["name"]: p.generation for p in scheduler._policies.values()} == {
+            "b": 2,
+            "c": 1,
+        }
+        assert runtime.sample("scalekeeper_policies") == 2
+        # A relist of namespace "ns" brought nothing: "b" was deleted unseen; "c" is another list's.
+        scheduler.listed(set(), "ns".__eq__)
+        await asyncio.sleep(0)
+        assert [p.body["metadata"]["name"] for p in scheduler._policies.values()] == ["c"]
+        scheduler.listed({"uid-c"}, lambda _: True)
+        await asyncio.sleep(0)
+        assert runtime.sample("scalekeeper_policies") == 1
+
+    asyncio.run(scenario())
+
+
+def test_an_earlier_builds_finalizer_is_removed_once_at_a_time_and_a_deleting_policy_runs_no_cycle() -> None:
+    runtime = FinalizingRuntime()
+
+    async def scenario() -> None:
+        scheduler = PolicyScheduler(runtime)  # type: ignore[arg-type]
+        old = policy("old")
+        old["metadata"]["finalizers"] = ["other.example/keep", "scalekeeper.dev/daemon"]
+        scheduler.observe(old)
+        scheduler.observe(old)  # a status write while the removal is under way: not a second removal
+        for _ in range(100):
+            if runtime.dropped:
+                break
+            await asyncio.sleep(0.01)
+        assert runtime.dropped == [("ns", "old", "scalekeeper.dev/daemon")]
+        # Deleted while it still carries the finalizer: removed again, and no longer scheduled.
+        runtime.release.set()
+        while scheduler._unfinalizing:
+            await asyncio.sleep(0.01)
+        old["metadata"]["deletionTimestamp"] = "2026-12-06T18:00:00Z"
+        scheduler.observe(old)
+        task = asyncio.create_task(scheduler.run())
+        while len(runtime.dropped) < 2:
+            await asyncio.sleep(0.01)
+        await asyncio.sleep(0.1)
+        assert runtime.cycles == [] and runtime.sample("scalekeeper_policies") == 0
+        scheduler.observe(policy("fresh"))
+        while not runtime.cycles:
+            await asyncio.sleep(0.01)
+        assert len(runtime.dropped) == 2  # a policy without it is left as it is
+        task.cancel()
+        with contextlib.suppress(asyncio.CancelledError):
+            await task
 
     asyncio.run(scenario())

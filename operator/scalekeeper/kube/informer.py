@@ -17,7 +17,7 @@ import json
 import logging
 import threading
 from collections.abc import Callable, Hashable, Mapping
-from typing import Any, Generic, TypeVar
+from typing import Any, Generic, Protocol, TypeVar
 
 from kubernetes.client.rest import ApiException
 from kubernetes.watch.watch import iter_resp_lines
@@ -29,6 +29,20 @@ V = TypeVar("V")
 EntryOf = Callable[[Mapping[str, Any]], Mapping[str, V]]
 # body -> what its entries are made from, when comparing that is cheaper than making them again
 SourceOf = Callable[[Mapping[str, Any]], Hashable]
+
+
+class BodyListener(Protocol):
+    """Told every body an informer sees, on its thread: for a consumer that needs more than the entries
+    (the scheduler keeps each policy's spec and status)."""
+
+    def seen(self, body: Mapping[str, Any]) -> None:
+        """Listed, added or modified."""
+
+    def gone(self, body: Mapping[str, Any]) -> None:
+        """Deleted."""
+
+    def listed(self, uids: set[str], covers: Callable[[str], bool]) -> None:
+        """A (re)list ended: of the objects in the namespaces `covers` accepts, only these uids exist."""
 
 
 class EntryIndex(Generic[V]):
@@ -90,9 +104,10 @@ def object_id(body: Mapping[str, Any]) -> str:
 
 class Informer(Generic[V]):
     """Keeps `index` in step with one list endpoint (`list_fn`, a kubernetes client list method, possibly
-    bound to a namespace). `namespace_ok` filters a cluster-wide list by namespace (globs). With
-    `source_of`, a watch event whose source is the one already held keeps the entries as they are: a
-    ScalingPolicy's status writes do not change what it claims."""
+        bound to a namespace). `namespace_ok` says which namespaces' objects it keeps: a cluster-wide list's
+    served ones (globs), a namespaced list's own. With
+        `source_of`, a watch event whose source is the one already held keeps the entries as they are: a
+        ScalingPolicy's status writes do not change what it claims."""
 
     def __init__(
         self,
@@ -113,6 +128,8 @@ class Informer(Generic[V]):
         self._page_size = page_size
         self._server_timeout = server_timeout
         self._source_of = source_of
+        # Set before start(); told every body listed or watched.
+        self.listener: BodyListener | None = None
         # object -> the source of the entries held for it (with `source_of`; else every object listed, None)
         self._sources: dict[str, Hashable] = {}
         self.ready = threading.Event()
@@ -146,6 +163,7 @@ class Informer(Generic[V]):
         """List every page; replace what this informer holds. Returns the list's resourceVersion."""
         objects: dict[str, Mapping[str, V]] = {}
         sources: dict[str, Hashable] = {}
+        uids: set[str] = set()
         token: str | None = None
         while True:
             kwargs: dict[str, Any] = {"limit": self._page_size, "_request_timeout": 60}
@@ -155,7 +173,7 @@ class Informer(Generic[V]):
                 resp = self._list_fn(_preload_content=False, **kwargs)
             except ApiException as exc:
                 if exc.status == 410:  # the continue token expired between pages: start over
-                    objects, sources, token = {}, {}, None
+                    objects, sources, uids, token = {}, {}, set(), None
                     continue
                 raise
             page = json.loads(resp.data)
@@ -164,6 +182,9 @@ class Informer(Generic[V]):
                     obj = object_id(item)
                     objects[obj] = self._entry_of(item)
                     sources[obj] = self._source(item)
+                    if self.listener is not None:
+                        self.listener.seen(item)
+                        uids.add(str(item["metadata"].get("uid", "")))
             meta = page.get("metadata") or {}
             token = meta.get("continue") or None
             if token is None:
@@ -172,6 +193,8 @@ class Informer(Generic[V]):
         previous = self._sources
         self.index.reset(objects, lambda obj: obj in previous)
         self._sources = sources
+        if self.listener is not None:
+            self.listener.listed(uids, self._namespace_ok)
         self.relists += 1
         self.ready.set()
         return version
@@ -207,7 +230,11 @@ class Informer(Generic[V]):
                 if kind == "DELETED":
                     self.index.remove(obj)
                     self._sources.pop(obj, None)
+                    if self.listener is not None:
+                        self.listener.gone(body)
                     continue
+                if self.listener is not None:
+                    self.listener.seen(body)
                 source = self._source(body)
                 if source is not None and self._sources.get(obj) == source:
                     continue

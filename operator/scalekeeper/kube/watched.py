@@ -27,7 +27,7 @@ from kubernetes import client
 
 from ..engine.claims import PolicyId
 from ..model.base import GROUP, PLURAL, VERSION
-from .informer import EntryIndex, EntryOf, Informer, SourceOf
+from .informer import BodyListener, EntryIndex, EntryOf, Informer, SourceOf
 from .pods import WorkerPod, pod_entry
 from .targets import ReplicaState, TargetRef
 
@@ -188,8 +188,21 @@ class WatchedObjects:
                 for ns in namespaces:
                     bound = _bind_namespace(list_in, ns)
                     self.informers.append(
-                        Informer(f"{plural} in {ns}", bound, entry_of, index, source_of=source_of)
+                        Informer(
+                            f"{plural} in {ns}",
+                            bound,
+                            entry_of,
+                            index,
+                            namespace_ok=ns.__eq__,
+                            source_of=source_of,
+                        )
                     )
+
+    def feed_policies(self, listener: BodyListener) -> None:
+        """Tell `listener` every policy body the policy informers see (before start())."""
+        for informer in self.informers:
+            if informer.index is self.claims:
+                informer.listener = listener
 
     def start(self) -> None:
         for informer in self.informers:

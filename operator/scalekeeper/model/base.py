@@ -17,6 +17,8 @@ PLURAL = "scalingpolicies"
 SINGULAR = "scalingpolicy"
 SHORT_NAMES = ("sp",)
 CRD_NAME = f"{PLURAL}.{GROUP}"
+# Earlier builds (a kopf daemon per policy) put this finalizer on every policy; the operator removes it.
+LEGACY_FINALIZER = f"{GROUP}/daemon"
 
 MAX_WORKERS = 50
 MAX_POLICIES = 10

@@ -84,11 +84,12 @@ chart README's RBAC table for which code makes each). Used by the ClusterRole (a
 one Role per watched namespace. The Lease is in a separate Role in the release namespace.
 */}}
 {{- define "scalekeeper.rules" -}}
-# kopf lists and watches the policies, and patches them (removing older versions' finalizer) and their status.
+# The policy informer lists and watches the policies; a release refused as stale reads one back; older
+# versions' finalizer is removed (Runtime.drop_finalizer).
 - apiGroups: ["scalekeeper.dev"]
   resources: ["scalingpolicies"]
-  verbs: ["list", "watch", "patch"]
-# The operator's status writes (Runtime.cycle write_status) and kopf's status patches.
+  verbs: ["get", "list", "watch", "patch"]
+# The operator's status writes (Runtime.cycle write_status, Runtime.hand_over).
 - apiGroups: ["scalekeeper.dev"]
   resources: ["scalingpolicies/status"]
   verbs: ["patch"]
