@@ -225,7 +225,7 @@ API_TIMEOUT_SECONDS = Setting(
     _integer(1, 60),
 )
 MAX_WORKERS = Setting(
-    "SCALEKEEPER_MAX_WORKERS", "8", "policies' cycles running at once, 1..256", _integer(1, 256)
+    "SCALEKEEPER_MAX_WORKERS", "16", "policies' cycles running at once, 1..256", _integer(1, 256)
 )
 STATUS_REFRESH_SECONDS = Setting(
     "SCALEKEEPER_STATUS_REFRESH_SECONDS",
