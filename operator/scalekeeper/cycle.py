@@ -8,7 +8,7 @@ cycles lives in the `PolicyMemory` the caller keeps per policy; both clocks are 
 from __future__ import annotations
 
 import time
-from collections.abc import Callable, Iterable, Mapping
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -25,12 +25,12 @@ from .kube.watched import Watched
 from .kube.workers import WorkerDeployments
 from .memory import PolicyMemory, read_status, restore_memory
 from .metrics.prometheus import BatchResult, MetricKey, Missing, PrometheusReader, Sample
-from .metrics.saturation import RESOURCE_METRICS
+from .metrics.saturation import resource_queries
 from .opmetrics import OperatorMetrics
 from .policy import PolicyObject, parsed
 from .publish import StatusPublisher
 from .report import Cycle, Reporter
-from .tiers.base import ActContext, EventSink, Observation, ObserveContext, Outcome
+from .tiers.base import ActContext, EventSink, Observation, ObserveContext, Outcome, Tier
 
 
 @dataclass
@@ -113,7 +113,7 @@ class Reconciler:
         c.claims, c.twice = found.claims, found.twice
         c.refused = self._verify(c)
         c.observed = self._observe(c, claimants or {}, watched or Watched())
-        c.batch = self._prometheus.read(queries_to_read(found.queries, c.observed))
+        c.batch = self._prometheus.read(queries_to_read(found.queries, found.tiers, c.observed))
         missing = sum(isinstance(r, Missing) for r in c.batch.readings.values())
         self._metrics.prometheus_query(c.batch.seconds, c.batch.requests, missing)
         c.decision = decide_tiers(
@@ -246,16 +246,24 @@ class Reconciler:
 
 
 def queries_to_read(
-    queries: Mapping[MetricKey, str], observed: Mapping[str, Observation]
+    queries: Mapping[MetricKey, str], tiers: Sequence[Tier], observed: Mapping[str, Observation]
 ) -> dict[MetricKey, str]:
-    """The cycle's queries, less the CPU and memory of targets that have no pods: those only feed the
-    Bottleneck condition and would answer nothing, and they are a cycle's heaviest (the kubelet's cAdvisor
-    series matched by pod-name pattern: 20-30 times as slow as a sizing series, and the bound on a
-    3,000-policy fleet; README "At scale")."""
-
-    def has_pods(target: str) -> bool:
-        seen = observed.get(target)
+    """The cycle's queries: its tiers' own, and the CPU and memory of each target that has pods. Those
+    two only feed the Bottleneck condition, and a target without pods would answer nothing; they are a
+    cycle's heaviest (the kubelet's cAdvisor series matched by pod-name pattern: 20-30 times as slow as a
+    sizing series, and the bound on a 3,000-policy fleet; README "At scale") and its longest texts, so they
+    are built here when read rather than kept with the parsed spec of every policy served (7 KB a policy
+    of the bench's, tracemalloc)."""
+    read = dict(queries)
+    for tier in tiers:
+        seen = observed.get(tier.name)
         state = seen.state if seen is not None else None
-        return state is not None and (state.replicas > 0 or bool(state.ready))
-
-    return {k: q for k, q in queries.items() if k.metric not in RESOURCE_METRICS or has_pods(k.target)}
+        if state is not None and (state.replicas > 0 or bool(state.ready)):
+            ref = tier.target()
+            read.update(
+                {
+                    MetricKey(tier.name, m): q
+                    for m, q in resource_queries(ref.kind, ref.namespace, ref.name).items()
+                }
+            )
+    return read

@@ -12,7 +12,6 @@ from .engine.claims import PolicyId, target_key
 from .kube.owners import OwnerRef
 from .memory import PolicyMemory
 from .metrics.prometheus import MetricKey
-from .metrics.saturation import resource_queries
 from .tiers import Tier, tiers_of
 
 
@@ -69,13 +68,9 @@ def parsed(policy: PolicyObject, memory: PolicyMemory) -> Parsed:
         return known
     spec = model.parse_spec(policy.spec)
     tiers = tiers_of(spec, policy.owner)
+    # The CPU and memory queries are not kept here: the cycle builds them for the targets with pods
+    # (cycle.queries_to_read).
     queries = {MetricKey(t.name, metric): q for t in tiers for metric, q in t.queries().items()}
-    # Read beside the sizing queries for the Bottleneck condition only (report.py).
-    for t in tiers:
-        ref = t.target()
-        queries.update(
-            {MetricKey(t.name, m): q for m, q in resource_queries(ref.kind, ref.namespace, ref.name).items()}
-        )
     claims = claim_keys(tiers)
     memory.parsed = Parsed(policy.generation, spec, tiers, queries, claims, named_twice(claims))
     return memory.parsed

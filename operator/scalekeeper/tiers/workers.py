@@ -141,7 +141,10 @@ class WorkerTier(Tier):
         self.spec = spec
         self.name = worker_target(spec.queue)
         self.behavior = behavior_of(spec.behavior)
-        self.resolved = worker_queries(spec, owner.name)
+        resolved = worker_queries(spec, owner.name)
+        # Only what is read is kept: the preset's other queries are about 2 KB a queue of every policy served.
+        self._queries = self._read(resolved)
+        self.executing_per_pod = resolved.executing_per_pod
         self.params = worker_params(spec)
 
     def target(self) -> TargetRef:
@@ -153,7 +156,9 @@ class WorkerTier(Tier):
         return f"worker Deployment for queue {self.spec.queue}"
 
     def queries(self) -> dict[str, str]:
-        q = self.resolved
+        return dict(self._queries)
+
+    def _read(self, q: WorkerQueries) -> dict[str, str]:
         queries = {WAITING: q.waiting, IN_FLIGHT: q.in_flight}
         read: dict[str, str | None] = {}
         if self.spec.drain_seconds is not None:
@@ -306,7 +311,7 @@ class WorkerTier(Tier):
     def _costs(self, ctx: ActContext, pods: tuple[WorkerPod, ...]) -> dict[str, int] | str:
         """Each pod's deletion cost, its executing tasks; or why they cannot be known. A pod not ready has
         none to read, and is removed first anyway."""
-        query = self.resolved.executing_per_pod
+        query = self.executing_per_pod
         if query is None:
             preset = (self.spec.metrics or model.WorkerMetrics()).preset
             return f"preset {preset} gives no tasks executing per pod: set metrics.executingPerPod"
