@@ -200,9 +200,10 @@ class Runtime:
                     model.GROUP, model.VERSION, namespace, model.PLURAL, name
                 )
                 meta = current["metadata"]
-                kept = [f for f in meta.get("finalizers") or () if f != finalizer]
-                if len(kept) == len(meta.get("finalizers") or ()):
+                held = list(meta.get("finalizers") or ())
+                if finalizer not in held:
                     return
+                kept = [f for f in held if f != finalizer]
                 self._objects.patch_namespaced_custom_object(
                     model.GROUP,
                     model.VERSION,

@@ -116,8 +116,9 @@ class Schedule:
 
 
 def compact_body(body: Mapping[str, Any]) -> dict[str, Any]:
-    """What a cycle reads of a policy: its identity, spec and status. Not managedFields (half of a
-    policy's body), annotations or labels."""
+    """What a cycle reads of a policy (its identity, spec and status) and what the scheduler reads of its
+    lifecycle (deletionTimestamp, finalizers). Not managedFields (half of a policy's body), annotations or
+    labels."""
     meta = body.get("metadata") or {}
     kept = (
         "name",
@@ -228,8 +229,9 @@ class PolicyScheduler:
         self._stopping = False
         # The policies this replica serves (their status names it).
         self._served: set[str] = set()
-        # Policies whose legacy finalizer is being removed (once at a time each).
-        self._unfinalizing: set[str] = set()
+        # Policies whose legacy finalizer is being removed (once at a time each), with the task doing it:
+        # held here, as the event loop keeps only weak references to its tasks.
+        self._unfinalizing: dict[str, asyncio.Future[None]] = {}
 
     # The policy informer's listener (kube/informer.py), called on its thread: each body is compacted
     # there and handed to the event loop, in the order the watch brought them.
@@ -242,7 +244,7 @@ class PolicyScheduler:
     def listed(self, uids: set[str], covers: Callable[[str], bool]) -> None:
         self._loop.call_soon_threadsafe(self._keep_only, uids, covers)
 
-    def observe(self, body: Mapping[str, Any]) -> None:
+    def observe(self, body: dict[str, Any]) -> None:
         """A policy as listed, added or modified (its compact body), on the event loop."""
         meta = body.get("metadata") or {}
         uid = meta.get("uid")
@@ -256,7 +258,7 @@ class PolicyScheduler:
         now = self._clock()
         known = self._policies.get(uid)
         if known is None:
-            known = self._policies[uid] = _Policy(dict(body))
+            known = self._policies[uid] = _Policy(body)
             interval = known.interval()
             delay = self._runtime.first_cycle_delay(uid, interval)
             self._schedule.add(uid, interval, now + delay)
@@ -265,7 +267,7 @@ class PolicyScheduler:
             changed = known.generation != meta.get("generation")
             # Released by its server, or claimed by another: this replica may have a step to take now.
             changed = changed or known.served_by != served_by(body)
-            known.replace(dict(body))
+            known.replace(body)
             self._schedule.set_interval(uid, known.interval())
             if changed:
                 self._schedule.wake(uid, now)
@@ -294,11 +296,11 @@ class PolicyScheduler:
         and left there it would keep a deleted policy forever."""
         if uid in self._unfinalizing:
             return
-        self._unfinalizing.add(uid)
         task = asyncio.ensure_future(
             asyncio.to_thread(self._runtime.drop_finalizer, meta["namespace"], meta["name"], LEGACY_FINALIZER)
         )
-        task.add_done_callback(lambda _: self._unfinalizing.discard(uid))
+        self._unfinalizing[uid] = task
+        task.add_done_callback(lambda _: self._unfinalizing.pop(uid, None))
 
     def ring_changed(self, before: HashRing, after: HashRing) -> None:
         """From the membership's thread: the policies whose owner changed are due now (a release or a

@@ -104,10 +104,10 @@ def object_id(body: Mapping[str, Any]) -> str:
 
 class Informer(Generic[V]):
     """Keeps `index` in step with one list endpoint (`list_fn`, a kubernetes client list method, possibly
-        bound to a namespace). `namespace_ok` says which namespaces' objects it keeps: a cluster-wide list's
-    served ones (globs), a namespaced list's own. With
-        `source_of`, a watch event whose source is the one already held keeps the entries as they are: a
-        ScalingPolicy's status writes do not change what it claims."""
+    bound to a namespace). `namespace_ok` says which namespaces' objects it keeps: a cluster-wide list's
+    served ones (globs), a namespaced list's own. With `source_of`, a watch event whose source is the one
+    already held keeps the entries as they are: a ScalingPolicy's status writes do not change what it
+    claims."""
 
     def __init__(
         self,
