@@ -33,7 +33,7 @@ SEQUENCES = 10_000
 class Scenario:
     min_replicas: int
     max_replicas: int
-    per_replica: int
+    per_replica: float
     tolerance: float
     behavior: dict[str, Any]  # autoscaling/v2 shape, fully defaulted
     start: float
@@ -161,10 +161,7 @@ def _single(min_replicas: int, current: int, rate: float, per_replica: float) ->
             "policies": [{"type": "Percent", "value": 100, "periodSeconds": 15}],
         },
     }
-    s = Scenario(min_replicas, 50, 1, 0.1, behavior, 0.0, current, [])
-    spec = web_spec(s)
-    assert spec.web is not None and spec.web.request_rate is not None
-    spec.web.request_rate.per_replica = per_replica
+    spec = web_spec(Scenario(min_replicas, 50, per_replica, 0.1, behavior, 0.0, current, []))
     ref = ReferenceHPA(min_replicas, 50, per_replica, 0.1, behavior)
     ours = decide(spec, {WEB: current}, {WEB: {REQUEST_RATE: (rate, 100.0)}}, {}, 100.0).targets[WEB]
     return ours.desired, ref.reconcile(current, rate, 100.0)

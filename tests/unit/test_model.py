@@ -149,10 +149,20 @@ def test_partial_behavior_fills_only_missing_fields() -> None:
     assert len(b.scale_up.policies) == 2
 
 
-def test_default_policy_lists_are_not_shared() -> None:
-    a, b = Behavior(), Behavior()
-    a.scale_up.policies.pop()
-    assert len(b.scale_up.policies) == 2
+def test_omitted_behaviors_share_one_instance_no_one_can_change() -> None:
+    spec = ScalingPolicySpec.model_validate(
+        {
+            "web": {"deployment": "web", "maxReplicas": 3, "cpuUtilization": 70},
+            "workers": [{"queue": "q", "deployment": "w", "maxReplicas": 2, "tasksPerWorker": 5}],
+        }
+    )
+    assert spec.web is not None and spec.workers is not None
+    shared = spec.web.behavior
+    assert shared is spec.workers[0].behavior
+    assert Behavior.model_validate({"tolerance": 0.2}).scale_up is shared.scale_up
+    with pytest.raises(ValidationError):
+        shared.tolerance = 0.5
+    assert isinstance(shared.scale_up.policies, tuple) and len(shared.scale_up.policies) == 2
 
 
 def test_hpa_behavior_block_has_only_hpa_fields() -> None:

@@ -42,6 +42,7 @@ from .behavior import (
     ScaleDownRules,
     ScaleUpRules,
     SelectPolicy,
+    default_behavior,
 )
 from .errors import SpecError, error_messages, error_paths
 from .forecast import Forecast
@@ -95,6 +96,7 @@ __all__ = [
     "WebSpec",
     "WorkerMetrics",
     "WorkerSpec",
+    "default_behavior",
     "error_messages",
     "error_paths",
     "generated_name_suffix",

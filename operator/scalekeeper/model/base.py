@@ -68,7 +68,9 @@ def cel(*rules: tuple[str, str] | tuple[str, str, str] | tuple[str, str, str, st
 
 class _Spec(BaseModel):
     # extra="forbid" mirrors the API server's strict field validation: a typo is an error, not a no-op.
-    model_config = ConfigDict(alias_generator=to_camel, populate_by_name=True, extra="forbid")
+    # Frozen, so that every target omitting a part shares one default instance of it (behavior.py): at
+    # thousands of policies the defaults' copies were most of a parsed spec's memory.
+    model_config = ConfigDict(alias_generator=to_camel, populate_by_name=True, extra="forbid", frozen=True)
 
 
 class _Status(BaseModel):

@@ -3,10 +3,11 @@ and defaults), plus the tolerance and delays the operator adds."""
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from enum import StrEnum
 from typing import Any, ClassVar
 
-from pydantic import ConfigDict, Field, StrictFloat, StrictInt, model_validator
+from pydantic import ConfigDict, Field, StrictFloat, StrictInt, field_validator, model_validator
 
 from .base import INT32_MAX, MAX_POLICIES, _Spec, cel
 from .errors import cross_field_error
@@ -77,11 +78,18 @@ class HPAScalingRules(_Spec):
         description="Max picks the policy allowing the largest change, Min the smallest; Disabled "
         "forbids changes in this direction.",
     )
-    policies: list[HPAScalingPolicy] = Field(
+    policies: Sequence[HPAScalingPolicy] = Field(
         min_length=1,
         max_length=MAX_POLICIES,
         description="Limits on the change per period; combined according to selectPolicy.",
     )
+
+    @field_validator("policies", mode="after")
+    @classmethod
+    def _as_tuple(cls, policies: Sequence[HPAScalingPolicy]) -> tuple[HPAScalingPolicy, ...]:
+        # Validated as a sequence (a list's errors read better than a tuple's) but kept immutable, as the
+        # shared defaults are.
+        return tuple(policies)
 
     @model_validator(mode="after")
     def _percent_bound(self) -> HPAScalingRules:
@@ -95,15 +103,20 @@ class HPAScalingRules(_Spec):
         return self
 
 
-def _default_scale_up_policies() -> list[HPAScalingPolicy]:
-    return [
-        HPAScalingPolicy(type=PolicyType.PERCENT, value=100, period_seconds=15),
-        HPAScalingPolicy(type=PolicyType.PODS, value=4, period_seconds=15),
-    ]
+_DEFAULT_SCALE_UP_POLICIES = (
+    HPAScalingPolicy(type=PolicyType.PERCENT, value=100, period_seconds=15),
+    HPAScalingPolicy(type=PolicyType.PODS, value=4, period_seconds=15),
+)
+_DEFAULT_SCALE_DOWN_POLICIES = (HPAScalingPolicy(type=PolicyType.PERCENT, value=100, period_seconds=15),)
 
 
-def _default_scale_down_policies() -> list[HPAScalingPolicy]:
-    return [HPAScalingPolicy(type=PolicyType.PERCENT, value=100, period_seconds=15)]
+# A default_factory's value is used as it is (a `default` would be deep-copied into every instance).
+def _default_scale_up_policies() -> tuple[HPAScalingPolicy, ...]:
+    return _DEFAULT_SCALE_UP_POLICIES
+
+
+def _default_scale_down_policies() -> tuple[HPAScalingPolicy, ...]:
+    return _DEFAULT_SCALE_DOWN_POLICIES
 
 
 class ScaleUpRules(HPAScalingRules):
@@ -120,7 +133,7 @@ class ScaleUpRules(HPAScalingRules):
         description="How many seconds of past recommendations are considered before scaling up; "
         "the lowest is used (default 0: scale up at once).",
     )
-    policies: list[HPAScalingPolicy] = Field(
+    policies: Sequence[HPAScalingPolicy] = Field(
         default_factory=_default_scale_up_policies,
         # default_factory is invisible to the JSON schema; the CRD should default it too.
         json_schema_extra={
@@ -150,7 +163,7 @@ class ScaleDownRules(HPAScalingRules):
         description="How many seconds of past recommendations are considered before scaling down; "
         "the highest is used (default 300).",
     )
-    policies: list[HPAScalingPolicy] = Field(
+    policies: Sequence[HPAScalingPolicy] = Field(
         default_factory=_default_scale_down_policies,
         json_schema_extra={"default": [{"type": "Percent", "value": 100, "periodSeconds": 15}]},
         min_length=1,
@@ -159,16 +172,20 @@ class ScaleDownRules(HPAScalingRules):
     )
 
 
+_DEFAULT_SCALE_UP = ScaleUpRules()
+_DEFAULT_SCALE_DOWN = ScaleDownRules()
+
+
 class Behavior(_Spec):
     """How fast a target may scale, with Kubernetes autoscaling/v2 HPA semantics, plus a
     tolerance and optional delays. Omitted parts take the HPA defaults field by field."""
 
     scale_up: ScaleUpRules = Field(
-        default_factory=ScaleUpRules,
+        default_factory=lambda: _DEFAULT_SCALE_UP,
         description="Rules for scaling up (HPA defaults: window 0, Percent 100/15s and Pods 4/15s, Max).",
     )
     scale_down: ScaleDownRules = Field(
-        default_factory=ScaleDownRules,
+        default_factory=lambda: _DEFAULT_SCALE_DOWN,
         description="Rules for scaling down (HPA defaults: window 300, Percent 100/15s, Max).",
     )
     tolerance: StrictFloat = Field(
@@ -198,3 +215,11 @@ class Behavior(_Spec):
             "scaleUp": self.scale_up.model_dump(by_alias=True, mode="json", include=hpa_fields),
             "scaleDown": self.scale_down.model_dump(by_alias=True, mode="json", include=hpa_fields),
         }
+
+
+_DEFAULT_BEHAVIOR = Behavior()
+
+
+def default_behavior() -> Behavior:
+    """The behavior of a target whose spec omits it: one shared (frozen) instance."""
+    return _DEFAULT_BEHAVIOR

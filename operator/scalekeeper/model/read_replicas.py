@@ -14,7 +14,7 @@ from .base import (
     _Spec,
     cel,
 )
-from .behavior import Behavior
+from .behavior import Behavior, default_behavior
 from .errors import cross_field_error
 from .forecast import Forecast
 
@@ -97,7 +97,7 @@ class ReadReplicasSpec(_Spec):
     )
     metric: ReplicaMetric = Field(description="The load metric and the load one replica carries.")
     behavior: Behavior = Field(
-        default_factory=Behavior,
+        default_factory=default_behavior,
         description="Scaling speed limits for the replicas; omitted fields take the HPA defaults.",
     )
 

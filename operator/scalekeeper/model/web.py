@@ -5,7 +5,7 @@ from __future__ import annotations
 from pydantic import ConfigDict, Field, StrictFloat, StrictInt, model_validator
 
 from .base import INT32_MAX, DeploymentName, PromQL, _Spec, cel
-from .behavior import Behavior
+from .behavior import Behavior, default_behavior
 from .errors import cross_field_error
 from .forecast import Forecast
 
@@ -73,7 +73,7 @@ class WebSpec(_Spec):
         description="Target requests per second per replica, from a Prometheus query.",
     )
     behavior: Behavior = Field(
-        default_factory=Behavior,
+        default_factory=default_behavior,
         description="Scaling speed limits for the web tier; omitted fields take the HPA defaults.",
     )
 

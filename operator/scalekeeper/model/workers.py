@@ -20,7 +20,7 @@ from .base import (
     _Spec,
     cel,
 )
-from .behavior import Behavior
+from .behavior import Behavior, default_behavior
 from .errors import cross_field_error
 from .forecast import Forecast
 from .pod_template import POD_TEMPLATE_SCHEMA, pod_template_problem
@@ -237,7 +237,7 @@ class WorkerSpec(_Spec):
         "ago, just ahead; can start workers from zero before a known rise (off by default).",
     )
     behavior: Behavior = Field(
-        default_factory=Behavior,
+        default_factory=default_behavior,
         description="Scaling speed limits for this worker Deployment; omitted fields take the HPA defaults.",
     )
 

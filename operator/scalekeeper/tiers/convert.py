@@ -15,7 +15,14 @@ def _rules(rules: model.HPAScalingRules) -> ScalingRules:
 
 
 def behavior_of(behavior: model.Behavior) -> EffectiveBehavior:
-    """The engine's behavior of one target (every HPA default already resolved by the model)."""
+    """The engine's behavior of one target (every HPA default already resolved by the model). Targets that
+    omit their behavior share the model's default instance, and so one engine behavior."""
+    if behavior is model.default_behavior():
+        return _OF_DEFAULT
+    return _converted(behavior)
+
+
+def _converted(behavior: model.Behavior) -> EffectiveBehavior:
     return EffectiveBehavior(
         scale_up=_rules(behavior.scale_up),
         scale_down=_rules(behavior.scale_down),
@@ -25,3 +32,6 @@ def behavior_of(behavior: model.Behavior) -> EffectiveBehavior:
         ),
         cooldown_seconds=None if behavior.cooldown_seconds is None else float(behavior.cooldown_seconds),
     )
+
+
+_OF_DEFAULT = _converted(model.default_behavior())
