@@ -2,14 +2,16 @@
 
 from __future__ import annotations
 
-import contextlib
 import threading
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Iterator
+from dataclasses import dataclass, field
 from socketserver import ThreadingMixIn
 from typing import TYPE_CHECKING, Any
 from wsgiref.simple_server import WSGIRequestHandler, WSGIServer, make_server
 
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, make_wsgi_app
+from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Metric
+from prometheus_client.registry import Collector
 
 if TYPE_CHECKING:
     from wsgiref.types import StartResponse
@@ -20,30 +22,10 @@ class OperatorMetrics:
     def __init__(self, registry: CollectorRegistry | None = None) -> None:
         self.registry = registry or CollectorRegistry()
         r = self.registry
-        self.decisions = Counter(
-            "scalekeeper_decisions_total",
-            "Decisions made, by target and the rule that limited them.",
-            ["namespace", "policy", "target", "limited_by"],
-            registry=r,
-        )
-        self.desired = Gauge(
-            "scalekeeper_desired_replicas",
-            "Replicas decided per target.",
-            ["namespace", "policy", "target"],
-            registry=r,
-        )
-        self.current = Gauge(
-            "scalekeeper_current_replicas",
-            "Replicas per target when the cycle decided.",
-            ["namespace", "policy", "target"],
-            registry=r,
-        )
-        self.metrics_available = Gauge(
-            "scalekeeper_metrics_available",
-            "1 while the policy's last cycle read every metric it sizes by (its MetricsAvailable condition).",
-            ["namespace", "policy"],
-            registry=r,
-        )
+        # Every served policy has these series: kept as plain values (a client library child per label set
+        # was ~12 KiB of a served policy's memory).
+        self.per_policy = PolicySeries()
+        r.register(self.per_policy)
         self.writes = Counter(
             "scalekeeper_scale_writes_total",
             "Writes to the API server, by kind and outcome.",
@@ -105,31 +87,18 @@ class OperatorMetrics:
             ["step"],
             registry=r,
         )
-        # The label sets each policy's series were made with, so a deleted policy's series go with it.
-        self._series: dict[tuple[str, str], set[tuple[str, ...]]] = {}
 
     def decision(
         self, namespace: str, policy: str, target: str, limited_by: str, desired: int, current: int
     ) -> None:
-        self.decisions.labels(namespace, policy, target, limited_by).inc()
-        self.desired.labels(namespace, policy, target).set(desired)
-        self.current.labels(namespace, policy, target).set(current)
-        self._series.setdefault((namespace, policy), set()).add((target, limited_by))
+        self.per_policy.decision(namespace, policy, target, limited_by, desired, current)
 
     def forget_policy(self, namespace: str, policy: str) -> None:
-        """Drop a deleted policy's series: not exported forever, not kept in memory."""
-        with contextlib.suppress(KeyError):
-            self.metrics_available.remove(namespace, policy)
-        for target, limited_by in self._series.pop((namespace, policy), ()):
-            with contextlib.suppress(KeyError):
-                self.decisions.remove(namespace, policy, target, limited_by)
-            with contextlib.suppress(KeyError):
-                self.desired.remove(namespace, policy, target)
-            with contextlib.suppress(KeyError):
-                self.current.remove(namespace, policy, target)
+        """Drop a deleted (or handed over) policy's series: not exported forever, not kept in memory."""
+        self.per_policy.forget(namespace, policy)
 
     def metrics_read(self, namespace: str, policy: str, available: bool) -> None:
-        self.metrics_available.labels(namespace, policy).set(1 if available else 0)
+        self.per_policy.metrics_read(namespace, policy, available)
 
     def write(self, kind: str, outcome: str) -> None:
         self.writes.labels(kind, outcome).inc()
@@ -164,6 +133,81 @@ class OperatorMetrics:
             return [b"ready\n" if ok else b"not ready: the watches have not listed yet\n"]
 
         return route
+
+
+@dataclass
+class _TargetSeries:
+    desired: int
+    current: int
+    decisions: dict[str, int]  # limited_by -> count
+
+
+@dataclass
+class _PolicySeries:
+    targets: dict[str, _TargetSeries] = field(default_factory=dict)
+    available: int | None = None
+
+
+class PolicySeries(Collector):
+    """The series each served policy has: decisions by target and limiting rule, desired and current
+    replicas per target, and whether its last cycle read every metric. Updated by the cycles' threads,
+    read by the scrape's."""
+
+    def __init__(self) -> None:
+        self._lock = threading.Lock()
+        self._policies: dict[tuple[str, str], _PolicySeries] = {}
+
+    def decision(
+        self, namespace: str, policy: str, target: str, limited_by: str, desired: int, current: int
+    ) -> None:
+        with self._lock:
+            series = self._policies.setdefault((namespace, policy), _PolicySeries())
+            known = series.targets.get(target)
+            if known is None:
+                series.targets[target] = _TargetSeries(desired, current, {limited_by: 1})
+                return
+            known.desired, known.current = desired, current
+            known.decisions[limited_by] = known.decisions.get(limited_by, 0) + 1
+
+    def metrics_read(self, namespace: str, policy: str, available: bool) -> None:
+        with self._lock:
+            self._policies.setdefault((namespace, policy), _PolicySeries()).available = int(available)
+
+    def forget(self, namespace: str, policy: str) -> None:
+        with self._lock:
+            self._policies.pop((namespace, policy), None)
+
+    def collect(self) -> Iterator[Metric]:
+        decisions = CounterMetricFamily(
+            "scalekeeper_decisions",
+            "Decisions made, by target and the rule that limited them.",
+            labels=["namespace", "policy", "target", "limited_by"],
+        )
+        desired = GaugeMetricFamily(
+            "scalekeeper_desired_replicas",
+            "Replicas decided per target.",
+            labels=["namespace", "policy", "target"],
+        )
+        current = GaugeMetricFamily(
+            "scalekeeper_current_replicas",
+            "Replicas per target when the cycle decided.",
+            labels=["namespace", "policy", "target"],
+        )
+        available = GaugeMetricFamily(
+            "scalekeeper_metrics_available",
+            "1 while the policy's last cycle read every metric it sizes by (its MetricsAvailable condition).",
+            labels=["namespace", "policy"],
+        )
+        with self._lock:
+            for (namespace, policy), series in self._policies.items():
+                if series.available is not None:
+                    available.add_metric([namespace, policy], series.available)
+                for target, t in series.targets.items():
+                    desired.add_metric([namespace, policy, target], t.desired)
+                    current.add_metric([namespace, policy, target], t.current)
+                    for limited_by, count in t.decisions.items():
+                        decisions.add_metric([namespace, policy, target, limited_by], count)
+        yield from (decisions, desired, current, available)
 
 
 class _ThreadingServer(ThreadingMixIn, WSGIServer):
