@@ -362,6 +362,14 @@ def test_a_protected_scale_down_removes_idle_workers_then_the_objective_sizes_a_
     name, ns = f"worker-{SLOW_QUEUE}", app.namespace
     pods = pod_names(cluster, ns, name)
     assert len(pods) == 4, pods
+    # The exporter exports the runtime histogram once it has heard a whole rate window (60 s). Born after
+    # the two tasks below finished, the series would start at their count, and no rate of it would show a
+    # runtime when the scale-up at the end needs one (this test alone, right after the app's start).
+    wait_for(
+        "the exporter's runtime series of the slow queue",
+        lambda: series(cluster, "celery_queue_task_runtime_seconds_count", SLOW_QUEUE) is not None,
+        timeout=90,
+    )
     # Two 30 s tasks on two of the four workers, before any policy sizes them.
     kubectl(cluster, *producer(app, SLOW_QUEUE, "--count", "2", "--seconds", "30"))
     wait_for(
