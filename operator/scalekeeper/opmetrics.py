@@ -135,14 +135,14 @@ class OperatorMetrics:
         return route
 
 
-@dataclass
+@dataclass(slots=True)
 class _TargetSeries:
     desired: int
     current: int
     decisions: dict[str, int]  # limited_by -> count
 
 
-@dataclass
+@dataclass(slots=True)
 class _PolicySeries:
     targets: dict[str, _TargetSeries] = field(default_factory=dict)
     available: int | None = None
