@@ -198,15 +198,24 @@ class PolicySeries(Collector):
             "1 while the policy's last cycle read every metric it sizes by (its MetricsAvailable condition).",
             labels=["namespace", "policy"],
         )
+        # Copied under the lock, turned into samples outside it: the cycles' reports wait on the lock.
         with self._lock:
-            for (namespace, policy), series in self._policies.items():
-                if series.available is not None:
-                    available.add_metric([namespace, policy], series.available)
-                for target, t in series.targets.items():
-                    desired.add_metric([namespace, policy, target], t.desired)
-                    current.add_metric([namespace, policy, target], t.current)
-                    for limited_by, count in t.decisions.items():
-                        decisions.add_metric([namespace, policy, target, limited_by], count)
+            copied = [
+                (
+                    key,
+                    s.available,
+                    [(t, v.desired, v.current, list(v.decisions.items())) for t, v in s.targets.items()],
+                )
+                for key, s in self._policies.items()
+            ]
+        for (namespace, policy), is_available, targets in copied:
+            if is_available is not None:
+                available.add_metric([namespace, policy], is_available)
+            for target, desired_now, current_now, counts in targets:
+                desired.add_metric([namespace, policy, target], desired_now)
+                current.add_metric([namespace, policy, target], current_now)
+                for limited_by, count in counts:
+                    decisions.add_metric([namespace, policy, target, limited_by], count)
         yield from (decisions, desired, current, available)
 
 
