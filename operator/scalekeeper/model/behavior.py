@@ -103,20 +103,13 @@ class HPAScalingRules(_Spec):
         return self
 
 
+# The defaults are shared by every model that omits them, through a default_factory: its value is used as
+# it is, where a `default` would be deep-copied into every instance.
 _DEFAULT_SCALE_UP_POLICIES = (
     HPAScalingPolicy(type=PolicyType.PERCENT, value=100, period_seconds=15),
     HPAScalingPolicy(type=PolicyType.PODS, value=4, period_seconds=15),
 )
 _DEFAULT_SCALE_DOWN_POLICIES = (HPAScalingPolicy(type=PolicyType.PERCENT, value=100, period_seconds=15),)
-
-
-# A default_factory's value is used as it is (a `default` would be deep-copied into every instance).
-def _default_scale_up_policies() -> tuple[HPAScalingPolicy, ...]:
-    return _DEFAULT_SCALE_UP_POLICIES
-
-
-def _default_scale_down_policies() -> tuple[HPAScalingPolicy, ...]:
-    return _DEFAULT_SCALE_DOWN_POLICIES
 
 
 class ScaleUpRules(HPAScalingRules):
@@ -134,7 +127,7 @@ class ScaleUpRules(HPAScalingRules):
         "the lowest is used (default 0: scale up at once).",
     )
     policies: Sequence[HPAScalingPolicy] = Field(
-        default_factory=_default_scale_up_policies,
+        default_factory=lambda: _DEFAULT_SCALE_UP_POLICIES,
         # default_factory is invisible to the JSON schema; the CRD should default it too.
         json_schema_extra={
             "default": [
@@ -164,7 +157,7 @@ class ScaleDownRules(HPAScalingRules):
         "the highest is used (default 300).",
     )
     policies: Sequence[HPAScalingPolicy] = Field(
-        default_factory=_default_scale_down_policies,
+        default_factory=lambda: _DEFAULT_SCALE_DOWN_POLICIES,
         json_schema_extra={"default": [{"type": "Percent", "value": 100, "periodSeconds": 15}]},
         min_length=1,
         max_length=MAX_POLICIES,
