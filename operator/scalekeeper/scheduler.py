@@ -47,10 +47,9 @@ class _Slot:
 
 
 class Schedule:
-    """The timetable: which policy's cycle is due when. A cycle is due `interval` seconds after the previous
-    one was due (not after it started or ended: neither a wait for a free worker nor a slow cycle stretches
-    the cadence, as a ticker's would not), never two of one policy at once; a policy behind its time is
-    due now, once, not once per missed interval."""
+    """The timetable: which policy's cycle is due when. A cycle starts every `interval` seconds after the
+    previous one started (not after it ended, so a slow cycle does not stretch the cadence), never two of
+    one policy at once; a policy behind its time is due now, once, not once per missed interval."""
 
     def __init__(self) -> None:
         self._slots: dict[str, _Slot] = {}
@@ -100,12 +99,12 @@ class Schedule:
         self._slots[uid].running = True
         return uid
 
-    def finished(self, uid: str, now: float) -> None:
+    def finished(self, uid: str, started: float, now: float) -> None:
         slot = self._slots.get(uid)
         if slot is None:
             return  # removed while it ran
         slot.running = False
-        due = now if slot.rerun else max(slot.due + slot.interval, now)
+        due = now if slot.rerun else max(started + slot.interval, now)
         slot.rerun = False
         self._push(uid, due)
 
@@ -370,6 +369,7 @@ class PolicyScheduler:
                 task.cancel()
 
     async def _cycle(self, uid: str, slots: asyncio.Semaphore) -> None:
+        started = self._clock()
         try:
             policy = self._policies.get(uid)
             if policy is not None and not self._stopping:
@@ -379,7 +379,7 @@ class PolicyScheduler:
             log.exception("cycle failed", extra={"policy": f"{meta.get('namespace')}/{meta.get('name')}"})
         finally:
             slots.release()
-            self._schedule.finished(uid, self._clock())
+            self._schedule.finished(uid, started, self._clock())
             if self._changed is not None:
                 self._changed.set()
 
