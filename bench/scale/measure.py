@@ -130,6 +130,28 @@ class SizeResult:
     # replica's, the CPU and request figures the sum over them.
     replicas: int = 1
     per_replica: list[dict[str, float]] = field(default_factory=list)
+    # The operator's code measured: the checkout's commit (see --code).
+    code: str = ""
+
+
+def code_version(checkout: Path) -> str:
+    """The checkout's commit, `+` when its tree has changes; the folder's name outside git."""
+    try:
+        head = subprocess.run(
+            ["git", "-C", str(checkout), "rev-parse", "--short", "HEAD"],
+            capture_output=True,
+            text=True,
+            check=True,
+        ).stdout.strip()
+        dirty = subprocess.run(
+            ["git", "-C", str(checkout), "status", "--porcelain", "--untracked-files=no"],
+            capture_output=True,
+            text=True,
+            check=True,
+        ).stdout.strip()
+    except (OSError, subprocess.CalledProcessError):
+        return checkout.name
+    return head + ("+" if dirty else "")
 
 
 _READ_VERBS = ("GET", "LIST")
@@ -422,18 +444,24 @@ def measure_size(
         )
         build_fleet(settings, apis, fleet)
         setup = time.monotonic() - started
-        for n, count in enumerate(settings.replicas):
+        turns = [(count, i, code) for count in settings.replicas for i, code in enumerate(settings.code)]
+        for n, (count, i, code) in enumerate(turns):
             if running:
                 running.pop().stop()
-            say(f"{size} policies created in {setup:.0f} s; starting {count} operator replica(s)")
-            # Files are named by size and namespaces, so runs with other --namespaces keep theirs.
-            label = f"{size}-ns{len(fleet.namespaces)}" + (
-                "" if batching == "on" else f"-batching-{batching}"
+            version = code_version(code)
+            say(
+                f"{size} policies created in {setup:.0f} s; starting {count} operator replica(s) of {version}"
             )
-            ops = Replicas(settings.for_batching(batching), label, count)
+            # Files are named by size and namespaces, so runs with other --namespaces keep theirs.
+            label = (
+                f"{size}-ns{len(fleet.namespaces)}"
+                + ("" if batching == "on" else f"-batching-{batching}")
+                + ("" if len(settings.code) == 1 else f"-code{i}")
+            )
+            ops = Replicas(settings.for_batching(batching), label, count, code)
             running.append(ops)
             result = measure_replicas(settings, apis, fleet, ops, profile and n == 0, label)
-            measured(dataclasses.replace(result, batching=batching, setup_seconds=setup))
+            measured(dataclasses.replace(result, batching=batching, setup_seconds=setup, code=version))
 
 
 def measure_replicas(

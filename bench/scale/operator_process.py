@@ -133,6 +133,7 @@ class OperatorProcess:
         label: str,
         identity: str = "bench-scale",
         namespaces: str = f"{NAMESPACE_PREFIX}*",
+        code: Path = ROOT,
     ) -> None:
         LOGS.mkdir(exist_ok=True)
         self.log_path = LOGS / f"bench-scale-operator-{label}.log"
@@ -150,9 +151,10 @@ class OperatorProcess:
             identity=identity,
             metrics_port=self.metrics_port,
             extra={
-                # the operator's package, and the project root for `-m bench.counted_operator`
+                # the operator's package (of the checkout measured), and this project's root for
+                # `-m bench.counted_operator`
                 "PYTHONPATH": os.pathsep.join(
-                    filter(None, [str(ROOT / "operator"), str(ROOT), os.environ.get("PYTHONPATH")])
+                    filter(None, [str(code / "operator"), str(ROOT), os.environ.get("PYTHONPATH")])
                 ),
                 # every cycle's decision line: the gaps and evaluations are read from them
                 "SCALEKEEPER_LOG_DECISIONS": "all",
@@ -222,10 +224,13 @@ class Replicas:
     measure's members have names of their own, as a rollout's new pods do: a member named as one of the
     previous measure's would find the policies still naming it and release them one at a time."""
 
-    def __init__(self, settings: Settings, label: str, count: int) -> None:
+    def __init__(self, settings: Settings, label: str, count: int, code: Path = ROOT) -> None:
         self.members = [
             OperatorProcess(
-                settings, label if count == 1 else f"{label}-of{count}-{i}", f"bench-scale-{count}x{i}"
+                settings,
+                label if count == 1 else f"{label}-of{count}-{i}",
+                f"bench-scale-{count}x{i}",
+                code=code,
             )
             for i in range(count)
         ]

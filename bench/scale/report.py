@@ -82,7 +82,9 @@ def results_table(results: list[SizeResult], settings: Settings) -> list[str]:
     head = (
         "| measure | "
         + " | ".join(
-            f"{r.policies:,} policies, batching {r.batching}, {r.replicas} replica(s)" for r in results
+            f"{r.policies:,} policies, batching {r.batching}, {r.replicas} replica(s)"
+            + (f", {r.code}" if len({x.code for x in results}) > 1 else "")
+            for r in results
         )
         + " |"
     )
@@ -171,6 +173,13 @@ def projection(
     return out
 
 
+def _single_beside(r: SizeResult, results: list[SizeResult]) -> SizeResult | None:
+    """The single replica of the same code on the same fleet."""
+    return next(
+        (s for s in results if s.policies == r.policies and s.code == r.code and s.replicas == 1), None
+    )
+
+
 def replicas_table(results: list[SizeResult]) -> list[str]:
     """Each replica of every run with several, beside the single replica on the same fleet: the issue's aim
     is per-replica CPU and RSS at most 40 % of the single one's."""
@@ -178,7 +187,7 @@ def replicas_table(results: list[SizeResult]) -> list[str]:
     for r in results:
         if r.replicas < 2:
             continue
-        single = next((s for s in results if s.policies == r.policies and s.replicas == 1), None)
+        single = _single_beside(r, results)
         out += [
             f"{r.policies:,} policies on {r.replicas} replicas"
             + (
@@ -210,7 +219,7 @@ def memory_model(results: list[SizeResult], idle_mb: float) -> list[str]:
     (every policy seen, a share served). Aims: <= 60 KB a policy served (seen included), <= 10 KB seen."""
     out: list[str] = []
     for r in results:
-        single = next((s for s in results if s.policies == r.policies and s.replicas == 1), None)
+        single = _single_beside(r, results)
         if r.replicas < 2 or single is None or not r.per_replica:
             continue
         n = r.policies

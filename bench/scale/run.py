@@ -57,6 +57,7 @@ def saved_result(raw: dict[str, Any]) -> SizeResult:
         "batching": "off",
         "replicas": 1,
         "per_replica": [],
+        "code": "",
     }
     known = {f.name for f in dataclasses.fields(SizeResult)}
     missing = {name: defaults.get(name, float("nan")) for name in known - raw.keys()}

@@ -7,6 +7,7 @@ import os
 import shlex
 import sys
 from dataclasses import dataclass
+from pathlib import Path
 
 from kubernetes.client.rest import ApiException
 
@@ -83,6 +84,10 @@ class Settings:
     # Operator replicas sharing the policies, each count measured in turn on the same fleet.
     replicas: tuple[int, ...] = (1,)
     shape: FleetShape = FULL
+    # Checkouts whose operator is measured, each in turn on the same fleet (after each replica count):
+    # an A/B of two commits on the same objects, which fleets of their own (minutes apart, a namespace
+    # deletion under way) do not give.
+    code: tuple[Path, ...] = (ROOT,)
 
     @property
     def cycle_threads(self) -> int:
@@ -140,6 +145,13 @@ def parse_args(argv: list[str] | None = None) -> Settings:
         default=FULL.name,
         help=f"full: {FULL.description}; light: {LIGHT.description} (for the largest fleets)",
     )
+    parser.add_argument(
+        "--code",
+        default=str(ROOT),
+        metavar="CHECKOUT[,CHECKOUT...]",
+        help="project checkouts whose operator is measured in turn on each fleet, e.g. a `git worktree` of "
+        "an older commit beside this one (default: this checkout)",
+    )
     args = parser.parse_args(argv)
     try:
         sizes = tuple(sorted({int(s) for s in args.sizes.split(",") if s.strip()}))
@@ -150,6 +162,12 @@ def parse_args(argv: list[str] | None = None) -> Settings:
         parser.error("--sizes must be positive, --window-cycles >= 2, --namespaces >= 1")
     if not replicas or min(replicas) < 1:
         parser.error("--replicas must be positive")
+    code = tuple(Path(c.strip()).resolve() for c in args.code.split(",") if c.strip())
+    not_checkouts = [str(c) for c in code if not (c / "operator" / "scalekeeper" / "__init__.py").is_file()]
+    if not code or not_checkouts:
+        parser.error(
+            f"--code: not a scalekeeper checkout (no operator/scalekeeper): {', '.join(not_checkouts)}"
+        )
     cluster = cluster_env()
     return Settings(
         sizes=sizes,
@@ -170,4 +188,5 @@ def parse_args(argv: list[str] | None = None) -> Settings:
         batching=("on", "off") if args.batching == "both" else (args.batching,),
         replicas=replicas,
         shape=SHAPES[args.fleet],
+        code=code,
     )

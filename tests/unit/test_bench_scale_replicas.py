@@ -5,10 +5,12 @@ from __future__ import annotations
 
 import dataclasses
 import math
+from pathlib import Path
 from typing import Any
 
 import pytest
 
+from bench.common import ROOT
 from bench.scale.measure import SizeResult
 from bench.scale.report import memory_model, replicas_table
 from bench.scale.settings import parse_args
@@ -17,7 +19,13 @@ from bench.scale.settings import parse_args
 def result(policies: int, replicas: int, rss: float, **more: Any) -> SizeResult:
     values: dict[str, Any] = {f.name: math.nan for f in dataclasses.fields(SizeResult)}
     values.update(
-        policies=policies, replicas=replicas, rss_end_mb=rss, batching="on", per_replica=[], profile=[]
+        policies=policies,
+        replicas=replicas,
+        rss_end_mb=rss,
+        batching="on",
+        per_replica=[],
+        profile=[],
+        code="",
     )
     values.update(more)
     return SizeResult(**values)
@@ -48,6 +56,29 @@ def test_each_replica_is_set_beside_the_single_one_on_the_same_fleet() -> None:
     table = replicas_table([single, result(300, 2, 100.0, per_replica=rows)])
     assert "| 0 | 100 | 0.20 | 80 / 90 | 40%, 40% |" in table
     assert "| 1 | 200 | 0.30 | 100 / 110 | 60%, 50% |" in table
+
+
+def test_with_two_checkouts_each_is_set_beside_its_own_single_replica() -> None:
+    row = {"served": 100.0, "cores_busy": 0.2, "rss_end_mb": 80.0, "rss_peak_mb": 90.0}
+    results = [
+        result(300, 1, 200.0, cores_busy=0.5, code="aaaaaaa"),
+        result(300, 1, 160.0, cores_busy=0.4, code="bbbbbbb"),
+        result(300, 3, 80.0, per_replica=[row] * 3, code="bbbbbbb"),
+    ]
+    table = replicas_table(results)
+    assert "(beside 1 replica: 0.40 cores, 160 MB)" in table[0]
+    assert "| 0 | 100 | 0.20 | 80 / 90 | 50%, 50% |" in table
+
+
+def test_the_checkouts_default_to_this_one_and_must_hold_the_operator(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    assert parse_args([]).code == (ROOT,)
+    with pytest.raises(SystemExit) as exc:
+        parse_args(["--code", f"{ROOT},{tmp_path}"])
+    assert exc.value.code == 2
+    [line] = capsys.readouterr().err.strip().splitlines()
+    assert line.startswith("python -m bench.scale: --code") and str(tmp_path) in line
 
 
 @pytest.mark.parametrize("replicas", ["0", "1,x", ""])
