@@ -24,8 +24,8 @@ class OperatorMetrics:
         r = self.registry
         # Every served policy has these series: kept as plain values (a client library child per label set
         # was ~12 KiB of a served policy's memory).
-        self.per_policy = PolicySeries()
-        r.register(self.per_policy)
+        self._per_policy = PolicySeries()
+        r.register(self._per_policy)
         self.writes = Counter(
             "scalekeeper_scale_writes_total",
             "Writes to the API server, by kind and outcome.",
@@ -91,14 +91,14 @@ class OperatorMetrics:
     def decision(
         self, namespace: str, policy: str, target: str, limited_by: str, desired: int, current: int
     ) -> None:
-        self.per_policy.decision(namespace, policy, target, limited_by, desired, current)
+        self._per_policy.decision(namespace, policy, target, limited_by, desired, current)
 
     def forget_policy(self, namespace: str, policy: str) -> None:
         """Drop a deleted (or handed over) policy's series: not exported forever, not kept in memory."""
-        self.per_policy.forget(namespace, policy)
+        self._per_policy.forget(namespace, policy)
 
     def metrics_read(self, namespace: str, policy: str, available: bool) -> None:
-        self.per_policy.metrics_read(namespace, policy, available)
+        self._per_policy.metrics_read(namespace, policy, available)
 
     def write(self, kind: str, outcome: str) -> None:
         self.writes.labels(kind, outcome).inc()
