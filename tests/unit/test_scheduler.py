@@ -6,15 +6,18 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import copy
+import json
 import threading
+import zlib
 from dataclasses import dataclass, field
 from typing import Any
 
 from scalekeeper.config import OperatorConfig
 from scalekeeper.engine.handover import Step
 from scalekeeper.engine.ring import HashRing
+from scalekeeper.model.base import LEGACY_FINALIZER
 from scalekeeper.opmetrics import OperatorMetrics
-from scalekeeper.scheduler import PolicyScheduler, compact_body
+from scalekeeper.scheduler import PolicyScheduler, compact_body, seen_policy
 
 
 def test_the_compact_body_keeps_what_a_cycle_reads_and_drops_managed_fields() -> None:
@@ -40,6 +43,34 @@ def test_the_compact_body_keeps_what_a_cycle_reads_and_drops_managed_fields() ->
         "status": status,
     }
     assert compact_body(body) == {"metadata": identity, "spec": spec, "status": status}
+
+
+def test_a_seen_policy_carries_what_the_scheduler_reads_at_once_and_the_compact_body_packed() -> None:
+    body = {
+        "metadata": {
+            "name": "shop",
+            "namespace": "prod",
+            "uid": "u-1",
+            "generation": 4,
+            "deletionTimestamp": "2026-12-07T00:00:00Z",
+            "finalizers": ["other.dev/keep", LEGACY_FINALIZER],
+            "managedFields": [{"manager": "kubectl"}],
+        },
+        "spec": {"intervalSeconds": 5},
+        "status": {"servedBy": "replica-2"},
+    }
+    seen = seen_policy(body)
+    assert (seen.uid, seen.namespace, seen.name, seen.generation, seen.served_by) == (
+        "u-1",
+        "prod",
+        "shop",
+        4,
+        "replica-2",
+    )
+    assert seen.deleting and seen.legacy_finalizer
+    assert json.loads(zlib.decompress(seen.packed)) == compact_body(body)
+    fresh = seen_policy({"metadata": {"name": "new", "namespace": "prod", "uid": "u-2"}, "spec": {}})
+    assert (fresh.served_by, fresh.deleting, fresh.legacy_finalizer) == ("", False, False)
 
 
 @dataclass
@@ -104,7 +135,7 @@ def test_no_cycle_runs_before_every_policys_claims_are_listed() -> None:
     async def scenario() -> None:
         scheduler = PolicyScheduler(runtime)  # type: ignore[arg-type]
         task = asyncio.create_task(scheduler.run())
-        scheduler.observe(policy("a", interval=60))
+        scheduler.observe(seen_policy(policy("a", interval=60)))
         await asyncio.sleep(0.3)
         assert runtime.cycles == []  # due, but which other policies name its workloads is not known yet
         runtime.watches.claims_listed.set()
@@ -126,16 +157,16 @@ def test_the_loop_runs_watched_policies_wakes_on_a_new_generation_and_forgets_de
     async def scenario() -> None:
         scheduler = PolicyScheduler(runtime)  # type: ignore[arg-type]
         task = asyncio.create_task(scheduler.run())
-        scheduler.observe(policy("a", interval=60))
-        scheduler.observe(policy("b", interval=60))
+        scheduler.observe(seen_policy(policy("a", interval=60)))
+        scheduler.observe(seen_policy(policy("b", interval=60)))
         await asyncio.sleep(0.3)
         assert sorted(runtime.cycles) == [("a", 1), ("b", 1)]  # each at once, then not for 60 s
         assert runtime.sample("scalekeeper_policies") == 2
-        scheduler.observe(policy("a", generation=2, interval=60))  # a spec change
+        scheduler.observe(seen_policy(policy("a", generation=2, interval=60)))  # a spec change
         await asyncio.sleep(0.3)
         assert runtime.cycles.count(("a", 2)) == 1
-        scheduler.observe(policy("b", interval=60))  # a status write: same generation
-        scheduler.forget(policy("a", generation=2, interval=60))
+        scheduler.observe(seen_policy(policy("b", interval=60)))  # a status write: same generation
+        scheduler.forget("uid-a", "ns", "a")
         await asyncio.sleep(0.3)
         assert len(runtime.cycles) == 3 and runtime.sample("scalekeeper_policies") == 1
         # the deleted policy's series went with it, the other's stay
@@ -189,18 +220,18 @@ def test_a_replica_claims_what_the_ring_gives_it_releases_the_rest_and_waits_on_
     async def scenario() -> None:
         scheduler = PolicyScheduler(runtime)  # type: ignore[arg-type]
         task = asyncio.create_task(scheduler.run())
-        scheduler.observe(served("free", ""))
-        scheduler.observe(served("mine", "me"))
-        scheduler.observe(served("moved", "me"))
-        scheduler.observe(served("busy", "old"))  # its server "old" is alive
-        scheduler.observe(served("other", "b"))  # not on my ring
+        scheduler.observe(seen_policy(served("free", "")))
+        scheduler.observe(seen_policy(served("mine", "me")))
+        scheduler.observe(seen_policy(served("moved", "me")))
+        scheduler.observe(seen_policy(served("busy", "old")))  # its server "old" is alive
+        scheduler.observe(seen_policy(served("other", "b")))  # not on my ring
         await asyncio.wait_for(until(lambda: len(runtime.cycles) == 2 and len(runtime.handovers) == 2), 5)
         assert sorted(runtime.handovers) == [("free", "me"), ("moved", "")]
         assert sorted(runtime.cycles) == [("free", 1), ("mine", 1)]
         assert runtime.sample("scalekeeper_policies_served") == 2
         # "old" expires: at the next due time of "busy" (woken here by a status change) it is claimed.
         runtime.expired.add("old")
-        scheduler.observe(served("busy", "older"))
+        scheduler.observe(seen_policy(served("busy", "older")))
         runtime.expired.add("older")
         await asyncio.wait_for(until(lambda: ("busy", "me") in runtime.handovers), 5)
         await asyncio.wait_for(until(lambda: ("busy", 1) in runtime.cycles), 5)
@@ -215,8 +246,8 @@ def test_a_ring_change_makes_the_moved_policies_due_at_once_and_a_drain_releases
     async def scenario() -> None:
         scheduler = PolicyScheduler(runtime)  # type: ignore[arg-type]
         task = asyncio.create_task(scheduler.run())
-        scheduler.observe(served("a", "me"))
-        scheduler.observe(served("b", "me"))
+        scheduler.observe(seen_policy(served("a", "me")))
+        scheduler.observe(seen_policy(served("b", "me")))
         await asyncio.wait_for(until(lambda: len(runtime.cycles) == 2), 5)
         # "f" joins and the ring gives it b: b is released at once, not 60 s later; a is not touched.
         joined = HashRing(["me", "f"])
@@ -257,22 +288,22 @@ def test_a_packed_policy_keeps_its_whole_body_and_a_cycles_written_version_reach
     async def scenario() -> None:
         scheduler = PolicyScheduler(runtime)  # type: ignore[arg-type]
         task = asyncio.create_task(scheduler.run())
-        scheduler.observe(served("mine", "me", interval=1))
-        scheduler.observe(other)
+        scheduler.observe(seen_policy(served("mine", "me", interval=1)))
+        scheduler.observe(seen_policy(other))
         await asyncio.wait_for(until(lambda: len(bodies) == 2), 5)
         assert bodies[0] is not bodies[1] and versions_seen == [None, "1"]
         assert bodies[1]["spec"] == served("mine", "me", interval=1)["spec"]
         # The watch brings the policy (its status written elsewhere, say): its version is the one now.
         rewritten = served("mine", "me", interval=1)
         rewritten["metadata"]["resourceVersion"] = "40"
-        scheduler.observe(rewritten)
+        scheduler.observe(seen_policy(rewritten))
         await asyncio.wait_for(until(lambda: len(bodies) == 3), 5)
         assert versions_seen[-1] == "40"
         # The ring gives "other" to me and b has released it: claimed with its whole body.
         runtime.owner["uid-other"] = "me"
         released = copy.deepcopy(other)
         released["status"]["servedBy"] = ""
-        scheduler.observe(released)
+        scheduler.observe(seen_policy(released))
         await asyncio.wait_for(until(lambda: ("other", "me") in runtime.handovers), 5)
         assert runtime.handed_bodies[-1] == compact_body(released)
         task.cancel()
@@ -294,20 +325,20 @@ def test_only_a_served_policy_keeps_a_memory_and_a_release_drops_it() -> None:
     async def scenario() -> None:
         scheduler = PolicyScheduler(runtime)  # type: ignore[arg-type]
         task = asyncio.create_task(scheduler.run())
-        scheduler.observe(served("a", "me"))
-        scheduler.observe(served("b", "b"))
+        scheduler.observe(seen_policy(served("a", "me")))
+        scheduler.observe(seen_policy(served("b", "b")))
         await asyncio.wait_for(until(lambda: len(memories) == 1), 5)
         kept = scheduler._policies
         assert kept["uid-a"].memory is memories[0] is not None
         assert kept["uid-b"].memory is None
         respecified = served("b", "b", interval=30)
         respecified["metadata"]["generation"] = 2
-        scheduler.observe(respecified)
+        scheduler.observe(seen_policy(respecified))
         assert kept["uid-b"].interval() == 30.0 and kept["uid-b"].memory is None
         runtime.owner["uid-a"] = "d"  # the ring gives it to another; a spec change makes it due now
         moved = served("a", "me")
         moved["metadata"]["generation"] = 2
-        scheduler.observe(moved)
+        scheduler.observe(seen_policy(moved))
         await asyncio.wait_for(until(lambda: ("a", "") in runtime.handovers), 5)
         assert kept["uid-a"].memory is None
         task.cancel()
@@ -341,9 +372,21 @@ def test_informer_bodies_reach_the_loop_in_order_and_a_relist_forgets_the_unlist
             lambda: scheduler.seen(policy("b", generation=2)),
             lambda: scheduler.gone(policy("a")),
         ]
+        handed: list[tuple[Any, ...]] = []
+        loop = asyncio.get_running_loop()
+        real = loop.call_soon_threadsafe
+
+        def record(callback: Any, *args: Any) -> Any:
+            handed.append(args)
+            return real(callback, *args)
+
+        loop.call_soon_threadsafe = record  # type: ignore[method-assign]
         thread = threading.Thread(target=lambda: [call() for call in informer_side])
         thread.start()
         thread.join()
+        loop.call_soon_threadsafe = real  # type: ignore[method-assign]
+        # Packed on the informer's thread: no dict of a body waits in the loop's queue (see SeenPolicy).
+        assert not [arg for args in handed for arg in args if isinstance(arg, dict)]
         await asyncio.sleep(0)  # the loop runs what the thread handed it
         assert {p.body["metadata"]["name"]: p.generation for p in scheduler._policies.values()} == {
             "b": 2,
@@ -368,8 +411,10 @@ def test_an_earlier_builds_finalizer_is_removed_once_at_a_time_and_a_deleting_po
         scheduler = PolicyScheduler(runtime)  # type: ignore[arg-type]
         old = policy("old")
         old["metadata"]["finalizers"] = ["other.example/keep", "scalekeeper.dev/daemon"]
-        scheduler.observe(old)
-        scheduler.observe(old)  # a status write while the removal is under way: not a second removal
+        scheduler.observe(seen_policy(old))
+        scheduler.observe(
+            seen_policy(old)
+        )  # a status write while the removal is under way: not a second removal
         for _ in range(100):
             if runtime.dropped:
                 break
@@ -380,13 +425,13 @@ def test_an_earlier_builds_finalizer_is_removed_once_at_a_time_and_a_deleting_po
         while scheduler._unfinalizing:
             await asyncio.sleep(0.01)
         old["metadata"]["deletionTimestamp"] = "2026-12-06T18:00:00Z"
-        scheduler.observe(old)
+        scheduler.observe(seen_policy(old))
         task = asyncio.create_task(scheduler.run())
         while len(runtime.dropped) < 2:
             await asyncio.sleep(0.01)
         await asyncio.sleep(0.1)
         assert runtime.cycles == [] and runtime.sample("scalekeeper_policies") == 0
-        scheduler.observe(policy("fresh"))
+        scheduler.observe(seen_policy(policy("fresh")))
         while not runtime.cycles:
             await asyncio.sleep(0.01)
         assert len(runtime.dropped) == 2  # a policy without it is left as it is
