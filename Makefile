@@ -5,7 +5,7 @@ PY := $(VENV)/bin/python
 CRD := crds/scalingpolicies.scalekeeper.dev.yaml
 CHART_CRD := manifests/chart/scalekeeper/crds/scalingpolicies.scalekeeper.dev.yaml
 
-.PHONY: rules-check bench-shards loadtest bench-reaction bench-protection bench-keda prometheus-adapter bench-quality bench-quality-real bench-soak bench-scale demo help venv lint typecheck crd crd-check unit test cluster-up cluster-down cluster-status cluster-logs image lock
+.PHONY: rules-check bench-shards loadtest bench-reaction bench-protection bench-keda prometheus-adapter bench-quality bench-quality-real bench-soak bench-scale bench-seen-memory demo help venv lint typecheck crd crd-check unit test cluster-up cluster-down cluster-status cluster-logs image lock
 
 help:
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  %-16s %s\n", $$1, $$2}'
@@ -111,6 +111,9 @@ BENCH_SCALE_ARGS ?=
 bench-scale: venv ## cost at scale: one operator, SIZES policies (100,300): CPU, RSS, API reads/writes, profile
 	@test -x $(VENV)/bin/py-spy || echo "no py-spy: no profile (pip install -e '.[bench]')"
 	PYTHONPATH=$(CURDIR)/operator $(PY) -m bench.scale --sizes $(SIZES) $(BENCH_SCALE_ARGS)
+
+bench-seen-memory: venv ## what a policy only seen costs a replica's watch, in-process, no cluster: out/bench-seen-memory.png
+	PYTHONPATH=$(CURDIR)/operator $(PY) -m bench.seen_memory
 
 # loadtest builds the demo's and the load generator's images (hack/demo-image.sh, hack/loadtest-image.sh) and
 # runs each leg in a namespace of its own, deleted after; it needs the cluster up. LOADTEST_ARGS=--short: a
