@@ -46,11 +46,14 @@ class BodyListener(Protocol):
 
 
 class EntryIndex(Generic[V]):
-    """key -> the entries stored under it, by object. Written by informer threads, read by cycles."""
+    """key -> the entries stored under it, by object. Written by informer threads, read by cycles.
+
+    A key's holders are a tuple of (object, entry) pairs, not a dict: nearly every key has one holder,
+    and a replica holds every watched object's keys (a dict of one is 184 bytes, the tuple 104)."""
 
     def __init__(self) -> None:
         self._lock = threading.Lock()
-        self._by_key: dict[str, dict[str, V]] = {}
+        self._by_key: dict[str, tuple[tuple[str, V], ...]] = {}
         # object ("namespace/name") -> the keys it is stored under, to drop them when it changes or goes
         self._keys_of: dict[str, tuple[str, ...]] = {}
 
@@ -69,28 +72,30 @@ class EntryIndex(Generic[V]):
             for obj in [o for o in self._keys_of if owned(o)]:
                 self._drop(obj)
             for obj, entries in objects.items():
+                self._drop(obj)
                 self._add(obj, entries)
 
     def get(self, key: str) -> list[V]:
         with self._lock:
-            return list(self._by_key.get(key, {}).values())
+            return [entry for _, entry in self._by_key.get(key, ())]
 
     def __len__(self) -> int:
         with self._lock:
             return len(self._keys_of)
 
     def _add(self, obj: str, entries: Mapping[str, V]) -> None:
+        """`obj` holds no key here (dropped first)."""
         for key, value in entries.items():
-            self._by_key.setdefault(key, {})[obj] = value
+            self._by_key[key] = (*self._by_key.get(key, ()), (obj, value))
         self._keys_of[obj] = tuple(entries)
 
     def _drop(self, obj: str) -> None:
         for key in self._keys_of.pop(obj, ()):
-            holders = self._by_key.get(key)
-            if holders is not None:
-                holders.pop(obj, None)
-                if not holders:
-                    del self._by_key[key]
+            others = tuple(pair for pair in self._by_key.get(key, ()) if pair[0] != obj)
+            if others:
+                self._by_key[key] = others
+            else:
+                self._by_key.pop(key, None)
 
 
 class WatchExpired(Exception):
