@@ -25,6 +25,12 @@ EXPIRE_PERIODS = 2.0
 RUNTIME_BUCKETS = (0.01, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0, 60.0, 120.0, 300.0, 600.0, 1800.0)
 # Task ids whose end is never seen (lost events, revoked tasks) must not grow the map without bound.
 MAX_TRACKED_TASKS = 100_000
+# A worker unheard for a while (the broker away: no heartbeat reaches anyone) keeps what it told of its queues
+# this long: heard again under the same hostname, it is the same process, and its queues are known at once
+# instead of asked again. A worker whose remote control has not come back after the broker's return (its
+# consumer restarts, or does not: celery/celery#8030) would otherwise leave every queue's executing count
+# missing.
+RETAIN_INFO_SECONDS = 600.0
 
 
 @dataclass
@@ -81,6 +87,8 @@ class EventState:
         self._listening_since: float | None = None
         self._workers: dict[str, _Worker] = {}
         self._info: dict[str, WorkerInfo] = {}
+        # Expired workers' info, with when they expired (see RETAIN_INFO_SECONDS).
+        self._retired: dict[str, tuple[WorkerInfo, float]] = {}
         self._task_queue: OrderedDict[str, str] = OrderedDict()
         self._sent_seen = False
         self._published: Counter[str] = Counter()
@@ -119,9 +127,14 @@ class EventState:
             if kind == "worker-heartbeat" and hostname:
                 freq = float(event.get("freq") or DEFAULT_HEARTBEAT_SECONDS)
                 self._workers[hostname] = _Worker(int(event.get("active") or 0), freq, now)
+                retired = self._retired.pop(hostname, None)
+                if retired is not None and hostname not in self._info:
+                    self._info[hostname] = retired[0]
             elif kind == "worker-offline":
+                # It said it is leaving: the same hostname heard later is a new process, to be asked again.
                 self._workers.pop(hostname, None)
                 self._info.pop(hostname, None)
+                self._retired.pop(hostname, None)
             elif kind == "task-sent":
                 self._sent_seen = True
                 queue = str(event.get("queue") or event.get("routing_key") or "")
@@ -159,7 +172,11 @@ class EventState:
             # every pod name ever seen would stay here.
             for gone in [h for h, w in self._workers.items() if not self._alive(w, now)]:
                 del self._workers[gone]
-                self._info.pop(gone, None)
+                info = self._info.pop(gone, None)
+                if info is not None:
+                    self._retired[gone] = (info, now)
+            for old in [h for h, (_, at) in self._retired.items() if now - at > RETAIN_INFO_SECONDS]:
+                del self._retired[old]
             alive = dict(self._workers)
             per_worker = {h: w.active for h, w in alive.items()}
             known = set(queues) | set(self._published) | set(self._completed)

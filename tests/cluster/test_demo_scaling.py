@@ -349,6 +349,28 @@ def _set_broker_replicas(cluster: Cluster, replicas: int) -> None:
     )
 
 
+def _exporter_story(cluster: Cluster, ns: str) -> str:
+    """The policy's MetricsAvailable condition, the demo exporter's video series and its log, for a failure's
+    message: the namespace, and with it the exporter's log, goes with the test."""
+    cond = condition(policy_status(cluster, ns, "demo-broker"), "MetricsAvailable")
+    scrape = kubectl(
+        cluster,
+        "get",
+        "--raw",
+        f"/api/v1/namespaces/{ns}/services/queue-exporter:9808/proxy/metrics",
+        check=False,
+    )
+    series = [
+        line for line in scrape.stdout.splitlines() if "video" in line or "scalekeeper_exporter" in line
+    ]
+    log = kubectl(cluster, "-n", ns, "logs", "deploy/queue-exporter", "--tail=80", check=False)
+    return (
+        f"MetricsAvailable: {cond}\nexporter series (video, its own):\n"
+        + "\n".join(series or [scrape.stderr.strip()])
+        + f"\nexporter log (last 80 lines):\n{log.stdout}{log.stderr}"
+    )
+
+
 def test_broker_restart_holds_the_workers_blind_then_recovers(
     cluster: Cluster, demo: str, running_operator: RunningOperator
 ) -> None:
@@ -395,14 +417,17 @@ def test_broker_restart_holds_the_workers_blind_then_recovers(
     kubectl(cluster, "-n", "scalekeeper-system", "rollout", "status", "deploy/redis", "--timeout=120s")
     # Back once the workers have reconnected (Celery's retry backs off) and the exporter has heard their
     # heartbeats and inspected them again: in full runs on a loaded machine, longer than 90 s.
-    wait_for(
-        "MetricsAvailable=True again",
-        lambda: (
-            (condition(policy_status(cluster, ns, "demo-broker"), "MetricsAvailable") or {}).get("status")
-            == "True"
-        ),
-        timeout=240,
-    )
+    try:
+        wait_for(
+            "MetricsAvailable=True again",
+            lambda: (
+                (condition(policy_status(cluster, ns, "demo-broker"), "MetricsAvailable") or {}).get("status")
+                == "True"
+            ),
+            timeout=240,
+        )
+    except AssertionError as e:
+        raise AssertionError(f"{e}\n{_exporter_story(cluster, ns)}") from e
     # The restarted broker kept nothing (no persistence in this setup): the workers come back down.
     wait_for(
         "video workers back at 1",

@@ -3,7 +3,12 @@ is known and what is left missing. (The threads that receive real events are tes
 
 from __future__ import annotations
 
-from scalekeeper_celery_exporter.events import MAX_TRACKED_TASKS, EventState, WorkerInfo
+from scalekeeper_celery_exporter.events import (
+    MAX_TRACKED_TASKS,
+    RETAIN_INFO_SECONDS,
+    EventState,
+    WorkerInfo,
+)
 
 
 class Clock:
@@ -49,6 +54,38 @@ def test_executing_is_missing_for_the_first_heartbeat_periods() -> None:
     assert state.snapshot(["emails"]).executing is None
     clock.now += 4
     assert state.snapshot(["emails"]).executing == {"emails": 0}
+
+
+def test_a_worker_heard_again_after_a_silence_keeps_its_queues_until_it_says_it_left() -> None:
+    # The broker away for a minute: no heartbeat, the worker expires; back, the same hostname is the same
+    # process, its queues known without asking it (its remote control may not answer yet, or ever).
+    state, clock = listening_state()
+    clock.now += 5
+    state.handle(heartbeat("celery@a", 1))
+    state.set_worker_info("celery@a", WorkerInfo(frozenset({"video"}), acks_late=False))
+    clock.now += 60
+    assert state.snapshot(["video"]).per_worker == {}  # expired
+    state.handle(heartbeat("celery@a", 2))
+    assert state.workers_without_info() == []
+    assert state.snapshot(["video"]).executing == {"video": 2}
+    # worker-offline: a later process under this hostname is asked again.
+    state.handle({"type": "worker-offline", "hostname": "celery@a"})
+    state.handle(heartbeat("celery@a", 0))
+    assert state.workers_without_info() == ["celery@a"]
+
+
+def test_an_expired_workers_queues_are_forgotten_after_the_retention() -> None:
+    state, clock = listening_state()
+    clock.now += 5
+    state.handle(heartbeat("celery@a", 1))
+    state.set_worker_info("celery@a", WorkerInfo(frozenset({"video"}), acks_late=False))
+    clock.now += 5
+    state.snapshot(["video"])  # expires it
+    clock.now += RETAIN_INFO_SECONDS + 1
+    state.snapshot(["video"])  # past the retention: forgotten
+    state.handle(heartbeat("celery@a", 1))
+    assert state.workers_without_info() == ["celery@a"]
+    assert state.snapshot(["video"]).executing is None
 
 
 def test_a_worker_of_several_queues_is_unattributed_and_a_silent_one_expires() -> None:
