@@ -30,7 +30,7 @@ from bench.scale.operator_process import (
     apiserver_policy_requests,
     proc_sample,
 )
-from bench.scale.settings import API_ERRORS, NAMESPACE_PREFIX, OUT, Settings
+from bench.scale.settings import API_ERRORS, NAMESPACE_PREFIX, OUT, Settings, code_version
 
 # --------------------------------------------------------------------------- measuring
 
@@ -132,23 +132,6 @@ class SizeResult:
     per_replica: list[dict[str, float]] = field(default_factory=list)
     # The operator's code measured: the checkout's commit (see --code).
     code: str = ""
-
-
-def code_version(checkout: Path) -> str:
-    """The checkout's commit, `+` when its tree has changes; the folder's name outside git."""
-
-    def git(*args: str) -> str:
-        done = subprocess.run(["git", "-C", str(checkout), *args], capture_output=True, text=True, check=True)
-        return done.stdout.strip()
-
-    try:
-        head, dirty = (
-            git("rev-parse", "--short", "HEAD"),
-            git("status", "--porcelain", "--untracked-files=no"),
-        )
-    except (OSError, subprocess.CalledProcessError):
-        return checkout.name
-    return head + ("+" if dirty else "")
 
 
 _READ_VERBS = ("GET", "LIST")

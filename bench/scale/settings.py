@@ -5,6 +5,7 @@ from __future__ import annotations
 import dataclasses
 import os
 import shlex
+import subprocess
 import sys
 from dataclasses import dataclass
 from pathlib import Path
@@ -100,6 +101,23 @@ class Settings:
         if mode == "on":
             return self
         return dataclasses.replace(self, operator_env={**self.operator_env, BATCH_WINDOW: "0"})
+
+
+def code_version(checkout: Path) -> str:
+    """The checkout's commit, `+` when its tree has changes; the folder's name outside git."""
+
+    def git(*args: str) -> str:
+        done = subprocess.run(["git", "-C", str(checkout), *args], capture_output=True, text=True, check=True)
+        return done.stdout.strip()
+
+    try:
+        head, dirty = (
+            git("rev-parse", "--short", "HEAD"),
+            git("status", "--porcelain", "--untracked-files=no"),
+        )
+    except (OSError, subprocess.CalledProcessError):
+        return checkout.name
+    return head + ("+" if dirty else "")
 
 
 def parse_args(argv: list[str] | None = None) -> Settings:
