@@ -188,6 +188,7 @@ class _Policy:
         "generation",
         "lookups",
         "memory",
+        "name",
         "namespace",
         "served_by",
     )
@@ -204,7 +205,7 @@ class _Policy:
         self._stamp = 0
         self.served_by = ""
         self.generation: Any = None
-        self.namespace = seen.namespace
+        self.namespace, self.name = seen.namespace, seen.name
         self.replace(seen)
 
     @property
@@ -323,7 +324,7 @@ class PolicyScheduler:
         nobody watched."""
         for uid, policy in list(self._policies.items()):
             if uid not in uids and covers(policy.namespace):
-                self.forget(uid, policy.namespace, policy.body["metadata"].get("name", ""))
+                self.forget(uid, policy.namespace, policy.name)
 
     def _drop_legacy_finalizer(self, uid: str, namespace: str, name: str) -> None:
         """Earlier builds (a kopf daemon per policy) put a finalizer on every policy; nothing needs it now,
@@ -409,8 +410,8 @@ class PolicyScheduler:
             if policy is not None and not self._stopping:
                 await self._serve(uid, policy)
         except Exception:
-            meta = policy.body["metadata"] if policy is not None else {}
-            log.exception("cycle failed", extra={"policy": f"{meta.get('namespace')}/{meta.get('name')}"})
+            where = f"{policy.namespace}/{policy.name}" if policy is not None else uid
+            log.exception("cycle failed", extra={"policy": where})
         finally:
             slots.release()
             self._schedule.finished(uid, started, self._clock())
@@ -446,8 +447,7 @@ class PolicyScheduler:
             if released:
                 # Its series are the new server's to export now: a stale one here (metrics unavailable,
                 # desired replicas) would keep an alert firing or a dashboard wrong.
-                meta = policy.body["metadata"]
-                self._runtime.metrics.forget_policy(meta.get("namespace", ""), meta.get("name", ""))
+                self._runtime.metrics.forget_policy(policy.namespace, policy.name)
             policy.set_served(served)
         self._runtime.metrics.policies_served.set(len(self._served))
 
