@@ -33,7 +33,7 @@ from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
-from bench.common import ROOT
+from bench.common import ROOT, proc_status, status_mib
 from scalekeeper.cli import Parser
 
 BODIES = Path(__file__).with_name("seen_memory_bodies.json")
@@ -144,10 +144,7 @@ def list_fn(pages: list[bytes], reads: list[bytes]) -> Callable[..., _Response]:
 
 
 def resident_mb() -> float:
-    for line in Path("/proc/self/status").read_text().splitlines():
-        if line.startswith("VmRSS:"):
-            return int(line.split()[1]) / 1024
-    return float("nan")
+    return status_mib(proc_status(os.getpid()), "VmRSS")
 
 
 def pymalloc_mb() -> tuple[float, float]:
