@@ -128,8 +128,8 @@ class EventState:
                 freq = float(event.get("freq") or DEFAULT_HEARTBEAT_SECONDS)
                 self._workers[hostname] = _Worker(int(event.get("active") or 0), freq, now)
                 retired = self._retired.pop(hostname, None)
-                if retired is not None and hostname not in self._info:
-                    self._info[hostname] = retired[0]
+                if retired is not None:
+                    self._info.setdefault(hostname, retired[0])
             elif kind == "worker-offline":
                 # It said it is leaving: the same hostname heard later is a new process, to be asked again.
                 self._workers.pop(hostname, None)

@@ -56,13 +56,19 @@ def test_executing_is_missing_for_the_first_heartbeat_periods() -> None:
     assert state.snapshot(["emails"]).executing == {"emails": 0}
 
 
-def test_a_worker_heard_again_after_a_silence_keeps_its_queues_until_it_says_it_left() -> None:
-    # The broker away for a minute: no heartbeat, the worker expires; back, the same hostname is the same
-    # process, its queues known without asking it (its remote control may not answer yet, or ever).
+def video_worker_known() -> tuple[EventState, Clock]:
+    """Listening past the first heartbeat periods, with celery@a (running one task) known to consume video."""
     state, clock = listening_state()
     clock.now += 5
     state.handle(heartbeat("celery@a", 1))
     state.set_worker_info("celery@a", WorkerInfo(frozenset({"video"}), acks_late=False))
+    return state, clock
+
+
+def test_a_worker_heard_again_after_a_silence_keeps_its_queues_until_it_says_it_left() -> None:
+    # The broker away for a minute: no heartbeat, the worker expires; back, the same hostname is the same
+    # process, its queues known without asking it (its remote control may not answer yet, or ever).
+    state, clock = video_worker_known()
     clock.now += 60
     assert state.snapshot(["video"]).per_worker == {}  # expired
     state.handle(heartbeat("celery@a", 2))
@@ -75,10 +81,7 @@ def test_a_worker_heard_again_after_a_silence_keeps_its_queues_until_it_says_it_
 
 
 def test_an_expired_workers_queues_are_forgotten_after_the_retention() -> None:
-    state, clock = listening_state()
-    clock.now += 5
-    state.handle(heartbeat("celery@a", 1))
-    state.set_worker_info("celery@a", WorkerInfo(frozenset({"video"}), acks_late=False))
+    state, clock = video_worker_known()
     clock.now += 5
     state.snapshot(["video"])  # expires it
     clock.now += RETAIN_INFO_SECONDS + 1
