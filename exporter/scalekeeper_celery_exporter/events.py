@@ -98,9 +98,11 @@ class EventState:
         self._unattributed_finished = 0
 
     def listening(self) -> None:
-        """The event queue is bound: from now on no event is missed."""
+        """An event came back through the connection: from then on no event is missed. Said again on the
+        same connection, it keeps the first time."""
         with self._lock:
-            self._listening_since = self.clock()
+            if self._listening_since is None:
+                self._listening_since = self.clock()
 
     def deaf(self) -> None:
         """The event connection is lost: events sent from now on are lost."""

@@ -33,16 +33,13 @@ PROBE_TIMEOUT_SECONDS = 10.0  # no probe back for this long, while listening: th
 
 
 class _Receiver(EventReceiver):  # type: ignore[misc]  # celery ships no type information
-    """Celery's receiver, telling the state when its queue is bound (from then on no event is missed)."""
+    """Celery's receiver, telling the state when its connection ends. It does not say when listening begins:
+    consume-ready comes before kombu's Redis transport subscribes (on its first poll), so events sent in
+    between are lost. The exporter's own probe heard back says it (EventListener._heard)."""
 
     def __init__(self, state: EventState, *args: Any, **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)
         self.state = state
-
-    def on_consume_ready(self, connection: Any, channel: Any, consumers: Any, **kwargs: Any) -> None:
-        self.state.listening()
-        # wakeup: every worker sends a heartbeat now, so executing counts are known within a second.
-        super().on_consume_ready(connection, channel, consumers, **kwargs)
 
     def on_consume_end(self, connection: Any, channel: Any) -> None:
         self.state.deaf()
@@ -87,6 +84,7 @@ class EventListener:
                     )
                     if self._stop.is_set():
                         return
+                    # wakeup: every worker sends a heartbeat at once: executing counts come within a second.
                     self._receiver.capture(limit=None, timeout=None, wakeup=True)
             except Exception as e:  # any broker failure: count it, stay deaf, reconnect
                 self.errors += 1
@@ -97,6 +95,7 @@ class EventListener:
     def _heard(self, event: dict[str, Any]) -> None:
         if event.get("hostname") == self._probe_source:  # another exporter's probes say nothing of ours
             self._probe_heard = time.monotonic()
+            self.state.listening()
 
     def _probe(self) -> None:
         while not self._stop.wait(PROBE_EVERY_SECONDS):

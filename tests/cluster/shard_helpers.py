@@ -146,6 +146,10 @@ class Writers:
         for w in self._watches:
             w.stop()
 
+    def replicas_seen(self, targets: list[str]) -> set[int | None]:
+        """The targets' replicas as this watch has seen them so far (it may lag a fresh list)."""
+        return {self._replicas.get(t) for t in targets}
+
     def by(self, prefix: str = "scalekeeper-") -> list[tuple[float, str, int, str, int]]:
         return [w for w in self.writes if w[3].startswith(prefix)]
 

@@ -47,7 +47,8 @@ def test_replicas_share_the_policies_and_each_target_has_one_writer_at_a_time(
         for m in sorted(members):
             start(m)
         apps = fleet.apps
-        fleet.create_targets([f"db{i}" for i in range(TARGETS)])
+        targets = [f"db{i}" for i in range(TARGETS)]
+        fleet.create_targets(targets)
         fleet.set_load(0.5)
         wait_for("every policy served by its ring owner", lambda: fleet.settled(members), timeout=90)
         wait_for("every target at 2", lambda: fleet.sizes() == {2}, timeout=60)
@@ -73,6 +74,10 @@ def test_replicas_share_the_policies_and_each_target_has_one_writer_at_a_time(
         )
         fleet.set_load(0.17)
         wait_for("every target at 6", lambda: fleet.sizes() == {6}, timeout=60)
+        # The writes to 6 are counted from the watch, which can lag the list: count from after them.
+        wait_for(
+            "the watch to see every target at 6", lambda: writers.replicas_seen(targets) == {6}, timeout=30
+        )
         since = len(writers.writes)
         ops[stopped].process.send_signal(signal.SIGCONT)  # type: ignore[union-attr]
         wait_for("the resumed member serving again", lambda: fleet.settled(members), timeout=60)

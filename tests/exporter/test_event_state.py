@@ -136,6 +136,14 @@ def test_counters_are_missing_again_after_deafness_and_arrivals_without_task_sen
     assert state.snapshot(["emails"]).completed == {"emails": 0}
 
 
+def test_each_probe_heard_on_one_connection_keeps_the_window_begun_by_the_first() -> None:
+    state, clock = listening_state(window=10)
+    for _ in range(5):  # a probe comes back every 2 s
+        clock.now += 2
+        state.listening()
+    assert state.snapshot(["emails"]).completed == {"emails": 0}
+
+
 def test_task_ids_never_finished_do_not_grow_without_bound() -> None:
     state, clock = listening_state(window=0.1)
     for i in range(MAX_TRACKED_TASKS + 5):
