@@ -22,6 +22,7 @@ from kubernetes import client
 
 from bench import profile_summary
 from bench.common import ROOT, percentile, prometheus_scalar, wait_for
+from bench.scale import machine
 from bench.scale.fleet import Apis, Fleet, build_fleet, delete_namespaces, delete_policies, namespace_names
 from bench.scale.operator_process import (
     OperatorProcess,
@@ -41,6 +42,7 @@ class Snapshot:
     requests: Counter[str]  # summed over the replicas
     own_each: list[dict[str, float]]  # each replica's /metrics
     apiserver: Counter[str]
+    machine: machine.MachineCpu
 
     @property
     def at(self) -> float:
@@ -61,7 +63,8 @@ class Snapshot:
 def take_snapshot(ops: Replicas, kubeconfig: str) -> Snapshot:
     procs = [proc_sample(m.pid) for m in ops.members]
     own = [m.own_metrics() for m in ops.members]
-    return Snapshot(procs, ops.request_counts(), own, apiserver_policy_requests(kubeconfig))
+    apiserver = apiserver_policy_requests(kubeconfig)
+    return Snapshot(procs, ops.request_counts(), own, apiserver, machine.sample())
 
 
 def per_replica(a: Snapshot, b: Snapshot) -> list[dict[str, float]]:
@@ -132,6 +135,9 @@ class SizeResult:
     per_replica: list[dict[str, float]] = field(default_factory=list)
     # The operator's code measured: the checkout's commit (see --code).
     code: str = ""
+    # Cores busy over the window: the whole machine ("all") and its busiest programs (bench.scale.machine).
+    machine_cores: dict[str, float] = field(default_factory=dict)
+    cycle_delay_mean_s: float = float("nan")
 
 
 _READ_VERBS = ("GET", "LIST")
@@ -231,6 +237,7 @@ def summarise_window(
     own_a, own_b = a.own, b.own
     own = {k: own_b[k] - own_a.get(k, 0.0) for k in own_b}
     gaps = cycle_gaps(evals, a.at, b.at)
+    delays = own["scalekeeper_cycle_delay_seconds_count"]
     apiserver = b.apiserver - a.apiserver
     return {
         "window_s": seconds,
@@ -277,6 +284,9 @@ def summarise_window(
         "leadership_lost": sum(1 for t in ops.leadership_lost() if a.at < t <= b.at),
         "cycles_per_s": own["scalekeeper_reconcile_seconds_count"] / seconds,
         "cycles_in_flight": own["scalekeeper_reconcile_seconds_sum"] / seconds,
+        # none counted: a checkout (--code) from before the operator measured it
+        "cycle_delay_mean_s": own["scalekeeper_cycle_delay_seconds_sum"] / delays if delays else float("nan"),
+        "machine_cores": machine.cores_by_program(a.machine, b.machine, seconds),
         # The cluster is shared: how busy the machine was says how much to trust the CPU figures.
         "load_average": os.getloadavg()[0],
     }

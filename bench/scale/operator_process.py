@@ -195,6 +195,8 @@ class OperatorProcess:
             "scalekeeper_prometheus_missing_total",
             "scalekeeper_reconcile_seconds_sum",
             "scalekeeper_reconcile_seconds_count",
+            "scalekeeper_cycle_delay_seconds_sum",
+            "scalekeeper_cycle_delay_seconds_count",
             "scalekeeper_prometheus_query_seconds_sum",
             "scalekeeper_prometheus_query_seconds_count",
             "scalekeeper_prometheus_request_queries_sum",

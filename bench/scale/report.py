@@ -14,6 +14,14 @@ def _fmt(value: float, digits: int = 1) -> str:
     return f"{value:,.{digits}f}"
 
 
+def machine_cores(r: SizeResult) -> str:
+    cores = dict(r.machine_cores)
+    if not cores:
+        return "-"
+    total = cores.pop("all")
+    return f"{total:.2f}; " + ", ".join(f"{name} {used:.2f}" for name, used in cores.items())
+
+
 ROWS: tuple[tuple[str, Callable[[SizeResult], str]], ...] = (
     ("policies (namespaces)", lambda r: f"{r.policies:,} ({r.namespaces})"),
     ("time to evaluate all once (s)", lambda r: _fmt(r.all_once_s)),
@@ -61,7 +69,9 @@ ROWS: tuple[tuple[str, Callable[[SizeResult], str]], ...] = (
         "cycles in flight (Little; a replica runs SCALEKEEPER_MAX_WORKERS at once)",
         lambda r: _fmt(r.cycles_in_flight, 2),
     ),
+    ("  cycle start delay, mean (s, cycle_delay_seconds)", lambda r: _fmt(r.cycle_delay_mean_s, 2)),
     ("log lines/s", lambda r: _fmt(r.log_lines_per_s, 0)),
+    ("machine: cores busy; the busiest programs' (bench.scale.machine)", lambda r: machine_cores(r)),
     ("setup: objects created in (s)", lambda r: _fmt(r.setup_seconds, 0)),
     ("settling: until every policy had 3 cycles (s)", lambda r: _fmt(r.settle_s, 0)),
     ("machine load average (1 min) after the window", lambda r: _fmt(r.load_average, 2)),

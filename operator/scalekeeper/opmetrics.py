@@ -42,6 +42,14 @@ class OperatorMetrics:
             registry=r,
             buckets=(0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10),
         )
+        # A replica that cannot keep up with its policies' intervals starts their cycles late: the sign to
+        # add replicas or raise maxWorkers (alert ScalekeeperCyclesLate).
+        self.cycle_delay_seconds = Histogram(
+            "scalekeeper_cycle_delay_seconds",
+            "Time from a policy's cycle falling due to its start (waiting for one of maxWorkers).",
+            registry=r,
+            buckets=(0.1, 0.5, 1, 2, 5, 10, 15, 30, 60, 120, 300),
+        )
         self.query_seconds = Histogram(
             "scalekeeper_prometheus_query_seconds",
             "Time for one policy's batched Prometheus read.",

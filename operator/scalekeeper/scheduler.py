@@ -90,14 +90,15 @@ class Schedule:
             heapq.heappop(self._heap)  # removed, rescheduled since, or running
         return None
 
-    def pop_due(self, now: float) -> str | None:
-        """The policy whose cycle is most overdue, marked running; None when none is due."""
+    def pop_due(self, now: float) -> tuple[str, float] | None:
+        """The policy whose cycle is most overdue and when it fell due, marked running; None when none is
+        due."""
         due = self.next_due()
         if due is None or due > now:
             return None
         _, _, uid = heapq.heappop(self._heap)
         self._slots[uid].running = True
-        return uid
+        return uid, due
 
     def finished(self, uid: str, started: float, now: float) -> None:
         slot = self._slots.get(uid)
@@ -387,8 +388,8 @@ class PolicyScheduler:
             pass
         try:
             while not self._stopping:
-                uid = self._schedule.pop_due(self._clock())
-                if uid is None:
+                popped = self._schedule.pop_due(self._clock())
+                if popped is None:
                     due = self._schedule.next_due()
                     timeout = None if due is None else max(0.0, due - self._clock())
                     self._changed.clear()
@@ -396,15 +397,17 @@ class PolicyScheduler:
                         await asyncio.wait_for(self._changed.wait(), timeout)
                     continue
                 await slots.acquire()
-                task = asyncio.create_task(self._cycle(uid, slots))
+                uid, due = popped
+                task = asyncio.create_task(self._cycle(uid, due, slots))
                 running.add(task)
                 task.add_done_callback(running.discard)
         finally:
             for task in running:
                 task.cancel()
 
-    async def _cycle(self, uid: str, slots: asyncio.Semaphore) -> None:
+    async def _cycle(self, uid: str, due: float, slots: asyncio.Semaphore) -> None:
         started = self._clock()
+        self._runtime.metrics.cycle_delay_seconds.observe(max(0.0, started - due))
         try:
             policy = self._policies.get(uid)
             if policy is not None and not self._stopping:

@@ -10,17 +10,21 @@ from scalekeeper.scheduler import Schedule
 
 def run_timetable(
     intervals: dict[str, float], durations: list[float], horizon: float, workers: int
-) -> dict[str, list[tuple[float, float]]]:
+) -> tuple[dict[str, list[tuple[float, float]]], list[float]]:
     """Every (start, end) of each policy's cycles over `horizon` seconds, cycles taking the durations in
-    turn, at most `workers` at once: an event-driven run of the timetable."""
+    turn, at most `workers` at once: an event-driven run of the timetable. And each cycle's delay (its
+    start minus when it fell due)."""
     schedule = Schedule()
     for uid, interval in intervals.items():
         schedule.add(uid, interval, 0.0)
     now, turn = 0.0, 0
     running: list[tuple[float, str, float]] = []  # (end, uid, start)
     runs: dict[str, list[tuple[float, float]]] = {uid: [] for uid in intervals}
+    delays: list[float] = []
     while now <= horizon:
-        while len(running) < workers and (uid := schedule.pop_due(now)) is not None:
+        while len(running) < workers and (popped := schedule.pop_due(now)) is not None:
+            uid, due = popped
+            delays.append(now - due)
             assert all(uid != other for _, other, _ in running), "a policy ran twice at once"
             end = now + durations[turn % len(durations)]
             turn += 1
@@ -34,7 +38,7 @@ def run_timetable(
             end, uid, start = item
             runs[uid].append((start, end))
             schedule.finished(uid, start, end)
-    return runs
+    return runs, delays
 
 
 @settings(max_examples=200, deadline=None)
@@ -48,7 +52,8 @@ def test_with_enough_workers_each_policy_starts_every_interval(
     intervals: dict[str, float], durations: list[float]
 ) -> None:
     horizon = 60.0
-    runs = run_timetable(intervals, durations, horizon, workers=len(intervals))
+    runs, delays = run_timetable(intervals, durations, horizon, workers=len(intervals))
+    assert delays and all(d == 0.0 for d in delays)  # a free worker for each: none starts late
     for uid, interval in intervals.items():
         starts = [start for start, _ in runs[uid]]
         assert starts and starts[0] == 0.0
@@ -68,7 +73,10 @@ def test_when_workers_are_short_every_policy_still_gets_its_turn(
 ) -> None:
     intervals = {f"p{i}": 5.0 for i in range(policies)}
     horizon = 120.0
-    runs = run_timetable(intervals, [duration], horizon, workers)
+    runs, delays = run_timetable(intervals, [duration], horizon, workers)
+    assert min(delays) >= 0.0
+    if policies * duration > 5.0 * workers:  # more cycle time than the workers have: cycles start late
+        assert max(delays) > 0.0
     # Throughput is the workers' (cycles of `duration`), shared fairly: the most overdue goes first, so
     # no policy's cycles fall behind another's by more than one.
     counts = [len(r) for r in runs.values()]
@@ -81,15 +89,15 @@ def test_when_workers_are_short_every_policy_still_gets_its_turn(
 def test_a_woken_policy_is_due_now_or_right_after_its_running_cycle() -> None:
     schedule = Schedule()
     schedule.add("a", 15.0, 0.0)
-    assert schedule.pop_due(0.0) == "a"
+    assert schedule.pop_due(0.0) == ("a", 0.0)
     schedule.finished("a", 0.0, 0.5)
     assert schedule.pop_due(5.0) is None
     schedule.wake("a", 5.0)  # its spec changed
-    assert schedule.pop_due(5.0) == "a"
+    assert schedule.pop_due(5.0) == ("a", 5.0)
     schedule.wake("a", 6.0)  # changed again while that cycle runs
     assert schedule.pop_due(6.0) is None  # never twice at once
     schedule.finished("a", 5.0, 7.0)
-    assert schedule.pop_due(7.0) == "a"
+    assert schedule.pop_due(8.0) == ("a", 7.0)  # due when that cycle ended: started a second late
 
 
 def test_a_removed_policy_never_comes_due() -> None:
@@ -97,10 +105,10 @@ def test_a_removed_policy_never_comes_due() -> None:
     schedule.add("a", 1.0, 0.0)
     schedule.add("b", 1.0, 0.5)
     schedule.remove("a")
-    assert schedule.pop_due(10.0) == "b"
+    assert schedule.pop_due(10.0) == ("b", 0.5)
     assert schedule.pop_due(10.0) is None
     schedule.add("c", 1.0, 0.0)
-    assert schedule.pop_due(10.0) == "c"
+    assert schedule.pop_due(10.0) == ("c", 0.0)
     schedule.remove("c")
     schedule.finished("c", 10.0, 10.5)  # a cycle that ran while its policy went
     assert "c" not in schedule and schedule.next_due() is None

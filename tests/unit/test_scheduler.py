@@ -179,6 +179,37 @@ def test_the_loop_runs_watched_policies_wakes_on_a_new_generation_and_forgets_de
     asyncio.run(scenario())
 
 
+def test_a_cycle_that_waits_for_a_free_worker_is_counted_late_by_its_wait() -> None:
+    runtime = RecordingRuntime(cfg=OperatorConfig(max_workers=1))
+    now = [0.0]
+    release = threading.Event()
+    record = runtime.cycle
+
+    def cycle(body: dict[str, Any], memory: Any, claimants: Any, watched: Any) -> None:
+        record(body, memory, claimants, watched)
+        if body["metadata"]["name"] == "a":
+            release.wait(10)
+
+    runtime.cycle = cycle  # type: ignore[method-assign]
+
+    async def scenario() -> None:
+        scheduler = PolicyScheduler(runtime, clock=lambda: now[0])  # type: ignore[arg-type]
+        scheduler.observe(seen_policy(policy("a", interval=60)))
+        scheduler.observe(seen_policy(policy("b", interval=60)))
+        task = asyncio.create_task(scheduler.run())
+        await until(lambda: runtime.cycles == [("a", 1)])
+        now[0] = 7.0  # b, due at 0, waits for the one worker that long
+        release.set()
+        await until(lambda: len(runtime.cycles) == 2)
+        task.cancel()
+
+    asyncio.run(scenario())
+    assert runtime.sample("scalekeeper_cycle_delay_seconds_count") == 2
+    assert runtime.sample("scalekeeper_cycle_delay_seconds_sum") == 7.0
+    assert runtime.sample("scalekeeper_cycle_delay_seconds_bucket", le="5.0") == 1
+    assert runtime.sample("scalekeeper_cycle_delay_seconds_bucket", le="10.0") == 2
+
+
 @dataclass
 class ShardRuntime(RecordingRuntime):
     """A replica "me" whose ring owner per policy the test sets; its handovers are recorded and answered
