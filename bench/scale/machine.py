@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import itertools
 import os
+import time
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -74,3 +75,10 @@ def cores_by_program(a: MachineCpu, b: MachineCpu, seconds: float, top: int = 8)
     total = (b.busy_seconds - a.busy_seconds) / seconds
     named = {name: round(used / seconds, 3) for name, used in busiest}
     return {"all": round(total, 3), **named, "other": round(max(total - sum(named.values()), 0.0), 3)}
+
+
+def cores_over(seconds: float) -> dict[str, float]:
+    """Cores busy over the next `seconds`, by program (cores_by_program)."""
+    first = sample()
+    time.sleep(seconds)
+    return cores_by_program(first, sample(), seconds)

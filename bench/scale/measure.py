@@ -6,7 +6,6 @@ from __future__ import annotations
 import contextlib
 import dataclasses
 import itertools
-import json
 import os
 import subprocess
 import sys
@@ -32,6 +31,9 @@ from bench.scale.operator_process import (
     proc_sample,
 )
 from bench.scale.settings import API_ERRORS, NAMESPACE_PREFIX, OUT, Settings, code_version
+from bench.scale.status_causes import status_write_causes
+
+IDLE_MACHINE_SECONDS = 30.0
 
 # --------------------------------------------------------------------------- measuring
 
@@ -137,6 +139,7 @@ class SizeResult:
     code: str = ""
     # Cores busy over the window: the whole machine ("all") and its busiest programs (bench.scale.machine).
     machine_cores: dict[str, float] = field(default_factory=dict)
+    machine_idle_cores: dict[str, float] = field(default_factory=dict)  # the fleet, before any operator
     cycle_delay_mean_s: float = float("nan")
 
 
@@ -292,44 +295,6 @@ def summarise_window(
     }
 
 
-def changed_fields(old: Any, new: Any, prefix: str) -> list[str]:
-    """Dotted paths where two status bodies differ; conditions and targets are matched by type or name."""
-    if isinstance(old, dict) and isinstance(new, dict):
-        return [
-            f
-            for k in sorted(old.keys() | new.keys())
-            for f in changed_fields(old.get(k), new.get(k), f"{prefix}.{k}" if prefix else k)
-        ]
-    if isinstance(old, list) and isinstance(new, list) and all(isinstance(x, dict) for x in old + new):
-        keyed_old = {x.get("type") or x.get("name"): x for x in old}
-        keyed_new = {x.get("type") or x.get("name"): x for x in new}
-        if None not in keyed_old and None not in keyed_new:
-            return [
-                f
-                for k in sorted(keyed_old.keys() | keyed_new.keys())
-                for f in changed_fields(keyed_old.get(k), keyed_new.get(k), f"{prefix}[{k}]")
-            ]
-    return [] if old == new else [prefix]
-
-
-def status_write_causes(trace: Path, start: float, end: float) -> dict[str, int]:
-    """For each status patch inside the window, what differs from the same policy's previous patch."""
-    if not trace.exists():
-        return {}
-    previous: dict[str, Any] = {}
-    causes: Counter[str] = Counter()
-    for line in trace.read_text().splitlines():
-        entry = json.loads(line)
-        path, body = entry["path"], entry["body"]
-        if start < entry["at"] <= end:
-            if path in previous:
-                causes.update(set(changed_fields(previous[path], body, "")) or {"(identical body)"})
-            else:
-                causes["(first status patch of this process)"] += 1
-        previous[path] = body
-    return dict(causes.most_common(12))
-
-
 def record_profile(pid: int, seconds: int, label: str) -> list[str]:
     pyspy = Path(sys.executable).with_name("py-spy")
     if not pyspy.exists():
@@ -434,6 +399,8 @@ def measure_size(
         )
         build_fleet(settings, apis, fleet)
         setup = time.monotonic() - started
+        # The fleet with no operator: what the kind node and the bench's exporter keep busy anyway.
+        idle = machine.cores_over(IDLE_MACHINE_SECONDS)
         turns = [(count, i, code) for count in settings.replicas for i, code in enumerate(settings.code)]
         for n, (count, i, code) in enumerate(turns):
             if running:
@@ -451,7 +418,11 @@ def measure_size(
             ops = Replicas(settings.for_batching(batching), label, count, code)
             running.append(ops)
             result = measure_replicas(settings, apis, fleet, ops, profile and n == 0, label)
-            measured(dataclasses.replace(result, batching=batching, setup_seconds=setup, code=version))
+            measured(
+                dataclasses.replace(
+                    result, batching=batching, setup_seconds=setup, code=version, machine_idle_cores=idle
+                )
+            )
 
 
 def measure_replicas(

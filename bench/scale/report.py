@@ -14,8 +14,8 @@ def _fmt(value: float, digits: int = 1) -> str:
     return f"{value:,.{digits}f}"
 
 
-def machine_cores(r: SizeResult) -> str:
-    cores = dict(r.machine_cores)
+def machine_cores(measured: dict[str, float]) -> str:
+    cores = dict(measured)
     if not cores:
         return "-"
     total = cores.pop("all")
@@ -71,7 +71,14 @@ ROWS: tuple[tuple[str, Callable[[SizeResult], str]], ...] = (
     ),
     ("  cycle start delay, mean (s, cycle_delay_seconds)", lambda r: _fmt(r.cycle_delay_mean_s, 2)),
     ("log lines/s", lambda r: _fmt(r.log_lines_per_s, 0)),
-    ("machine: cores busy; the busiest programs' (bench.scale.machine)", lambda r: machine_cores(r)),
+    (
+        "machine: cores busy; the busiest programs' (bench.scale.machine)",
+        lambda r: machine_cores(r.machine_cores),
+    ),
+    (
+        "  the same before the operator started (the fleet alone)",
+        lambda r: machine_cores(r.machine_idle_cores),
+    ),
     ("setup: objects created in (s)", lambda r: _fmt(r.setup_seconds, 0)),
     ("settling: until every policy had 3 cycles (s)", lambda r: _fmt(r.settle_s, 0)),
     ("machine load average (1 min) after the window", lambda r: _fmt(r.load_average, 2)),

@@ -58,6 +58,8 @@ def saved_result(raw: dict[str, Any]) -> SizeResult:
         "replicas": 1,
         "per_replica": [],
         "code": "",
+        "machine_cores": {},
+        "machine_idle_cores": {},
     }
     known = {f.name for f in dataclasses.fields(SizeResult)}
     missing = {name: defaults.get(name, float("nan")) for name in known - raw.keys()}
