@@ -308,10 +308,15 @@ def delete_lease(kubeconfig: str, namespace: str, name: str) -> None:
 # --------------------------------------------------------------------------- /proc
 
 
+def proc_stat(pid: int) -> list[str]:
+    """The fields of /proc/<pid>/stat from the third (state) on: [7] minflt, [11] utime, [12] stime."""
+    # The command name may hold spaces; the fields after its closing parenthesis are fixed.
+    return Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+
+
 def cpu_seconds(pid: int) -> float:
     """utime + stime of the whole process (every thread)."""
-    # The command name may hold spaces; the fields after its closing parenthesis are fixed.
-    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    fields = proc_stat(pid)
     return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
 
 

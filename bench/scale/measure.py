@@ -140,6 +140,8 @@ class SizeResult:
     # Cores busy over the window: the whole machine ("all") and its busiest programs (bench.scale.machine).
     machine_cores: dict[str, float] = field(default_factory=dict)
     machine_idle_cores: dict[str, float] = field(default_factory=dict)  # the fleet, before any operator
+    system_cpu_share: float = float("nan")  # of the replicas' CPU, the kernel's
+    minor_faults_per_cycle: float = float("nan")
     cycle_delay_mean_s: float = float("nan")
 
 
@@ -246,6 +248,14 @@ def summarise_window(
         "window_s": seconds,
         "policy_cycles": cycles,
         "cpu_per_policy_cycle_ms": 1000 * (b.cpu_seconds - a.cpu_seconds) / max(cycles, 1),
+        "system_cpu_share": sum(
+            q.system_seconds - p.system_seconds for p, q in zip(a.procs, b.procs, strict=True)
+        )
+        / max(b.cpu_seconds - a.cpu_seconds, 1e-9),
+        "minor_faults_per_cycle": sum(
+            q.minor_faults - p.minor_faults for p, q in zip(a.procs, b.procs, strict=True)
+        )
+        / max(cycles, 1),
         "cores_busy": (b.cpu_seconds - a.cpu_seconds) / seconds,
         "rss_start_mb": max(p.rss_mb for p in a.procs),
         "rss_end_mb": max(p.rss_mb for p in b.procs),

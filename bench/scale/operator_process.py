@@ -20,9 +20,9 @@ from pathlib import Path
 from bench.common import (
     LOGS,
     ROOT,
-    cpu_seconds,
     free_port,
     operator_env,
+    proc_stat,
     proc_status,
     run_kubectl,
     start_operator_process,
@@ -39,15 +39,25 @@ class ProcSample:
     rss_mb: float
     hwm_mb: float
     threads: int
+    system_seconds: float  # of cpu_seconds, in the kernel (page faults, syscalls)
+    minor_faults: int  # pages the kernel had to map: heap given back and taken again shows here
 
 
 def proc_sample(pid: int) -> ProcSample:
-    """utime + stime of the whole process (every thread) and its memory, from /proc."""
+    """utime + stime of the whole process (every thread), its kernel share, page faults and memory, from
+    /proc."""
     at = time.time()
-    cpu = cpu_seconds(pid)
+    fields = proc_stat(pid)
+    tick = os.sysconf("SC_CLK_TCK")
     status = proc_status(pid)
     return ProcSample(
-        at, cpu, status_mib(status, "VmRSS"), status_mib(status, "VmHWM"), int(status.get("Threads", "0"))
+        at,
+        (int(fields[11]) + int(fields[12])) / tick,
+        status_mib(status, "VmRSS"),
+        status_mib(status, "VmHWM"),
+        int(status.get("Threads", "0")),
+        int(fields[12]) / tick,
+        int(fields[7]),
     )
 
 

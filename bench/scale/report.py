@@ -30,6 +30,10 @@ ROWS: tuple[tuple[str, Callable[[SizeResult], str]], ...] = (
     ("CPU per policy cycle (ms)", lambda r: _fmt(r.cpu_per_policy_cycle_ms, 2)),
     ("CPU busy in steady state (cores)", lambda r: _fmt(r.cores_busy, 2)),
     (
+        "  of it in the kernel; minor page faults per cycle",
+        lambda r: f"{100 * r.system_cpu_share:.0f} %; {r.minor_faults_per_cycle:.0f}",
+    ),
+    (
         "RSS window start / end / peak (MB)",
         lambda r: f"{r.rss_start_mb:.0f} / {r.rss_end_mb:.0f} / {r.rss_peak_mb:.0f}",
     ),
