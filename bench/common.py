@@ -305,32 +305,6 @@ def delete_lease(kubeconfig: str, namespace: str, name: str) -> None:
         print(f"could not delete lease {namespace}/{name}: {out.stderr.strip()}", file=sys.stderr)
 
 
-# --------------------------------------------------------------------------- /proc
-
-
-def proc_stat(pid: int) -> list[str]:
-    """The fields of /proc/<pid>/stat from the third (state) on: [7] minflt, [11] utime, [12] stime."""
-    # The command name may hold spaces; the fields after its closing parenthesis are fixed.
-    return Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
-
-
-def cpu_seconds(pid: int) -> float:
-    """utime + stime of the whole process (every thread)."""
-    fields = proc_stat(pid)
-    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
-
-
-def proc_status(pid: int) -> dict[str, str]:
-    lines = Path(f"/proc/{pid}/status").read_text().splitlines()
-    return {key: value.strip() for key, _, value in (line.partition(":") for line in lines)}
-
-
-def status_mib(status: Mapping[str, str], key: str) -> float:
-    """A `NNN kB` field of /proc/<pid>/status (VmRSS, VmHWM...) in MiB; nan when it is not there."""
-    value = status.get(key)
-    return int(value.split()[0]) / 1024 if value else math.nan
-
-
 # --------------------------------------------------------------------------- the machine
 
 

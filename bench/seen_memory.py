@@ -33,7 +33,8 @@ from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
-from bench.common import ROOT, proc_status, status_mib
+from bench.common import ROOT
+from bench.proc import proc_status, status_mib
 from scalekeeper.cli import Parser
 
 BODIES = Path(__file__).with_name("seen_memory_bodies.json")

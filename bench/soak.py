@@ -38,17 +38,15 @@ from bench.common import (
     LOGS,
     apply_policy_crd,
     cluster_env,
-    cpu_seconds,
     delete_lease,
     describe_machine,
     free_port,
     kubectl,
     operator_env,
-    proc_status,
     start_operator_process,
-    status_mib,
     stop_process,
 )
+from bench.proc import cpu_seconds, proc_status, status_mib
 from scalekeeper.cli import Parser
 
 # Outside scalekeeper-system, which the benches only read.

@@ -10,7 +10,8 @@ import time
 from dataclasses import dataclass
 from pathlib import Path
 
-_TICKS = os.sysconf("SC_CLK_TCK")
+from bench.proc import CLOCK_TICKS, parse_proc_stat
+
 PROC = Path("/proc")
 
 
@@ -43,7 +44,7 @@ def _busy_seconds() -> float:
     ticks = [int(f) for f in fields]
     idle = ticks[3] + ticks[4]  # idle and iowait
     # guest time is counted in user already
-    return (sum(ticks[:8]) - idle) / _TICKS
+    return (sum(ticks[:8]) - idle) / CLOCK_TICKS
 
 
 def sample() -> MachineCpu:
@@ -53,17 +54,13 @@ def sample() -> MachineCpu:
         if not entry.name.isdigit():
             continue
         try:
-            stat = (entry / "stat").read_text()
+            stat = parse_proc_stat((entry / "stat").read_text())
             cmdline = (entry / "cmdline").read_bytes().split(b"\0")
         except OSError:
             continue  # gone meanwhile
-        # comm may hold spaces and parentheses: it ends at the last ')'
-        comm = stat[stat.index("(") + 1 : stat.rindex(")")]
-        rest = stat[stat.rindex(")") + 2 :].split()
-        utime, stime = int(rest[11]), int(rest[12])
         args = [a.decode(errors="replace") for a in cmdline if a]
-        name = program(comm, args, own, int(entry.name))
-        by_program[name] = by_program.get(name, 0.0) + (utime + stime) / _TICKS
+        name = program(stat.command, args, own, int(entry.name))
+        by_program[name] = by_program.get(name, 0.0) + stat.cpu_seconds
     return MachineCpu(_busy_seconds(), by_program)
 
 

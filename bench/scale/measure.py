@@ -55,6 +55,14 @@ class Snapshot:
         return sum(p.cpu_seconds for p in self.procs)
 
     @property
+    def system_seconds(self) -> float:
+        return sum(p.system_seconds for p in self.procs)
+
+    @property
+    def minor_faults(self) -> int:
+        return sum(p.minor_faults for p in self.procs)
+
+    @property
     def own(self) -> dict[str, float]:
         summed: Counter[str] = Counter()
         for own in self.own_each:
@@ -248,14 +256,8 @@ def summarise_window(
         "window_s": seconds,
         "policy_cycles": cycles,
         "cpu_per_policy_cycle_ms": 1000 * (b.cpu_seconds - a.cpu_seconds) / max(cycles, 1),
-        "system_cpu_share": sum(
-            q.system_seconds - p.system_seconds for p, q in zip(a.procs, b.procs, strict=True)
-        )
-        / max(b.cpu_seconds - a.cpu_seconds, 1e-9),
-        "minor_faults_per_cycle": sum(
-            q.minor_faults - p.minor_faults for p, q in zip(a.procs, b.procs, strict=True)
-        )
-        / max(cycles, 1),
+        "system_cpu_share": (b.system_seconds - a.system_seconds) / max(b.cpu_seconds - a.cpu_seconds, 1e-9),
+        "minor_faults_per_cycle": (b.minor_faults - a.minor_faults) / max(cycles, 1),
         "cores_busy": (b.cpu_seconds - a.cpu_seconds) / seconds,
         "rss_start_mb": max(p.rss_mb for p in a.procs),
         "rss_end_mb": max(p.rss_mb for p in b.procs),

@@ -22,13 +22,11 @@ from bench.common import (
     ROOT,
     free_port,
     operator_env,
-    proc_stat,
-    proc_status,
     run_kubectl,
     start_operator_process,
-    status_mib,
     stop_process,
 )
+from bench.proc import proc_stat, proc_status, status_mib
 from bench.scale.settings import LEASE_NAME, LEASE_NAMESPACE, NAMESPACE_PREFIX, Settings
 
 
@@ -47,17 +45,16 @@ def proc_sample(pid: int) -> ProcSample:
     """utime + stime of the whole process (every thread), its kernel share, page faults and memory, from
     /proc."""
     at = time.time()
-    fields = proc_stat(pid)
-    tick = os.sysconf("SC_CLK_TCK")
+    stat = proc_stat(pid)
     status = proc_status(pid)
     return ProcSample(
         at,
-        (int(fields[11]) + int(fields[12])) / tick,
+        stat.cpu_seconds,
         status_mib(status, "VmRSS"),
         status_mib(status, "VmHWM"),
         int(status.get("Threads", "0")),
-        int(fields[12]) / tick,
-        int(fields[7]),
+        stat.system_seconds,
+        stat.minor_faults,
     )
 
 

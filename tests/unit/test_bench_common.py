@@ -15,6 +15,7 @@ from pathlib import Path
 import pytest
 
 from bench import common as C
+from bench import proc as P
 
 
 def test_env_file_splits_at_the_first_equals_sign(tmp_path: Path) -> None:
@@ -93,16 +94,16 @@ def test_an_operator_process_logs_to_its_file_and_stops(tmp_path: Path) -> None:
     deadline = time.monotonic() + 10
     while "up" not in log.read_text() and time.monotonic() < deadline:
         time.sleep(0.05)
-    assert C.cpu_seconds(proc.pid) >= 0
-    assert C.status_mib(C.proc_status(proc.pid), "VmRSS") > 0
+    assert P.cpu_seconds(proc.pid) >= 0
+    assert P.status_mib(P.proc_status(proc.pid), "VmRSS") > 0
     C.stop_process(proc, timeout=5)
     assert proc.returncode is not None and log.read_text().strip() == "up"
     C.stop_process(proc, timeout=5)  # already stopped: nothing to do
 
 
 def test_status_mib_is_nan_for_a_missing_field() -> None:
-    assert C.status_mib({"VmRSS": "2048 kB"}, "VmRSS") == 2.0
-    assert math.isnan(C.status_mib({}, "VmHWM"))
+    assert P.status_mib({"VmRSS": "2048 kB"}, "VmRSS") == 2.0
+    assert math.isnan(P.status_mib({}, "VmHWM"))
 
 
 def test_wait_for_asks_again_after_a_listed_error_and_names_what_timed_out() -> None:
@@ -160,3 +161,12 @@ def test_sigterm_ends_the_run_like_ctrl_c_and_the_handler_is_restored() -> None:
 
 def test_the_machine_lines_name_the_cores() -> None:
     assert "CPUs (nproc)" in C.machine() and f"{os.cpu_count()} cores" in C.host_line()
+
+
+def test_a_proc_stat_line_is_read_past_a_command_name_with_spaces_and_parentheses() -> None:
+    # pid (comm) state ppid pgrp session tty tpgid flags minflt cminflt majflt cmajflt utime stime ...
+    line = "42 (my (odd) cmd) S 1 42 42 0 -1 4194560 1234 0 5 0 300 100 0 0 20 0 7 0 99 0 0"
+    stat = P.parse_proc_stat(line)
+    assert stat.command == "my (odd) cmd"
+    assert stat.minor_faults == 1234
+    assert stat.cpu_seconds == 400 / P.CLOCK_TICKS and stat.system_seconds == 100 / P.CLOCK_TICKS
