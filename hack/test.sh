@@ -28,7 +28,8 @@ if [ $# -eq 0 ]; then
   done
 fi
 set +e
-"$ROOT_DIR/.venv/bin/pytest" -q -rfE --durations=15 "$@"
+# Short tracebacks: CI keeps the head of the output, where a failure's message (what the test saw) must fit.
+"$ROOT_DIR/.venv/bin/pytest" -q -rfE --tb=short --durations=15 "$@"
 rc=$?
 # The operator's end-to-end tests ran against a local process above; run them again against the operator
 # installed in the cluster from the Helm chart, under its service account (the product's own path).
@@ -38,7 +39,7 @@ if [ $rc -eq 0 ] && [ $whole -eq 1 ]; then
   chart=(tests/cluster/test_operator_basics.py tests/cluster/test_faults.py tests/cluster/test_demo_scaling.py)
   for t in "${INSTALLED_ONLY[@]}"; do [[ $t == *::* ]] || chart+=("$t"); done
   for t in "${LOCAL_ONLY[@]}"; do chart+=("--deselect=$t"); done
-  SCALEKEEPER_E2E_OPERATOR=cluster "$ROOT_DIR/.venv/bin/pytest" -q -rfE --durations=5 "${chart[@]}"
+  SCALEKEEPER_E2E_OPERATOR=cluster "$ROOT_DIR/.venv/bin/pytest" -q -rfE --tb=short --durations=5 "${chart[@]}"
   rc=$?
 fi
 set -e

@@ -63,7 +63,8 @@ class Runtimes:
 
 @dataclass
 class Snapshot:
-    """Per queue; None where the events cannot tell (not listening long enough, a worker's queues unknown)."""
+    """Per queue; None where the events cannot tell (not listening long enough, the queues of a
+    worker running tasks unknown)."""
 
     connected: bool
     executing: dict[str, int] | None
@@ -186,10 +187,15 @@ class EventState:
             acked: dict[str, int] | None = None
             unattributed = 0
             # Until one heartbeat period has passed since listening began, a silent worker may still exist.
-            if listened >= EXPIRE_PERIODS * DEFAULT_HEARTBEAT_SECONDS and all(h in self._info for h in alive):
+            # A worker whose queues are unknown counts only when it runs something: one that does not answer
+            # remote control (a worker started while the broker was away may not) blinds no queue while idle.
+            busy_unknown = any(w.active for h, w in alive.items() if h not in self._info)
+            if listened >= EXPIRE_PERIODS * DEFAULT_HEARTBEAT_SECONDS and not busy_unknown:
                 executing, acked = Counter(), Counter()
                 for h, w in alive.items():
-                    info = self._info[h]
+                    info = self._info.get(h)
+                    if info is None:
+                        continue
                     if len(info.queues) != 1:
                         unattributed += w.active
                         continue

@@ -52,6 +52,7 @@ class EventListener:
         self.errors = 0
         self._stop = threading.Event()
         self._receiver: _Receiver | None = None
+        self._unanswered: set[str] = set()
         self._probe_heard = time.monotonic()
         self._probe_source = f"scalekeeper-exporter@{socket.gethostname()}.{os.getpid()}"
         self._threads = [
@@ -119,23 +120,25 @@ class EventListener:
 
     def _inspect(self) -> None:
         while not self._stop.wait(INSPECT_EVERY_SECONDS):
-            for hostname in self.state.workers_without_info():
+            asking = self.state.workers_without_info()
+            self._unanswered.intersection_update(asking)  # gone or answered: said again if asked anew
+            for hostname in asking:
                 try:
                     info = self._ask(hostname)
                 except Exception as e:  # a worker that does not answer is asked again next round
                     self.errors += 1
                     log.warning("celery inspect failed", extra={"worker": hostname, "error": str(e)})
                     continue
-                if info is not None:
-                    self.state.set_worker_info(hostname, info)
-                    log.info(
-                        "worker queues known",
-                        extra={
-                            "worker": hostname,
-                            "queues": sorted(info.queues),
-                            "acks_late": info.acks_late,
-                        },
-                    )
+                if info is None:
+                    if hostname not in self._unanswered:  # asked every round: said once
+                        self._unanswered.add(hostname)
+                        log.warning("celery inspect: no reply, asking again", extra={"worker": hostname})
+                    continue
+                self.state.set_worker_info(hostname, info)
+                log.info(
+                    "worker queues known",
+                    extra={"worker": hostname, "queues": sorted(info.queues), "acks_late": info.acks_late},
+                )
 
     def _ask(self, hostname: str) -> WorkerInfo | None:
         inspect = self.app.control.inspect(destination=[hostname], timeout=INSPECT_TIMEOUT_SECONDS)

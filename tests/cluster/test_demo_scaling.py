@@ -350,8 +350,8 @@ def _set_broker_replicas(cluster: Cluster, replicas: int) -> None:
 
 
 def _exporter_story(cluster: Cluster, ns: str) -> str:
-    """The policy's MetricsAvailable condition, the demo exporter's video series and its log, for a failure's
-    message: the namespace, and with it the exporter's log, goes with the test."""
+    """The policy's MetricsAvailable condition, the demo exporter's video series and log, and the video
+    workers' logs, for a failure's message: the namespace, and with it these logs, goes with the test."""
     cond = condition(policy_status(cluster, ns, "demo-broker"), "MetricsAvailable")
     scrape = kubectl(
         cluster,
@@ -364,10 +364,14 @@ def _exporter_story(cluster: Cluster, ns: str) -> str:
         line for line in scrape.stdout.splitlines() if "video" in line or "scalekeeper_exporter" in line
     ]
     log = kubectl(cluster, "-n", ns, "logs", "deploy/queue-exporter", "--tail=80", check=False)
+    workers = kubectl(
+        cluster, "-n", ns, "logs", "-l", "app=worker-video", "--prefix", "--tail=8", check=False
+    )
     return (
         f"MetricsAvailable: {cond}\nexporter series (video, its own):\n"
         + "\n".join(series or [scrape.stderr.strip()])
         + f"\nexporter log (last 80 lines):\n{log.stdout}{log.stderr}"
+        + f"\nvideo workers' logs (last 8 lines each):\n{workers.stdout}{workers.stderr}"
     )
 
 
@@ -415,8 +419,9 @@ def test_broker_restart_holds_the_workers_blind_then_recovers(
     finally:
         _set_broker_replicas(cluster, 1)
     kubectl(cluster, "-n", "scalekeeper-system", "rollout", "status", "deploy/redis", "--timeout=120s")
-    # Back once the workers have reconnected (Celery's retry backs off) and the exporter has heard their
-    # heartbeats and inspected them again: in full runs on a loaded machine, longer than 90 s.
+    # Back once the exporter listens again and the workers have reconnected (Celery's retry backs off): within
+    # about 40 s of Redis here. The workers the scale-up started while Redis was away may never answer remote
+    # control (their queues unknown to the exporter): idle, they must not hold the count back.
     try:
         wait_for(
             "MetricsAvailable=True again",
@@ -427,7 +432,7 @@ def test_broker_restart_holds_the_workers_blind_then_recovers(
             timeout=240,
         )
     except AssertionError as e:
-        raise AssertionError(f"{e}\n{_exporter_story(cluster, ns)}") from e
+        raise AssertionError(f"{e}\n{_exporter_story(cluster, ns)}") from None
     # The restarted broker kept nothing (no persistence in this setup): the workers come back down.
     wait_for(
         "video workers back at 1",

@@ -49,6 +49,22 @@ def test_executing_is_missing_until_every_live_worker_is_known() -> None:
     assert snap.per_worker == {"celery@a": 3, "celery@b": 1}
 
 
+def test_an_idle_worker_of_unknown_queues_counts_for_nothing_and_a_busy_one_blinds_every_queue() -> None:
+    state, clock = listening_state()
+    clock.now += 5
+    state.handle(heartbeat("celery@a", 2))
+    state.set_worker_info("celery@a", WorkerInfo(frozenset({"video"}), acks_late=False))
+    state.handle(heartbeat("celery@silent", 0))  # never answers remote control
+    snap = state.snapshot(["video", "emails"])
+    assert snap.executing == {"video": 2, "emails": 0}
+    assert snap.executing_acked == {"video": 2, "emails": 0}
+    assert state.workers_without_info() == ["celery@silent"]  # still asked
+    state.handle(heartbeat("celery@silent", 1))
+    snap = state.snapshot(["video", "emails"])
+    assert snap.executing is None and snap.executing_acked is None
+    assert snap.per_worker == {"celery@a": 2, "celery@silent": 1}
+
+
 def test_executing_is_missing_for_the_first_heartbeat_periods() -> None:
     state, clock = listening_state()
     assert state.snapshot(["emails"]).executing is None
