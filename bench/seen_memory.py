@@ -36,6 +36,7 @@ from typing import Any
 from bench.common import ROOT
 from bench.proc import proc_status, status_mib
 from scalekeeper.cli import Parser
+from scalekeeper.kube.informer import PAGE_SIZE
 
 BODIES = Path(__file__).with_name("seen_memory_bodies.json")
 PNG = ROOT / "out" / "bench-seen-memory.png"
@@ -43,7 +44,6 @@ KINDS = ("policy", "deployment", "hpa", "pod")
 # A bench policy's targets: kube/watched.py indexes each of its Deployments.
 TARGETS = ("web", "read", "worker-0", "worker-1", "worker-2")
 NAMESPACES = tuple(f"bench-seen-{k}" for k in range(5))
-PAGE = 500  # the informer's page size
 EVENTS_PER_READ = 200  # watch events a stream read brings at once
 
 
@@ -84,7 +84,7 @@ def bodies_of(templates: dict[str, str], kind: str, size: int, version: int = 1)
 
 def list_pages(bodies: Iterator[str]) -> list[bytes]:
     items = list(bodies)
-    chunks = [items[k : k + PAGE] for k in range(0, len(items), PAGE)] or [[]]
+    chunks = [items[k : k + PAGE_SIZE] for k in range(0, len(items), PAGE_SIZE)] or [[]]
     pages = []
     for k, chunk in enumerate(chunks):
         more = f',"continue":"{k + 1}"' if k + 1 < len(chunks) else ""

@@ -16,16 +16,15 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import heapq
-import json
 import logging
 import time
-import zlib
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
 from .engine.handover import Step
 from .engine.ring import HashRing
+from .kube.packed import pack, unpack
 from .memory import PolicyMemory
 from .model.base import LEGACY_FINALIZER
 from .policy import interval_of, lookups_of
@@ -170,7 +169,7 @@ def seen_policy(body: Mapping[str, Any]) -> SeenPolicy:
         served_by=served_by(compact),
         deleting=bool(meta.get("deletionTimestamp")),
         legacy_finalizer=LEGACY_FINALIZER in (meta.get("finalizers") or ()),
-        packed=zlib.compress(json.dumps(compact, separators=(",", ":")).encode(), 1),
+        packed=pack(compact),
     )
 
 
@@ -212,7 +211,7 @@ class _Policy:
     @property
     def body(self) -> dict[str, Any]:
         """A fresh copy of the compact body, at the newest resourceVersion known."""
-        body: dict[str, Any] = json.loads(zlib.decompress(self._packed))
+        body = unpack(self._packed)
         if self._version is not None:
             body["metadata"]["resourceVersion"] = self._version
         return body

@@ -16,6 +16,7 @@ from kubernetes.client.rest import ApiException
 
 from scalekeeper.cycle import CycleResult, Reconciler
 from scalekeeper.kube.hpa import HpaClient
+from scalekeeper.kube.packed import unpack
 from scalekeeper.kube.pods import PodCosts, WorkerPod, pod_entry
 from scalekeeper.kube.targets import ReplicaClient
 from scalekeeper.kube.watched import Watched, hpa_entry, replica_entry
@@ -194,8 +195,8 @@ class FakeApiServer:
                 replicas.update(replica_entry(kind, body))
         hpas: dict[str, list[dict[str, Any]]] = {}
         for body in self.objects.get("hpas", {}).values():
-            for key, entry in hpa_entry(body).items():
-                hpas.setdefault(key, []).append(entry)
+            for key, packed in hpa_entry(body).items():
+                hpas.setdefault(key, []).append(unpack(packed))
         pods: dict[str, list[WorkerPod]] = {}
         for body in self.objects.get("pods", {}).values():
             for key, pod in pod_entry(body).items():

@@ -14,6 +14,7 @@ from bench.seen_memory import (
     per_policy_kb,
     status_writes,
 )
+from scalekeeper.kube.informer import PAGE_SIZE
 
 
 def test_every_object_is_the_captured_body_under_a_name_and_uid_of_its_own() -> None:
@@ -30,8 +31,8 @@ def test_every_object_is_the_captured_body_under_a_name_and_uid_of_its_own() -> 
 
 
 def test_the_list_comes_in_pages_linked_by_continue_tokens() -> None:
-    pages = [json.loads(p) for p in list_pages(bodies_of(load_bodies(), "deployment", 150))]
-    assert [len(p["items"]) for p in pages] == [500, 250]
+    pages = [json.loads(p) for p in list_pages(bodies_of(load_bodies(), "deployment", 30))]
+    assert [len(p["items"]) for p in pages] == [PAGE_SIZE, 150 - PAGE_SIZE]
     assert pages[0]["metadata"]["continue"] == "1" and "continue" not in pages[1]["metadata"]
 
 

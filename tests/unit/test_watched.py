@@ -11,6 +11,7 @@ from scalekeeper import model
 from scalekeeper.engine.types import ObservedTarget
 from scalekeeper.kube.hpa import HpaClient, HpaState, hpa_name
 from scalekeeper.kube.owners import OwnerRef
+from scalekeeper.kube.packed import unpack
 from scalekeeper.kube.targets import ReplicaState, TargetRef
 from scalekeeper.kube.versions import compare_versions, is_older
 from scalekeeper.kube.watched import Watched, hpa_entry, replica_entry
@@ -46,12 +47,13 @@ def hpa(name: str, deployment: str, owner: OwnerRef | None, rv: str = "7") -> di
     }
 
 
-def index(*entries: dict[str, Any]) -> dict[str, list[Any]]:
-    """What kopf's index holds: every object's entries, grouped by key."""
-    out: dict[str, list[Any]] = {}
-    for entry in entries:
-        for key, value in entry.items():
-            out.setdefault(key, []).append(value)
+def hpa_snapshot(*bodies: dict[str, Any]) -> dict[str, list[dict[str, Any]]]:
+    """What WatchedObjects.snapshot hands a cycle of these HPAs: each one's entries, grouped by key,
+    unpacked."""
+    out: dict[str, list[dict[str, Any]]] = {}
+    for body in bodies:
+        for key, packed in hpa_entry(body).items():
+            out.setdefault(key, []).append(unpack(packed))
     return out
 
 
@@ -103,7 +105,8 @@ def test_only_deployments_and_statefulsets_without_a_replicas_path_are_read_from
 def test_the_hpa_entry_keeps_what_the_cycle_compares_and_no_status() -> None:
     entry = hpa_entry(hpa("web-web", "api", POLICY))
     assert set(entry) == {"name/shop/web-web", "target/shop/api"}
-    trimmed = entry["name/shop/web-web"]
+    assert entry["name/shop/web-web"] is entry["target/shop/api"]  # one packed copy under both keys
+    trimmed = unpack(entry["name/shop/web-web"])
     assert "status" not in trimmed and trimmed["spec"]["minReplicas"] == 2
     assert trimmed["metadata"]["resourceVersion"] == "7"
 
@@ -129,7 +132,7 @@ def test_the_index_answer_matches_the_listing_answer(objects: list[tuple[str, st
             owned = obj["metadata"]["name"]
         elif obj["spec"]["scaleTargetRef"]["name"] == "api":
             foreign = obj["metadata"]["name"]
-    state = HpaClient.state_from(index(*(hpa_entry(b) for b in bodies)), POLICY, "api")
+    state = HpaClient.state_from(hpa_snapshot(*bodies), POLICY, "api")
     assert (state.owned["metadata"]["name"] if state.owned else None) == owned
     assert (state.foreign is None) == (foreign is None)
 
@@ -188,7 +191,7 @@ def test_a_created_hpa_counts_until_the_watch_shows_it() -> None:
     made = hpa("web-web", "api", POLICY, rv="50")
     memory.wrote(("web", "hpa"), OwnWrite(None, made, "50", 100.0))
     assert seen_hpa(memory, HpaState(None, None), 101.0).owned == made
-    seen = hpa_entry(made)["name/shop/web-web"]
+    seen = unpack(hpa_entry(made)["name/shop/web-web"])
     assert seen_hpa(memory, HpaState(seen, None), 102.0).owned == seen
     assert memory.own_writes == {}
 
@@ -196,7 +199,7 @@ def test_a_created_hpa_counts_until_the_watch_shows_it() -> None:
 def test_an_updated_hpa_deleted_since_is_seen_deleted() -> None:
     memory = PolicyMemory()
     memory.wrote(("web", "hpa"), OwnWrite("49", hpa("web-web", "api", POLICY, rv="50"), "50", 100.0))
-    older = hpa_entry(hpa("web-web", "api", POLICY, rv="48"))["name/shop/web-web"]
+    older = unpack(hpa_entry(hpa("web-web", "api", POLICY, rv="48"))["name/shop/web-web"])
     kept = seen_hpa(memory, HpaState(older, None), 101.0).owned
     assert kept is not None and kept["metadata"]["resourceVersion"] == "50"
     # gone (someone deleted it): the next cycle creates it again

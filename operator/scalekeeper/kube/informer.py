@@ -30,6 +30,12 @@ EntryOf = Callable[[Mapping[str, Any]], Mapping[str, V]]
 # body -> what its entries are made from, when comparing that is cheaper than making them again
 SourceOf = Callable[[Mapping[str, Any]], Hashable]
 
+# Objects a list page brings. Not client-go's 500: a page is decoded into dicts at once (500 pods, about
+# 2.4 MB of JSON, take some 40 MB of them), and the entries kept meanwhile pin the allocator's arenas
+# once the page is freed, so a replica's resident memory keeps the page's peak. bench.seen_memory at 3,000
+# policies: 92 MB resident for 31 MB live at 500, 47 MB at 100; 50 saves 4 MB more for twice the requests.
+PAGE_SIZE = 100
+
 
 class BodyListener(Protocol):
     """Told every body an informer sees, on its thread: for a consumer that needs more than the entries
@@ -121,7 +127,7 @@ class Informer(Generic[V]):
         entry_of: EntryOf[V],
         index: EntryIndex[V],
         namespace_ok: Callable[[str], bool] = lambda _: True,
-        page_size: int = 500,
+        page_size: int = PAGE_SIZE,
         server_timeout: int = 300,
         source_of: SourceOf | None = None,
     ) -> None:

@@ -7,7 +7,8 @@ policy: at thousands of policies those reads were most of the operator's CPU and
 load. The index is only a fast path: what it has not seen (another kind, an object that may not exist) is
 read as before.
 
-Entries are small tuples and trimmed dicts, not whole bodies, so the index stays small with many objects.
+Entries are small tuples and packed bodies (kube/packed.py), not whole bodies as dicts, so the index stays
+small with many objects.
 
 The claims (which workloads each policy names) were a kopf index; kopf holds every listed policy's body, its
 handlers waiting, until that index is filled, and wakes every waiting one as each is indexed: at 10,000
@@ -28,6 +29,7 @@ from kubernetes import client
 from ..engine.claims import PolicyId
 from ..model.base import GROUP, PLURAL, VERSION
 from .informer import BodyListener, EntryIndex, EntryOf, Informer, SourceOf
+from .packed import pack, unpack
 from .pods import WorkerPod, pod_entry
 from .targets import ReplicaState, TargetRef
 
@@ -59,9 +61,10 @@ def replica_entry(kind: str, body: Mapping[str, Any]) -> dict[str, ReplicaState]
     return {replica_key(kind, meta["namespace"], meta["name"]): state}
 
 
-def hpa_entry(body: Mapping[str, Any]) -> dict[str, dict[str, Any]]:
-    """One trimmed HPA under two keys: its name (to find the owned one) and the Deployment it sizes (to
-    find another's on the web Deployment)."""
+def hpa_entry(body: Mapping[str, Any]) -> dict[str, bytes]:
+    """One trimmed HPA, packed (kube/packed.py), under two keys: its name (to find the owned one) and the
+    Deployment it sizes (to find another's on the web Deployment). Packed because every replica holds
+    every HPA and reads only its own policies'."""
     meta, spec = body["metadata"], dict(body.get("spec") or {})
     trimmed = {
         "metadata": {
@@ -72,10 +75,11 @@ def hpa_entry(body: Mapping[str, Any]) -> dict[str, dict[str, Any]]:
         },
         "spec": spec,
     }
-    keys = {hpa_name_key(meta["namespace"], meta["name"]): trimmed}
+    packed = pack(trimmed)
+    keys = {hpa_name_key(meta["namespace"], meta["name"]): packed}
     ref = spec.get("scaleTargetRef") or {}
     if ref.get("kind") == "Deployment" and ref.get("name"):
-        keys[hpa_target_key(meta["namespace"], ref["name"])] = trimmed
+        keys[hpa_target_key(meta["namespace"], ref["name"])] = packed
     return keys
 
 
@@ -128,7 +132,7 @@ class WatchedObjects:
         claims_of: EntryOf[PolicyId] = lambda _: {},
     ) -> None:
         self.replicas: EntryIndex[ReplicaState] = EntryIndex()
-        self.hpas: EntryIndex[dict[str, Any]] = EntryIndex()
+        self.hpas: EntryIndex[bytes] = EntryIndex()
         self.pods: EntryIndex[WorkerPod] = EntryIndex()
         self.claims: EntryIndex[PolicyId] = EntryIndex()
         apps, autoscaling = client.AppsV1Api(api), client.AutoscalingV2Api(api)
@@ -238,7 +242,7 @@ class WatchedObjects:
                 replicas[key] = state
             found = self.hpas.get(key)
             if found:
-                hpas[key] = found
+                hpas[key] = [unpack(packed) for packed in found]
             seen = self.pods.get(key)
             if seen:
                 pods[key] = seen
