@@ -125,7 +125,8 @@ def claims_of(body: Mapping[str, Any]) -> dict[str, PolicyId]:
     if found is None:
         return {}
     policy, tiers = found
-    return {key: policy.id for key in claim_keys(tiers).values()}
+    claimant = policy.id  # one instance under each key: every replica holds every policy's claims
+    return {key: claimant for key in claim_keys(tiers).values()}
 
 
 def interval_of(body: Mapping[str, Any], memory: PolicyMemory) -> float:

@@ -12,7 +12,7 @@ from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 
 
-@dataclass(frozen=True, order=True)
+@dataclass(frozen=True, order=True, slots=True)
 class PolicyId:
     """A ScalingPolicy as the claim order sees it; the field order is the order of precedence."""
 

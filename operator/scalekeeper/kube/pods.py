@@ -20,7 +20,7 @@ from kubernetes import client
 DELETION_COST = "controller.kubernetes.io/pod-deletion-cost"
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, slots=True)
 class WorkerPod:
     """One pod of a Deployment: its name, its deletion cost as written (None: no annotation), and whether
     it is ready and not being deleted (a pod not ready is removed first whatever its cost)."""

@@ -35,7 +35,7 @@ class TargetRef:
         return f"{self.kind} {self.namespace}/{self.name}"
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, slots=True)
 class ReplicaState:
     replicas: int
     resource_version: str
