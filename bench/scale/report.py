@@ -5,6 +5,8 @@ from __future__ import annotations
 from collections.abc import Callable
 from pathlib import Path
 
+import numpy as np
+
 from bench.common import ROOT
 from bench.scale.measure import SizeResult
 from bench.scale.settings import Settings
@@ -259,6 +261,37 @@ def memory_model(results: list[SizeResult], idle_mb: float) -> list[str]:
     return out
 
 
+def memory_fit(results: list[SizeResult], idle_mb: float) -> list[str]:
+    """RSS = idle + serving + seen x policies + served x (per policy served, beyond seen), fitted (least
+    squares) to every replica of every measure of one code. `serving` is what a replica pays once it
+    serves anything (its cycle threads' working memory, what the allocator keeps of their churn), which
+    the one-fleet model above counts as seen: it can only be told apart from the seen policies across
+    fleets of two sizes or more."""
+    out: list[str] = []
+    for code in dict.fromkeys(r.code for r in results):
+        points = [
+            (float(r.policies), float(each["served"]), float(each["rss_end_mb"]) - idle_mb)
+            for r in results
+            if r.code == code
+            for each in (r.per_replica or [{"served": r.policies, "rss_end_mb": r.rss_end_mb}])
+        ]
+        sizes = sorted({int(n) for n, _, _ in points})
+        if len(sizes) < 2 or len(points) < 4:
+            continue
+        a = np.array([[1.0, n, served] for n, served, _ in points])
+        b = np.array([rss for _, _, rss in points])
+        (serving, seen, extra), *_ = np.linalg.lstsq(a, b, rcond=None)
+        worst = float(np.max(np.abs(a @ np.array([serving, seen, extra]) - b)))
+        kb = 1024
+        out.append(
+            f"- {code or 'this checkout'}, {len(points)} replicas over fleets of "
+            f"{', '.join(f'{n:,}' for n in sizes)} policies, idle replica {idle_mb:.0f} MB: "
+            f"{serving:.0f} MB once serving, {seen * kb:.1f} KB a policy only seen (aim 10), "
+            f"{(seen + extra) * kb:.1f} KB a policy served (aim 60); worst residual {worst:.1f} MB"
+        )
+    return out
+
+
 def print_report(results: list[SizeResult], settings: Settings, machine: str, idle_mb: float) -> None:
     # Growth and projection compare sizes: those measured in the first batching mode, on one replica count.
     same_mode = [
@@ -287,6 +320,9 @@ def print_report(results: list[SizeResult], settings: Settings, machine: str, id
         *replicas_table(results),
         "memory per policy (1 replica beside several on the same fleet, and a replica seeing none):",
         *(memory_model(results, idle_mb) or ["- (needs --replicas 1,N)"]),
+        "fitted over fleets of several sizes (tells what a replica pays once it serves from what each policy "
+        "seen costs):",
+        *(memory_fit(results, idle_mb) or ["- (needs --sizes of two or more with --replicas 1,N)"]),
         "",
         "projection to the issue's sizes (two-point fit):",
         *projection(same_mode, settings.interval, settings.cycle_threads),

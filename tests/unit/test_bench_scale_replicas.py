@@ -12,7 +12,7 @@ import pytest
 
 from bench.common import ROOT
 from bench.scale.measure import SizeResult
-from bench.scale.report import memory_model, replicas_table
+from bench.scale.report import memory_fit, memory_model, replicas_table
 from bench.scale.settings import parse_args
 
 
@@ -40,6 +40,24 @@ def test_the_memory_model_splits_a_served_policys_cost_from_a_seen_ones() -> Non
     [line] = memory_model([single, shared], idle_mb=100.0)
     assert "60 KB a policy served" in line and "10 KB a policy only seen" in line
     assert "RSS ~ 100 MB + 10 KB x policies + 50 KB x served" in line
+
+
+def test_fleets_of_two_sizes_tell_what_a_replica_pays_once_serving_from_what_a_seen_policy_costs() -> None:
+    # Hand-worked: idle 100 MB; 20 MB once serving; seen 10 KB, served 50 KB more. 1,024 policies: one
+    # replica 100 + 20 + 10 + 50 = 180 MB, two (512 each) 155; 3,072: one 300 MB, three (1,024 each) 200.
+    def replicas(served: float, rss: float, n: int) -> list[dict[str, float]]:
+        return [{"served": served, "cores_busy": 0.1, "rss_end_mb": rss, "rss_peak_mb": rss}] * n
+
+    small = [result(1024, 1, 180.0), result(1024, 2, 155.0, per_replica=replicas(512, 155.0, 2))]
+    large = [result(3072, 1, 300.0), result(3072, 3, 200.0, per_replica=replicas(1024, 200.0, 3))]
+    [line] = memory_fit(small + large, idle_mb=100.0)
+    assert "7 replicas over fleets of 1,024, 3,072 policies" in line
+    assert "20 MB once serving, 10.0 KB a policy only seen (aim 10), 60.0 KB a policy served" in line
+    assert "worst residual 0.0 MB" in line
+    # One fleet alone cannot tell them apart: the model of one fleet counts the 20 MB as seen policies.
+    [one_fleet] = memory_model(large, idle_mb=100.0)
+    assert "17 KB a policy only seen" in one_fleet
+    assert memory_fit(large, idle_mb=100.0) == []
 
 
 def test_without_a_single_replica_beside_them_there_is_no_model() -> None:
