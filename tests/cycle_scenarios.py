@@ -8,17 +8,29 @@ decides where the objects live; the scenarios do not know.
 
 from __future__ import annotations
 
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field
 from typing import Any, Protocol
 
 from scalekeeper.cycle import CycleResult
 from scalekeeper.engine.claims import PolicyId
+from scalekeeper.kube.packed import unpack
+from scalekeeper.kube.watched import hpa_entry
 from scalekeeper.metrics.prometheus import BatchResult, MetricsUnreadable, Missing, QueryResult, Sample
 from scalekeeper.metrics.saturation import RESOURCE_METRICS
 from scalekeeper.policy import claims_of
 
 TARGET = "db"
+
+
+def watched_hpas(bodies: Iterable[Mapping[str, Any]]) -> dict[str, list[dict[str, Any]]]:
+    """What the operator's HPA index hands a cycle of these HPAs (WatchedObjects.snapshot): each one's
+    entries, grouped by key, unpacked."""
+    out: dict[str, list[dict[str, Any]]] = {}
+    for body in bodies:
+        for key, packed in hpa_entry(body).items():
+            out.setdefault(key, []).append(unpack(packed))
+    return out
 
 
 class World(Protocol):

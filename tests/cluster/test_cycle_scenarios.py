@@ -21,7 +21,7 @@ from scalekeeper.kube.dryrun import dry_run_call
 from scalekeeper.kube.hpa import HpaClient
 from scalekeeper.kube.pods import PodCosts
 from scalekeeper.kube.targets import ReplicaClient, transport_for
-from scalekeeper.kube.watched import Watched, hpa_entry, replica_entry
+from scalekeeper.kube.watched import Watched, replica_entry
 from scalekeeper.kube.workers import WorkerDeployments
 from scalekeeper.memory import PolicyMemory
 from scalekeeper.opmetrics import OperatorMetrics
@@ -34,6 +34,7 @@ from tests.cycle_scenarios import (
     claimants,
     condition,
     replicas_spec,
+    watched_hpas,
 )
 
 from .conftest import Cluster, release_policies
@@ -93,10 +94,8 @@ class KindWorld:
         replicas: dict[str, Any] = {}
         for item in self.apps.list_namespaced_deployment(self.ns).items:
             replicas.update(replica_entry("Deployment", self.api.sanitize_for_serialization(item)))
-        hpas: dict[str, list[dict[str, Any]]] = {}
-        for item in self.autoscaling.list_namespaced_horizontal_pod_autoscaler(self.ns).items:
-            for key, entry in hpa_entry(self.api.sanitize_for_serialization(item)).items():
-                hpas.setdefault(key, []).append(entry)
+        listed = self.autoscaling.list_namespaced_horizontal_pod_autoscaler(self.ns).items
+        hpas = watched_hpas(self.api.sanitize_for_serialization(item) for item in listed)
         return Watched(replicas, hpas, hpas_watched=True)
 
     def _body(self, name: str) -> dict[str, Any]:

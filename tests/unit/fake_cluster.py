@@ -16,15 +16,14 @@ from kubernetes.client.rest import ApiException
 
 from scalekeeper.cycle import CycleResult, Reconciler
 from scalekeeper.kube.hpa import HpaClient
-from scalekeeper.kube.packed import unpack
 from scalekeeper.kube.pods import PodCosts, WorkerPod, pod_entry
 from scalekeeper.kube.targets import ReplicaClient
-from scalekeeper.kube.watched import Watched, hpa_entry, replica_entry
+from scalekeeper.kube.watched import Watched, replica_entry
 from scalekeeper.kube.workers import WorkerDeployments
 from scalekeeper.memory import PolicyMemory
 from scalekeeper.opmetrics import OperatorMetrics
 from scalekeeper.policy import PolicyObject
-from tests.cycle_scenarios import StandInMetrics, claimants
+from tests.cycle_scenarios import StandInMetrics, claimants, watched_hpas
 
 _PATH = re.compile(r"^/apis/apps/v1/namespaces/([^/]+)/(deployments|statefulsets)/([^/]+)(/scale)?$")
 _KINDS = {"deployments": "Deployment", "statefulsets": "StatefulSet"}
@@ -193,10 +192,7 @@ class FakeApiServer:
         for plural, kind in _KINDS.items():
             for body in self.objects.get(plural, {}).values():
                 replicas.update(replica_entry(kind, body))
-        hpas: dict[str, list[dict[str, Any]]] = {}
-        for body in self.objects.get("hpas", {}).values():
-            for key, packed in hpa_entry(body).items():
-                hpas.setdefault(key, []).append(unpack(packed))
+        hpas = watched_hpas(self.objects.get("hpas", {}).values())
         pods: dict[str, list[WorkerPod]] = {}
         for body in self.objects.get("pods", {}).values():
             for key, pod in pod_entry(body).items():

@@ -18,6 +18,7 @@ from scalekeeper.kube.watched import Watched, hpa_entry, replica_entry
 from scalekeeper.memory import WATCH_LAG_LIMIT_SECONDS, OwnWrite, PolicyMemory
 from scalekeeper.tiers import tiers_of
 from scalekeeper.tiers.base import Observation
+from tests.cycle_scenarios import watched_hpas
 
 POLICY = OwnerRef("shop", "web", "uid-policy")
 OTHER = OwnerRef("shop", "other", "uid-other")
@@ -45,16 +46,6 @@ def hpa(name: str, deployment: str, owner: OwnerRef | None, rv: str = "7") -> di
         "spec": {"scaleTargetRef": {"kind": "Deployment", "name": deployment}, "minReplicas": 2},
         "status": {"currentReplicas": 2},
     }
-
-
-def hpa_snapshot(*bodies: dict[str, Any]) -> dict[str, list[dict[str, Any]]]:
-    """What WatchedObjects.snapshot hands a cycle of these HPAs: each one's entries, grouped by key,
-    unpacked."""
-    out: dict[str, list[dict[str, Any]]] = {}
-    for body in bodies:
-        for key, packed in hpa_entry(body).items():
-            out.setdefault(key, []).append(unpack(packed))
-    return out
 
 
 def test_a_deployment_entry_is_its_scale() -> None:
@@ -132,7 +123,7 @@ def test_the_index_answer_matches_the_listing_answer(objects: list[tuple[str, st
             owned = obj["metadata"]["name"]
         elif obj["spec"]["scaleTargetRef"]["name"] == "api":
             foreign = obj["metadata"]["name"]
-    state = HpaClient.state_from(hpa_snapshot(*bodies), POLICY, "api")
+    state = HpaClient.state_from(watched_hpas(bodies), POLICY, "api")
     assert (state.owned["metadata"]["name"] if state.owned else None) == owned
     assert (state.foreign is None) == (foreign is None)
 
