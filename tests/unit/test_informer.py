@@ -235,6 +235,25 @@ def test_hpas_count_as_watched_only_once_every_hpa_informer_has_listed() -> None
     assert watches.snapshot([]).pods_of("pods/shop/w") == []
 
 
+def test_a_snapshot_unpacks_each_hpa_once_for_both_its_keys_into_a_copy_of_its_own() -> None:
+    from kubernetes import client
+
+    from scalekeeper.kube.watched import WatchedObjects, hpa_entry
+
+    watches = WatchedObjects(client.ApiClient(), ["shop"])  # nothing is started: no API call
+    body = {
+        "metadata": {"name": "web-web", "namespace": "shop", "resourceVersion": "7"},
+        "spec": {"scaleTargetRef": {"kind": "Deployment", "name": "api"}, "minReplicas": 2},
+    }
+    watches.hpas.put("shop/web-web", hpa_entry(body))
+    first = watches.snapshot(["name/shop/web-web", "target/shop/api"]).hpas
+    [by_name], [by_target] = first["name/shop/web-web"], first["target/shop/api"]
+    assert by_name is by_target and by_name["spec"]["minReplicas"] == 2
+    by_name["spec"]["minReplicas"] = 9  # a cycle's change stays in its own copy
+    [again] = watches.snapshot(["name/shop/web-web"]).hpas["name/shop/web-web"]
+    assert again["spec"]["minReplicas"] == 2
+
+
 def test_the_claims_tell_every_policy_naming_a_workload_once_every_policy_informer_has_listed() -> None:
     from kubernetes import client
 

@@ -236,13 +236,14 @@ class WatchedObjects:
         HPA there means "none" and the cycle would create one."""
         replicas: dict[str, ReplicaState] = {}
         hpas: dict[str, list[dict[str, Any]]] = {}
+        unpacked: dict[bytes, dict[str, Any]] = {}
         pods: dict[str, list[WorkerPod]] = {}
         for key in keys:
             for state in self.replicas.get(key):
                 replicas[key] = state
             found = self.hpas.get(key)
             if found:
-                hpas[key] = [unpack(packed) for packed in found]
+                hpas[key] = [_unpack_once(packed, unpacked) for packed in found]
             seen = self.pods.get(key)
             if seen:
                 pods[key] = seen
@@ -256,6 +257,14 @@ class WatchedObjects:
 
     def _listed(self, index: EntryIndex[Any]) -> bool:
         return all(i.ready.is_set() for i in self.informers if i.index is index)
+
+
+def _unpack_once(packed: bytes, unpacked: dict[bytes, dict[str, Any]]) -> dict[str, Any]:
+    """An HPA sits under two keys (its name, the Deployment it sizes): a snapshot unpacks it once, and
+    both keys hand the cycle the same copy."""
+    if packed not in unpacked:
+        unpacked[packed] = unpack(packed)
+    return unpacked[packed]
 
 
 def namespace_filter(namespaces: Sequence[str]) -> Callable[[str], bool]:
